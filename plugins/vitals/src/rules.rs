@@ -1,0 +1,261 @@
+//! The vitals rules of the aggregation spec, as plain Rust so they can be
+//! unit-tested natively: unit conversion, plausibility, and the daily figures.
+
+/// One raw reading, borrowed from the group's input.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    pub id: i64,
+    /// Microseconds since the Unix epoch.
+    pub at: i64,
+    pub metric: &'a str,
+    pub value: Option<f64>,
+    pub unit: &'a str,
+}
+
+/// The daily figures of one metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Daily {
+    pub metric: &'static str,
+    pub unit: &'static str,
+    pub sample_count: i32,
+    pub rejected_count: i32,
+    pub min_value: Option<f64>,
+    pub max_value: Option<f64>,
+    pub avg_value: Option<f64>,
+    pub last_value: Option<f64>,
+}
+
+/// How an accepted unit converts to the canonical one.
+#[derive(Debug, Clone, Copy)]
+enum Conversion {
+    Identity,
+    Factor(f64),
+    FahrenheitToCelsius,
+}
+
+impl Conversion {
+    fn apply(self, v: f64) -> f64 {
+        match self {
+            Conversion::Identity => v,
+            Conversion::Factor(f) => v * f,
+            Conversion::FahrenheitToCelsius => (v - 32.0) * 5.0 / 9.0,
+        }
+    }
+}
+
+struct Metric {
+    name: &'static str,
+    canonical: &'static str,
+    units: &'static [(&'static str, Conversion)],
+    range: (f64, f64),
+}
+
+use Conversion::{FahrenheitToCelsius as F2C, Factor, Identity};
+
+const KPA_TO_MMHG: f64 = 7.50062;
+const LB_TO_KG: f64 = 0.45359237;
+
+/// The spec's metric table, in output order.
+const METRICS: &[Metric] = &[
+    Metric { name: "heart_rate", canonical: "bpm", units: &[("bpm", Identity)], range: (20.0, 300.0) },
+    Metric {
+        name: "systolic_bp",
+        canonical: "mmHg",
+        units: &[("mmHg", Identity), ("kPa", Factor(KPA_TO_MMHG))],
+        range: (50.0, 300.0),
+    },
+    Metric {
+        name: "diastolic_bp",
+        canonical: "mmHg",
+        units: &[("mmHg", Identity), ("kPa", Factor(KPA_TO_MMHG))],
+        range: (20.0, 200.0),
+    },
+    Metric {
+        name: "spo2",
+        canonical: "%",
+        units: &[("%", Identity), ("fraction", Factor(100.0))],
+        range: (50.0, 100.0),
+    },
+    Metric {
+        name: "temperature",
+        canonical: "C",
+        units: &[("C", Identity), ("celsius", Identity), ("F", F2C), ("fahrenheit", F2C)],
+        range: (25.0, 45.0),
+    },
+    Metric {
+        name: "weight",
+        canonical: "kg",
+        units: &[("kg", Identity), ("lb", Factor(LB_TO_KG)), ("lbs", Factor(LB_TO_KG))],
+        range: (1.0, 500.0),
+    },
+    Metric {
+        name: "respiratory_rate",
+        canonical: "breaths/min",
+        units: &[("breaths/min", Identity)],
+        range: (1.0, 100.0),
+    },
+];
+
+/// Unit names match ASCII-case-insensitively after trimming spaces.
+fn unit_matches(given: &str, accepted: &str) -> bool {
+    given.trim().eq_ignore_ascii_case(accepted)
+}
+
+impl Metric {
+    /// The canonical value of an acceptable reading, or `None` when the
+    /// reading is rejected (missing or non-finite value, unit not accepted,
+    /// implausible value).
+    fn canonical_value(&self, value: Option<f64>, unit: &str) -> Option<f64> {
+        let value = value.filter(|v| v.is_finite())?;
+        let (_, conversion) = self.units.iter().find(|(u, _)| unit_matches(unit, u))?;
+        let canonical = conversion.apply(value);
+        let (low, high) = self.range;
+        (low..=high).contains(&canonical).then_some(canonical)
+    }
+}
+
+/// Aggregates one group's readings into one row per known metric seen that
+/// day. Readings of unknown metrics are ignored, not counted.
+pub fn aggregate(readings: &[Reading<'_>]) -> (Vec<Daily>, u32) {
+    let mut rejected_total = 0;
+    let mut out = Vec::new();
+    for metric in METRICS {
+        let mut seen = false;
+        let mut daily = Daily {
+            metric: metric.name,
+            unit: metric.canonical,
+            sample_count: 0,
+            rejected_count: 0,
+            min_value: None,
+            max_value: None,
+            avg_value: None,
+            last_value: None,
+        };
+        let mut sum = 0.0;
+        let mut latest: Option<(i64, i64)> = None;
+        for r in readings.iter().filter(|r| r.metric == metric.name) {
+            seen = true;
+            let Some(v) = metric.canonical_value(r.value, r.unit) else {
+                daily.rejected_count += 1;
+                continue;
+            };
+            daily.sample_count += 1;
+            sum += v;
+            daily.min_value = Some(daily.min_value.map_or(v, |m| m.min(v)));
+            daily.max_value = Some(daily.max_value.map_or(v, |m| m.max(v)));
+            // Latest: greatest timestamp, ties to the greatest id.
+            if latest.is_none_or(|l| (r.at, r.id) > l) {
+                latest = Some((r.at, r.id));
+                daily.last_value = Some(v);
+            }
+        }
+        if !seen {
+            continue;
+        }
+        if daily.sample_count > 0 {
+            daily.avg_value = Some(sum / f64::from(daily.sample_count));
+        }
+        rejected_total += daily.rejected_count as u32;
+        out.push(daily);
+    }
+    (out, rejected_total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(id: i64, at: i64, metric: &'static str, value: Option<f64>, unit: &'static str) -> Reading<'static> {
+        Reading { id, at, metric, value, unit }
+    }
+
+    fn one(readings: &[Reading<'_>]) -> Daily {
+        let (rows, _) = aggregate(readings);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn converts_units_to_canonical() {
+        let cases = [
+            ("systolic_bp", 16.0, "kPa", 16.0 * 7.50062),
+            ("diastolic_bp", 10.0, " KPA ", 75.0062),
+            ("spo2", 0.97, "fraction", 97.0),
+            ("temperature", 98.6, "F", 37.0),
+            ("temperature", 212.0 - 180.0 + 68.0, "Fahrenheit", 37.77777777777778),
+            ("temperature", 36.6, "celsius", 36.6),
+            ("weight", 150.0, "lbs", 150.0 * 0.45359237),
+            ("weight", 150.0, "LB", 150.0 * 0.45359237),
+            ("heart_rate", 60.0, "BPM", 60.0),
+            ("respiratory_rate", 14.0, "Breaths/Min", 14.0),
+        ];
+        for (metric, value, unit, expected) in cases {
+            let d = one(&[r(1, 0, metric, Some(value), unit)]);
+            assert_eq!(d.sample_count, 1, "{metric} {unit}");
+            assert!((d.avg_value.unwrap() - expected).abs() < 1e-9, "{metric} {unit}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_units_values_and_implausible_readings() {
+        let d = one(&[
+            r(1, 0, "heart_rate", None, "bpm"),
+            r(2, 1, "heart_rate", Some(f64::NAN), "bpm"),
+            r(3, 2, "heart_rate", Some(f64::INFINITY), "bpm"),
+            r(4, 3, "heart_rate", Some(70.0), "mmHg"),
+            r(5, 4, "heart_rate", Some(19.999), "bpm"),
+            r(6, 5, "heart_rate", Some(300.001), "bpm"),
+            r(7, 6, "heart_rate", Some(20.0), "bpm"),
+            r(8, 7, "heart_rate", Some(300.0), "bpm"),
+        ]);
+        assert_eq!((d.sample_count, d.rejected_count), (2, 6));
+        assert_eq!((d.min_value, d.max_value, d.avg_value), (Some(20.0), Some(300.0), Some(160.0)));
+    }
+
+    #[test]
+    fn non_ascii_units_match_only_exactly() {
+        // "°c" is not "C": only ASCII letters fold.
+        let d = one(&[r(1, 0, "temperature", Some(37.0), "°C")]);
+        assert_eq!(d.rejected_count, 1);
+    }
+
+    #[test]
+    fn latest_is_greatest_timestamp_then_greatest_id() {
+        let d = one(&[
+            r(5, 100, "weight", Some(70.0), "kg"),
+            r(9, 200, "weight", Some(71.0), "kg"),
+            r(7, 200, "weight", Some(72.0), "kg"),
+            r(3, 50, "weight", Some(73.0), "kg"),
+            r(10, 300, "weight", Some(9999.0), "kg"), // latest, but rejected
+        ]);
+        assert_eq!(d.last_value, Some(71.0));
+    }
+
+    #[test]
+    fn all_rejected_gives_counts_and_null_figures() {
+        let d = one(&[r(1, 0, "spo2", Some(120.0), "%")]);
+        assert_eq!((d.sample_count, d.rejected_count), (0, 1));
+        assert_eq!((d.min_value, d.max_value, d.avg_value, d.last_value), (None, None, None, None));
+    }
+
+    #[test]
+    fn unknown_metrics_are_ignored_and_not_counted() {
+        let (rows, rejected) = aggregate(&[r(1, 0, "steps", Some(1000.0), "count"), r(2, 0, "Heart_Rate", Some(60.0), "bpm")]);
+        assert!(rows.is_empty());
+        assert_eq!(rejected, 0);
+    }
+
+    #[test]
+    fn one_row_per_metric_seen() {
+        let (rows, rejected) = aggregate(&[
+            r(1, 0, "weight", Some(70.0), "kg"),
+            r(2, 0, "heart_rate", Some(60.0), "bpm"),
+            r(3, 0, "heart_rate", Some(80.0), "bpm"),
+            r(4, 0, "heart_rate", Some(8.0), "bpm"),
+        ]);
+        let names: Vec<_> = rows.iter().map(|d| d.metric).collect();
+        assert_eq!(names, ["heart_rate", "weight"]);
+        assert_eq!(rows[0].avg_value, Some(70.0));
+        assert_eq!(rejected, 1);
+    }
+}

@@ -1,0 +1,411 @@
+//! The runner's TOML configuration: parsed strictly (unknown keys are
+//! errors), then validated as a whole so an operator sees every problem at
+//! once, each with the file, the key and the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Default config path, relative to the working directory.
+pub const DEFAULT_PATH: &str = "config/runner.toml";
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub database: Database,
+    pub runner: Runner,
+    pub plugins: Plugins,
+    /// Jobs by name, in name order.
+    pub jobs: BTreeMap<String, Job>,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// `url`: a libpq-style connection URL. `DATABASE_URL` overrides it.
+    pub url: String,
+    /// `max_connections`: hard cap on the runner's pooled connections.
+    #[serde(default = "defaults::max_connections", deserialize_with = "positive_usize")]
+    pub max_connections: usize,
+    /// `connect_timeout`: how long opening one connection may take.
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// `wait_timeout`: how long a caller waits for a free pooled connection.
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
+    pub wait_timeout: Duration,
+    /// `recycle_timeout`: how long checking a returned connection may take.
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
+    pub recycle_timeout: Duration,
+    /// `connect_attempts`: tries at start-up before giving up with an error.
+    #[serde(default = "defaults::connect_attempts", deserialize_with = "positive_u32")]
+    pub connect_attempts: u32,
+}
+
+/// `[runner]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runner {
+    /// `poll_interval`: fallback wake-up when no notification arrives.
+    #[serde(default = "defaults::poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Runner { poll_interval: defaults::poll_interval() }
+    }
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugins {
+    /// `dir`: the plugin folder; relative paths resolve against the config file's folder.
+    pub dir: PathBuf,
+}
+
+/// `[jobs.<name>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// `enabled`: a disabled job is neither loaded nor run.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// `plugin`: the component's file name in the plugin folder, e.g. `vitals.wasm`.
+    pub plugin: String,
+    /// `source`: the raw table, optionally schema-qualified.
+    pub source: Identifier,
+    /// `target`: the daily table, optionally schema-qualified.
+    pub target: Identifier,
+    /// `timestamp_column`: the source column that places a row in a day.
+    pub timestamp_column: Identifier,
+    /// `timezone`: the IANA zone whose calendar days form the groups.
+    #[serde(default = "defaults::timezone")]
+    pub timezone: String,
+    /// `batch_size`: raw rows claimed per batch.
+    #[serde(default = "defaults::batch_size", deserialize_with = "positive_i64")]
+    pub batch_size: i64,
+    /// `workers`: groups of one batch aggregated concurrently (each holds one connection).
+    #[serde(default = "defaults::workers", deserialize_with = "positive_usize")]
+    pub workers: usize,
+    /// `max_attempts`: failed tries before a row is marked `failed`.
+    #[serde(default = "defaults::max_attempts", deserialize_with = "positive_i32")]
+    pub max_attempts: i32,
+    /// `retry_backoff`: wait before the first retry; doubles each attempt, capped at an hour.
+    #[serde(default = "defaults::retry_backoff", with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// `memory_limit_mb`: the plugin's linear memory cap per group.
+    #[serde(default = "defaults::memory_limit_mb", deserialize_with = "positive_usize")]
+    pub memory_limit_mb: usize,
+    /// `time_limit`: wall time one plugin call may take.
+    #[serde(default = "defaults::time_limit", with = "humantime_serde")]
+    pub time_limit: Duration,
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn max_connections() -> usize {
+        4
+    }
+    pub fn timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn connect_attempts() -> u32 {
+        5
+    }
+    pub fn poll_interval() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn timezone() -> String {
+        "UTC".into()
+    }
+    pub fn batch_size() -> i64 {
+        200
+    }
+    pub fn workers() -> usize {
+        2
+    }
+    pub fn max_attempts() -> i32 {
+        5
+    }
+    pub fn retry_backoff() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn memory_limit_mb() -> usize {
+        64
+    }
+    pub fn time_limit() -> Duration {
+        Duration::from_secs(2)
+    }
+}
+
+/// A SQL identifier from the config (`name` or `schema.name`), checked when
+/// parsed so a hostile or mistyped name never reaches SQL unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identifier(String);
+
+impl Identifier {
+    /// Accepts `name` or `schema.name`, each part `[a-z_][a-z0-9_]*`, at most 63 bytes.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('.').collect();
+        let part_ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 63
+                && p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if parts.len() <= 2 && parts.iter().all(|p| part_ok(p)) {
+            Ok(Identifier(s.to_string()))
+        } else {
+            Err(format!(
+                "`{s}` is not a valid table or column name: expected lower-case letters, digits and `_`, optionally `schema.name`"
+            ))
+        }
+    }
+
+    /// The name as written, e.g. `public.vitals_raw`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The last part: the table's own name without its schema.
+    pub fn name(&self) -> &str {
+        self.0.rsplit('.').next().unwrap_or(&self.0)
+    }
+
+    /// The name quoted for SQL, e.g. `"public"."vitals_raw"`.
+    pub fn quoted(&self) -> String {
+        self.0.split('.').map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".")
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Identifier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Identifier::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn positive<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + Default + fmt::Display,
+{
+    let v = T::deserialize(d)?;
+    if v > T::default() { Ok(v) } else { Err(serde::de::Error::custom(format!("expected a number above 0, got {v}"))) }
+}
+
+fn positive_usize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    positive(d)
+}
+fn positive_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    positive(d)
+}
+fn positive_i32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    positive(d)
+}
+fn positive_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    positive(d)
+}
+
+/// The file as written, before cross-field checks. Spans locate the values
+/// that the second pass checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    database: Database,
+    #[serde(default)]
+    runner: Runner,
+    plugins: Plugins,
+    #[serde(default)]
+    jobs: BTreeMap<String, Spanned<Job>>,
+}
+
+/// Everything wrong with a config file, one problem per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config {}:\n{}", path.display(), problems.join("\n"))]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. `DATABASE_URL`, when set and not
+    /// empty, replaces `[database] url`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            problems: vec![format!("cannot read the file: {e}")],
+        })?;
+        let mut config = Config::parse(&text, path)?;
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.is_empty()
+        {
+            config.database.url = url;
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let error = |problems| ConfigError { path: path.to_path_buf(), problems };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| error(vec![describe_toml_error(&e, text)]))?;
+
+        let mut problems = Vec::new();
+        let line_of = |span: Range<usize>| text[..span.start.min(text.len())].lines().count().max(1);
+        let mut jobs = BTreeMap::new();
+        for (name, job) in raw.jobs {
+            let line = line_of(job.span());
+            let job = job.into_inner();
+            if Identifier::parse(&name).is_err() {
+                problems.push(format!("line {line}: [jobs.{name}]: a job name must be lower-case letters, digits and `_`"));
+            }
+            if !job.plugin.ends_with(".wasm") || job.plugin.contains('/') {
+                problems.push(format!(
+                    "line {line}: jobs.{name}.plugin: expected a `.wasm` file name inside the plugin folder, got `{}`",
+                    job.plugin
+                ));
+            }
+            if job.time_limit.is_zero() {
+                problems.push(format!("line {line}: jobs.{name}.time_limit: expected a duration above 0"));
+            }
+            if job.source == job.target {
+                problems.push(format!("line {line}: jobs.{name}: `source` and `target` are the same table"));
+            }
+            jobs.insert(name, job);
+        }
+        if raw.database.connect_timeout.is_zero() || raw.database.wait_timeout.is_zero() {
+            problems.push("[database]: connect_timeout and wait_timeout must be above 0".to_string());
+        }
+        if !problems.is_empty() {
+            return Err(error(problems));
+        }
+
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut plugins = raw.plugins;
+        if plugins.dir.is_relative() {
+            plugins.dir = base.join(&plugins.dir);
+        }
+        Ok(Config { path: path.to_path_buf(), database: raw.database, runner: raw.runner, plugins, jobs })
+    }
+
+    /// The enabled jobs.
+    pub fn enabled_jobs(&self) -> impl Iterator<Item = (&String, &Job)> {
+        self.jobs.iter().filter(|(_, j)| j.enabled)
+    }
+
+    /// The plugin file of a job.
+    pub fn plugin_path(&self, job: &Job) -> PathBuf {
+        self.plugins.dir.join(&job.plugin)
+    }
+}
+
+/// Turns toml's error (which already names the line, column and key) into one
+/// compact line: `line 3, column 1: unknown field `foo`, expected ...`.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let column = start - text[..start].rfind('\n').map_or(0, |i| i + 1) + 1;
+            let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}, column {column}: {message} (in `{snippet}`)")
+        }
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[database]
+url = "postgres://localhost/health"
+
+[plugins]
+dir = "plugins"
+
+[jobs.vitals]
+plugin = "vitals.wasm"
+source = "vitals_raw"
+target = "vitals_daily"
+timestamp_column = "recorded_at"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/runner/runner.toml"))
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.plugins.dir, Path::new("/etc/runner/plugins"));
+        let job = &c.jobs["vitals"];
+        assert_eq!((job.batch_size, job.workers, job.max_attempts), (200, 2, 5));
+        assert_eq!(job.timezone, "UTC");
+        assert_eq!(c.database.max_connections, 4);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = GOOD.replace("timestamp_column", "batch = 3\ntimestamp_column");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("/etc/runner/runner.toml"), "{e}");
+        assert!(e.contains("line 13") && e.contains("unknown field `batch`"), "{e}");
+    }
+
+    #[test]
+    fn zero_pool_is_rejected_with_line() {
+        let text = GOOD.replace("[plugins]", "max_connections = 0\n\n[plugins]");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("expected a number above 0, got 0"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_rejected() {
+        let text = GOOD.replace("[plugins]", "max_connections = \"many\"\n[plugins]");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn hostile_table_name_is_rejected() {
+        let text = GOOD.replace("\"vitals_daily\"", "\"vitals_daily; drop table users\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("not a valid table or column name"), "{e}");
+    }
+
+    #[test]
+    fn collects_every_cross_field_problem() {
+        let text = GOOD.replace("vitals.wasm", "vitals.so").replace("\"vitals_daily\"", "\"vitals_raw\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        assert!(e.problems.iter().all(|p| p.starts_with("line 8: ")), "{e}");
+    }
+
+    #[test]
+    fn identifiers_quote_each_part() {
+        assert_eq!(Identifier::parse("public.vitals_raw").unwrap().quoted(), "\"public\".\"vitals_raw\"");
+        assert!(Identifier::parse("a.b.c").is_err());
+        assert!(Identifier::parse("Vitals").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! Table introspection, and the load-time check that a plugin's
+//! self-description fits the job's raw and daily tables.
+
+use std::collections::{BTreeSet, HashMap};
+
+use tokio_postgres::GenericClient;
+
+use crate::config::{self, Identifier};
+use crate::rows::Description;
+
+/// The bookkeeping columns the runner needs on every raw table.
+pub const BOOKKEEPING: &[(&str, &str)] = &[
+    ("aggregation_status", "text"),
+    ("aggregation_error", "text"),
+    ("aggregation_attempts", "int4"),
+    ("aggregation_not_before", "timestamptz"),
+];
+
+/// Columns the runner fills itself in every daily table.
+pub const RUNNER_OUTPUT: &[(&str, &[&str])] = &[
+    ("user_id", &["int8", "int4"]),
+    ("day", &["date"]),
+    ("plugin_version", &["text", "varchar"]),
+    ("updated_at", &["timestamptz"]),
+];
+
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    /// `pg_type.typname`, e.g. `float8`.
+    pub sql_type: String,
+    pub not_null: bool,
+    pub has_default: bool,
+}
+
+/// What the runner needs to know of a table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: Identifier,
+    pub columns: HashMap<String, ColumnInfo>,
+    /// Column sets of the unique indexes (including the primary key).
+    pub unique_keys: Vec<BTreeSet<String>>,
+}
+
+/// Reads a table's columns and unique keys; `None` when it does not exist.
+pub async fn table(client: &impl GenericClient, name: &Identifier) -> Result<Option<Table>, tokio_postgres::Error> {
+    let quoted = name.quoted();
+    let rows = client
+        .query(
+            "SELECT a.attname::text, t.typname::text, a.attnotnull, a.atthasdef
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&quoted],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let columns = rows
+        .iter()
+        .map(|r| (r.get(0), ColumnInfo { sql_type: r.get(1), not_null: r.get(2), has_default: r.get(3) }))
+        .collect();
+    let keys = client
+        .query(
+            "SELECT array_agg(a.attname::text) FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique GROUP BY i.indexrelid",
+            &[&quoted],
+        )
+        .await?;
+    let unique_keys = keys.iter().map(|r| r.get::<_, Vec<String>>(0).into_iter().collect()).collect();
+    Ok(Some(Table { name: name.clone(), columns, unique_keys }))
+}
+
+fn expect_type(problems: &mut Vec<String>, table: &Table, column: &str, accepted: &[&str], what: &str) {
+    match table.columns.get(column) {
+        None => problems.push(format!("table {} has no column `{column}` ({what})", table.name)),
+        Some(c) if !accepted.contains(&c.sql_type.as_str()) => problems.push(format!(
+            "column {}.{column} is {} but {what} needs {}",
+            table.name,
+            c.sql_type,
+            accepted.join(" or ")
+        )),
+        Some(_) => {}
+    }
+}
+
+/// Problems with the raw table itself, independent of any plugin.
+pub fn check_source(job: &config::Job, source: &Table) -> Vec<String> {
+    let mut problems = Vec::new();
+    expect_type(&mut problems, source, "id", &["int8", "int4"], "the runner's row id");
+    expect_type(&mut problems, source, "user_id", &["int8", "int4"], "the group's user");
+    expect_type(&mut problems, source, job.timestamp_column.as_str(), &["timestamptz"], "timestamp_column");
+    for (column, ty) in BOOKKEEPING {
+        expect_type(&mut problems, source, column, &[ty], "bookkeeping (`runner migrate` adds it)");
+    }
+    problems
+}
+
+/// Checks a plugin's description against the job's tables; returns every
+/// mismatch, each as one sentence.
+pub fn check_plugin(desc: &Description, version: &str, source: &Table, target: &Table) -> Vec<String> {
+    let mut problems = Vec::new();
+    let plugin = format!("plugin {version}");
+    for c in desc.input.iter().chain(&desc.output) {
+        if Identifier::parse(&c.name).is_err() || c.name.contains('.') {
+            problems.push(format!("{plugin} declares column `{}`, which is not a valid column name", c.name));
+        }
+    }
+    if !problems.is_empty() {
+        return problems;
+    }
+    for c in &desc.input {
+        expect_type(&mut problems, source, &c.name, c.kind.sql_types(), &format!("{plugin} reads it as {}", c.kind));
+    }
+    for c in &desc.output {
+        if RUNNER_OUTPUT.iter().any(|(name, _)| *name == c.name) {
+            problems.push(format!("{plugin} declares output column `{}`, which the runner fills itself", c.name));
+            continue;
+        }
+        expect_type(&mut problems, target, &c.name, c.kind.sql_types(), &format!("{plugin} writes it as {}", c.kind));
+    }
+    for (name, types) in RUNNER_OUTPUT {
+        expect_type(&mut problems, target, name, types, "the runner fills it");
+    }
+    for (name, info) in &target.columns {
+        let written = desc.output.iter().any(|c| &c.name == name) || RUNNER_OUTPUT.iter().any(|(n, _)| n == name);
+        if info.not_null && !info.has_default && !written {
+            problems.push(format!("column {}.{name} is NOT NULL without a default, but {plugin} does not write it", target.name));
+        }
+    }
+    let mut key: BTreeSet<String> = ["user_id".to_string(), "day".to_string()].into();
+    for k in &desc.key {
+        if !desc.output.iter().any(|c| &c.name == k) {
+            problems.push(format!("{plugin} declares key column `{k}` that is not among its output columns"));
+        }
+        key.insert(k.clone());
+    }
+    if !target.unique_keys.contains(&key) {
+        let key: Vec<_> = key.into_iter().collect();
+        problems.push(format!(
+            "table {} has no unique key on ({}), the key {plugin} declares",
+            target.name,
+            key.join(", ")
+        ));
+    }
+    problems
+}

@@ -1,0 +1,151 @@
+//! One group's short transaction: lock the group, claim its pending rows,
+//! read the whole day, call the plugin, replace the daily rows, mark the
+//! claimed rows completed — or roll the work back and record the failure.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
+use deadpool_postgres::{Client, Transaction};
+
+use super::job::{GROUP_LOCK, Job};
+use crate::db::sql::{self, Param};
+use crate::rows::{GroupKey, InputRow, Output, Value, days_since_epoch};
+
+/// What happened to a group.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Another worker or runner holds the group; its rows stay pending for later.
+    Busy,
+    /// Nothing pending was left (another runner finished it first).
+    Empty,
+    /// Daily rows written, claimed rows completed.
+    Completed { claimed: usize, written: usize, rejected: u32 },
+    /// Rolled back; claimed rows were sent back to pending (or to failed).
+    Failed { claimed: usize, error: String },
+}
+
+/// Why a group failed inside its transaction.
+#[derive(Debug, thiserror::Error)]
+enum GroupError {
+    #[error("plugin {plugin} on {key}: {source}")]
+    Plugin { plugin: Arc<str>, key: GroupKey, source: crate::plugin::CallError },
+    #[error("plugin {plugin} on {key}: {message}")]
+    InvalidOutput { plugin: Arc<str>, key: GroupKey, message: String },
+    #[error("writing {key}: {0}", key = .1)]
+    Sql(tokio_postgres::Error, GroupKey),
+}
+
+/// Processes one group in one transaction. An `Err` is a database failure
+/// (connection lost, ...): everything is rolled back and the rows stay
+/// pending untouched, to be retried without spending an attempt.
+pub async fn process(client: &mut Client, job: &Job, key: GroupKey) -> Result<Outcome, tokio_postgres::Error> {
+    let mut tx = client.transaction().await?;
+    let lock = tx.prepare_cached(GROUP_LOCK).await?;
+    let locked: bool = tx.query_one(&lock, &[&job.config.target.as_str(), &key.user_id, &key.day]).await?.get(0);
+    if !locked {
+        return Ok(Outcome::Busy);
+    }
+    let tz = &job.config.timezone;
+    let claimed: Vec<i64> = tx
+        .query(&tx.prepare_cached(&job.sql.claim).await?, &[&key.user_id, &key.day, tz])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if claimed.is_empty() {
+        tx.commit().await?;
+        return Ok(Outcome::Empty);
+    }
+
+    // The work runs in a savepoint: on failure it is undone while the row
+    // locks are kept, so recording the failure cannot race another runner.
+    // If the connection itself is gone, the rollback fails and the `?`
+    // returns: the whole transaction dies and the rows stay pending as they
+    // were, retried later without spending an attempt.
+    let mut savepoint = tx.savepoint("aggregate").await?;
+    let outcome = match aggregate(&mut savepoint, job, key, &claimed).await {
+        Ok((written, rejected)) => {
+            savepoint.commit().await?;
+            Outcome::Completed { claimed: claimed.len(), written, rejected }
+        }
+        Err(e) => {
+            savepoint.rollback().await?;
+            let error = e.to_string();
+            let backoff = job.config.retry_backoff.as_secs_f64();
+            let fail = tx.prepare_cached(&job.sql.fail).await?;
+            tx.execute(&fail, &[&claimed, &error, &job.config.max_attempts, &backoff]).await?;
+            Outcome::Failed { claimed: claimed.len(), error }
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Reads the day, runs the plugin, replaces the daily rows and completes
+/// the claimed rows. Returns (rows written, rows rejected).
+async fn aggregate(tx: &mut Transaction<'_>, job: &Job, key: GroupKey, claimed: &[i64]) -> Result<(usize, u32), GroupError> {
+    let sql_err = |e| GroupError::Sql(e, key);
+    let tz = &job.config.timezone;
+    let input = tx.prepare_cached(&job.sql.input).await.map_err(sql_err)?;
+    let raw = tx.query(&input, &[&key.user_id, &key.day, tz]).await.map_err(sql_err)?;
+    let mut rows = Vec::with_capacity(raw.len());
+    for r in &raw {
+        let at: DateTime<Utc> = r.try_get(1).map_err(sql_err)?;
+        let values = (2..r.len()).map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(sql_err)?;
+        rows.push(InputRow { id: r.try_get(0).map_err(sql_err)?, at: at.timestamp_micros(), values });
+    }
+
+    let plugin = job.plugin.clone();
+    let limits = job.limits;
+    let output = tokio::task::spawn_blocking(move || plugin.aggregate(key, rows, limits))
+        .await
+        .expect("plugin call panicked in the host")
+        .map_err(|source| GroupError::Plugin { plugin: job.plugin.version.clone(), key, source })?;
+    check_output(job, &output)
+        .map_err(|message| GroupError::InvalidOutput { plugin: job.plugin.version.clone(), key, message })?;
+
+    let delete = tx.prepare_cached(&job.sql.delete).await.map_err(sql_err)?;
+    tx.execute(&delete, &[&key.user_id, &key.day]).await.map_err(sql_err)?;
+    let version = Value::Text(job.plugin.version.to_string());
+    let day = Value::Date(days_since_epoch(key.day));
+    let user = Value::Integer(key.user_id);
+    let now = Value::Timestamp(Utc::now().timestamp_micros());
+    // Chunks keep each INSERT well under Postgres's 65535-parameter limit.
+    let per_chunk = (60_000 / (job.plugin.description.output.len() + 4)).max(1);
+    for chunk in output.rows.chunks(per_chunk) {
+        let mut params: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * (chunk[0].len() + 4));
+        for row in chunk {
+            params.extend([Param(&user), Param(&day), Param(&version), Param(&now)]);
+            params.extend(row.iter().map(Param));
+        }
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let statement = tx.prepare_cached(&job.sql.insert(chunk.len())).await.map_err(sql_err)?;
+        tx.execute(&statement, &refs).await.map_err(sql_err)?;
+    }
+    let complete = tx.prepare_cached(&job.sql.complete).await.map_err(sql_err)?;
+    tx.execute(&complete, &[&claimed]).await.map_err(sql_err)?;
+    Ok((output.rows.len(), output.rejected))
+}
+
+/// Every output row must have the declared number of values, each of its
+/// column's declared type or NULL.
+fn check_output(job: &Job, output: &Output) -> Result<(), String> {
+    let columns = &job.plugin.description.output;
+    for (i, row) in output.rows.iter().enumerate() {
+        if row.len() != columns.len() {
+            return Err(format!("output row {i} has {} values but {} columns are declared", row.len(), columns.len()));
+        }
+        for (value, column) in row.iter().zip(columns) {
+            if let Some(kind) = value.kind()
+                && kind != column.kind
+            {
+                return Err(format!(
+                    "output row {i}: column `{}` is declared {} but the value is {kind}",
+                    column.name, column.kind
+                ));
+            }
+        }
+    }
+    Ok(())
+}

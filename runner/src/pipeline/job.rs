@@ -1,0 +1,113 @@
+//! A runnable job: its config, its loaded plugin, and the SQL built once
+//! from both (identifiers validated and quoted).
+
+use std::sync::Arc;
+
+use crate::config;
+use crate::plugin::{Limits, Plugin};
+
+/// Everything a worker needs to process one job's groups.
+pub struct Job {
+    pub name: String,
+    pub config: config::Job,
+    pub plugin: Arc<Plugin>,
+    pub limits: Limits,
+    pub sql: Statements,
+}
+
+/// SQL text for one job. Parameters are noted per statement.
+pub struct Statements {
+    /// ($1 tz, $2 limit) → (user_id, day) of a batch of due pending rows.
+    pub peek: String,
+    /// ($1 user_id, $2 day, $3 tz) → ids of the group's pending rows, locked.
+    pub claim: String,
+    /// ($1 user_id, $2 day, $3 tz) → id, timestamp, input columns of every non-failed row.
+    pub input: String,
+    /// ($1 user_id, $2 day)
+    pub delete: String,
+    /// INSERT prefix; `insert(n)` appends the VALUES for n rows.
+    insert_prefix: String,
+    /// Values per output row, including the runner's four.
+    insert_width: usize,
+    /// ($1 ids)
+    pub complete: String,
+    /// ($1 ids, $2 error, $3 max_attempts, $4 backoff seconds)
+    pub fail: String,
+}
+
+/// Advisory-lock key of a group: (target table, user, day), hashed by
+/// Postgres so every runner computes the same key.
+pub const GROUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || '/' || $2::bigint || '/' || $3::date, 0))";
+
+impl Statements {
+    pub fn new(job: &config::Job, plugin: &Plugin) -> Self {
+        let src = job.source.quoted();
+        let dst = job.target.quoted();
+        let ts = job.timestamp_column.quoted();
+        let quote = |name: &str| format!("\"{name}\"");
+        let day_range = format!(
+            "user_id = $1 AND {ts} >= ($2::date::timestamp AT TIME ZONE $3) AND {ts} < (($2::date + 1)::timestamp AT TIME ZONE $3)"
+        );
+        let input_cols: String = plugin.description.input.iter().map(|c| format!(", {}", quote(&c.name))).collect();
+        let output_cols: Vec<String> = plugin.description.output.iter().map(|c| quote(&c.name)).collect();
+        Statements {
+            peek: format!(
+                "SELECT user_id, ({ts} AT TIME ZONE $1)::date AS day FROM (
+                    SELECT id, user_id, {ts} FROM {src}
+                    WHERE aggregation_status = 'pending'
+                      AND (aggregation_not_before IS NULL OR aggregation_not_before <= now())
+                    ORDER BY id LIMIT $2
+                    FOR UPDATE SKIP LOCKED) batch
+                 GROUP BY 1, 2 ORDER BY min(id)"
+            ),
+            claim: format!(
+                "SELECT id FROM {src} WHERE {day_range} AND aggregation_status = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
+            ),
+            input: format!(
+                "SELECT id, {ts}{input_cols} FROM {src} WHERE {day_range} AND aggregation_status <> 'failed' ORDER BY {ts}, id"
+            ),
+            delete: format!("DELETE FROM {dst} WHERE user_id = $1 AND day = $2"),
+            insert_prefix: format!(
+                "INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {}) VALUES ",
+                output_cols.join(", ")
+            ),
+            insert_width: output_cols.len() + 4,
+            complete: format!(
+                "UPDATE {src} SET aggregation_status = 'completed', aggregation_error = NULL WHERE id = ANY($1)"
+            ),
+            fail: format!(
+                "UPDATE {src} SET
+                    aggregation_attempts = aggregation_attempts + 1,
+                    aggregation_error = $2,
+                    aggregation_status = CASE WHEN aggregation_attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
+                    aggregation_not_before = now() + make_interval(secs => LEAST($4 * power(2, aggregation_attempts), 3600))
+                 WHERE id = ANY($1)"
+            ),
+        }
+    }
+
+    /// An INSERT of `rows` output rows; `$1..$4` of each row are user_id,
+    /// day, plugin_version and updated_at.
+    pub fn insert(&self, rows: usize) -> String {
+        let mut sql = self.insert_prefix.clone();
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..self.insert_width {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", r * self.insert_width + c + 1));
+            }
+            sql.push(')');
+        }
+        sql
+    }
+}
+
+impl Job {
+    pub fn new(name: &str, config: &config::Job, plugin: Arc<Plugin>) -> Self {
+        let limits = Limits { memory_bytes: config.memory_limit_mb << 20, time: config.time_limit };
+        let sql = Statements::new(config, &plugin);
+        Job { name: name.to_string(), config: config.clone(), plugin, limits, sql }
+    }
+}

@@ -1,0 +1,95 @@
+//! The aggregation pipeline: load and check each enabled job, then run one
+//! loop per job over a shared, bounded pool.
+
+pub mod group;
+pub mod job;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use deadpool_postgres::Pool;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::db::{listen, schema};
+use crate::plugin::{Limits, Plugin, Runtime};
+pub use job::Job;
+pub use worker::{Mode, Report};
+
+/// Loads every enabled job's plugin and checks it against the job's tables.
+/// Returns the jobs, or every problem found (one sentence each).
+pub async fn prepare(config: &Config, pool: &Pool, runtime: &Runtime) -> Result<Vec<Arc<Job>>, Vec<String>> {
+    let client = pool.get().await.map_err(|e| vec![format!("cannot get a database connection: {e}")])?;
+    let mut jobs = Vec::new();
+    let mut problems = Vec::new();
+    for (name, cfg) in config.enabled_jobs() {
+        let mut job_problems = Vec::new();
+        let limits = Limits { memory_bytes: cfg.memory_limit_mb << 20, time: cfg.time_limit };
+        let plugin = match Plugin::load(runtime, &config.plugin_path(cfg), limits) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                job_problems.push(format!("{e:#}"));
+                None
+            }
+        };
+        let mut tables = Vec::new();
+        for table in [&cfg.source, &cfg.target] {
+            match schema::table(&**client, table).await {
+                Ok(Some(t)) => tables.push(t),
+                Ok(None) => job_problems.push(format!("table {table} does not exist (run `runner migrate`?)")),
+                Err(e) => job_problems.push(format!("reading table {table}: {e}")),
+            }
+        }
+        if let [source, target] = tables.as_slice() {
+            job_problems.extend(schema::check_source(cfg, source));
+            if let Some(p) = &plugin {
+                job_problems.extend(schema::check_plugin(&p.description, &p.version, source, target));
+            }
+        }
+        match tz_exists(&client, &cfg.timezone).await {
+            Ok(true) => {}
+            Ok(false) => job_problems.push(format!("timezone `{}` is not a time zone Postgres knows", cfg.timezone)),
+            Err(e) => job_problems.push(format!("checking timezone: {e}")),
+        }
+        match plugin {
+            Some(plugin) if job_problems.is_empty() => jobs.push(Arc::new(Job::new(name, cfg, plugin))),
+            _ => problems.extend(job_problems.into_iter().map(|p| format!("job {name}: {p}"))),
+        }
+    }
+    if problems.is_empty() { Ok(jobs) } else { Err(problems) }
+}
+
+async fn tz_exists(client: &deadpool_postgres::Client, tz: &str) -> Result<bool, tokio_postgres::Error> {
+    let row = client.query_one("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", &[&tz]).await?;
+    Ok(row.get(0))
+}
+
+/// Runs every job until shutdown (or, with `Mode::Once`, until drained).
+pub async fn run(config: &Config, pool: Pool, jobs: Vec<Arc<Job>>, mode: Mode, shutdown: watch::Receiver<bool>) -> anyhow::Result<Vec<(String, Report)>> {
+    let mut wakers: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
+    let mut tasks = Vec::new();
+    for job in jobs {
+        let wake = Arc::new(Notify::new());
+        wakers.entry(job.config.source.name().to_string()).or_default().push(wake.clone());
+        tracing::info!(job = %job.name, plugin = %job.plugin.version, source = %job.config.source, target = %job.config.target, "Job started.");
+        let name = job.name.clone();
+        tasks.push((name, tokio::spawn(worker::run(pool.clone(), job, mode, wake, shutdown.clone()))));
+    }
+    let listener = match mode {
+        Mode::Daemon { .. } => {
+            let pg = crate::db::pool::pg_config(&config.database.url)?;
+            Some(tokio::spawn(listen::listen(pg, wakers, shutdown.clone())))
+        }
+        Mode::Once => None,
+    };
+    let mut reports = Vec::new();
+    for (name, task) in tasks {
+        reports.push((name.clone(), task.await.with_context(|| format!("job {name} panicked"))?));
+    }
+    if let Some(listener) = listener {
+        listener.abort();
+    }
+    Ok(reports)
+}

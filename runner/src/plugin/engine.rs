@@ -1,0 +1,57 @@
+//! The one wasmtime `Engine` of the process, its shared `Linker`, and the
+//! epoch ticker that turns wall-time limits into traps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::error::Context as _;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::{Aggregator, HostState};
+
+/// How often the epoch advances; time limits are rounded up to this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The engine and linker every plugin is compiled and instantiated with.
+#[derive(Clone)]
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Arc<Linker<HostState>>,
+}
+
+impl Runtime {
+    /// Creates the engine with epoch interruption and starts its ticker.
+    pub fn new() -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).context("creating the WebAssembly engine")?;
+
+        let mut linker = Linker::new(&engine);
+        // Rust std guests import wasi:cli/io even when they use none of it;
+        // the context behind them grants nothing (see `HostState::new`).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("linking WASI")?;
+        Aggregator::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).context("linking the host interface")?;
+
+        // The ticker holds only a weak engine handle, so it ends with the engine.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        Ok(Runtime { engine, linker: Arc::new(linker) })
+    }
+}
+
+/// Epoch ticks for a wall-time limit, rounded up, plus one because the
+/// current tick may be almost over.
+pub fn ticks(limit: Duration) -> u64 {
+    (limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
+}

@@ -1,0 +1,121 @@
+//! Aggregation plugins: loading a component of our WIT world, asking it to
+//! describe itself, and calling it on one group inside a fresh, limited store.
+
+mod bindings;
+pub mod engine;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::error::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+
+use crate::rows::{Description, GroupKey, InputRow, Output};
+use bindings::{AggregatorPre, HostState};
+pub use engine::Runtime;
+
+/// Memory and time a plugin may use for one call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub time: Duration,
+}
+
+/// A loaded plugin: compiled once, instantiated afresh for every group.
+pub struct Plugin {
+    pre: AggregatorPre<HostState>,
+    runtime: Runtime,
+    pub path: PathBuf,
+    pub description: Description,
+    /// `name@version+sha256:<12 hex>`: names the exact component.
+    pub version: Arc<str>,
+    /// Full SHA-256 of the file, hex.
+    pub hash: String,
+}
+
+/// Why a call into a plugin did not produce output. Every case fails the
+/// group; the message names the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin's own verdict (`plugin-error`).
+    #[error("plugin error: {0}")]
+    Plugin(String),
+    #[error("exceeded its time limit of {0:?}")]
+    TimeLimit(Duration),
+    /// A trap or any other failure inside the component (panic, memory limit, ...).
+    #[error("trapped: {0}")]
+    Trap(String),
+}
+
+impl Plugin {
+    /// Loads, compiles and links `path`, then asks the plugin to describe
+    /// itself. Fails with a message naming the file when it is not a
+    /// component of our world.
+    pub fn load(runtime: &Runtime, path: &Path, limits: Limits) -> anyhow::Result<Plugin> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        Self::from_bytes(runtime, path, &bytes, limits)
+    }
+
+    /// As [`Plugin::load`], for bytes already read from `path`.
+    pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
+        let hash = hex(&Sha256::digest(bytes));
+        let component = Component::new(&runtime.engine, bytes)
+            .with_context(|| format!("plugin {} is not a valid WebAssembly component", path.display()))?;
+        let instance_pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .with_context(|| format!("plugin {} imports something the runner does not provide", path.display()))?;
+        let pre = AggregatorPre::new(instance_pre).with_context(|| {
+            format!(
+                "plugin {} does not implement the world health:aggregation/aggregator@0.1.0",
+                path.display()
+            )
+        })?;
+
+        let placeholder: Arc<str> = Arc::from(format!("{} (loading)", path.display()));
+        let mut store = new_store(runtime, placeholder, String::new(), limits);
+        let instance = pre.instantiate(&mut store).with_context(|| format!("instantiating plugin {}", path.display()))?;
+        store.set_epoch_deadline(engine::ticks(limits.time));
+        let description: Description = instance
+            .call_describe(&mut store)
+            .with_context(|| format!("plugin {}: `describe` failed", path.display()))?
+            .into();
+        let version: Arc<str> = Arc::from(format!("{}@{}+sha256:{}", description.name, description.version, &hash[..12]));
+        Ok(Plugin { pre, runtime: runtime.clone(), path: path.to_path_buf(), description, version, hash })
+    }
+
+    /// Runs the plugin on one group in a fresh store and instance, so a trap
+    /// loses only this group. Blocking: call it from a blocking thread.
+    pub fn aggregate(&self, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
+        let mut store = new_store(&self.runtime, self.version.clone(), key.to_string(), limits);
+        let trap = |e: wasmtime::Error| match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::TimeLimit(limits.time),
+            _ => CallError::Trap(format!("{e:#}")),
+        };
+        let instance = self.pre.instantiate(&mut store).map_err(trap)?;
+        // The deadline counts from now: arm it right before the call.
+        store.set_epoch_deadline(engine::ticks(limits.time));
+        match instance.call_aggregate(&mut store, &bindings::group(key, rows)).map_err(trap)? {
+            Ok(output) => Ok(output.into()),
+            Err(e) => Err(CallError::Plugin(e.message)),
+        }
+    }
+}
+
+fn new_store(runtime: &Runtime, plugin: Arc<str>, group: String, limits: Limits) -> Store<HostState> {
+    let store_limits = StoreLimitsBuilder::new()
+        .memory_size(limits.memory_bytes)
+        .instances(32)
+        .trap_on_grow_failure(true)
+        .build();
+    let mut store = Store::new(&runtime.engine, HostState::new(store_limits, plugin, group));
+    store.limiter(|s| &mut s.limits);
+    store
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,97 @@
+//! The command line and the config file as an operator meets them: clear
+//! errors for bad config, unreachable databases and mismatched plugins.
+
+use std::time::Duration;
+
+use crate::util::{TestDb, config, job, migrated, run_ok, runner, text};
+
+#[tokio::test]
+async fn bad_config_names_the_file_line_and_key() {
+    let (_dir, path) = config("postgres://x@127.0.0.1:1/x", &job("vitals", "vitals.wasm", "batch = 10"));
+    let out = runner(&path, &["check"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out);
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("line 15") && err.contains("unknown field `batch`"), "{err}");
+
+    let out = runner(std::path::Path::new("/nonexistent/runner.toml"), &["check"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("/nonexistent/runner.toml") && text(&out).contains("cannot read the file"));
+}
+
+#[tokio::test]
+async fn unreachable_database_retries_then_says_where_without_the_password() {
+    let (_dir, path) = config("postgres://runner:s3cret@127.0.0.1:1/health", &job("vitals", "vitals.wasm", ""));
+    let out = tokio::time::timeout(Duration::from_secs(30), runner(&path, &["run", "--once"]).output()).await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out);
+    assert!(err.contains("cannot reach the database runner@127.0.0.1:1/health after 2 attempts"), "{err}");
+    assert!(err.contains("retrying"), "{err}");
+    assert!(!err.contains("s3cret"), "the password leaked: {err}");
+}
+
+#[tokio::test]
+async fn check_reports_a_plugin_that_does_not_fit_its_tables() {
+    let db = TestDb::new().await;
+    let mismatched = "[jobs.vitals]\nplugin = \"vitals.wasm\"\nsource = \"vitals_raw\"\ntarget = \"nutrition_daily\"\ntimestamp_column = \"recorded_at\"\n";
+    let (_dir, path) = migrated(&db, mismatched).await;
+    let out = runner(&path, &["check"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out);
+    assert!(err.contains("job vitals: table nutrition_daily has no column `metric`"), "{err}");
+    assert!(err.contains("no unique key on (day, metric, user_id)"), "{err}");
+
+    // And `run` refuses to start with the same message.
+    let out = runner(&path, &["run", "--once"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("table nutrition_daily has no column `metric`"));
+}
+
+#[tokio::test]
+async fn check_reports_a_file_that_is_not_a_component() {
+    let db = TestDb::new().await;
+    let (dir, path) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("junk.wasm"), b"\0asm not really").unwrap();
+    let text_cfg = std::fs::read_to_string(&path).unwrap();
+    let text_cfg = text_cfg.replace("vitals.wasm", "junk.wasm");
+    let text_cfg = with_plugin_dir(&text_cfg, &plugins);
+    std::fs::write(&path, text_cfg).unwrap();
+    let out = runner(&path, &["check"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out);
+    assert!(err.contains("junk.wasm is not a valid WebAssembly component"), "{err}");
+}
+
+fn with_plugin_dir(config: &str, dir: &std::path::Path) -> String {
+    config
+        .lines()
+        .map(|l| if l.starts_with("dir = ") { format!("dir = \"{}\"", dir.display()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn migrate_adopts_an_existing_raw_table_and_is_idempotent() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE readings (id bigserial PRIMARY KEY, user_id bigint NOT NULL, taken_at timestamptz NOT NULL,
+                                    metric text NOT NULL, value double precision, unit text NOT NULL);
+             INSERT INTO readings (user_id, taken_at, metric, value, unit) VALUES (1, '2024-02-02 10:00Z', 'weight', 80, 'kg');",
+        )
+        .await
+        .unwrap();
+    let jobs = "[jobs.readings]\nplugin = \"vitals.wasm\"\nsource = \"readings\"\ntarget = \"vitals_daily\"\ntimestamp_column = \"taken_at\"\n";
+    let (_dir, path) = config(&db.url, jobs);
+    let first = text(&run_ok(&path, &["migrate"]).await);
+    assert!(first.contains("applied migration 1") && first.contains("prepared raw table readings"), "{first}");
+    let second = text(&run_ok(&path, &["migrate"]).await);
+    assert!(second.contains("schema is up to date"), "{second}");
+    run_ok(&path, &["check"]).await;
+    run_ok(&path, &["run", "--once"]).await;
+    let avg: f64 = db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(avg, 80.0);
+    assert_eq!(db.count("SELECT count(*) FROM readings WHERE aggregation_status = 'completed'").await, 1);
+}

@@ -1,0 +1,117 @@
+//! Failure handling: a failing group rolls back alone, its rows are retried
+//! with backoff and marked `failed` after `max_attempts`, and the rest of
+//! the batch completes.
+
+use crate::util::{TestDb, job, migrated, run_ok, text};
+
+/// One reading per user, each on its own day group.
+async fn one_row_per_user(db: &TestDb, users: &[i64]) {
+    for user in users {
+        db.client
+            .execute(
+                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '2024-05-01 10:00Z', 'heart_rate', 60, 'bpm')",
+                &[user],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn status(db: &TestDb, user: i64) -> (String, i32, Option<String>) {
+    let r = db
+        .client
+        .query_one("SELECT aggregation_status, aggregation_attempts, aggregation_error FROM vitals_raw WHERE user_id = $1", &[&user])
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+#[tokio::test]
+async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
+    let db = TestDb::new().await;
+    let extra = "max_attempts = 1\ntime_limit = \"300ms\"\nmemory_limit_mb = 16\nbatch_size = 4";
+    let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", extra)).await;
+    // An SQL failure inside the group's transaction, for user 18 only.
+    db.client
+        .batch_execute(
+            "CREATE FUNCTION refuse_18() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.user_id = 18 THEN RAISE EXCEPTION 'user 18 may not be written'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER refuse_18 BEFORE INSERT ON vitals_daily FOR EACH ROW EXECUTE FUNCTION refuse_18();",
+        )
+        .await
+        .unwrap();
+    one_row_per_user(&db, &[1, 13, 2, 14, 3, 15, 4, 16, 5, 17, 6, 18, 7]).await;
+
+    let out = run_ok(&config, &["run", "--once"]).await;
+
+    for user in [1, 2, 3, 4, 5, 6, 7] {
+        assert_eq!(status(&db, user).await.0, "completed", "user {user}");
+    }
+    let completed_daily = db.count("SELECT count(*) FROM vitals_daily WHERE sample_count = 1").await;
+    assert_eq!(completed_daily, 7);
+    let expect = [
+        (13, "plugin error: user 13 is refused"),
+        (14, "trapped"),
+        (15, "exceeded its time limit of 300ms"),
+        (16, "trapped"),
+        (17, "output row 0 has 1 values but 2 columns are declared"),
+        (18, "user 18 may not be written"),
+    ];
+    for (user, cause) in expect {
+        let (state, attempts, error) = status(&db, user).await;
+        let error = error.unwrap_or_default();
+        assert_eq!((state.as_str(), attempts), ("failed", 1), "user {user}: {error}");
+        assert!(error.contains(cause), "user {user}: {error}");
+        if user != 18 {
+            assert!(error.contains("plugin faulty@0.1.0+sha256:"), "names the plugin: {error}");
+        }
+        assert!(error.contains(&format!("user {user} day 2024-05-01")), "names the group: {error}");
+        let written = db.count(&format!("SELECT count(*) FROM vitals_daily WHERE user_id = {user}")).await;
+        assert_eq!(written, 0, "user {user}'s work was rolled back");
+    }
+    let log = text(&out);
+    assert!(log.contains("Group failed."), "{log}");
+    assert!(log.contains("aggregating 1 rows") && log.contains("faulty@0.1.0"), "plugin log lines carry the plugin: {log}");
+}
+
+#[tokio::test]
+async fn retries_with_backoff_then_marks_failed_after_max_attempts() {
+    let db = TestDb::new().await;
+    // No backoff: `--once` retries at once until max_attempts is spent.
+    let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", "max_attempts = 3\nretry_backoff = \"0s\"")).await;
+    one_row_per_user(&db, &[13, 1]).await;
+    run_ok(&config, &["run", "--once"]).await;
+    let (state, attempts, error) = status(&db, 13).await;
+    assert_eq!((state.as_str(), attempts), ("failed", 3));
+    assert!(error.unwrap().contains("user 13 is refused"));
+    assert_eq!(status(&db, 1).await.0, "completed");
+
+    // With a backoff, a failed group waits: pending, not yet due.
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", "max_attempts = 3\nretry_backoff = \"1h\"")).await;
+    one_row_per_user(&db, &[13]).await;
+    run_ok(&config, &["run", "--once"]).await;
+    let (state, attempts, error) = status(&db, 13).await;
+    assert_eq!((state.as_str(), attempts), ("pending", 1));
+    assert!(error.is_some());
+    let due_later = db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_not_before > now() + interval '50 minutes'").await;
+    assert_eq!(due_later, 1);
+}
+
+#[tokio::test]
+async fn failed_rows_are_left_out_of_the_days_input() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit, aggregation_status) VALUES
+                (1, '2024-05-01 08:00Z', 'heart_rate', 200, 'bpm', 'failed'),
+                (1, '2024-05-01 09:00Z', 'heart_rate', 60, 'bpm', 'pending')",
+        )
+        .await
+        .unwrap();
+    run_ok(&config, &["run", "--once"]).await;
+    let avg: f64 = db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(avg, 60.0);
+    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'").await, 1);
+}

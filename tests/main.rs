@@ -1,0 +1,9 @@
+//! Integration tests: the real `runner` binary, real components built from
+//! `plugins/` and `tests/guests/`, and a real throwaway PostgreSQL.
+
+mod util;
+
+mod cli;
+mod failures;
+mod recovery;
+mod vitals;
