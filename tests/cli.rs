@@ -12,7 +12,7 @@ async fn bad_config_names_the_file_line_and_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out);
     assert!(err.contains(&path.display().to_string()), "{err}");
-    assert!(err.contains("line 15") && err.contains("unknown field `batch`"), "{err}");
+    assert!(err.contains("line 16, column 1: unknown field `batch`, expected one of"), "{err}");
 
     let out = runner(std::path::Path::new("/nonexistent/runner.toml"), &["check"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -22,7 +22,10 @@ async fn bad_config_names_the_file_line_and_key() {
 #[tokio::test]
 async fn unreachable_database_retries_then_says_where_without_the_password() {
     let (_dir, path) = config("postgres://runner:s3cret@127.0.0.1:1/health", &job("vitals", "vitals.wasm", ""));
-    let out = tokio::time::timeout(Duration::from_secs(30), runner(&path, &["run", "--once"]).output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), runner(&path, &["run", "--once"]).output())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out);
     assert!(err.contains("cannot reach the database runner@127.0.0.1:1/health after 2 attempts"), "{err}");
@@ -91,7 +94,8 @@ async fn migrate_adopts_an_existing_raw_table_and_is_idempotent() {
     assert!(second.contains("schema is up to date"), "{second}");
     run_ok(&path, &["check"]).await;
     run_ok(&path, &["run", "--once"]).await;
-    let avg: f64 = db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
+    let avg: f64 =
+        db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
     assert_eq!(avg, 80.0);
     assert_eq!(db.count("SELECT count(*) FROM readings WHERE aggregation_status = 'completed'").await, 1);
 }

@@ -20,7 +20,10 @@ async fn one_row_per_user(db: &TestDb, users: &[i64]) {
 async fn status(db: &TestDb, user: i64) -> (String, i32, Option<String>) {
     let r = db
         .client
-        .query_one("SELECT aggregation_status, aggregation_attempts, aggregation_error FROM vitals_raw WHERE user_id = $1", &[&user])
+        .query_one(
+            "SELECT aggregation_status, aggregation_attempts, aggregation_error FROM vitals_raw WHERE user_id = $1",
+            &[&user],
+        )
         .await
         .unwrap();
     (r.get(0), r.get(1), r.get(2))
@@ -71,7 +74,10 @@ async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
     }
     let log = text(&out);
     assert!(log.contains("Group failed."), "{log}");
-    assert!(log.contains("aggregating 1 rows") && log.contains("faulty@0.1.0"), "plugin log lines carry the plugin: {log}");
+    assert!(
+        log.contains("aggregating 1 rows") && log.contains("faulty@0.1.0"),
+        "plugin log lines carry the plugin: {log}"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +100,8 @@ async fn retries_with_backoff_then_marks_failed_after_max_attempts() {
     let (state, attempts, error) = status(&db, 13).await;
     assert_eq!((state.as_str(), attempts), ("pending", 1));
     assert!(error.is_some());
-    let due_later = db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_not_before > now() + interval '50 minutes'").await;
+    let due_later =
+        db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_not_before > now() + interval '50 minutes'").await;
     assert_eq!(due_later, 1);
 }
 
@@ -111,7 +118,8 @@ async fn failed_rows_are_left_out_of_the_days_input() {
         .await
         .unwrap();
     run_ok(&config, &["run", "--once"]).await;
-    let avg: f64 = db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
+    let avg: f64 =
+        db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
     assert_eq!(avg, 60.0);
     assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'").await, 1);
 }

@@ -8,7 +8,8 @@ use chrono::NaiveDate;
 
 use crate::util::{TestDb, job, migrated, run_ok, runner};
 
-const DAILY: &str = "SELECT coalesce(string_agg(concat_ws(',', user_id, day, metric, unit, sample_count, rejected_count,
+const DAILY: &str =
+    "SELECT coalesce(string_agg(concat_ws(',', user_id, day, metric, unit, sample_count, rejected_count,
         min_value, max_value, avg_value, last_value), E'\\n' ORDER BY user_id, day, metric), '') FROM vitals_daily";
 
 async fn seeded(users: i32, days: i32, extra: &str) -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
@@ -74,6 +75,12 @@ async fn daemon_wakes_on_notify_and_stops_cleanly_on_sigterm() {
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
     assert!(out.status.success(), "{}", crate::util::text(&out));
-    let left = db.count("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'").await;
-    assert_eq!(left, 0, "every connection is released");
+    // Backends notice a closed socket at once, but leave pg_stat_activity a moment later.
+    let sessions =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while db.count(sessions).await > 0 {
+        assert!(Instant::now() < deadline, "the runner's connections outlived it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

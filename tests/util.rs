@@ -98,7 +98,10 @@ pub fn plugins_dir() -> &'static Path {
             .current_dir(root)
             .status()
             .expect("running cargo to build the plugins");
-        assert!(status.success(), "building the plugins failed (is the wasm32-wasip2 target installed? `cargo xtask test` adds it)");
+        assert!(
+            status.success(),
+            "building the plugins failed (is the wasm32-wasip2 target installed? `cargo xtask test` adds it)"
+        );
         root.join("target/plugin-build/wasm32-wasip2/plugin")
     })
 }
@@ -126,7 +129,7 @@ pub fn config(db_url: &str, jobs: &str) -> (tempfile::TempDir, PathBuf) {
 pub fn runner(config: &Path, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"));
     cmd.args(args).arg("--config").arg(config).env_remove("DATABASE_URL").env("RUST_LOG", "info");
-    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     cmd
 }
 

@@ -71,7 +71,10 @@ async fn every_vitals_rule_on_rows_in_postgres() {
     .await;
     // A stale daily row the new result does not contain: replaced as a whole.
     db.client
-        .execute("INSERT INTO vitals_daily (user_id, day, metric, sample_count) VALUES (1, '2024-03-10', 'glucose', 3)", &[])
+        .execute(
+            "INSERT INTO vitals_daily (user_id, day, metric, sample_count) VALUES (1, '2024-03-10', 'glucose', 3)",
+            &[],
+        )
         .await
         .unwrap();
 
@@ -79,7 +82,10 @@ async fn every_vitals_rule_on_rows_in_postgres() {
 
     let rows = daily(&db, 1, day).await;
     let metrics: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-    assert_eq!(metrics, ["diastolic_bp", "heart_rate", "respiratory_rate", "spo2", "systolic_bp", "temperature", "weight"]);
+    assert_eq!(
+        metrics,
+        ["diastolic_bp", "heart_rate", "respiratory_rate", "spo2", "systolic_bp", "temperature", "weight"]
+    );
     let get = |m: &str| rows.iter().find(|r| r.0 == m).unwrap().clone();
 
     let hr = get("heart_rate");
@@ -117,7 +123,11 @@ async fn every_vitals_rule_on_rows_in_postgres() {
 
     assert_eq!(daily(&db, 2, day).await.len(), 1);
     assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'").await, 0);
-    let versions = db.count("SELECT count(DISTINCT plugin_version) FROM vitals_daily WHERE plugin_version LIKE 'vitals@1.0.0+sha256:%'").await;
+    let versions = db
+        .count(
+            "SELECT count(DISTINCT plugin_version) FROM vitals_daily WHERE plugin_version LIKE 'vitals@1.0.0+sha256:%'",
+        )
+        .await;
     assert_eq!(versions, 1);
 
     // A late reading recomputes the whole day from all its rows.

@@ -4,6 +4,7 @@
 //! plugin or schema problems, rows left unprocessed by database errors);
 //! 2 bad usage or an invalid config file.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -18,7 +19,10 @@ use runner::pipeline::{self, Mode, Report};
 use runner::plugin::Runtime;
 
 #[derive(Parser)]
-#[command(version, about = "Aggregates raw health data in Postgres with WebAssembly plugins, one short transaction per user and day.")]
+#[command(
+    version,
+    about = "Aggregates raw health data in Postgres with WebAssembly plugins, one short transaction per user and day."
+)]
 struct Cli {
     /// The TOML config file. Relative paths inside it resolve against its folder.
     #[arg(long, global = true, default_value = config::DEFAULT_PATH, value_name = "PATH")]
@@ -69,10 +73,9 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
@@ -125,7 +128,10 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
     match pipeline::prepare(config, &pool, &runtime).await {
         Ok(jobs) => {
             for job in jobs {
-                println!("job {}: plugin {} matches {} -> {}", job.name, job.plugin.version, job.config.source, job.config.target);
+                println!(
+                    "job {}: plugin {} matches {} -> {}",
+                    job.name, job.plugin.version, job.config.source, job.config.target
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -170,7 +176,8 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     }
     pool.close();
     if once && unprocessed {
-        let errors: Vec<_> = reports.iter().filter_map(|(j, r)| Some(format!("job {j}: {}", r.last_db_error.as_ref()?))).collect();
+        let errors: Vec<_> =
+            reports.iter().filter_map(|(j, r)| Some(format!("job {j}: {}", r.last_db_error.as_ref()?))).collect();
         eprintln!("error: rows were left pending by database errors:\n{}", errors.join("\n"));
         return Ok(ExitCode::FAILURE);
     }
@@ -213,7 +220,10 @@ async fn demo_cmd(mut config: Config, users: i32, days: i32, keep: bool) -> anyh
     let reports = pipeline::run(&config, pool.clone(), jobs, Mode::Once, shutdown).await?;
     let elapsed = started.elapsed().as_secs_f64();
     println!();
-    println!("{:<10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}", "job", "rows", "groups", "rejected", "failed", "seconds", "rows/s");
+    println!(
+        "{:<10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
+        "job", "rows", "groups", "rejected", "failed", "seconds", "rows/s"
+    );
     for (job, r) in &reports {
         print_report(job, r, elapsed);
     }
@@ -228,7 +238,10 @@ async fn demo_cmd(mut config: Config, users: i32, days: i32, keep: bool) -> anyh
             &[],
         )
         .await?;
-    println!("{:>4} {:<10} {:<16} {:<11} {:>3} {:>3} {:>6} {:>6} {:>6}  plugin", "user", "day", "metric", "unit", "n", "rej", "min", "max", "avg");
+    println!(
+        "{:>4} {:<10} {:<16} {:<11} {:>3} {:>3} {:>6} {:>6} {:>6}  plugin",
+        "user", "day", "metric", "unit", "n", "rej", "min", "max", "avg"
+    );
     for r in sample {
         let text = |i: usize| r.get::<_, Option<String>>(i).unwrap_or_else(|| "-".into());
         println!(
@@ -250,7 +263,11 @@ async fn demo_cmd(mut config: Config, users: i32, days: i32, keep: bool) -> anyh
     if keep {
         let url = server.url("health");
         let dir = server.keep();
-        println!("\nThe database is still running: psql {url}\nIts files are in {}; stop it with: kill $(head -1 {}/data/postmaster.pid)", dir.display(), dir.display());
+        println!(
+            "\nThe database is still running: psql {url}\nIts files are in {}; stop it with: kill $(head -1 {}/data/postmaster.pid)",
+            dir.display(),
+            dir.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

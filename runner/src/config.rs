@@ -269,13 +269,14 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| error(vec![describe_toml_error(&e, text)]))?;
 
         let mut problems = Vec::new();
-        let line_of = |span: Range<usize>| text[..span.start.min(text.len())].lines().count().max(1);
+        let line_of = |span: Range<usize>| line_number(text, span.start);
         let mut jobs = BTreeMap::new();
         for (name, job) in raw.jobs {
             let line = line_of(job.span());
             let job = job.into_inner();
             if Identifier::parse(&name).is_err() {
-                problems.push(format!("line {line}: [jobs.{name}]: a job name must be lower-case letters, digits and `_`"));
+                problems
+                    .push(format!("line {line}: [jobs.{name}]: a job name must be lower-case letters, digits and `_`"));
             }
             if !job.plugin.ends_with(".wasm") || job.plugin.contains('/') {
                 problems.push(format!(
@@ -317,6 +318,11 @@ impl Config {
     }
 }
 
+/// The 1-based line of byte offset `at`.
+fn line_number(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
 /// Turns toml's error (which already names the line, column and key) into one
 /// compact line: `line 3, column 1: unknown field `foo`, expected ...`.
 fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
@@ -324,7 +330,7 @@ fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
     match e.span() {
         Some(span) => {
             let start = span.start.min(text.len());
-            let line = text[..start].matches('\n').count() + 1;
+            let line = line_number(text, start);
             let column = start - text[..start].rfind('\n').map_or(0, |i| i + 1) + 1;
             let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
             format!("line {line}, column {column}: {message} (in `{snippet}`)")
@@ -370,21 +376,21 @@ timestamp_column = "recorded_at"
         let text = GOOD.replace("timestamp_column", "batch = 3\ntimestamp_column");
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("/etc/runner/runner.toml"), "{e}");
-        assert!(e.contains("line 13") && e.contains("unknown field `batch`"), "{e}");
+        assert!(e.contains("line 12, column 1: unknown field `batch`"), "{e}");
     }
 
     #[test]
     fn zero_pool_is_rejected_with_line() {
         let text = GOOD.replace("[plugins]", "max_connections = 0\n\n[plugins]");
         let e = parse(&text).unwrap_err().to_string();
-        assert!(e.contains("line 4") && e.contains("expected a number above 0, got 0"), "{e}");
+        assert!(e.contains("line 5, column 19: expected a number above 0, got 0"), "{e}");
     }
 
     #[test]
     fn wrong_type_is_rejected() {
         let text = GOOD.replace("[plugins]", "max_connections = \"many\"\n[plugins]");
         let e = parse(&text).unwrap_err().to_string();
-        assert!(e.contains("line 4") && e.contains("invalid type"), "{e}");
+        assert!(e.contains("line 5") && e.contains("invalid type: string \"many\""), "{e}");
     }
 
     #[test]

@@ -10,7 +10,12 @@ use tokio_postgres::GenericClient;
 /// times (once as a fraction), a temperature (sometimes in °F) and a weight.
 /// About 1 % are rejected by the spec (NULL, implausible, unknown unit).
 /// `random()` is seeded, so the same arguments give the same rows.
-pub async fn vitals(client: &impl GenericClient, users: i32, days: i32, start: NaiveDate) -> Result<u64, tokio_postgres::Error> {
+pub async fn vitals(
+    client: &impl GenericClient,
+    users: i32,
+    days: i32,
+    start: NaiveDate,
+) -> Result<u64, tokio_postgres::Error> {
     client.execute("SELECT setseed(0.42)", &[]).await?;
     client
         .execute(

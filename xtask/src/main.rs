@@ -57,7 +57,8 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
         }
     }
     let root = root();
-    let mut args = vec!["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir", "target/plugin-build"];
+    let mut args =
+        vec!["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir", "target/plugin-build"];
     for p in PLUGINS {
         args.extend(["--package", p]);
     }

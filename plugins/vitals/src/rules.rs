@@ -50,7 +50,7 @@ struct Metric {
     range: (f64, f64),
 }
 
-use Conversion::{FahrenheitToCelsius as F2C, Factor, Identity};
+use Conversion::{Factor, FahrenheitToCelsius as F2C, Identity};
 
 const KPA_TO_MMHG: f64 = 7.50062;
 const LB_TO_KG: f64 = 0.45359237;
@@ -240,7 +240,8 @@ mod tests {
 
     #[test]
     fn unknown_metrics_are_ignored_and_not_counted() {
-        let (rows, rejected) = aggregate(&[r(1, 0, "steps", Some(1000.0), "count"), r(2, 0, "Heart_Rate", Some(60.0), "bpm")]);
+        let (rows, rejected) =
+            aggregate(&[r(1, 0, "steps", Some(1000.0), "count"), r(2, 0, "Heart_Rate", Some(60.0), "bpm")]);
         assert!(rows.is_empty());
         assert_eq!(rejected, 0);
     }

@@ -61,7 +61,11 @@ pub async fn migrate(client: &mut Client, config: &Config) -> anyhow::Result<Vec
 }
 
 /// Adds what the runner needs to a raw table; returns whether anything changed.
-async fn adopt_raw_table(tx: &tokio_postgres::Transaction<'_>, table: &Identifier, ts: &Identifier) -> anyhow::Result<bool> {
+async fn adopt_raw_table(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &Identifier,
+    ts: &Identifier,
+) -> anyhow::Result<bool> {
     let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()]).await?.get(0);
     anyhow::ensure!(exists, "table {table} does not exist");
     let before: i64 = tx.query_one(FINGERPRINT, &[&table.quoted()]).await?.get(0);
@@ -83,6 +87,7 @@ async fn adopt_raw_table(tx: &tokio_postgres::Transaction<'_>, table: &Identifie
 }
 
 /// Counts a table's columns, indexes and triggers: changes when `adopt_raw_table` adds any.
-const FINGERPRINT: &str = "SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped)
+const FINGERPRINT: &str =
+    "SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped)
      + (SELECT count(*) FROM pg_index WHERE indrelid = to_regclass($1))
      + (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal)";

@@ -8,3 +8,23 @@ pub mod pool;
 pub mod schema;
 pub mod sql;
 pub mod throwaway;
+
+/// A Postgres error in one line: the server's message (with its detail),
+/// or the client-side cause, instead of tokio-postgres's bare "db error".
+pub fn describe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        }
+    }
+}

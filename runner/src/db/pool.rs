@@ -14,9 +14,6 @@ use crate::config;
 pub fn build(db: &config::Database) -> anyhow::Result<Pool> {
     let mut pg = pg_config(&db.url)?;
     pg.connect_timeout(db.connect_timeout);
-    if pg.get_application_name().is_none() {
-        pg.application_name("runner");
-    }
     let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(db.max_connections)
@@ -29,9 +26,15 @@ pub fn build(db: &config::Database) -> anyhow::Result<Pool> {
 }
 
 /// Parses a connection URL, without ever echoing it (it may hold a password).
+/// Sessions are named `runner` in `pg_stat_activity` unless the URL says otherwise.
 pub fn pg_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    url.parse::<tokio_postgres::Config>()
-        .map_err(|e| anyhow::anyhow!("[database] url (or DATABASE_URL) is not a valid connection string: {e}"))
+    let mut pg = url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| anyhow::anyhow!("[database] url (or DATABASE_URL) is not a valid connection string: {e}"))?;
+    if pg.get_application_name().is_none() {
+        pg.application_name("runner");
+    }
+    Ok(pg)
 }
 
 /// `user@host:port/dbname`, never the password: safe for logs and errors.
@@ -73,5 +76,13 @@ pub async fn wait_until_reachable(pool: &Pool, url: &str, attempts: u32) -> anyh
 /// Logs the pool's size, free connections, waiters and cap.
 pub fn log_status(pool: &Pool, job: &str, when: &'static str) {
     let s = pool.status();
-    tracing::debug!(job, when, size = s.size, available = s.available, waiting = s.waiting, max = s.max_size, "Pool status.");
+    tracing::debug!(
+        job,
+        when,
+        size = s.size,
+        available = s.available,
+        waiting = s.waiting,
+        max = s.max_size,
+        "Pool status."
+    );
 }

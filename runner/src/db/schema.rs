@@ -125,7 +125,10 @@ pub fn check_plugin(desc: &Description, version: &str, source: &Table, target: &
     for (name, info) in &target.columns {
         let written = desc.output.iter().any(|c| &c.name == name) || RUNNER_OUTPUT.iter().any(|(n, _)| n == name);
         if info.not_null && !info.has_default && !written {
-            problems.push(format!("column {}.{name} is NOT NULL without a default, but {plugin} does not write it", target.name));
+            problems.push(format!(
+                "column {}.{name} is NOT NULL without a default, but {plugin} does not write it",
+                target.name
+            ));
         }
     }
     let mut key: BTreeSet<String> = ["user_id".to_string(), "day".to_string()].into();

@@ -23,7 +23,9 @@ pub fn read(row: &Row, idx: usize) -> Result<Value, tokio_postgres::Error> {
         Type::INT8 => row.try_get::<_, Option<i64>>(idx)?.map(Value::Integer),
         Type::FLOAT4 => row.try_get::<_, Option<f32>>(idx)?.map(|v| Value::Float(v.into())),
         Type::FLOAT8 => row.try_get::<_, Option<f64>>(idx)?.map(Value::Float),
-        Type::TIMESTAMPTZ => row.try_get::<_, Option<DateTime<Utc>>>(idx)?.map(|t| Value::Timestamp(t.timestamp_micros())),
+        Type::TIMESTAMPTZ => {
+            row.try_get::<_, Option<DateTime<Utc>>>(idx)?.map(|t| Value::Timestamp(t.timestamp_micros()))
+        }
         Type::TIMESTAMP => {
             row.try_get::<_, Option<NaiveDateTime>>(idx)?.map(|t| Value::Timestamp(t.and_utc().timestamp_micros()))
         }

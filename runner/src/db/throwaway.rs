@@ -65,7 +65,8 @@ impl TempPostgres {
         postgres.arg("-D").arg(&data).args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"]);
         postgres.arg("-c").arg(format!("unix_socket_directories={}", dir.path().display()));
         // A throwaway server trades durability for speed; JIT only slows short queries.
-        for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "jit=off", "max_connections=200"] {
+        for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "jit=off", "max_connections=200"]
+        {
             postgres.args(["-c", setting]);
         }
         as_account(&mut postgres);
@@ -82,12 +83,8 @@ impl TempPostgres {
             // Its own process group, so a Ctrl-C in our terminal does not stop it.
             postgres.process_group(0);
         }
-        let child = postgres
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting postgres")?;
+        let child =
+            postgres.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn().context("starting postgres")?;
         let mut server = TempPostgres { child, dir: Some(dir), port };
         server.wait_ready(&log_path)?;
         Ok(server)
@@ -145,7 +142,11 @@ impl Drop for TempPostgres {
 /// PostgreSQL's server binaries: on PATH, or the newest under /usr/lib/postgresql.
 fn find_bin_dir() -> anyhow::Result<PathBuf> {
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).filter(|d| d.join("initdb").is_file() && d.join("postgres").is_file()).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .filter(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     if let Some(dir) = on_path.into_iter().next() {
         return Ok(dir);

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::ToSql;
 use deadpool_postgres::{Client, Transaction};
+use tokio_postgres::types::ToSql;
 
 use super::job::{GROUP_LOCK, Job};
 use crate::db::sql::{self, Param};
@@ -32,8 +32,8 @@ enum GroupError {
     Plugin { plugin: Arc<str>, key: GroupKey, source: crate::plugin::CallError },
     #[error("plugin {plugin} on {key}: {message}")]
     InvalidOutput { plugin: Arc<str>, key: GroupKey, message: String },
-    #[error("writing {key}: {0}", key = .1)]
-    Sql(tokio_postgres::Error, GroupKey),
+    #[error("writing {1}: {0}")]
+    Sql(String, GroupKey),
 }
 
 /// Processes one group in one transaction. An `Err` is a database failure
@@ -84,8 +84,13 @@ pub async fn process(client: &mut Client, job: &Job, key: GroupKey) -> Result<Ou
 
 /// Reads the day, runs the plugin, replaces the daily rows and completes
 /// the claimed rows. Returns (rows written, rows rejected).
-async fn aggregate(tx: &mut Transaction<'_>, job: &Job, key: GroupKey, claimed: &[i64]) -> Result<(usize, u32), GroupError> {
-    let sql_err = |e| GroupError::Sql(e, key);
+async fn aggregate(
+    tx: &mut Transaction<'_>,
+    job: &Job,
+    key: GroupKey,
+    claimed: &[i64],
+) -> Result<(usize, u32), GroupError> {
+    let sql_err = |e: tokio_postgres::Error| GroupError::Sql(crate::db::describe_error(&e), key);
     let tz = &job.config.timezone;
     let input = tx.prepare_cached(&job.sql.input).await.map_err(sql_err)?;
     let raw = tx.query(&input, &[&key.user_id, &key.day, tz]).await.map_err(sql_err)?;
@@ -102,8 +107,11 @@ async fn aggregate(tx: &mut Transaction<'_>, job: &Job, key: GroupKey, claimed: 
         .await
         .expect("plugin call panicked in the host")
         .map_err(|source| GroupError::Plugin { plugin: job.plugin.version.clone(), key, source })?;
-    check_output(job, &output)
-        .map_err(|message| GroupError::InvalidOutput { plugin: job.plugin.version.clone(), key, message })?;
+    check_output(job, &output).map_err(|message| GroupError::InvalidOutput {
+        plugin: job.plugin.version.clone(),
+        key,
+        message,
+    })?;
 
     let delete = tx.prepare_cached(&job.sql.delete).await.map_err(sql_err)?;
     tx.execute(&delete, &[&key.user_id, &key.day]).await.map_err(sql_err)?;

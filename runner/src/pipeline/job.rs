@@ -37,7 +37,8 @@ pub struct Statements {
 
 /// Advisory-lock key of a group: (target table, user, day), hashed by
 /// Postgres so every runner computes the same key.
-pub const GROUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || '/' || $2::bigint || '/' || $3::date, 0))";
+pub const GROUP_LOCK: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || '/' || $2::bigint || '/' || $3::date, 0))";
 
 impl Statements {
     pub fn new(job: &config::Job, plugin: &Plugin) -> Self {

@@ -67,7 +67,13 @@ async fn tz_exists(client: &deadpool_postgres::Client, tz: &str) -> Result<bool,
 }
 
 /// Runs every job until shutdown (or, with `Mode::Once`, until drained).
-pub async fn run(config: &Config, pool: Pool, jobs: Vec<Arc<Job>>, mode: Mode, shutdown: watch::Receiver<bool>) -> anyhow::Result<Vec<(String, Report)>> {
+pub async fn run(
+    config: &Config,
+    pool: Pool,
+    jobs: Vec<Arc<Job>>,
+    mode: Mode,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<(String, Report)>> {
     let mut wakers: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
     let mut tasks = Vec::new();
     for job in jobs {

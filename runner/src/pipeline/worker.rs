@@ -43,7 +43,13 @@ const MAX_CONSECUTIVE_DB_ERRORS: u32 = 5;
 
 /// Runs one job until `shutdown` turns true (or, with `Mode::Once`, until
 /// nothing due is left).
-pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> Report {
+pub async fn run(
+    pool: Pool,
+    job: Arc<Job>,
+    mode: Mode,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Report {
     let mut report = Report::default();
     let mut consecutive_errors = 0u32;
     while !*shutdown.borrow() {
@@ -94,7 +100,13 @@ async fn claim_batch(pool: &Pool, job: &Job) -> anyhow::Result<Vec<GroupKey>> {
     Ok(rows.iter().map(|r| GroupKey { user_id: r.get(0), day: r.get(1) }).collect())
 }
 
-async fn run_batch(pool: &Pool, job: &Job, batch: Vec<GroupKey>, shutdown: &watch::Receiver<bool>, report: &mut Report) {
+async fn run_batch(
+    pool: &Pool,
+    job: &Job,
+    batch: Vec<GroupKey>,
+    shutdown: &watch::Receiver<bool>,
+    report: &mut Report,
+) {
     pool::log_status(pool, &job.name, "before batch");
     let groups = batch.len();
     let span = info_span!("batch", job = %job.name, groups, plugin = %job.plugin.version);

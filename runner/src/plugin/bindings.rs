@@ -1,8 +1,8 @@
 //! The only place where types generated from `wit/` appear: the bindings,
 //! the host side of the `host` interface, and conversions to `crate::rows`.
 
-use wasmtime::component::{ResourceTable, bindgen};
 use wasmtime::StoreLimits;
+use wasmtime::component::{ResourceTable, bindgen};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::rows;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::error::Context as _;
 use wasmtime::component::{HasSelf, Linker};
+use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine};
 
 use super::bindings::{Aggregator, HostState};

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::error::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
+use wasmtime::error::Context as _;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use crate::rows::{Description, GroupKey, InputRow, Output};
@@ -69,21 +69,20 @@ impl Plugin {
             .instantiate_pre(&component)
             .with_context(|| format!("plugin {} imports something the runner does not provide", path.display()))?;
         let pre = AggregatorPre::new(instance_pre).with_context(|| {
-            format!(
-                "plugin {} does not implement the world health:aggregation/aggregator@0.1.0",
-                path.display()
-            )
+            format!("plugin {} does not implement the world health:aggregation/aggregator@0.1.0", path.display())
         })?;
 
         let placeholder: Arc<str> = Arc::from(format!("{} (loading)", path.display()));
         let mut store = new_store(runtime, placeholder, String::new(), limits);
-        let instance = pre.instantiate(&mut store).with_context(|| format!("instantiating plugin {}", path.display()))?;
+        let instance =
+            pre.instantiate(&mut store).with_context(|| format!("instantiating plugin {}", path.display()))?;
         store.set_epoch_deadline(engine::ticks(limits.time));
         let description: Description = instance
             .call_describe(&mut store)
             .with_context(|| format!("plugin {}: `describe` failed", path.display()))?
             .into();
-        let version: Arc<str> = Arc::from(format!("{}@{}+sha256:{}", description.name, description.version, &hash[..12]));
+        let version: Arc<str> =
+            Arc::from(format!("{}@{}+sha256:{}", description.name, description.version, &hash[..12]));
         Ok(Plugin { pre, runtime: runtime.clone(), path: path.to_path_buf(), description, version, hash })
     }
 
@@ -106,13 +105,12 @@ impl Plugin {
 }
 
 fn new_store(runtime: &Runtime, plugin: Arc<str>, group: String, limits: Limits) -> Store<HostState> {
-    let store_limits = StoreLimitsBuilder::new()
-        .memory_size(limits.memory_bytes)
-        .instances(32)
-        .trap_on_grow_failure(true)
-        .build();
+    let store_limits =
+        StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(32).trap_on_grow_failure(true).build();
     let mut store = Store::new(&runtime.engine, HostState::new(store_limits, plugin, group));
     store.limiter(|s| &mut s.limits);
+    // Instantiation runs guest code (start functions) too.
+    store.set_epoch_deadline(engine::ticks(limits.time));
     store
 }
 
