@@ -22,6 +22,8 @@ const MIGRATE_LOCK: i64 = 0x7275_6e6e_6572_0001;
 /// Returns a line per change made.
 pub async fn migrate(client: &mut Client, config: &Config) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
+    // `IF NOT EXISTS` notices are expected on every rerun; keep them out of the log.
+    client.batch_execute("SET client_min_messages = warning").await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK]).await?;
     let result = async {
         client
@@ -57,6 +59,7 @@ pub async fn migrate(client: &mut Client, config: &Config) -> anyhow::Result<Vec
     }
     .await;
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK]).await?;
+    client.batch_execute("RESET client_min_messages").await?;
     result.map(|()| done)
 }
 
