@@ -5,5 +5,7 @@ mod util;
 
 mod cli;
 mod failures;
+mod lab;
+mod nutrition;
 mod recovery;
 mod vitals;

@@ -94,7 +94,7 @@ pub fn plugins_dir() -> &'static Path {
         // A target folder of its own: the test's own cargo may still hold the main one.
         let status = std::process::Command::new(env!("CARGO"))
             .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir", "target/plugin-build"])
-            .args(["--package", "vitals", "--package", "faulty"])
+            .args(["--package", "vitals", "--package", "nutrition", "--package", "lab", "--package", "faulty"])
             .current_dir(root)
             .status()
             .expect("running cargo to build the plugins");
@@ -106,10 +106,15 @@ pub fn plugins_dir() -> &'static Path {
     })
 }
 
-/// A job section for the config file.
+/// A job section over the vitals tables for the config file.
 pub fn job(name: &str, plugin: &str, extra: &str) -> String {
+    job_on(name, plugin, "vitals_raw", "vitals_daily", "recorded_at", extra)
+}
+
+/// A job section for the config file.
+pub fn job_on(name: &str, plugin: &str, source: &str, target: &str, timestamp: &str, extra: &str) -> String {
     format!(
-        "[jobs.{name}]\nplugin = \"{plugin}\"\nsource = \"vitals_raw\"\ntarget = \"vitals_daily\"\ntimestamp_column = \"recorded_at\"\n{extra}\n"
+        "[jobs.{name}]\nplugin = \"{plugin}\"\nsource = \"{source}\"\ntarget = \"{target}\"\ntimestamp_column = \"{timestamp}\"\n{extra}\n"
     )
 }
 

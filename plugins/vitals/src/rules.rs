@@ -1,6 +1,8 @@
 //! The vitals rules of the aggregation spec, as plain Rust so they can be
 //! unit-tested natively: unit conversion, plausibility, and the daily figures.
 
+use plugin_kit::units::{self, Latest};
+
 /// One raw reading, borrowed from the group's input.
 #[derive(Debug, Clone, Copy)]
 pub struct Reading<'a> {
@@ -96,18 +98,13 @@ const METRICS: &[Metric] = &[
     },
 ];
 
-/// Unit names match ASCII-case-insensitively after trimming spaces.
-fn unit_matches(given: &str, accepted: &str) -> bool {
-    given.trim().eq_ignore_ascii_case(accepted)
-}
-
 impl Metric {
     /// The canonical value of an acceptable reading, or `None` when the
     /// reading is rejected (missing or non-finite value, unit not accepted,
     /// implausible value).
     fn canonical_value(&self, value: Option<f64>, unit: &str) -> Option<f64> {
         let value = value.filter(|v| v.is_finite())?;
-        let (_, conversion) = self.units.iter().find(|(u, _)| unit_matches(unit, u))?;
+        let (_, conversion) = self.units.iter().find(|(u, _)| units::matches(unit, u))?;
         let canonical = conversion.apply(value);
         let (low, high) = self.range;
         (low..=high).contains(&canonical).then_some(canonical)
@@ -132,7 +129,7 @@ pub fn aggregate(readings: &[Reading<'_>]) -> (Vec<Daily>, u32) {
             last_value: None,
         };
         let mut sum = 0.0;
-        let mut latest: Option<(i64, i64)> = None;
+        let mut last = Latest::default();
         for r in readings.iter().filter(|r| r.metric == metric.name) {
             seen = true;
             let Some(v) = metric.canonical_value(r.value, r.unit) else {
@@ -143,11 +140,7 @@ pub fn aggregate(readings: &[Reading<'_>]) -> (Vec<Daily>, u32) {
             sum += v;
             daily.min_value = Some(daily.min_value.map_or(v, |m| m.min(v)));
             daily.max_value = Some(daily.max_value.map_or(v, |m| m.max(v)));
-            // Latest: greatest timestamp, ties to the greatest id.
-            if latest.is_none_or(|l| (r.at, r.id) > l) {
-                latest = Some((r.at, r.id));
-                daily.last_value = Some(v);
-            }
+            last.offer(r.at, r.id, v);
         }
         if !seen {
             continue;
@@ -155,6 +148,7 @@ pub fn aggregate(readings: &[Reading<'_>]) -> (Vec<Daily>, u32) {
         if daily.sample_count > 0 {
             daily.avg_value = Some(sum / f64::from(daily.sample_count));
         }
+        daily.last_value = last.into_inner();
         rejected_total += daily.rejected_count as u32;
         out.push(daily);
     }
