@@ -8,7 +8,7 @@ use plugin_kit::{Day, Error, Output, Plugin, Schema};
 
 /// One lab result.
 #[derive(Debug, Clone, Copy)]
-pub struct Result_<'a> {
+pub struct LabResult<'a> {
     pub id: i64,
     pub at: i64,
     pub code: &'a str,
@@ -34,12 +34,22 @@ impl Factor {
     }
 }
 
-/// The spec's known test codes: code, canonical unit, other accepted units.
-const KNOWN: &[(&str, &str, &[(&str, Factor)])] = &[
-    ("2345-7", "mg/dL", &[("mmol/L", Factor::Times(18.016))]),
-    ("2093-3", "mg/dL", &[("mmol/L", Factor::Times(38.67))]),
-    ("2160-0", "mg/dL", &[("umol/L", Factor::DividedBy(88.42)), ("µmol/L", Factor::DividedBy(88.42))]),
-    ("718-7", "g/dL", &[("g/L", Factor::DividedBy(10.0))]),
+/// A test code the spec knows: its canonical unit and other accepted units.
+struct Analyte {
+    code: &'static str,
+    canonical: &'static str,
+    others: &'static [(&'static str, Factor)],
+}
+
+const KNOWN: &[Analyte] = &[
+    Analyte { code: "2345-7", canonical: "mg/dL", others: &[("mmol/L", Factor::Times(18.016))] },
+    Analyte { code: "2093-3", canonical: "mg/dL", others: &[("mmol/L", Factor::Times(38.67))] },
+    Analyte {
+        code: "2160-0",
+        canonical: "mg/dL",
+        others: &[("umol/L", Factor::DividedBy(88.42)), ("µmol/L", Factor::DividedBy(88.42))],
+    },
+    Analyte { code: "718-7", canonical: "g/dL", others: &[("g/L", Factor::DividedBy(10.0))] },
 ];
 
 /// One test code's daily figures.
@@ -83,7 +93,7 @@ impl UnitRule<'_> {
 }
 
 /// The spec's lab rules for one day: one row per test code present.
-pub fn aggregate(results: &[Result_<'_>]) -> (Vec<Daily>, u32) {
+pub fn aggregate(results: &[LabResult<'_>]) -> (Vec<Daily>, u32) {
     let mut codes: Vec<&str> = Vec::new();
     for r in results {
         if !codes.contains(&r.code) {
@@ -94,9 +104,9 @@ pub fn aggregate(results: &[Result_<'_>]) -> (Vec<Daily>, u32) {
     let out = codes
         .into_iter()
         .map(|code| {
-            let of_code: Vec<&Result_<'_>> = results.iter().filter(|r| r.code == code).collect();
-            let rule = match KNOWN.iter().find(|(c, _, _)| *c == code) {
-                Some((_, canonical, others)) => UnitRule { canonical, known: Some(others) },
+            let of_code: Vec<&LabResult<'_>> = results.iter().filter(|r| r.code == code).collect();
+            let rule = match KNOWN.iter().find(|a| a.code == code) {
+                Some(a) => UnitRule { canonical: a.canonical, known: Some(a.others) },
                 None => {
                     // Unknown code: the unit of its latest finite result, else of its latest result.
                     let (mut finite, mut any) = (Latest::default(), Latest::default());
@@ -174,7 +184,7 @@ impl Plugin for Lab {
         let results = day
             .rows()
             .map(|r| {
-                Ok(Result_ {
+                Ok(LabResult {
                     id: r.id(),
                     at: r.at(),
                     code: r.text("test_code")?,
@@ -218,11 +228,11 @@ mod tests {
         unit: &'static str,
         low: Option<f64>,
         high: Option<f64>,
-    ) -> Result_<'static> {
-        Result_ { id, at, code, value, unit, ref_low: low, ref_high: high }
+    ) -> LabResult<'static> {
+        LabResult { id, at, code, value, unit, ref_low: low, ref_high: high }
     }
 
-    fn one(results: &[Result_<'_>]) -> Daily {
+    fn one(results: &[LabResult<'_>]) -> Daily {
         let (rows, _) = aggregate(results);
         assert_eq!(rows.len(), 1, "{rows:?}");
         rows.into_iter().next().unwrap()
