@@ -64,7 +64,10 @@ async fn check_reports_a_file_that_is_not_a_component() {
     let out = runner(&path, &["check"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out);
-    assert!(err.contains("junk.wasm is not a valid WebAssembly component"), "{err}");
+    assert!(
+        err.contains("problem: job vitals: plugin ") && err.contains("junk.wasm is not a WebAssembly file"),
+        "{err}"
+    );
 }
 
 fn with_plugin_dir(config: &str, dir: &std::path::Path) -> String {

@@ -7,5 +7,6 @@ mod cli;
 mod failures;
 mod lab;
 mod nutrition;
+mod plugin_cli;
 mod recovery;
 mod vitals;

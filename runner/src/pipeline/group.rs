@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 
 use super::job::{GROUP_LOCK, Job};
 use crate::db::sql::{self, Param};
-use crate::rows::{GroupKey, InputRow, Output, Value, days_since_epoch};
+use crate::rows::{GroupKey, InputRow, Value, days_since_epoch};
 
 /// What happened to a group.
 #[derive(Debug)]
@@ -107,7 +107,7 @@ async fn aggregate(
         .await
         .expect("plugin call panicked in the host")
         .map_err(|source| GroupError::Plugin { plugin: job.plugin.version.clone(), key, source })?;
-    check_output(job, &output).map_err(|message| GroupError::InvalidOutput {
+    job.plugin.check_output(&output).map_err(|message| GroupError::InvalidOutput {
         plugin: job.plugin.version.clone(),
         key,
         message,
@@ -134,26 +134,4 @@ async fn aggregate(
     let complete = tx.prepare_cached(&job.sql.complete).await.map_err(sql_err)?;
     tx.execute(&complete, &[&claimed]).await.map_err(sql_err)?;
     Ok((output.rows.len(), output.rejected))
-}
-
-/// Every output row must have the declared number of values, each of its
-/// column's declared type or NULL.
-fn check_output(job: &Job, output: &Output) -> Result<(), String> {
-    let columns = &job.plugin.description.output;
-    for (i, row) in output.rows.iter().enumerate() {
-        if row.len() != columns.len() {
-            return Err(format!("output row {i} has {} values but {} columns are declared", row.len(), columns.len()));
-        }
-        for (value, column) in row.iter().zip(columns) {
-            if let Some(kind) = value.kind()
-                && kind != column.kind
-            {
-                return Err(format!(
-                    "output row {i}: column `{}` is declared {} but the value is {kind}",
-                    column.name, column.kind
-                ));
-            }
-        }
-    }
-    Ok(())
 }

@@ -107,7 +107,7 @@ impl Statements {
 
 impl Job {
     pub fn new(name: &str, config: &config::Job, plugin: Arc<Plugin>) -> Self {
-        let limits = Limits { memory_bytes: config.memory_limit_mb << 20, time: config.time_limit };
+        let limits = super::job_limits(config);
         let sql = Statements::new(config, &plugin);
         Job { name: name.to_string(), config: config.clone(), plugin, limits, sql }
     }

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, watch};
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::db::{listen, schema};
 use crate::plugin::{Limits, Plugin, Runtime};
 pub use job::Job;
@@ -26,33 +26,14 @@ pub async fn prepare(config: &Config, pool: &Pool, runtime: &Runtime) -> Result<
     let mut problems = Vec::new();
     for (name, cfg) in config.enabled_jobs() {
         let mut job_problems = Vec::new();
-        let limits = Limits { memory_bytes: cfg.memory_limit_mb << 20, time: cfg.time_limit };
-        let plugin = match Plugin::load(runtime, &config.plugin_path(cfg), limits) {
+        let plugin = match Plugin::load(runtime, &config.plugin_path(cfg), job_limits(cfg)) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
                 job_problems.push(format!("{e:#}"));
                 None
             }
         };
-        let mut tables = Vec::new();
-        for table in [&cfg.source, &cfg.target] {
-            match schema::table(&**client, table).await {
-                Ok(Some(t)) => tables.push(t),
-                Ok(None) => job_problems.push(format!("table {table} does not exist (run `runner migrate`?)")),
-                Err(e) => job_problems.push(format!("reading table {table}: {e}")),
-            }
-        }
-        if let [source, target] = tables.as_slice() {
-            job_problems.extend(schema::check_source(cfg, source));
-            if let Some(p) = &plugin {
-                job_problems.extend(schema::check_plugin(&p.description, &p.version, source, target));
-            }
-        }
-        match tz_exists(&client, &cfg.timezone).await {
-            Ok(true) => {}
-            Ok(false) => job_problems.push(format!("timezone `{}` is not a time zone Postgres knows", cfg.timezone)),
-            Err(e) => job_problems.push(format!("checking timezone: {e}")),
-        }
+        job_problems.extend(check_tables(&client, cfg, plugin.as_deref()).await);
         match plugin {
             Some(plugin) if job_problems.is_empty() => jobs.push(Arc::new(Job::new(name, cfg, plugin))),
             _ => problems.extend(job_problems.into_iter().map(|p| format!("job {name}: {p}"))),
@@ -61,9 +42,41 @@ pub async fn prepare(config: &Config, pool: &Pool, runtime: &Runtime) -> Result<
     if problems.is_empty() { Ok(jobs) } else { Err(problems) }
 }
 
-async fn tz_exists(client: &deadpool_postgres::Client, tz: &str) -> Result<bool, tokio_postgres::Error> {
-    let row = client.query_one("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", &[&tz]).await?;
-    Ok(row.get(0))
+/// The memory and time limits of a job's plugin calls.
+pub fn job_limits(cfg: &config::Job) -> Limits {
+    Limits { memory_bytes: cfg.memory_limit_mb << 20, time: cfg.time_limit }
+}
+
+/// Checks a job's tables, its time zone, and (when given) its plugin's
+/// description against them; returns every problem, one sentence each.
+pub async fn check_tables(
+    client: &deadpool_postgres::Client,
+    cfg: &config::Job,
+    plugin: Option<&Plugin>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut tables = Vec::new();
+    for table in [&cfg.source, &cfg.target] {
+        match schema::table(&***client, table).await {
+            Ok(Some(t)) => tables.push(t),
+            Ok(None) => problems.push(format!("table {table} does not exist (run `runner migrate`?)")),
+            Err(e) => problems.push(format!("reading table {table}: {}", crate::db::describe_error(&e))),
+        }
+    }
+    if let [source, target] = tables.as_slice() {
+        problems.extend(schema::check_source(cfg, source));
+        if let Some(p) = plugin {
+            problems.extend(schema::check_plugin(&p.description, &p.version, source, target));
+        }
+    }
+    let tz =
+        client.query_one("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", &[&cfg.timezone]).await;
+    match tz {
+        Ok(row) if row.get::<_, bool>(0) => {}
+        Ok(_) => problems.push(format!("timezone `{}` is not a time zone Postgres knows", cfg.timezone)),
+        Err(e) => problems.push(format!("checking timezone: {}", crate::db::describe_error(&e))),
+    }
+    problems
 }
 
 /// Runs every job until shutdown (or, with `Mode::Once`, until drained).

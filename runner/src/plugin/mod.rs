@@ -34,6 +34,22 @@ pub struct Plugin {
     pub version: Arc<str>,
     /// Full SHA-256 of the file, hex.
     pub hash: String,
+    /// The `health:aggregation` package version the plugin was built against.
+    pub wit_version: Option<String>,
+}
+
+/// The WIT world every plugin implements.
+pub const WORLD: &str = "health:aggregation/aggregator@0.1.0";
+
+/// What the first bytes of a file say it is.
+fn file_kind(bytes: &[u8]) -> Result<(), &'static str> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(
+            "is a core WebAssembly module, not a component: build it with `cargo build --target wasm32-wasip2`, which emits a component",
+        ),
+        _ => Err("is not a WebAssembly file (it does not start with the `\\0asm` header)"),
+    }
 }
 
 /// Why a call into a plugin did not produce output. Every case fails the
@@ -62,15 +78,23 @@ impl Plugin {
     /// As [`Plugin::load`], for bytes already read from `path`.
     pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
         let hash = hex(&Sha256::digest(bytes));
+        if let Err(why) = file_kind(bytes) {
+            anyhow::bail!("plugin {} {why}", path.display());
+        }
         let component = Component::new(&runtime.engine, bytes)
             .with_context(|| format!("plugin {} is not a valid WebAssembly component", path.display()))?;
+        let wit_version = component.component_type().imports(&runtime.engine).find_map(|(name, _)| {
+            let (package, version) = name.split_once('@')?;
+            package.starts_with("health:aggregation/").then(|| version.to_string())
+        });
+        let other_world =
+            |why: &str| format!("plugin {} is not a component of the world {WORLD}: {why}", path.display());
         let instance_pre = runtime
             .linker
             .instantiate_pre(&component)
-            .with_context(|| format!("plugin {} imports something the runner does not provide", path.display()))?;
-        let pre = AggregatorPre::new(instance_pre).with_context(|| {
-            format!("plugin {} does not implement the world health:aggregation/aggregator@0.1.0", path.display())
-        })?;
+            .with_context(|| other_world("it imports something the runner does not provide"))?;
+        let pre = AggregatorPre::new(instance_pre)
+            .with_context(|| other_world("it does not export `describe` and `aggregate` with the expected types"))?;
 
         let placeholder: Arc<str> = Arc::from(format!("{} (loading)", path.display()));
         let mut store = new_store(runtime, placeholder, String::new(), limits);
@@ -83,7 +107,7 @@ impl Plugin {
             .into();
         let version: Arc<str> =
             Arc::from(format!("{}@{}+sha256:{}", description.name, description.version, &hash[..12]));
-        Ok(Plugin { pre, runtime: runtime.clone(), path: path.to_path_buf(), description, version, hash })
+        Ok(Plugin { pre, runtime: runtime.clone(), path: path.to_path_buf(), description, version, hash, wit_version })
     }
 
     /// Runs the plugin on one group in a fresh store and instance, so a trap
@@ -101,6 +125,34 @@ impl Plugin {
             Ok(output) => Ok(output.into()),
             Err(e) => Err(CallError::Plugin(e.message)),
         }
+    }
+}
+
+impl Plugin {
+    /// Every output row must have the declared number of values, each of
+    /// its column's declared type or NULL.
+    pub fn check_output(&self, output: &Output) -> Result<(), String> {
+        let columns = &self.description.output;
+        for (i, row) in output.rows.iter().enumerate() {
+            if row.len() != columns.len() {
+                return Err(format!(
+                    "output row {i} has {} values but {} columns are declared",
+                    row.len(),
+                    columns.len()
+                ));
+            }
+            for (value, column) in row.iter().zip(columns) {
+                if let Some(kind) = value.kind()
+                    && kind != column.kind
+                {
+                    return Err(format!(
+                        "output row {i}: column `{}` is declared {} but the value is {kind}",
+                        column.name, column.kind
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,105 @@
+//! `runner demo`: the whole product in one command, on a throwaway Postgres.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use runner::config::Config;
+use runner::db::{migrate, throwaway::TempPostgres};
+use runner::pipeline::{self, Mode, Report};
+use runner::plugin::Runtime;
+
+use super::connect;
+
+pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyhow::Result<ExitCode> {
+    println!("Starting a throwaway PostgreSQL...");
+    let server = if keep { TempPostgres::start_detached()? } else { TempPostgres::start()? };
+    {
+        let (admin, conn) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        admin.batch_execute("CREATE DATABASE health").await?;
+    }
+    config.database.url = server.url("health");
+    let pool = connect(&config).await?;
+    let mut client = pool.get().await?;
+    migrate::migrate(&mut client, &config).await?;
+    let start = chrono::Utc::now().date_naive() - chrono::Days::new(days as u64);
+    let seeded = Instant::now();
+    let rows = runner::seed::vitals(&**client, users, days, start).await.context("seeding")?;
+    println!("Seeded {rows} raw vitals rows ({users} users x {days} days) in {:.1?}.", seeded.elapsed());
+    drop(client);
+
+    let runtime = Runtime::new()?;
+    let jobs = pipeline::prepare(&config, &pool, &runtime)
+        .await
+        .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
+    let (_stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let reports = pipeline::run(&config, pool.clone(), jobs, Mode::Once, shutdown).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!();
+    println!(
+        "{:<10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
+        "job", "rows", "groups", "rejected", "failed", "seconds", "rows/s"
+    );
+    for (job, r) in &reports {
+        print_report(job, r, elapsed);
+    }
+    let client = pool.get().await?;
+    println!("\nSample of vitals_daily:");
+    let sample = client
+        .query(
+            "SELECT user_id, day::text, metric, unit, sample_count, rejected_count,
+                    round(min_value::numeric, 1)::text, round(max_value::numeric, 1)::text,
+                    round(avg_value::numeric, 1)::text, plugin_version
+             FROM vitals_daily ORDER BY user_id, day, metric LIMIT 7",
+            &[],
+        )
+        .await?;
+    println!(
+        "{:>4} {:<10} {:<16} {:<11} {:>3} {:>3} {:>6} {:>6} {:>6}  plugin",
+        "user", "day", "metric", "unit", "n", "rej", "min", "max", "avg"
+    );
+    for r in sample {
+        let text = |i: usize| r.get::<_, Option<String>>(i).unwrap_or_else(|| "-".into());
+        println!(
+            "{:>4} {:<10} {:<16} {:<11} {:>3} {:>3} {:>6} {:>6} {:>6}  {}",
+            r.get::<_, i64>(0),
+            text(1),
+            text(2),
+            text(3),
+            r.get::<_, i32>(4),
+            r.get::<_, i32>(5),
+            text(6),
+            text(7),
+            text(8),
+            text(9)
+        );
+    }
+    drop(client);
+    pool.close();
+    if keep {
+        let url = server.url("health");
+        let dir = server.keep();
+        println!(
+            "\nThe database is still running: psql {url}\nIts files are in {}; stop it with: kill $(head -1 {}/data/postmaster.pid)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(job: &str, r: &Report, seconds: f64) {
+    println!(
+        "{job:<10} {:>10} {:>9} {:>9} {:>8} {:>9.2} {:>10.0}",
+        r.rows_completed,
+        r.groups_completed,
+        r.rows_rejected,
+        r.groups_failed,
+        seconds,
+        r.rows_completed as f64 / seconds.max(1e-9)
+    );
+}

@@ -1,0 +1,125 @@
+//! `runner plugin validate | test | new`: the plugin author's and CI's
+//! commands. None of them needs a database, except `validate --job`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use runner::config::Config;
+use runner::pipeline;
+use runner::plugin::{Limits, Plugin, Runtime, WORLD};
+use runner::rows::Column;
+
+use super::connect;
+
+mod template;
+mod try_rows;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check that FILE is a component of our WIT world, print what it
+    /// describes, and (with --job) that its output fits the job's tables.
+    /// Exits 1 with one sentence per problem. CI runs this before deploying.
+    ///
+    /// Example: runner plugin validate target/plugins/vitals.wasm --config config/runner.toml --job vitals
+    Validate {
+        file: PathBuf,
+        /// Check against this job of the config file (needs the database).
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Run FILE on rows from a CSV or JSON file, with no database, and print
+    /// each group's output rows, rejected count, errors and time.
+    ///
+    /// The input has a column per declared input column, plus `at` (RFC 3339
+    /// timestamp), and optionally `user_id` (default 1) and `id`. Groups are
+    /// UTC days. Exits 1 if any group failed.
+    ///
+    /// Example: runner plugin test target/plugins/vitals.wasm --input readings.csv
+    Test {
+        file: PathBuf,
+        /// Rows as CSV (with a header) or as a JSON array of objects (`.json`).
+        #[arg(long, value_name = "ROWS")]
+        input: PathBuf,
+        /// Print the output as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Memory limit per group, in MiB.
+        #[arg(long, default_value_t = 64)]
+        memory_limit_mb: usize,
+        /// Time limit per group, e.g. 2s.
+        #[arg(long, default_value = "2s", value_parser = humantime_serde::re::humantime::parse_duration)]
+        time_limit: std::time::Duration,
+    },
+    /// Create a new plugin crate that builds, passes its own test and validates.
+    ///
+    /// Example: runner plugin new sleep --dir plugins
+    New {
+        /// The plugin's name: lower-case letters, digits and `_`.
+        name: String,
+        /// Folder to create the crate in (as <dir>/<name>).
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+        /// Path to the plugin kit crate (default: the one this runner was built from).
+        #[arg(long)]
+        kit: Option<PathBuf>,
+    },
+}
+
+pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate { file, job } => validate(&file, job.as_deref(), config_path).await,
+        Command::Test { file, input, json, memory_limit_mb, time_limit } => {
+            let limits = Limits { memory_bytes: memory_limit_mb << 20, time: time_limit };
+            let plugin = Plugin::load(&Runtime::new()?, &file, limits)?;
+            try_rows::run(&plugin, &input, json, limits)
+        }
+        Command::New { name, dir, kit } => template::create(&name, &dir, kit.as_deref()),
+    }
+}
+
+fn columns(columns: &[Column]) -> String {
+    columns.iter().map(|c| format!("{} {}", c.name, c.kind)).collect::<Vec<_>>().join(", ")
+}
+
+async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow::Result<ExitCode> {
+    let (config, limits) = match job {
+        Some(name) => {
+            let config = Config::load(config_path)?;
+            let cfg = config.jobs.get(name).with_context(|| format!("no job `{name}` in {}", config_path.display()))?;
+            let limits = pipeline::job_limits(cfg);
+            (Some((config.clone(), name.to_string())), limits)
+        }
+        None => (None, Limits { memory_bytes: 64 << 20, time: std::time::Duration::from_secs(2) }),
+    };
+    let plugin = match Plugin::load(&Runtime::new()?, file, limits) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("problem: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let d = &plugin.description;
+    println!("{}: a component of {WORLD}", file.display());
+    println!("  built against: health:aggregation@{}", plugin.wit_version.as_deref().unwrap_or("?"));
+    println!("  plugin:        {}", plugin.version);
+    println!("  input:         {}", columns(&d.input));
+    println!("  output:        {}", columns(&d.output));
+    let key: Vec<&str> = ["user_id", "day"].into_iter().chain(d.key.iter().map(String::as_str)).collect();
+    println!("  key:           ({})", key.join(", "));
+    let Some((config, name)) = config else { return Ok(ExitCode::SUCCESS) };
+    let cfg = &config.jobs[&name];
+    let pool = connect(&config).await?;
+    let problems = pipeline::check_tables(&pool.get().await?, cfg, Some(&plugin)).await;
+    if problems.is_empty() {
+        println!("job {name}: fits {} -> {}", cfg.source, cfg.target);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in problems {
+            println!("problem: job {name}: {p}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}

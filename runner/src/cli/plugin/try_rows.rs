@@ -1,0 +1,177 @@
+//! `runner plugin test`: a plugin on rows from a file, no database.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use runner::plugin::{Limits, Plugin};
+use runner::rows::{Column, ColumnType, GroupKey, InputRow, Value, days_since_epoch};
+
+/// Reads the rows of a CSV or JSON file as (user, timestamp, id, values) by
+/// the plugin's declared input columns.
+fn read_rows(path: &Path, input: &[Column]) -> anyhow::Result<BTreeMap<GroupKey, Vec<InputRow>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let records: Vec<BTreeMap<String, serde_json::Value>> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("{}: expected a JSON array of objects", path.display()))?
+    } else {
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let headers = reader.headers()?.clone();
+        let mut records = Vec::new();
+        for record in reader.records() {
+            let record = record.with_context(|| format!("reading {}", path.display()))?;
+            let fields = headers.iter().zip(record.iter());
+            records.push(
+                fields
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(h, v)| (h.trim().to_string(), serde_json::Value::String(v.to_string())))
+                    .collect(),
+            );
+        }
+        records
+    };
+    let mut groups: BTreeMap<GroupKey, Vec<InputRow>> = BTreeMap::new();
+    for (n, record) in records.iter().enumerate() {
+        let line = n + 1;
+        let field = |name: &str| record.get(name).filter(|v| !v.is_null());
+        let at = field("at").with_context(|| format!("row {line}: no `at` timestamp"))?;
+        let at = parse(at, ColumnType::Timestamp).with_context(|| format!("row {line}: `at`"))?;
+        let Value::Timestamp(at) = at else { unreachable!("parsed as a timestamp") };
+        let int = |name: &str, default: i64| match field(name) {
+            None => anyhow::Ok(default),
+            Some(v) => match parse(v, ColumnType::Integer)? {
+                Value::Integer(i) => Ok(i),
+                _ => unreachable!("parsed as an integer"),
+            },
+        };
+        let user_id = int("user_id", 1).with_context(|| format!("row {line}: `user_id`"))?;
+        let id = int("id", line as i64).with_context(|| format!("row {line}: `id`"))?;
+        let values = input
+            .iter()
+            .map(|c| match field(&c.name) {
+                None => Ok(Value::Null),
+                Some(v) => parse(v, c.kind).with_context(|| format!("row {line}: column `{}`", c.name)),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let day = DateTime::from_timestamp_micros(at).context("timestamp out of range")?.date_naive();
+        groups.entry(GroupKey { user_id, day }).or_default().push(InputRow { id, at, values });
+    }
+    for rows in groups.values_mut() {
+        rows.sort_by_key(|r| (r.at, r.id));
+    }
+    Ok(groups)
+}
+
+/// Parses one input value as the declared type (CSV gives strings).
+fn parse(v: &serde_json::Value, kind: ColumnType) -> anyhow::Result<Value> {
+    use serde_json::Value as J;
+    Ok(match (kind, v) {
+        (_, J::Null) => Value::Null,
+        (ColumnType::Text, J::String(s)) => Value::Text(s.clone()),
+        (ColumnType::Float, J::Number(n)) => Value::Float(n.as_f64().context("not a number")?),
+        (ColumnType::Float, J::String(s)) => {
+            Value::Float(s.trim().parse().with_context(|| format!("`{s}` is not a number"))?)
+        }
+        (ColumnType::Integer, J::Number(n)) => Value::Integer(n.as_i64().context("not an integer")?),
+        (ColumnType::Integer, J::String(s)) => {
+            Value::Integer(s.trim().parse().with_context(|| format!("`{s}` is not an integer"))?)
+        }
+        (ColumnType::Boolean, J::Bool(b)) => Value::Boolean(*b),
+        (ColumnType::Boolean, J::String(s)) => {
+            Value::Boolean(s.trim().parse().with_context(|| format!("`{s}` is not true or false"))?)
+        }
+        (ColumnType::Timestamp, J::String(s)) => Value::Timestamp(
+            DateTime::parse_from_rfc3339(s.trim())
+                .with_context(|| format!("`{s}` is not an RFC 3339 timestamp"))?
+                .timestamp_micros(),
+        ),
+        (ColumnType::Date, J::String(s)) => Value::Date(days_since_epoch(
+            s.trim().parse::<NaiveDate>().with_context(|| format!("`{s}` is not a date"))?,
+        )),
+        (kind, other) => bail!("{other} is not a {kind}"),
+    })
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => format!("{}", (f * 1e6).round() / 1e6),
+        Value::Text(s) => s.clone(),
+        Value::Timestamp(t) => DateTime::<Utc>::from_timestamp_micros(*t).map_or(t.to_string(), |t| t.to_rfc3339()),
+        Value::Date(d) => (NaiveDate::default() + chrono::Days::new(*d as u64)).to_string(),
+    }
+}
+
+fn json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Boolean(b) => (*b).into(),
+        Value::Integer(i) => (*i).into(),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+        other => show(other).into(),
+    }
+}
+
+pub fn run(plugin: &Plugin, input: &Path, as_json: bool, limits: Limits) -> anyhow::Result<ExitCode> {
+    let groups = read_rows(input, &plugin.description.input)?;
+    let names: Vec<&str> = plugin.description.output.iter().map(|c| c.name.as_str()).collect();
+    let mut failed = 0;
+    let mut report = Vec::new();
+    for (key, rows) in groups {
+        let count = rows.len();
+        let started = Instant::now();
+        let result = plugin
+            .aggregate(key, rows, limits)
+            .map_err(|e| e.to_string())
+            .and_then(|out| plugin.check_output(&out).map(|()| out).map_err(|e| format!("invalid output: {e}")));
+        let micros = started.elapsed().as_secs_f64() * 1e6;
+        let head = format!("user {} day {}: {count} input rows, {micros:.0} µs", key.user_id, key.day);
+        match result {
+            Ok(output) if as_json => report.push(serde_json::json!({
+                "user_id": key.user_id, "day": key.day.to_string(), "input_rows": count, "micros": micros,
+                "rejected": output.rejected,
+                "rows": output.rows.iter().map(|r| names.iter().zip(r).map(|(n, v)| (n.to_string(), json(v))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
+            })),
+            Ok(output) => {
+                println!("{head}, {} rejected", output.rejected);
+                print_table(&names, &output.rows);
+                println!();
+            }
+            Err(e) => {
+                failed += 1;
+                if as_json {
+                    report.push(serde_json::json!({"user_id": key.user_id, "day": key.day.to_string(), "input_rows": count, "micros": micros, "error": e.to_string()}));
+                } else {
+                    println!("{head}: FAILED: {e}\n");
+                }
+            }
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print_table(names: &[&str], rows: &[Vec<Value>]) {
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(show).collect()).collect();
+    let widths: Vec<usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| cells.iter().map(|r| r[i].chars().count()).chain([n.len()]).max().unwrap_or(0))
+        .collect();
+    let line = |values: Vec<&str>| {
+        let padded: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        println!("  {}", padded.join("  ").trim_end());
+    };
+    line(names.to_vec());
+    line(widths.iter().map(|w| &"----------------------------------------"[..(*w).min(40)]).collect());
+    for row in &cells {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

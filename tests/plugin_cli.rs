@@ -1,0 +1,137 @@
+//! `runner plugin validate | test | new`, as plugin authors and CI use them.
+
+use std::path::Path;
+
+use crate::util::{TestDb, job_on, migrated, plugins_dir, runner, text};
+
+async fn plugin(args: &[&str]) -> (Option<i32>, String) {
+    // `plugin` commands read no config unless `--job` is given.
+    let out = runner(Path::new("/nonexistent.toml"), args).output().await.unwrap();
+    (out.status.code(), text(&out))
+}
+
+fn built(name: &str) -> String {
+    plugins_dir().join(name).display().to_string()
+}
+
+#[tokio::test]
+async fn validate_describes_a_good_plugin() {
+    let (code, out) = plugin(&["plugin", "validate", &built("lab.wasm")]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("a component of health:aggregation/aggregator@0.1.0"), "{out}");
+    assert!(out.contains("built against: health:aggregation@0.1.0"), "{out}");
+    assert!(out.contains("plugin:        lab@1.0.0+sha256:"), "{out}");
+    assert!(out.contains("key:           (user_id, day, test_code)"), "{out}");
+}
+
+#[tokio::test]
+async fn validate_rejects_files_that_are_not_our_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("random.wasm", &[0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6], "is not a WebAssembly file"),
+        ("core.wasm", b"\0asm\x01\0\0\0", "is a core WebAssembly module, not a component"),
+        (
+            "other-world.wasm",
+            b"\0asm\x0d\0\x01\0",
+            "is not a component of the world health:aggregation/aggregator@0.1.0",
+        ),
+        (
+            "truncated.wasm",
+            &std::fs::read(plugins_dir().join("vitals.wasm")).unwrap()[..4000],
+            "is not a valid WebAssembly component",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (code, out) = plugin(&["plugin", "validate", path.to_str().unwrap()]).await;
+        assert_eq!(code, Some(1), "{name}: {out}");
+        assert!(
+            out.contains(&format!("problem: plugin {}", path.display())) && out.contains(expected),
+            "{name}: {out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn validate_against_a_job_checks_its_tables() {
+    let db = TestDb::new().await;
+    let jobs = format!(
+        "{}{}",
+        job_on("lab", "lab.wasm", "lab_raw", "lab_daily", "collected_at", ""),
+        job_on("wrong", "lab.wasm", "lab_raw", "vitals_daily", "collected_at", "")
+    );
+    let (_dir, config) = migrated(&db, &jobs).await;
+    let lab = built("lab.wasm");
+    let ok = runner(&config, &["plugin", "validate", &lab, "--job", "lab"]).output().await.unwrap();
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("job lab: fits lab_raw -> lab_daily"));
+    let bad = runner(&config, &["plugin", "validate", &lab, "--job", "wrong"]).output().await.unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let out = text(&bad);
+    assert!(out.contains("problem: job wrong: table vitals_daily has no column `test_code`"), "{out}");
+}
+
+#[tokio::test]
+async fn test_runs_a_plugin_on_csv_and_json_rows_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rows.csv");
+    std::fs::write(
+        &csv,
+        "user_id,at,meal,calories,protein_g,carbs_g,fat_g\n\
+         1,2024-03-10T08:00:00Z,breakfast,400,20,50,10\n\
+         1,2024-03-10T12:00:00Z,brunch,300,,,\n\
+         2,2024-03-11T12:00:00Z,lunch,500,,,\n",
+    )
+    .unwrap();
+    let (code, out) = plugin(&["plugin", "test", &built("nutrition.wasm"), "--input", csv.to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("user 1 day 2024-03-10: 2 input rows") && out.contains("1 rejected"), "{out}");
+    assert!(out.contains("entry_count") && out.contains("user 2 day 2024-03-11"), "{out}");
+
+    let json = dir.path().join("rows.json");
+    std::fs::write(
+        &json,
+        r#"[{"user_id": 13, "at": "2024-05-01T10:00:00Z", "metric": "heart_rate"},
+            {"user_id": 1, "at": "2024-05-01T10:00:00Z", "metric": "heart_rate"},
+            {"user_id": 1, "at": "2024-05-01T11:00:00Z", "metric": "heart_rate"}]"#,
+    )
+    .unwrap();
+    let (code, out) =
+        plugin(&["plugin", "test", &built("faulty.wasm"), "--input", json.to_str().unwrap(), "--json"]).await;
+    assert_eq!(code, Some(1), "a failed group fails the command: {out}");
+    let start = out.find('[').unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out[start..out.rfind(']').unwrap() + 1]).unwrap();
+    assert_eq!(report[0]["rows"][0]["sample_count"], 2, "{report}");
+    assert_eq!(report[1]["error"], "plugin error: user 13 is refused", "{report}");
+    assert!(out.contains("aggregating 2 rows"), "plugin log lines are shown: {out}");
+}
+
+#[tokio::test]
+async fn a_new_plugin_from_the_template_builds_tests_validates_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = plugin(&["plugin", "new", "step_count", "--dir", dir.path().to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let root = dir.path().join("step_count");
+    // A target folder shared between runs keeps this test quick.
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/template-build");
+    let cargo = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    cargo(&["test", "--quiet"]);
+    cargo(&["build", "--release", "--target", "wasm32-wasip2", "--quiet"]);
+    let wasm = target.join("wasm32-wasip2/release/step_count.wasm");
+    let (code, out) = plugin(&["plugin", "validate", wasm.to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("step_count@0.1.0+sha256:"), "{out}");
+    let sample = root.join("sample.csv");
+    let (code, out) = plugin(&["plugin", "test", wasm.to_str().unwrap(), "--input", sample.to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("user 1 day 2024-03-10: 3 input rows") && out.contains("1 rejected"), "{out}");
+}
