@@ -27,8 +27,13 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
     migrate::migrate(&mut client, &config).await?;
     let start = chrono::Utc::now().date_naive() - chrono::Days::new(days as u64);
     let seeded = Instant::now();
-    let rows = runner::seed::vitals(&**client, users, days, start).await.context("seeding")?;
-    println!("Seeded {rows} raw vitals rows ({users} users x {days} days) in {:.1?}.", seeded.elapsed());
+    let vitals = runner::seed::vitals(&**client, users, days, start).await.context("seeding vitals")?;
+    let nutrition = runner::seed::nutrition(&**client, users, days, start).await.context("seeding nutrition")?;
+    let lab = runner::seed::lab(&**client, users, days, start).await.context("seeding lab")?;
+    println!(
+        "Seeded {vitals} vitals, {nutrition} nutrition and {lab} lab rows ({users} users x {days} days) in {:.1?}.",
+        seeded.elapsed()
+    );
     drop(client);
 
     let runtime = Runtime::new()?;
@@ -45,8 +50,16 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
         "job", "rows", "groups", "rejected", "failed", "seconds", "rows/s"
     );
     for (job, r) in &reports {
-        print_report(job, r, elapsed);
+        print_report(job, r, r.elapsed.as_secs_f64());
     }
+    let total = Report {
+        rows_completed: reports.iter().map(|(_, r)| r.rows_completed).sum(),
+        groups_completed: reports.iter().map(|(_, r)| r.groups_completed).sum(),
+        rows_rejected: reports.iter().map(|(_, r)| r.rows_rejected).sum(),
+        groups_failed: reports.iter().map(|(_, r)| r.groups_failed).sum(),
+        ..Report::default()
+    };
+    print_report("all", &total, elapsed);
     let client = pool.get().await?;
     println!("\nSample of vitals_daily:");
     let sample = client

@@ -79,8 +79,10 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo prints its own summary; per-batch log lines would drown it.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

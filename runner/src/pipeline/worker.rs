@@ -36,6 +36,8 @@ pub struct Report {
     /// Database errors (connection lost, pool timeout, ...): rows stayed pending.
     pub db_errors: u64,
     pub last_db_error: Option<String>,
+    /// How long the loop ran.
+    pub elapsed: Duration,
 }
 
 /// Consecutive database errors after which `--once` gives up.
@@ -51,6 +53,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Report {
     let mut report = Report::default();
+    let started = std::time::Instant::now();
     let mut consecutive_errors = 0u32;
     while !*shutdown.borrow() {
         let batch = match claim_batch(&pool, &job).await {
@@ -87,6 +90,7 @@ pub async fn run(
         }
         run_batch(&pool, &job, batch, &shutdown, &mut report).await;
     }
+    report.elapsed = started.elapsed();
     report
 }
 
