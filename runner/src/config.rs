@@ -27,7 +27,7 @@ pub struct Config {
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Database {
     /// `url`: a libpq-style connection URL. `DATABASE_URL` overrides it.
@@ -65,15 +65,17 @@ impl Default for Runner {
 }
 
 /// `[plugins]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plugins {
     /// `dir`: the plugin folder; relative paths resolve against the config file's folder.
     pub dir: PathBuf,
+    /// `cache_dir`: where compiled components are kept (default `<dir>/.cache`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `[jobs.<name>]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
     /// `enabled`: a disabled job is neither loaded nor run.
@@ -304,6 +306,11 @@ impl Config {
         if plugins.dir.is_relative() {
             plugins.dir = base.join(&plugins.dir);
         }
+        plugins.cache_dir = Some(match plugins.cache_dir.take() {
+            Some(dir) if dir.is_relative() => base.join(dir),
+            Some(dir) => dir,
+            None => plugins.dir.join(".cache"),
+        });
         Ok(Config { path: path.to_path_buf(), database: raw.database, runner: raw.runner, plugins, jobs })
     }
 
@@ -315,6 +322,12 @@ impl Config {
     /// The plugin file of a job.
     pub fn plugin_path(&self, job: &Job) -> PathBuf {
         self.plugins.dir.join(&job.plugin)
+    }
+
+    /// The job's shadow candidate: `vitals.wasm` → `vitals.candidate.wasm`.
+    pub fn candidate_path(&self, job: &Job) -> PathBuf {
+        let stem = job.plugin.strip_suffix(".wasm").unwrap_or(&job.plugin);
+        self.plugins.dir.join(format!("{stem}.candidate.wasm"))
     }
 }
 

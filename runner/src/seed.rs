@@ -54,7 +54,12 @@ pub async fn vitals(
 /// Inserts 3–4 meals a day per user (a snack on about half the days), in
 /// grams and kcal; about 2 % are rejected by the spec (unknown meal,
 /// negative nutrient).
-pub async fn nutrition(client: &impl GenericClient, users: i32, days: i32, start: NaiveDate) -> Result<u64, tokio_postgres::Error> {
+pub async fn nutrition(
+    client: &impl GenericClient,
+    users: i32,
+    days: i32,
+    start: NaiveDate,
+) -> Result<u64, tokio_postgres::Error> {
     client.execute("SELECT setseed(0.43)", &[]).await?;
     client
         .execute(
@@ -88,7 +93,12 @@ pub async fn nutrition(client: &impl GenericClient, users: i32, days: i32, start
 /// Inserts lab panels on about one day in five per user: glucose (often in
 /// mmol/L), cholesterol, creatinine (µmol/L), hemoglobin (g/L) and a code
 /// the spec does not know; about 2 % are rejected (wrong unit, no value).
-pub async fn lab(client: &impl GenericClient, users: i32, days: i32, start: NaiveDate) -> Result<u64, tokio_postgres::Error> {
+pub async fn lab(
+    client: &impl GenericClient,
+    users: i32,
+    days: i32,
+    start: NaiveDate,
+) -> Result<u64, tokio_postgres::Error> {
     client.execute("SELECT setseed(0.44)", &[]).await?;
     client
         .execute(

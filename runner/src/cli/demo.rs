@@ -36,13 +36,13 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
     );
     drop(client);
 
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
     let jobs = pipeline::prepare(&config, &pool, &runtime)
         .await
         .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
     let (_stop, shutdown) = watch::channel(false);
     let started = Instant::now();
-    let reports = pipeline::run(&config, pool.clone(), jobs, Mode::Once, shutdown).await?;
+    let reports = pipeline::run(&config, pool.clone(), &jobs, Mode::Once, shutdown).await?;
     let elapsed = started.elapsed().as_secs_f64();
     println!();
     println!(

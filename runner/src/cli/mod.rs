@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use runner::config::{self, Config};
 use runner::db::{migrate, pool};
-use runner::pipeline::{self, Mode};
+use runner::pipeline::{self, Mode, deploy::Deployer};
 use runner::plugin::Runtime;
 
 #[derive(Parser)]
@@ -140,14 +140,18 @@ async fn migrate_cmd(config: &Config) -> anyhow::Result<ExitCode> {
 async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
     let pool = connect(config).await?;
     println!("database {} reachable", pool::describe(&config.database.url));
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
     match pipeline::prepare(config, &pool, &runtime).await {
         Ok(jobs) => {
             for job in jobs {
-                println!(
-                    "job {}: plugin {} matches {} -> {}",
-                    job.name, job.plugin.version, job.config.source, job.config.target
-                );
+                let state = job.current();
+                match &state.live {
+                    Some(live) => println!(
+                        "job {}: plugin {} matches {} -> {}",
+                        job.name, live.plugin.version, state.config.source, state.config.target
+                    ),
+                    None => println!("job {}: disabled", job.name),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -162,19 +166,25 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
 
 async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     let pool = connect(config).await?;
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let loading = Instant::now();
     let jobs = pipeline::prepare(config, &pool, &runtime)
         .await
         .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
-    let mode = if once { Mode::Once } else { Mode::Daemon { poll_interval: config.runner.poll_interval } };
+    tracing::info!(jobs = jobs.len(), elapsed = ?loading.elapsed(), "Plugins loaded and checked.");
+    let mode = if once { Mode::Once } else { Mode::Daemon };
     let (stop, shutdown) = watch::channel(false);
+    if mode == Mode::Daemon {
+        let deployer = Deployer::new(config.clone(), pool.clone(), runtime.clone(), jobs.clone());
+        tokio::spawn(deployer.run(shutdown.clone()));
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("Shutting down: finishing the groups in hand.");
         let _ = stop.send(true);
     });
     let started = Instant::now();
-    let reports = pipeline::run(config, pool.clone(), jobs, mode, shutdown).await?;
+    let reports = pipeline::run(config, pool.clone(), &jobs, mode, shutdown).await?;
     let elapsed = started.elapsed();
     let mut unprocessed = false;
     for (job, r) in &reports {

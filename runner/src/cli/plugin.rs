@@ -73,7 +73,7 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
         Command::Validate { file, job } => validate(&file, job.as_deref(), config_path).await,
         Command::Test { file, input, json, memory_limit_mb, time_limit } => {
             let limits = Limits { memory_bytes: memory_limit_mb << 20, time: time_limit };
-            let plugin = Plugin::load(&Runtime::new()?, &file, limits)?;
+            let plugin = Plugin::load(&Runtime::new(None)?, &file, limits)?;
             try_rows::run(&plugin, &input, json, limits)
         }
         Command::New { name, dir, kit } => template::create(&name, &dir, kit.as_deref()),
@@ -94,7 +94,7 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
         }
         None => (None, Limits { memory_bytes: 64 << 20, time: std::time::Duration::from_secs(2) }),
     };
-    let plugin = match Plugin::load(&Runtime::new()?, file, limits) {
+    let plugin = match Plugin::load(&Runtime::new(None)?, file, limits) {
         Ok(p) => p,
         Err(e) => {
             println!("problem: {e:#}");

@@ -12,8 +12,10 @@ use crate::config::{Config, Identifier};
 pub const CHANNEL: &str = "runner_pending";
 
 /// Numbered migrations, applied in order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "reference schema", include_str!("migrations/0001_reference_schema.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "reference schema", include_str!("migrations/0001_reference_schema.sql")),
+    (2, "shadow differences", include_str!("migrations/0002_shadow_diffs.sql")),
+];
 
 /// Serializes concurrent `migrate` runs (an arbitrary constant).
 const MIGRATE_LOCK: i64 = 0x7275_6e6e_6572_0001;

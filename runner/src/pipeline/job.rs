@@ -1,21 +1,97 @@
-//! A runnable job: its config, its loaded plugin, and the SQL built once
-//! from both (identifiers validated and quoted).
+//! A job and its swappable state: the config, the live plugin and the SQL
+//! built from both (identifiers validated and quoted), and an optional
+//! shadow candidate. Workers take a snapshot per group, so a swap never
+//! changes a group in flight; the next group sees the new state.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::config;
 use crate::plugin::{Limits, Plugin};
 
-/// Everything a worker needs to process one job's groups.
+/// A job: its name, its current state, and what wakes its loop.
 pub struct Job {
     pub name: String,
+    state: RwLock<Arc<JobState>>,
+    /// Woken when rows arrive (NOTIFY) or the state changes.
+    pub wake: Arc<Notify>,
+    /// Why the last plugin change was refused, if it was.
+    pub last_reload_error: Mutex<Option<String>>,
+}
+
+/// One consistent view of a job.
+#[derive(Clone)]
+pub struct JobState {
     pub config: config::Job,
-    pub plugin: Arc<Plugin>,
+    /// Fallback wake-up of the job's loop.
+    pub poll_interval: Duration,
     pub limits: Limits,
+    /// `None`: the job is paused (disabled, or its plugin file is gone).
+    pub live: Option<Live>,
+    /// A shadow candidate run beside the live plugin, writing nothing.
+    pub candidate: Option<Arc<Plugin>>,
+}
+
+/// A live plugin and the SQL built for its columns.
+#[derive(Clone)]
+pub struct Live {
+    pub plugin: Arc<Plugin>,
     pub sql: Statements,
 }
 
+impl Live {
+    pub fn new(config: &config::Job, plugin: Arc<Plugin>) -> Self {
+        let sql = Statements::new(config, &plugin);
+        Live { plugin, sql }
+    }
+}
+
+impl JobState {
+    pub fn new(config: &config::Job, poll_interval: Duration, plugin: Option<Arc<Plugin>>) -> Self {
+        JobState {
+            limits: super::job_limits(config),
+            live: plugin.map(|p| Live::new(config, p)),
+            candidate: None,
+            config: config.clone(),
+            poll_interval,
+        }
+    }
+
+    /// The live plugin when the job is enabled and has one.
+    pub fn running(&self) -> Option<&Live> {
+        self.live.as_ref().filter(|_| self.config.enabled)
+    }
+}
+
+impl Job {
+    pub fn new(name: &str, state: JobState) -> Self {
+        Job {
+            name: name.to_string(),
+            state: RwLock::new(Arc::new(state)),
+            wake: Arc::new(Notify::new()),
+            last_reload_error: Mutex::new(None),
+        }
+    }
+
+    /// The current state; cheap (an `Arc` clone under a read lock).
+    pub fn current(&self) -> Arc<JobState> {
+        self.state.read().expect("job state lock").clone()
+    }
+
+    /// Replaces the state with `f(current)` and wakes the job's loop.
+    pub fn update(&self, f: impl FnOnce(&JobState) -> JobState) {
+        {
+            let mut state = self.state.write().expect("job state lock");
+            *state = Arc::new(f(&state));
+        }
+        self.wake.notify_one();
+    }
+}
+
 /// SQL text for one job. Parameters are noted per statement.
+#[derive(Clone)]
 pub struct Statements {
     /// ($1 tz, $2 limit) → (user_id, day) of a batch of due pending rows.
     pub peek: String,
@@ -102,13 +178,5 @@ impl Statements {
             sql.push(')');
         }
         sql
-    }
-}
-
-impl Job {
-    pub fn new(name: &str, config: &config::Job, plugin: Arc<Plugin>) -> Self {
-        let limits = super::job_limits(config);
-        let sql = Statements::new(config, &plugin);
-        Job { name: name.to_string(), config: config.clone(), plugin, limits, sql }
     }
 }

@@ -1,8 +1,11 @@
-//! The aggregation pipeline: load and check each enabled job, then run one
-//! loop per job over a shared, bounded pool.
+//! The aggregation pipeline: load and check each job, then run one loop per
+//! job over a shared, bounded pool, while `deploy` swaps plugins and
+//! settings in as files change.
 
+pub mod deploy;
 pub mod group;
 pub mod job;
+pub mod shadow;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -10,21 +13,26 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::config::{self, Config};
 use crate::db::{listen, schema};
 use crate::plugin::{Limits, Plugin, Runtime};
-pub use job::Job;
+pub use job::{Job, JobState};
 pub use worker::{Mode, Report};
 
-/// Loads every enabled job's plugin and checks it against the job's tables.
-/// Returns the jobs, or every problem found (one sentence each).
+/// Loads every enabled job's plugin and checks it against the job's tables;
+/// disabled jobs start paused. Returns the jobs, or every problem found
+/// (one sentence each).
 pub async fn prepare(config: &Config, pool: &Pool, runtime: &Runtime) -> Result<Vec<Arc<Job>>, Vec<String>> {
     let client = pool.get().await.map_err(|e| vec![format!("cannot get a database connection: {e}")])?;
     let mut jobs = Vec::new();
     let mut problems = Vec::new();
-    for (name, cfg) in config.enabled_jobs() {
+    for (name, cfg) in &config.jobs {
+        if !cfg.enabled {
+            jobs.push(Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, None))));
+            continue;
+        }
         let mut job_problems = Vec::new();
         let plugin = match Plugin::load(runtime, &config.plugin_path(cfg), job_limits(cfg)) {
             Ok(p) => Some(Arc::new(p)),
@@ -35,7 +43,10 @@ pub async fn prepare(config: &Config, pool: &Pool, runtime: &Runtime) -> Result<
         };
         job_problems.extend(check_tables(&client, cfg, plugin.as_deref()).await);
         match plugin {
-            Some(plugin) if job_problems.is_empty() => jobs.push(Arc::new(Job::new(name, cfg, plugin))),
+            Some(plugin) if job_problems.is_empty() => {
+                let state = JobState::new(cfg, config.runner.poll_interval, Some(plugin));
+                jobs.push(Arc::new(Job::new(name, state)));
+            }
             _ => problems.extend(job_problems.into_iter().map(|p| format!("job {name}: {p}"))),
         }
     }
@@ -80,24 +91,29 @@ pub async fn check_tables(
 }
 
 /// Runs every job until shutdown (or, with `Mode::Once`, until drained).
+/// As a daemon it also listens for new rows.
 pub async fn run(
     config: &Config,
     pool: Pool,
-    jobs: Vec<Arc<Job>>,
+    jobs: &[Arc<Job>],
     mode: Mode,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<(String, Report)>> {
-    let mut wakers: HashMap<String, Vec<Arc<Notify>>> = HashMap::new();
+    let mut wakers: HashMap<String, Vec<Arc<tokio::sync::Notify>>> = HashMap::new();
     let mut tasks = Vec::new();
     for job in jobs {
-        let wake = Arc::new(Notify::new());
-        wakers.entry(job.config.source.name().to_string()).or_default().push(wake.clone());
-        tracing::info!(job = %job.name, plugin = %job.plugin.version, source = %job.config.source, target = %job.config.target, "Job started.");
+        let state = job.current();
+        wakers.entry(state.config.source.name().to_string()).or_default().push(job.wake.clone());
+        match state.running() {
+            Some(live) => tracing::info!(job = %job.name, plugin = %live.plugin.version, source = %state.config.source,
+                target = %state.config.target, "Job started."),
+            None => tracing::info!(job = %job.name, "Job paused (disabled)."),
+        }
         let name = job.name.clone();
-        tasks.push((name, tokio::spawn(worker::run(pool.clone(), job, mode, wake, shutdown.clone()))));
+        tasks.push((name, tokio::spawn(worker::run(pool.clone(), job.clone(), mode, shutdown.clone()))));
     }
     let listener = match mode {
-        Mode::Daemon { .. } => {
+        Mode::Daemon => {
             let pg = crate::db::pool::pg_config(&config.database.url)?;
             Some(tokio::spawn(listen::listen(pg, wakers, shutdown.clone())))
         }

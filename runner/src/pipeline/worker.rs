@@ -1,17 +1,18 @@
 //! A job's loop: claim a small batch, aggregate its groups with bounded
 //! concurrency (each group borrows one pooled connection for one short
-//! transaction), then wait for a notification or the poll interval.
+//! transaction), then wait for a notification, a state change or the poll
+//! interval. A paused job (disabled, or its plugin file gone) claims nothing.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use futures::StreamExt as _;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::group::{self, Outcome};
-use super::job::Job;
+use super::job::{Job, JobState};
 use crate::db::pool;
 use crate::rows::GroupKey;
 
@@ -19,7 +20,7 @@ use crate::rows::GroupKey;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Run until shut down, sleeping when there is no work.
-    Daemon { poll_interval: Duration },
+    Daemon,
     /// Drain every due pending row, then return.
     Once,
 }
@@ -45,18 +46,18 @@ const MAX_CONSECUTIVE_DB_ERRORS: u32 = 5;
 
 /// Runs one job until `shutdown` turns true (or, with `Mode::Once`, until
 /// nothing due is left).
-pub async fn run(
-    pool: Pool,
-    job: Arc<Job>,
-    mode: Mode,
-    wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Report {
+pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Receiver<bool>) -> Report {
     let mut report = Report::default();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut consecutive_errors = 0u32;
     while !*shutdown.borrow() {
-        let batch = match claim_batch(&pool, &job).await {
+        let state = job.current();
+        let batch = if state.running().is_none() {
+            Ok(Vec::new()) // paused: nothing to claim
+        } else {
+            claim_batch(&pool, &state).await
+        };
+        let batch = match batch {
             Ok(batch) => {
                 consecutive_errors = 0;
                 batch
@@ -76,19 +77,17 @@ pub async fn run(
             }
         };
         if batch.is_empty() {
-            match mode {
-                Mode::Once => break,
-                Mode::Daemon { poll_interval } => {
-                    tokio::select! {
-                        _ = wake.notified() => debug!(job = %job.name, "Woken by a notification."),
-                        _ = tokio::time::sleep(poll_interval) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    continue;
-                }
+            if mode == Mode::Once {
+                break;
             }
+            tokio::select! {
+                _ = job.wake.notified() => debug!(job = %job.name, "Woken."),
+                _ = tokio::time::sleep(state.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
         }
-        run_batch(&pool, &job, batch, &shutdown, &mut report).await;
+        run_batch(&pool, &job, &state, batch, &shutdown, &mut report).await;
     }
     report.elapsed = started.elapsed();
     report
@@ -97,37 +96,46 @@ pub async fn run(
 /// Claims a batch: the distinct groups of up to `batch_size` due pending
 /// rows that no other transaction holds. The connection goes back to the
 /// pool right after.
-async fn claim_batch(pool: &Pool, job: &Job) -> anyhow::Result<Vec<GroupKey>> {
+async fn claim_batch(pool: &Pool, state: &JobState) -> anyhow::Result<Vec<GroupKey>> {
+    let Some(live) = state.running() else { return Ok(Vec::new()) };
     let client = pool.get().await?;
-    let peek = client.prepare_cached(&job.sql.peek).await?;
-    let rows = client.query(&peek, &[&job.config.timezone, &job.config.batch_size]).await?;
+    let peek = client.prepare_cached(&live.sql.peek).await?;
+    let rows = client.query(&peek, &[&state.config.timezone, &state.config.batch_size]).await?;
     Ok(rows.iter().map(|r| GroupKey { user_id: r.get(0), day: r.get(1) }).collect())
 }
 
 async fn run_batch(
     pool: &Pool,
     job: &Job,
+    state: &JobState,
     batch: Vec<GroupKey>,
     shutdown: &watch::Receiver<bool>,
     report: &mut Report,
 ) {
     pool::log_status(pool, &job.name, "before batch");
     let groups = batch.len();
-    let span = info_span!("batch", job = %job.name, groups, plugin = %job.plugin.version);
+    let started = Instant::now();
+    let span = info_span!("batch", job = %job.name, groups);
     let results: Vec<_> = futures::stream::iter(batch)
         // Stop starting groups on shutdown; the ones in hand finish.
         .take_while(|_| std::future::ready(!*shutdown.borrow()))
         .map(|key| async move {
-            let span = info_span!("group", user = key.user_id, day = %key.day);
+            // Each group takes the job's state as it is now: a plugin swapped
+            // mid-batch applies to the next group, never to one in flight.
+            let state = job.current();
+            let Some(live) = state.running() else { return (key, Ok(Outcome::Busy)) };
+            let span = info_span!("group", user = key.user_id, day = %key.day, plugin = %live.plugin.version);
+            let started = Instant::now();
             let result = async {
                 let mut client = pool.get().await?;
-                anyhow::Ok(group::process(&mut client, job, key).await?)
+                anyhow::Ok(group::process(&mut client, &job.name, &state, live, key).await?)
             }
             .instrument(span)
             .await;
+            metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(started.elapsed());
             (key, result)
         })
-        .buffer_unordered(job.config.workers)
+        .buffer_unordered(state.config.workers)
         .collect()
         .instrument(span.clone())
         .await;
@@ -152,6 +160,7 @@ async fn run_batch(
     }
     report.groups_completed += completed;
     report.groups_failed += failed;
+    metrics::histogram!("runner_batch_seconds", "job" => job.name.clone()).record(started.elapsed());
     pool::log_status(pool, &job.name, "after batch");
     info!(parent: &span, completed, failed, "Batch done.");
 }

@@ -9,20 +9,24 @@ use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine};
 
 use super::bindings::{Aggregator, HostState};
+use super::cache::Cache;
 
 /// How often the epoch advances; time limits are rounded up to this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The engine and linker every plugin is compiled and instantiated with.
+/// The engine and linker every plugin is compiled and instantiated with,
+/// and the cache of compiled components.
 #[derive(Clone)]
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Arc<Linker<HostState>>,
+    pub cache: Option<Cache>,
 }
 
 impl Runtime {
     /// Creates the engine with epoch interruption and starts its ticker.
-    pub fn new() -> anyhow::Result<Self> {
+    /// With `cache`, compiled components are kept in that folder.
+    pub fn new(cache: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         let engine = Engine::new(&config).context("creating the WebAssembly engine")?;
@@ -46,7 +50,7 @@ impl Runtime {
             })
             .context("starting the epoch ticker")?;
 
-        Ok(Runtime { engine, linker: Arc::new(linker) })
+        Ok(Runtime { engine, linker: Arc::new(linker), cache: cache.map(Cache::new) })
     }
 }
 

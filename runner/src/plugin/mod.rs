@@ -2,7 +2,9 @@
 //! describe itself, and calling it on one group inside a fresh, limited store.
 
 mod bindings;
+mod cache;
 pub mod engine;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,8 +83,17 @@ impl Plugin {
         if let Err(why) = file_kind(bytes) {
             anyhow::bail!("plugin {} {why}", path.display());
         }
-        let component = Component::new(&runtime.engine, bytes)
-            .with_context(|| format!("plugin {} is not a valid WebAssembly component", path.display()))?;
+        let component = match runtime.cache.as_ref().and_then(|c| c.get(&runtime.engine, &hash)) {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&runtime.engine, bytes)
+                    .with_context(|| format!("plugin {} is not a valid WebAssembly component", path.display()))?;
+                if let Some(cache) = &runtime.cache {
+                    cache.put(&runtime.engine, &hash, &component);
+                }
+                component
+            }
+        };
         let wit_version = component.component_type().imports(&runtime.engine).find_map(|(name, _)| {
             let (package, version) = name.split_once('@')?;
             package.starts_with("health:aggregation/").then(|| version.to_string())

@@ -1,0 +1,234 @@
+//! Hot reload. Watches the plugin folder and the config file; a changed
+//! plugin is built to one side (compiled or taken from the cache,
+//! instantiated, described, checked against the job's tables) and swapped in
+//! only if all of that succeeds. A rejected file is logged with the reason
+//! and the previous version keeps running; a deleted file pauses its job.
+//! Changed settings that can apply live do; the rest say they need a restart.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use super::job::{Job, JobState, Live};
+use super::{check_tables, job_limits};
+use crate::config::{self, Config};
+use crate::plugin::watch::FolderWatch;
+use crate::plugin::{Plugin, Runtime};
+
+/// Quiet time that ends a burst of file events.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// A burst is cut off after this long, so a file written forever still loads.
+const MAX_BURST: Duration = Duration::from_secs(2);
+/// Rescan anyway this often: covers missed events and recreated folders.
+const RESCAN: Duration = Duration::from_secs(5);
+
+/// What was last seen of a file: its size, modification time and hash.
+#[derive(Clone, PartialEq)]
+struct Seen {
+    len: u64,
+    mtime: (i64, i64),
+    hash: String,
+}
+
+enum Look {
+    Missing,
+    Unchanged,
+    Changed(Vec<u8>),
+}
+
+pub struct Deployer {
+    runtime: Runtime,
+    pool: Pool,
+    /// The config in force (live settings applied, restart-only ones as started).
+    config: Config,
+    config_hash: String,
+    jobs: Vec<Arc<Job>>,
+    seen: HashMap<PathBuf, Seen>,
+}
+
+impl Deployer {
+    pub fn new(config: Config, pool: Pool, runtime: Runtime, jobs: Vec<Arc<Job>>) -> Self {
+        let config_hash = std::fs::read(&config.path).map(|b| hex(&Sha256::digest(b))).unwrap_or_default();
+        Deployer { runtime, pool, config, config_hash, jobs, seen: HashMap::new() }
+    }
+
+    /// Watches and applies changes until `shutdown`.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let config_dir = self.config.path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let mut watch = FolderWatch::new(vec![self.config.plugins.dir.clone(), config_dir], tx);
+        loop {
+            tokio::select! {
+                Some(()) = events.recv() => {
+                    // Debounce: wait for a quiet moment, at most MAX_BURST.
+                    let burst = Instant::now();
+                    while burst.elapsed() < MAX_BURST
+                        && let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await
+                    {}
+                }
+                _ = tokio::time::sleep(RESCAN) => {}
+                _ = shutdown.changed() => return,
+            }
+            watch.ensure();
+            self.sync_config().await;
+            for job in self.jobs.clone() {
+                self.sync_job(&job).await;
+            }
+        }
+    }
+
+    fn look(&mut self, path: &Path) -> Look {
+        let Ok(meta) = std::fs::metadata(path) else {
+            self.seen.remove(path);
+            return Look::Missing;
+        };
+        let mtime = (meta.mtime(), meta.mtime_nsec());
+        if let Some(seen) = self.seen.get(path)
+            && seen.len == meta.len()
+            && seen.mtime == mtime
+        {
+            return Look::Unchanged;
+        }
+        let Ok(bytes) = std::fs::read(path) else { return Look::Missing };
+        let hash = hex(&Sha256::digest(&bytes));
+        let unchanged = self.seen.get(path).is_some_and(|s| s.hash == hash);
+        self.seen.insert(path.to_path_buf(), Seen { len: bytes.len() as u64, mtime, hash });
+        if unchanged { Look::Unchanged } else { Look::Changed(bytes) }
+    }
+
+    /// Builds a plugin to one side and checks it against the job's tables.
+    async fn build(&self, cfg: &config::Job, path: &Path, bytes: Vec<u8>) -> Result<Arc<Plugin>, String> {
+        let (runtime, owned, limits) = (self.runtime.clone(), path.to_path_buf(), job_limits(cfg));
+        let plugin = tokio::task::spawn_blocking(move || Plugin::from_bytes(&runtime, &owned, &bytes, limits))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{e:#}"))?;
+        let client = self.pool.get().await.map_err(|e| format!("cannot check it against the tables: {e}"))?;
+        let problems = check_tables(&client, cfg, Some(&plugin)).await;
+        if problems.is_empty() { Ok(Arc::new(plugin)) } else { Err(problems.join("; ")) }
+    }
+
+    /// Brings one job's live plugin and shadow candidate in line with the folder.
+    async fn sync_job(&mut self, job: &Job) {
+        let state = job.current();
+        if !state.config.enabled {
+            return;
+        }
+        let path = self.config.plugin_path(&state.config);
+        let live_hash = state.live.as_ref().map(|l| l.plugin.hash.clone());
+        match self.look(&path) {
+            Look::Missing if state.live.is_some() => {
+                warn!(job = %job.name, file = %path.display(), "Plugin file is gone: job paused, its rows stay pending.");
+                metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "paused")
+                    .increment(1);
+                job.update(|s| JobState { live: None, ..s.clone() });
+            }
+            Look::Changed(bytes) if live_hash.as_deref() != Some(&hex(&Sha256::digest(&bytes))) => {
+                match self.build(&state.config, &path, bytes).await {
+                    Ok(plugin) => {
+                        info!(job = %job.name, file = %path.display(), from = ?state.live.as_ref().map(|l| l.plugin.version.clone()),
+                            to = %plugin.version, "Plugin swapped.");
+                        metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped").increment(1);
+                        *job.last_reload_error.lock().expect("lock") = None;
+                        job.update(|s| JobState { live: Some(Live::new(&s.config, plugin)), ..s.clone() });
+                    }
+                    Err(reason) => {
+                        warn!(job = %job.name, file = %path.display(), reason = %reason,
+                            "Plugin rejected; the previous version keeps running.");
+                        metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "rejected").increment(1);
+                        *job.last_reload_error.lock().expect("lock") = Some(format!("{}: {reason}", path.display()));
+                    }
+                }
+            }
+            _ => {}
+        }
+
+        let path = self.config.candidate_path(&state.config);
+        match self.look(&path) {
+            Look::Missing if job.current().candidate.is_some() => {
+                info!(job = %job.name, file = %path.display(), "Shadow candidate removed.");
+                job.update(|s| JobState { candidate: None, ..s.clone() });
+            }
+            Look::Changed(bytes) => match self.build(&state.config, &path, bytes).await {
+                Ok(plugin) => {
+                    info!(job = %job.name, candidate = %plugin.version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
+                    job.update(|s| JobState { candidate: Some(plugin), ..s.clone() });
+                }
+                Err(reason) => {
+                    warn!(job = %job.name, file = %path.display(), reason = %reason, "Shadow candidate rejected.");
+                    metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "rejected")
+                        .increment(1);
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// Applies a changed config file: live settings now, a warning for the rest.
+    async fn sync_config(&mut self) {
+        let Ok(bytes) = std::fs::read(&self.config.path) else { return };
+        let hash = hex(&Sha256::digest(&bytes));
+        if hash == self.config_hash {
+            return;
+        }
+        self.config_hash = hash;
+        let new = match Config::load(&self.config.path) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "Config rejected; the running config stays in force.");
+                metrics::counter!("runner_config_reloads_total", "result" => "rejected").increment(1);
+                return;
+            }
+        };
+        let restart =
+            |what: &str| warn!(setting = what, "Config changed a setting that needs a restart to take effect.");
+        if new.database != self.config.database {
+            restart("[database]");
+        }
+        if new.plugins != self.config.plugins {
+            restart("[plugins]");
+        }
+        for name in new.jobs.keys().filter(|n| !self.config.jobs.contains_key(*n)) {
+            restart(&format!("[jobs.{name}] (new job)"));
+        }
+        for name in self.config.jobs.keys().filter(|n| !new.jobs.contains_key(*n)) {
+            restart(&format!("[jobs.{name}] (removed job)"));
+        }
+        self.config.runner = new.runner.clone();
+        for job in &self.jobs {
+            let (Some(old), Some(new)) = (self.config.jobs.get_mut(&job.name), new.jobs.get(&job.name)) else {
+                continue;
+            };
+            let structural = (&old.plugin, &old.source, &old.target, &old.timestamp_column, &old.timezone)
+                != (&new.plugin, &new.source, &new.target, &new.timestamp_column, &new.timezone);
+            if structural {
+                restart(&format!("jobs.{}: plugin, source, target, timestamp_column or timezone", job.name));
+            }
+            // Everything else applies to the next batch and group.
+            let live = config::Job {
+                plugin: old.plugin.clone(),
+                source: old.source.clone(),
+                target: old.target.clone(),
+                timestamp_column: old.timestamp_column.clone(),
+                timezone: old.timezone.clone(),
+                ..new.clone()
+            };
+            *old = live.clone();
+            let poll_interval = self.config.runner.poll_interval;
+            job.update(|s| JobState { limits: job_limits(&live), config: live, poll_interval, ..s.clone() });
+        }
+        metrics::counter!("runner_config_reloads_total", "result" => "applied").increment(1);
+        info!(path = %self.config.path.display(), "Config reloaded.");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
