@@ -9,4 +9,5 @@ mod lab;
 mod nutrition;
 mod plugin_cli;
 mod recovery;
+mod reload;
 mod vitals;

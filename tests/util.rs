@@ -156,3 +156,107 @@ pub async fn migrated(db: &TestDb, jobs: &str) -> (tempfile::TempDir, PathBuf) {
     run_ok(&path, &["migrate"]).await;
     (dir, path)
 }
+
+/// A `runner run` daemon whose log is collected while it runs.
+pub struct Daemon {
+    child: tokio::process::Child,
+    log: std::sync::Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        let mut child = runner(config, &["run"]).spawn().unwrap();
+        let log = std::sync::Arc::new(Mutex::new(String::new()));
+        type Stream = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+        let stderr = child.stderr.take().map(|s| Box::new(s) as Stream);
+        let stdout = child.stdout.take().map(|s| Box::new(s) as Stream);
+        for stream in [stderr, stdout].into_iter().flatten() {
+            let log = log.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt as _;
+                let mut lines = tokio::io::BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        Daemon { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `text` `n` times; panics with the log after `secs`.
+    pub async fn wait_for(&self, text: &str, n: usize, secs: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while self.log().matches(text).count() < n {
+            assert!(std::time::Instant::now() < deadline, "no {n}× `{text}` within {secs} s; log:\n{}", self.log());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then expects a clean exit 0.
+    pub async fn stop(mut self) -> String {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id().unwrap() as i32, libc::SIGTERM) };
+        let status =
+            tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait()).await.unwrap().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(status.success(), "runner exited with {status}; log:\n{}", self.log());
+        self.log()
+    }
+}
+
+/// Waits until `sql` (a count) reaches `n`; panics after `secs`.
+pub async fn wait_count(db: &TestDb, sql: &str, n: i64, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let got = db.count(sql).await;
+        if got >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "`{sql}` is {got}, not {n}, after {secs} s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Puts `bytes` at `dest` the way CI deploys: write aside, then rename.
+pub fn deploy(dest: &Path, bytes: &[u8]) {
+    let tmp = dest.with_file_name(format!(".{}.tmp", dest.file_name().unwrap().to_str().unwrap()));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+/// The same component with a custom section appended: identical behaviour,
+/// a different hash, so a different `plugin_version`.
+pub fn variant(wasm: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"runner-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(payload.len() as u8); // LEB128, payloads here are short
+    out.extend(payload);
+    out
+}
+
+/// A config whose plugin folder is a fresh copy of the named built plugins.
+pub fn config_with_own_plugins(db_url: &str, jobs: &str, plugins: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, path) = config(db_url, jobs);
+    let own = dir.path().join("plugins");
+    std::fs::create_dir(&own).unwrap();
+    for p in plugins {
+        std::fs::copy(plugins_dir().join(p), own.join(p)).unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| if l.starts_with("dir = ") { format!("dir = \"{}\"", own.display()) } else { l.to_string() })
+        .collect();
+    std::fs::write(&path, text.join("\n")).unwrap();
+    (dir, path, own)
+}

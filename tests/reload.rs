@@ -1,0 +1,268 @@
+//! Hot reload through real files on disk: plugins deployed by rename while
+//! rows keep arriving, bad files, deleted files, shadow candidates, and
+//! config edits — against a running `runner run`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::util::{Daemon, TestDb, config_with_own_plugins, deploy, job, plugins_dir, run_ok, variant, wait_count};
+
+const PENDING: &str = "SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'";
+
+fn version_of(wasm: &[u8]) -> String {
+    let hash: String = Sha256::digest(wasm).iter().map(|b| format!("{b:02x}")).collect();
+    format!("vitals@1.0.0+sha256:{}", &hash[..12])
+}
+
+async fn insert(db: &TestDb, user: i64) {
+    db.client
+        .execute("INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, now(), 'heart_rate', 70, 'bpm')", &[&user])
+        .await
+        .unwrap();
+}
+
+/// Inserts a row every 10 ms until stopped; returns how many it inserted.
+fn load(db_url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let client = crate::util::connect(&db_url).await;
+        let n = AtomicI64::new(0);
+        while !stop.load(Ordering::SeqCst) {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            client
+                .execute(
+                    "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, now(), 'heart_rate', 60 + $2::int % 40, 'bpm')",
+                    &[&(i % 25), &((i % 40) as i32)],
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        n.load(Ordering::SeqCst)
+    })
+}
+
+#[tokio::test]
+async fn a_plugin_replaced_by_rename_under_load_takes_over_with_nothing_lost() {
+    let db = TestDb::new().await;
+    let (_dir, config, plugins) =
+        config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", "batch_size = 20"), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 30).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = load(db.url.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let v2 = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "v2");
+    let new_version = version_of(&v2);
+    let deployed = Instant::now();
+    deploy(&plugins.join("vitals.wasm"), &v2);
+    let seen_sql = format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{new_version}'");
+    wait_count(&db, &seen_sql, 1, 20).await;
+    let took = deployed.elapsed();
+    eprintln!("new plugin_version in daily rows {took:?} after the rename");
+    let swapped_at: chrono::DateTime<chrono::Utc> = db.client.query_one("SELECT now()", &[]).await.unwrap().get(0);
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::SeqCst);
+    let inserted = loader.await.unwrap();
+    // Everything completes: nothing failed, nothing lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.count(PENDING).await > 0 {
+        assert!(Instant::now() < deadline, "rows left pending:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(db.count("SELECT count(*) FROM vitals_raw").await, inserted);
+    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'").await, 0);
+    // Every daily row written after the swap names the new component.
+    let stale = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM vitals_daily WHERE updated_at > $1 AND plugin_version <> $2",
+            &[&swapped_at, &new_version],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(stale, 0);
+    let log = daemon.stop().await;
+    assert!(log.contains("Plugin swapped.") && log.contains(&new_version), "{log}");
+    assert!(!log.contains("Group failed."), "{log}");
+}
+
+#[tokio::test]
+async fn bad_files_are_rejected_and_a_deleted_plugin_pauses_its_job() {
+    let db = TestDb::new().await;
+    let (_dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let good = std::fs::read(plugins.join("vitals.wasm")).unwrap();
+    let good_version = version_of(&good);
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 30).await;
+
+    let junk: [(&str, Vec<u8>, &str); 4] = [
+        ("random bytes", vec![7; 3000], "is not a WebAssembly file"),
+        ("a truncated file", good[..good.len() / 2].to_vec(), "is not a valid WebAssembly component"),
+        ("a core module", b"\0asm\x01\0\0\0".to_vec(), "is a core WebAssembly module"),
+        ("a component of another world", b"\0asm\x0d\0\x01\0".to_vec(), "is not a component of the world"),
+    ];
+    for (i, (what, bytes, reason)) in junk.iter().enumerate() {
+        deploy(&plugins.join("vitals.wasm"), bytes);
+        daemon.wait_for("Plugin rejected; the previous version keeps running.", i + 1, 20).await;
+        assert!(daemon.log().contains(reason), "{what}: {}", daemon.log());
+        // The old version still runs.
+        insert(&db, 100 + i as i64).await;
+        wait_count(
+            &db,
+            &format!(
+                "SELECT count(*) FROM vitals_daily WHERE user_id = {} AND plugin_version = '{good_version}'",
+                100 + i
+            ),
+            1,
+            20,
+        )
+        .await;
+    }
+    let log = daemon.log();
+    assert!(log.contains(&plugins.join("vitals.wasm").display().to_string()), "the log names the file: {log}");
+
+    // Deleting the file pauses the job: new rows wait, nothing fails.
+    std::fs::remove_file(plugins.join("vitals.wasm")).unwrap();
+    daemon.wait_for("Plugin file is gone: job paused", 1, 20).await;
+    insert(&db, 200).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM vitals_raw WHERE user_id = 200 AND aggregation_status = 'pending'").await,
+        1
+    );
+
+    // Putting it back resumes the job.
+    deploy(&plugins.join("vitals.wasm"), &good);
+    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 200", 1, 20).await;
+    assert_eq!(db.count(PENDING).await, 0);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_shadow_candidate_records_where_it_differs_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let (_dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let live_version = version_of(&std::fs::read(plugins.join("vitals.wasm")).unwrap());
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 30).await;
+
+    // The same logic as a candidate: no differences.
+    let same = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "candidate");
+    deploy(&plugins.join("vitals.candidate.wasm"), &same);
+    daemon.wait_for("Shadow candidate loaded", 1, 20).await;
+    insert(&db, 1).await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 1", 1, 20).await;
+    assert_eq!(db.count("SELECT count(*) FROM runner_shadow_diffs").await, 0);
+
+    // Different logic: its differences are recorded; the live plugin still writes.
+    deploy(&plugins.join("vitals.candidate.wasm"), &std::fs::read(plugins_dir().join("faulty.wasm")).unwrap());
+    daemon.wait_for("Shadow candidate loaded", 2, 20).await;
+    insert(&db, 2).await;
+    wait_count(&db, "SELECT count(*) FROM runner_shadow_diffs", 1, 20).await;
+    let diff = db
+        .client
+        .query_one("SELECT job, user_id, live_version, candidate_version, live_only::text, candidate_only::text FROM runner_shadow_diffs", &[])
+        .await
+        .unwrap();
+    assert_eq!((diff.get::<_, String>(0).as_str(), diff.get::<_, i64>(1)), ("vitals", 2));
+    assert_eq!(diff.get::<_, String>(2), live_version);
+    assert!(diff.get::<_, String>(3).starts_with("faulty@0.1.0+sha256:"));
+    assert!(diff.get::<_, String>(4).contains("\"avg_value\": 70.0"), "{}", diff.get::<_, String>(4));
+    assert!(diff.get::<_, String>(5).contains("\"sample_count\": 1"), "{}", diff.get::<_, String>(5));
+    let written = db
+        .count(&format!("SELECT count(*) FROM vitals_daily WHERE user_id = 2 AND plugin_version = '{live_version}'"))
+        .await;
+    assert_eq!(written, 1, "the candidate writes no daily rows");
+
+    // Promoting is a rename.
+    std::fs::rename(plugins.join("vitals.candidate.wasm"), plugins.join("vitals.wasm")).unwrap();
+    daemon.wait_for("Plugin swapped.", 1, 20).await;
+    daemon.wait_for("Shadow candidate removed.", 1, 20).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn config_edits_apply_live_and_a_bad_edit_keeps_the_running_config() {
+    let db = TestDb::new().await;
+    let (_dir, config, _plugins) =
+        config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", "enabled = true"), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let original = std::fs::read_to_string(&config).unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 30).await;
+
+    // Disable the job: new rows wait.
+    std::fs::write(&config, original.replace("enabled = true", "enabled = false")).unwrap();
+    daemon.wait_for("Config reloaded.", 1, 20).await;
+    insert(&db, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(db.count(PENDING).await, 1);
+
+    // A broken edit is rejected with its error; the running config stays.
+    std::fs::write(&config, original.replace("enabled = true", "enabled = true\nbatch = 3")).unwrap();
+    daemon.wait_for("Config rejected; the running config stays in force.", 1, 20).await;
+    assert!(daemon.log().contains("unknown field `batch`"), "{}", daemon.log());
+
+    // Enable it again, and change a setting that needs a restart.
+    let edited = original.replace("connect_attempts = 2", "connect_attempts = 3");
+    std::fs::write(&config, edited).unwrap();
+    daemon.wait_for("Config reloaded.", 2, 20).await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 1", 1, 20).await;
+    let log = daemon.stop().await;
+    assert!(log.contains("needs a restart") && log.contains("[database]"), "{log}");
+}
+
+#[tokio::test]
+async fn chunked_writes_and_a_recreated_folder_are_followed() {
+    let db = TestDb::new().await;
+    let (dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 30).await;
+
+    // Written in place, in chunks: the burst is debounced into one reload.
+    let v3 = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "v3");
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(plugins.join("vitals.wasm")).unwrap();
+        for chunk in v3.chunks(v3.len() / 4 + 1) {
+            file.write_all(chunk).unwrap();
+            file.flush().unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    daemon.wait_for("Plugin swapped.", 1, 20).await;
+    insert(&db, 1).await;
+    wait_count(&db, &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{}'", version_of(&v3)), 1, 20)
+        .await;
+
+    // The folder itself removed and recreated: watches are re-established.
+    std::fs::remove_dir_all(&plugins).unwrap();
+    daemon.wait_for("Plugin file is gone: job paused", 1, 20).await;
+    std::fs::create_dir(&plugins).unwrap();
+    let v4 = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "v4");
+    deploy(&plugins.join("vitals.wasm"), &v4);
+    daemon.wait_for("Plugin swapped.", 2, 20).await;
+    insert(&db, 2).await;
+    wait_count(&db, &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{}'", version_of(&v4)), 1, 20)
+        .await;
+    // A later deploy is seen through the new watch, well before a periodic rescan.
+    let v5 = variant(&v4, "v5");
+    let deployed = Instant::now();
+    deploy(&plugins.join("vitals.wasm"), &v5);
+    daemon.wait_for("Plugin swapped.", 3, 20).await;
+    assert!(deployed.elapsed() < Duration::from_secs(4), "the recreated folder is watched again");
+    let log = daemon.stop().await;
+    assert!(log.contains("Watches re-established."), "{log}");
+    drop(dir);
+}
