@@ -8,6 +8,7 @@ mod failures;
 mod lab;
 mod nutrition;
 mod plugin_cli;
+mod recompute;
 mod recovery;
 mod reload;
 mod vitals;

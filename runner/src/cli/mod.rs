@@ -6,6 +6,7 @@
 
 mod demo;
 mod plugin;
+mod recompute;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -59,6 +60,12 @@ enum Command {
     /// them to completion, print a summary, and clean up.
     ///
     /// Example: runner demo --users 100 --days 7
+    /// Re-aggregate a past range of days with the job's current plugin, in
+    /// small batches within the pool's budget. Resumes where an interrupted
+    /// run with the same arguments stopped.
+    ///
+    /// Example: runner recompute --job vitals --from 2024-03-01 --to 2024-03-31 --users 17,42
+    Recompute(recompute::Args),
     /// Work with plugin files: validate, try on rows, start a new one.
     Plugin {
         #[command(subcommand)]
@@ -105,6 +112,7 @@ pub fn main() -> ExitCode {
             (Command::Migrate, Some(config)) => migrate_cmd(&config).await,
             (Command::Run { once }, Some(config)) => run_cmd(&config, once).await,
             (Command::Check, Some(config)) => check_cmd(&config).await,
+            (Command::Recompute(args), Some(config)) => recompute::run(&config, args).await,
             (Command::Demo { users, days, keep }, Some(config)) => demo::run(config, users, days, keep).await,
             (_, None) => unreachable!("loaded above"),
         }

@@ -15,6 +15,7 @@ pub const CHANNEL: &str = "runner_pending";
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "reference schema", include_str!("migrations/0001_reference_schema.sql")),
     (2, "shadow differences", include_str!("migrations/0002_shadow_diffs.sql")),
+    (3, "recompute progress", include_str!("migrations/0003_recompute_progress.sql")),
 ];
 
 /// Serializes concurrent `migrate` runs (an arbitrary constant).

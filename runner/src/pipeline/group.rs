@@ -38,6 +38,15 @@ enum GroupError {
     Sql(String, GroupKey),
 }
 
+/// Why a group is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// It has pending rows: aggregate it if any are still pending.
+    Pending,
+    /// `runner recompute`: aggregate it even if nothing is pending.
+    Recompute,
+}
+
 /// Processes one group in one transaction. An `Err` is a database failure
 /// (connection lost, ...): everything is rolled back and the rows stay
 /// pending untouched, to be retried without spending an attempt.
@@ -47,6 +56,7 @@ pub async fn process(
     state: &JobState,
     live: &Live,
     key: GroupKey,
+    purpose: Purpose,
 ) -> Result<Outcome, tokio_postgres::Error> {
     let config = &state.config;
     let mut tx = client.transaction().await?;
@@ -58,7 +68,7 @@ pub async fn process(
     let claim = tx.prepare_cached(&live.sql.claim).await?;
     let claimed: Vec<i64> =
         tx.query(&claim, &[&key.user_id, &key.day, &config.timezone]).await?.iter().map(|r| r.get(0)).collect();
-    if claimed.is_empty() {
+    if claimed.is_empty() && purpose == Purpose::Pending {
         tx.commit().await?;
         return Ok(Outcome::Empty);
     }

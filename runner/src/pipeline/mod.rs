@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod group;
 pub mod job;
+pub mod recompute;
 pub mod shadow;
 pub mod worker;
 
@@ -25,32 +26,40 @@ pub use worker::{Mode, Report};
 /// disabled jobs start paused. Returns the jobs, or every problem found
 /// (one sentence each).
 pub async fn prepare(config: &Config, pool: &Pool, runtime: &Runtime) -> Result<Vec<Arc<Job>>, Vec<String>> {
-    let client = pool.get().await.map_err(|e| vec![format!("cannot get a database connection: {e}")])?;
     let mut jobs = Vec::new();
     let mut problems = Vec::new();
-    for (name, cfg) in &config.jobs {
-        if !cfg.enabled {
-            jobs.push(Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, None))));
-            continue;
-        }
-        let mut job_problems = Vec::new();
-        let plugin = match Plugin::load(runtime, &config.plugin_path(cfg), job_limits(cfg)) {
-            Ok(p) => Some(Arc::new(p)),
-            Err(e) => {
-                job_problems.push(format!("{e:#}"));
-                None
-            }
-        };
-        job_problems.extend(check_tables(&client, cfg, plugin.as_deref()).await);
-        match plugin {
-            Some(plugin) if job_problems.is_empty() => {
-                let state = JobState::new(cfg, config.runner.poll_interval, Some(plugin));
-                jobs.push(Arc::new(Job::new(name, state)));
-            }
-            _ => problems.extend(job_problems.into_iter().map(|p| format!("job {name}: {p}"))),
+    for name in config.jobs.keys() {
+        match prepare_job(config, pool, runtime, name).await {
+            Ok(job) => jobs.push(job),
+            Err(p) => problems.extend(p),
         }
     }
     if problems.is_empty() { Ok(jobs) } else { Err(problems) }
+}
+
+/// Loads and checks one job (paused, with no plugin, when disabled).
+pub async fn prepare_job(config: &Config, pool: &Pool, runtime: &Runtime, name: &str) -> Result<Arc<Job>, Vec<String>> {
+    let cfg =
+        config.jobs.get(name).ok_or_else(|| vec![format!("there is no job `{name}` in {}", config.path.display())])?;
+    if !cfg.enabled {
+        return Ok(Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, None))));
+    }
+    let client = pool.get().await.map_err(|e| vec![format!("cannot get a database connection: {e}")])?;
+    let mut problems = Vec::new();
+    let plugin = match Plugin::load(runtime, &config.plugin_path(cfg), job_limits(cfg)) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
+        }
+    };
+    problems.extend(check_tables(&client, cfg, plugin.as_deref()).await);
+    match plugin {
+        Some(plugin) if problems.is_empty() => {
+            Ok(Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, Some(plugin)))))
+        }
+        _ => Err(problems.into_iter().map(|p| format!("job {name}: {p}")).collect()),
+    }
 }
 
 /// The memory and time limits of a job's plugin calls.

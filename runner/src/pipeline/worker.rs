@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::group::{self, Outcome};
+use super::group::{self, Outcome, Purpose};
 use super::job::{Job, JobState};
 use crate::db::pool;
 use crate::rows::GroupKey;
@@ -128,7 +128,7 @@ async fn run_batch(
             let started = Instant::now();
             let result = async {
                 let mut client = pool.get().await?;
-                anyhow::Ok(group::process(&mut client, &job.name, &state, live, key).await?)
+                anyhow::Ok(group::process(&mut client, &job.name, &state, live, key, Purpose::Pending).await?)
             }
             .instrument(span)
             .await;
