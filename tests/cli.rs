@@ -102,3 +102,22 @@ async fn migrate_adopts_an_existing_raw_table_and_is_idempotent() {
     assert_eq!(avg, 80.0);
     assert_eq!(db.count("SELECT count(*) FROM readings WHERE aggregation_status = 'completed'").await, 1);
 }
+
+#[tokio::test]
+async fn compiled_plugins_are_cached_and_a_bad_cache_entry_is_recompiled() {
+    let db = TestDb::new().await;
+    let (dir, path) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    let cache = dir.path().join("cache");
+    let text_cfg = std::fs::read_to_string(&path).unwrap();
+    let text_cfg = text_cfg.replace("[plugins]\n", &format!("[plugins]\ncache_dir = \"{}\"\n", cache.display()));
+    std::fs::write(&path, text_cfg).unwrap();
+    run_ok(&path, &["check"]).await;
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].extension().is_some_and(|e| e == "cwasm"));
+    // A damaged entry is not trusted blindly: it is compiled again.
+    std::fs::write(&entries[0], b"not a compiled component").unwrap();
+    let out = text(&run_ok(&path, &["check"]).await);
+    assert!(out.contains("Unusable cached component; compiling again."), "{out}");
+    assert!(out.contains("job vitals: plugin vitals@1.0.0"), "{out}");
+}
