@@ -131,7 +131,7 @@ pub async fn recompute(
                     async move {
                         for _ in 0..BUSY_RETRIES {
                             let mut client = pool.get().await?;
-                            match group::process(&mut client, &job.name, &state, live, key, Purpose::Recompute).await? {
+                            match group::process(&mut client, &job.name, state, live, key, Purpose::Recompute).await? {
                                 Outcome::Busy => tokio::time::sleep(Duration::from_millis(50)).await,
                                 outcome => return Ok(outcome),
                             }
