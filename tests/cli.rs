@@ -12,7 +12,7 @@ async fn bad_config_names_the_file_line_and_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out);
     assert!(err.contains(&path.display().to_string()), "{err}");
-    assert!(err.contains("line 16, column 1: unknown field `batch`, expected one of"), "{err}");
+    assert!(err.contains("line 19, column 1: unknown field `batch`, expected one of"), "{err}");
 
     let out = runner(std::path::Path::new("/nonexistent/runner.toml"), &["check"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(2));

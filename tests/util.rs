@@ -123,7 +123,7 @@ pub fn config(db_url: &str, jobs: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runner.toml");
     let text = format!(
-        "[database]\nurl = \"{db_url}\"\nconnect_attempts = 2\n\n[runner]\npoll_interval = \"60s\"\n\n[plugins]\ndir = \"{}\"\n\n{jobs}",
+        "[database]\nurl = \"{db_url}\"\nconnect_attempts = 2\n\n[runner]\npoll_interval = \"60s\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[plugins]\ndir = \"{}\"\n\n{jobs}",
         plugins_dir().display()
     );
     std::fs::write(&path, text).unwrap();

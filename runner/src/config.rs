@@ -21,6 +21,8 @@ pub struct Config {
     pub path: PathBuf,
     pub database: Database,
     pub runner: Runner,
+    pub http: Http,
+    pub log: Log,
     pub plugins: Plugins,
     /// Jobs by name, in name order.
     pub jobs: BTreeMap<String, Job>,
@@ -56,12 +58,50 @@ pub struct Runner {
     /// `poll_interval`: fallback wake-up when no notification arrives.
     #[serde(default = "defaults::poll_interval", with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// `shutdown_grace`: on SIGINT/SIGTERM, how long groups in hand may take to finish.
+    #[serde(default = "defaults::shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Runner {
     fn default() -> Self {
-        Runner { poll_interval: defaults::poll_interval() }
+        Runner { poll_interval: defaults::poll_interval(), shutdown_grace: defaults::shutdown_grace() }
     }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// `listen`: address of the health, metrics and plugins endpoints; `""` turns them off.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http { listen: defaults::listen() }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `format`: `text` (default) or `json` (one object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `level`: a tracing filter such as `info` or `runner=debug`; `RUST_LOG` overrides it.
+    pub level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[plugins]`
@@ -125,6 +165,12 @@ mod defaults {
     }
     pub fn poll_interval() -> Duration {
         Duration::from_secs(5)
+    }
+    pub fn shutdown_grace() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn listen() -> String {
+        "127.0.0.1:9187".into()
     }
     pub fn yes() -> bool {
         true
@@ -235,6 +281,10 @@ struct RawConfig {
     database: Database,
     #[serde(default)]
     runner: Runner,
+    #[serde(default)]
+    http: Http,
+    #[serde(default)]
+    log: Log,
     plugins: Plugins,
     #[serde(default)]
     jobs: BTreeMap<String, Spanned<Job>>,
@@ -311,7 +361,15 @@ impl Config {
             Some(dir) => dir,
             None => plugins.dir.join(".cache"),
         });
-        Ok(Config { path: path.to_path_buf(), database: raw.database, runner: raw.runner, plugins, jobs })
+        Ok(Config {
+            path: path.to_path_buf(),
+            database: raw.database,
+            runner: raw.runner,
+            http: raw.http,
+            log: raw.log,
+            plugins,
+            jobs,
+        })
     }
 
     /// The enabled jobs.

@@ -1,17 +1,19 @@
 //! `runner demo`: the whole product in one command, on a throwaway Postgres.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
 use runner::config::Config;
-use runner::db::{migrate, throwaway::TempPostgres};
+use runner::db::{migrate, pool, throwaway::TempPostgres};
 use runner::pipeline::{self, Mode, Report};
 use runner::plugin::Runtime;
+use runner::seed::Kind;
 
-use super::connect;
+use super::{connect, seed::seed_with_progress};
 
 pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyhow::Result<ExitCode> {
     println!("Starting a throwaway PostgreSQL...");
@@ -26,24 +28,46 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
     let mut client = pool.get().await?;
     migrate::migrate(&mut client, &config).await?;
     let start = chrono::Utc::now().date_naive() - chrono::Days::new(days as u64);
-    let seeded = Instant::now();
-    let vitals = runner::seed::vitals(&**client, users, days, start).await.context("seeding vitals")?;
-    let nutrition = runner::seed::nutrition(&**client, users, days, start).await.context("seeding nutrition")?;
-    let lab = runner::seed::lab(&**client, users, days, start).await.context("seeding lab")?;
-    println!(
-        "Seeded {vitals} vitals, {nutrition} nutrition and {lab} lab rows ({users} users x {days} days) in {:.1?}.",
-        seeded.elapsed()
-    );
+    let seeding = Instant::now();
+    let seeded = seed_with_progress(&**client, &Kind::ALL, users, days, start).await?;
+    let summary: Vec<String> = seeded.iter().map(|(k, n)| format!("{n} {}", k.table())).collect();
+    println!("Seeded {} ({users} users x {days} days) in {:.1?}.", summary.join(", "), seeding.elapsed());
     drop(client);
 
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
     let jobs = pipeline::prepare(&config, &pool, &runtime)
         .await
         .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
+
+    // A bar per job: raw rows completed out of those seeded.
+    let bars = MultiProgress::new();
+    let style =
+        ProgressStyle::with_template("{prefix:>10} {wide_bar} {pos}/{len} rows {per_sec}").expect("valid template");
+    let tracked: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            let total =
+                seeded.iter().find(|(k, _)| k.table() == job.current().config.source.as_str()).map_or(0, |(_, n)| *n);
+            (job.clone(), bars.add(ProgressBar::new(total).with_style(style.clone()).with_prefix(job.name.clone())))
+        })
+        .collect();
     let (_stop, shutdown) = watch::channel(false);
     let started = Instant::now();
-    let reports = pipeline::run(&config, pool.clone(), &jobs, Mode::Once, shutdown).await?;
+    let run = pipeline::run(&config, pool.clone(), &jobs, Mode::Once, shutdown);
+    tokio::pin!(run);
+    let reports = loop {
+        tokio::select! {
+            reports = &mut run => break reports?,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                for (job, bar) in &tracked {
+                    bar.set_position(job.rows_completed.load(Ordering::Relaxed));
+                }
+            }
+        }
+    };
     let elapsed = started.elapsed().as_secs_f64();
+    bars.clear()?;
+
     println!();
     println!(
         "{:<10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
@@ -60,6 +84,12 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
         ..Report::default()
     };
     print_report("all", &total, elapsed);
+    println!(
+        "\nPool: at most {} of {} connections in use at once; every group committed on its own.",
+        pool::peak_in_use(),
+        config.database.max_connections
+    );
+
     let client = pool.get().await?;
     println!("\nSample of vitals_daily:");
     let sample = client
@@ -101,6 +131,8 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
             dir.display(),
             dir.display()
         );
+    } else {
+        println!("\nThe throwaway database is removed. `--keep` leaves it running.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,8 @@
 mod demo;
 mod plugin;
 mod recompute;
+mod seed;
+mod status;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -30,8 +32,23 @@ struct Cli {
     /// The TOML config file. Relative paths inside it resolve against its folder.
     #[arg(long, global = true, default_value = config::DEFAULT_PATH, value_name = "PATH")]
     config: PathBuf,
+    /// Log lines as text (default on a terminal) or JSON objects; overrides `[log] format`.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<config::LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Logs to stderr: the level from RUST_LOG, else `[log] level`, else
+/// `default`; text or JSON lines.
+fn init_logging(format: config::LogFormat, level: Option<&str>, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or(default)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -66,6 +83,25 @@ enum Command {
     ///
     /// Example: runner recompute --job vitals --from 2024-03-01 --to 2024-03-31 --users 17,42
     Recompute(recompute::Args),
+    /// Show each job's queue (pending, processing, completed, failed), the
+    /// oldest pending row, the most common errors, the plugin, and the
+    /// runner's connections.
+    ///
+    /// Example: runner status --json
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a job's failed rows back to pending (attempts reset), saying how many.
+    ///
+    /// Example: runner retry-failed --job lab --since 2024-03-01 --error-contains timeout
+    RetryFailed(status::RetryArgs),
+    /// Insert realistic synthetic raw rows (in time order across users, with a
+    /// small share of bad input), with a progress bar.
+    ///
+    /// Example: runner seed --users 1000 --days 30 --jobs vitals,lab
+    Seed(seed::Args),
     /// Work with plugin files: validate, try on rows, start a new one.
     Plugin {
         #[command(subcommand)]
@@ -86,33 +122,32 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = match &cli.command {
+        // `plugin` commands read the config only when asked to (`--job`).
+        Command::Plugin { .. } => None,
+        _ => match Config::load(&cli.config) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     // The demo prints its own summary; per-batch log lines would drown it.
     let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let load = || Config::load(&cli.config);
+    let log = config.as_ref().map(|c| c.log.clone()).unwrap_or_default();
+    init_logging(cli.log_format.unwrap_or(log.format), log.level.as_deref(), default_level);
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
     let result = runtime.block_on(async {
-        let config = match &cli.command {
-            // `plugin` commands read the config only when asked to (`--job`).
-            Command::Plugin { .. } => None,
-            _ => match load() {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            },
-        };
         match (cli.command, config) {
             (Command::Plugin { command }, _) => plugin::run(command, &cli.config).await,
             (Command::Migrate, Some(config)) => migrate_cmd(&config).await,
             (Command::Run { once }, Some(config)) => run_cmd(&config, once).await,
             (Command::Check, Some(config)) => check_cmd(&config).await,
             (Command::Recompute(args), Some(config)) => recompute::run(&config, args).await,
+            (Command::Status { json }, Some(config)) => status::status(&config, json).await,
+            (Command::RetryFailed(args), Some(config)) => status::retry_failed(&config, args).await,
+            (Command::Seed(args), Some(config)) => seed::run(&config, args).await,
             (Command::Demo { users, days, keep }, Some(config)) => demo::run(config, users, days, keep).await,
             (_, None) => unreachable!("loaded above"),
         }
@@ -126,8 +161,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A pool for a command; its sessions show as `runner-cli`, so `runner
+/// status` counts only the aggregating runners' sessions.
 pub(crate) async fn connect(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
-    let pool = pool::build(&config.database)?;
+    connect_as(config, "runner-cli").await
+}
+
+async fn connect_as(config: &Config, application_name: &str) -> anyhow::Result<deadpool_postgres::Pool> {
+    let pool = pool::build(&config.database, application_name)?;
     pool::wait_until_reachable(&pool, &config.database.url, config.database.connect_attempts).await?;
     Ok(pool)
 }
@@ -173,7 +214,7 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
-    let pool = connect(config).await?;
+    let pool = connect_as(config, "runner").await?;
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
     let loading = Instant::now();
     let jobs = pipeline::prepare(config, &pool, &runtime)
@@ -183,16 +224,36 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     let mode = if once { Mode::Once } else { Mode::Daemon };
     let (stop, shutdown) = watch::channel(false);
     if mode == Mode::Daemon {
+        let metrics = runner::telemetry::install()?;
+        if !config.http.listen.is_empty() {
+            let (addr, _) =
+                runner::http::serve(&config.http.listen, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?;
+            tracing::info!(address = %addr, "HTTP endpoints listening: /health /ready /health/db-pool /metrics /plugins.");
+        }
         let deployer = Deployer::new(config.clone(), pool.clone(), runtime.clone(), jobs.clone());
         tokio::spawn(deployer.run(shutdown.clone()));
+        tokio::spawn(pool::monitor(pool.clone(), shutdown.clone()));
     }
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("Shutting down: finishing the groups in hand.");
-        let _ = stop.send(true);
-    });
     let started = Instant::now();
-    let reports = pipeline::run(config, pool.clone(), &jobs, mode, shutdown).await?;
+    let run = pipeline::run(config, pool.clone(), &jobs, mode, shutdown);
+    tokio::pin!(run);
+    let reports = tokio::select! {
+        reports = &mut run => reports?,
+        () = wait_for_signal() => {
+            tracing::info!(grace = ?config.runner.shutdown_grace, "Shutting down: no new claims; finishing the groups in hand.");
+            let _ = stop.send(true);
+            match tokio::time::timeout(config.runner.shutdown_grace, &mut run).await {
+                Ok(reports) => reports?,
+                Err(_) => {
+                    // Dropping the work closes its connections: Postgres rolls
+                    // the open transactions back and the rows stay pending.
+                    tracing::warn!("Grace period over: abandoning the groups still in hand; their rows stay pending.");
+                    pool.close();
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+        }
+    };
     let elapsed = started.elapsed();
     let mut unprocessed = false;
     for (job, r) in &reports {
@@ -215,6 +276,7 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
         eprintln!("error: rows were left pending by database errors:\n{}", errors.join("\n"));
         return Ok(ExitCode::FAILURE);
     }
+    tracing::info!("Stopped; every connection released.");
     Ok(ExitCode::SUCCESS)
 }
 

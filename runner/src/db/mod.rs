@@ -5,6 +5,7 @@
 pub mod listen;
 pub mod migrate;
 pub mod pool;
+pub mod queue;
 pub mod schema;
 pub mod sql;
 pub mod throwaway;

@@ -10,9 +10,14 @@ use tokio_postgres::config::Host;
 
 use crate::config;
 
-/// Builds the pool from `[database]`. Nothing connects until first use.
-pub fn build(db: &config::Database) -> anyhow::Result<Pool> {
+/// Builds the pool from `[database]`; sessions show as `application_name`
+/// in `pg_stat_activity` unless the URL names one. Nothing connects until
+/// first use.
+pub fn build(db: &config::Database, application_name: &str) -> anyhow::Result<Pool> {
     let mut pg = pg_config(&db.url)?;
+    if pg.get_application_name() == Some("runner") {
+        pg.application_name(application_name);
+    }
     pg.connect_timeout(db.connect_timeout);
     let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
@@ -75,6 +80,7 @@ pub async fn wait_until_reachable(pool: &Pool, url: &str, attempts: u32) -> anyh
 
 /// Logs the pool's size, free connections, waiters and cap.
 pub fn log_status(pool: &Pool, job: &str, when: &'static str) {
+    usage(pool);
     let s = pool.status();
     tracing::debug!(
         job,
@@ -85,4 +91,76 @@ pub fn log_status(pool: &Pool, job: &str, when: &'static str) {
         max = s.max_size,
         "Pool status."
     );
+}
+
+/// The pool at one instant, as `/health/db-pool` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Usage {
+    /// `healthy`, `busy` (above 80 % in use) or `exhausted` (callers waiting).
+    pub status: &'static str,
+    pub usage_percent: f64,
+    pub in_use: usize,
+    pub available: usize,
+    pub waiting: usize,
+    pub max: usize,
+}
+
+/// The most connections in use at once, as seen by `usage` (process-wide).
+static PEAK_IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The pool's current use; also records the peak.
+pub fn usage(pool: &Pool) -> Usage {
+    let s = pool.status();
+    let in_use = s.size.saturating_sub(s.available);
+    PEAK_IN_USE.fetch_max(in_use, std::sync::atomic::Ordering::Relaxed);
+    let usage_percent = if s.max_size == 0 { 0.0 } else { 100.0 * in_use as f64 / s.max_size as f64 };
+    let status = if s.waiting > 0 {
+        "exhausted"
+    } else if usage_percent > 80.0 {
+        "busy"
+    } else {
+        "healthy"
+    };
+    Usage { status, usage_percent, in_use, available: s.available, waiting: s.waiting, max: s.max_size }
+}
+
+/// The most pooled connections in use at once so far.
+pub fn peak_in_use() -> usize {
+    PEAK_IN_USE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Samples the pool every 250 ms until `shutdown`: warns when more than 80 %
+/// has been in use for 10 s, and logs an error while callers wait for a
+/// connection (each at most once a minute).
+pub async fn monitor(pool: Pool, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    const EVERY: Duration = Duration::from_millis(250);
+    const SUSTAINED: u32 = 40; // samples: 10 s
+    const QUIET: Duration = Duration::from_secs(60);
+    let (mut busy_for, mut last_warn, mut last_error) = (0u32, None::<std::time::Instant>, None::<std::time::Instant>);
+    let due = |last: Option<std::time::Instant>| last.is_none_or(|t| t.elapsed() >= QUIET);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        let u = usage(&pool);
+        busy_for = if u.usage_percent > 80.0 { busy_for + 1 } else { 0 };
+        if u.waiting > 0 && due(last_error) {
+            tracing::error!(
+                in_use = u.in_use,
+                waiting = u.waiting,
+                max = u.max,
+                "Callers are waiting for a database connection: the pool is exhausted."
+            );
+            last_error = Some(std::time::Instant::now());
+        } else if busy_for >= SUSTAINED && due(last_warn) {
+            tracing::warn!(
+                in_use = u.in_use,
+                max = u.max,
+                usage_percent = u.usage_percent,
+                "Pool use has stayed above 80 % for 10 s."
+            );
+            last_warn = Some(std::time::Instant::now());
+        }
+    }
 }

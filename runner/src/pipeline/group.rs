@@ -23,8 +23,9 @@ pub enum Outcome {
     Empty,
     /// Daily rows written, claimed rows completed.
     Completed { claimed: usize, written: usize, rejected: u32 },
-    /// Rolled back; claimed rows were sent back to pending (or to failed).
-    Failed { claimed: usize, error: String },
+    /// Rolled back; claimed rows were sent back to pending with a backoff,
+    /// or (`last`) marked failed after the job's `max_attempts`.
+    Failed { claimed: usize, error: String, last: bool },
 }
 
 /// Why a group failed inside its transaction.
@@ -89,8 +90,9 @@ pub async fn process(
             let error = e.to_string();
             let backoff = config.retry_backoff.as_secs_f64();
             let fail = tx.prepare_cached(&live.sql.fail).await?;
-            tx.execute(&fail, &[&claimed, &error, &config.max_attempts, &backoff]).await?;
-            Outcome::Failed { claimed: claimed.len(), error }
+            let rows = tx.query(&fail, &[&claimed, &error, &config.max_attempts, &backoff]).await?;
+            let last = rows.iter().any(|r| r.get::<_, &str>(0) == "failed");
+            Outcome::Failed { claimed: claimed.len(), error, last }
         }
     };
     tx.commit().await?;

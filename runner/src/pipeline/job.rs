@@ -3,6 +3,7 @@
 //! shadow candidate. Workers take a snapshot per group, so a swap never
 //! changes a group in flight; the next group sees the new state.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub struct Job {
     pub wake: Arc<Notify>,
     /// Why the last plugin change was refused, if it was.
     pub last_reload_error: Mutex<Option<String>>,
+    /// Raw rows completed since start (for progress displays).
+    pub rows_completed: AtomicU64,
 }
 
 /// One consistent view of a job.
@@ -72,6 +75,7 @@ impl Job {
             state: RwLock::new(Arc::new(state)),
             wake: Arc::new(Notify::new()),
             last_reload_error: Mutex::new(None),
+            rows_completed: AtomicU64::new(0),
         }
     }
 
@@ -158,7 +162,8 @@ impl Statements {
                     aggregation_error = $2,
                     aggregation_status = CASE WHEN aggregation_attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
                     aggregation_not_before = now() + make_interval(secs => LEAST($4 * power(2, aggregation_attempts), 3600))
-                 WHERE id = ANY($1)"
+                 WHERE id = ANY($1)
+                 RETURNING aggregation_status"
             ),
         }
     }

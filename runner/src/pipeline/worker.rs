@@ -128,6 +128,7 @@ async fn run_batch(
             let started = Instant::now();
             let result = async {
                 let mut client = pool.get().await?;
+                pool::usage(pool); // records the peak
                 anyhow::Ok(group::process(&mut client, &job.name, &state, live, key, Purpose::Pending).await?)
             }
             .instrument(span)
@@ -142,6 +143,8 @@ async fn run_batch(
 
     report.batches += 1;
     let (mut completed, mut failed) = (0, 0);
+    let counter =
+        |result: &'static str| metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => result);
     for (key, result) in results {
         match result {
             Ok(Outcome::Completed { claimed, written, rejected }) => {
@@ -149,10 +152,16 @@ async fn run_batch(
                 report.rows_completed += claimed as u64;
                 report.daily_rows_written += written as u64;
                 report.rows_rejected += u64::from(rejected);
+                counter("completed").increment(1);
+                job.rows_completed.fetch_add(claimed as u64, std::sync::atomic::Ordering::Relaxed);
+                metrics::counter!("runner_rows_completed_total", "job" => job.name.clone()).increment(claimed as u64);
+                metrics::counter!("runner_rows_rejected_total", "job" => job.name.clone())
+                    .increment(u64::from(rejected));
             }
-            Ok(Outcome::Failed { claimed, error }) => {
+            Ok(Outcome::Failed { claimed, error, last }) => {
                 failed += 1;
-                warn!(parent: &span, user = key.user_id, day = %key.day, rows = claimed, error = %error, "Group failed.");
+                counter(if last { "failed" } else { "retried" }).increment(1);
+                warn!(parent: &span, user = key.user_id, day = %key.day, rows = claimed, final_attempt = last, error = %error, "Group failed.");
             }
             Ok(Outcome::Busy | Outcome::Empty) => {}
             Err(e) => record_db_error(report, &job.name, &e),

@@ -38,6 +38,8 @@ pub struct Plugin {
     pub hash: String,
     /// The `health:aggregation` package version the plugin was built against.
     pub wit_version: Option<String>,
+    /// When this runner loaded it.
+    pub loaded_at: std::time::SystemTime,
 }
 
 /// The WIT world every plugin implements.
@@ -118,7 +120,16 @@ impl Plugin {
             .into();
         let version: Arc<str> =
             Arc::from(format!("{}@{}+sha256:{}", description.name, description.version, &hash[..12]));
-        Ok(Plugin { pre, runtime: runtime.clone(), path: path.to_path_buf(), description, version, hash, wit_version })
+        Ok(Plugin {
+            pre,
+            runtime: runtime.clone(),
+            path: path.to_path_buf(),
+            description,
+            version,
+            hash,
+            wit_version,
+            loaded_at: std::time::SystemTime::now(),
+        })
     }
 
     /// Runs the plugin on one group in a fresh store and instance, so a trap

@@ -1,0 +1,134 @@
+//! `runner status` and `runner retry-failed`: the queue at a glance, and
+//! putting failed rows back.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
+
+use runner::config::Config;
+use runner::db::{pool, queue};
+use runner::pipeline;
+use runner::plugin::{Plugin, Runtime};
+
+use super::connect;
+
+fn age(seconds: Option<f64>) -> String {
+    let Some(s) = seconds else { return "-".into() };
+    let s = s.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d {}h", s / 86400, s / 3600 % 24),
+    }
+}
+
+pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
+    let pool = connect(config).await?;
+    let client = pool.get().await?;
+    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let mut jobs = Vec::new();
+    for (name, cfg) in &config.jobs {
+        let q = queue::queue(&**client, cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("job {name}: {}", runner::db::describe_error(&e)))?;
+        let errors = queue::top_errors(&**client, cfg, 3).await?;
+        let plugin = match Plugin::load(&runtime, &config.plugin_path(cfg), pipeline::job_limits(cfg)) {
+            Ok(p) => p.version.to_string(),
+            Err(e) => format!("not loadable: {e:#}"),
+        };
+        jobs.push((name, cfg.enabled, q, errors, plugin));
+    }
+    let sessions: i64 =
+        client.query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'", &[]).await?.get(0);
+    let server_max: String = client.query_one("SHOW max_connections", &[]).await?.get(0);
+    if as_json {
+        let jobs: Vec<_> = jobs
+            .iter()
+            .map(|(name, enabled, q, errors, plugin)| {
+                json!({
+                    "job": name, "enabled": enabled, "plugin": plugin, "queue": q,
+                    "top_errors": errors.iter().map(|(e, n)| json!({"error": e, "rows": n})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let out = json!({
+            "database": pool::describe(&config.database.url),
+            "jobs": jobs,
+            "connections": { "runner_sessions": sessions, "max_per_runner": config.database.max_connections, "server_max": server_max },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>8}  {:<14} plugin",
+        "job", "pending", "processing", "completed", "failed", "oldest pending"
+    );
+    for (name, enabled, q, errors, plugin) in &jobs {
+        let plugin = if *enabled { plugin.clone() } else { format!("{plugin} (disabled)") };
+        println!(
+            "{name:<12} {:>10} {:>10} {:>10} {:>8}  {:<14} {plugin}",
+            q.pending,
+            q.processing,
+            q.completed,
+            q.failed,
+            age(q.oldest_pending_seconds)
+        );
+        for (error, n) in errors {
+            println!("{:<12} {n:>10} × {error}", "");
+        }
+    }
+    println!(
+        "\ndatabase {}: {sessions} runner session(s) connected; each runner pools at most {} (+1 listening); server max_connections {server_max}",
+        pool::describe(&config.database.url),
+        config.database.max_connections
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct RetryArgs {
+    /// The job whose failed rows to retry.
+    #[arg(long)]
+    job: String,
+    /// Only rows whose timestamp is at or after this (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only rows whose error contains this text (case-insensitive).
+    #[arg(long)]
+    error_contains: Option<String>,
+}
+
+pub async fn retry_failed(config: &Config, args: RetryArgs) -> anyhow::Result<ExitCode> {
+    let cfg = config
+        .jobs
+        .get(&args.job)
+        .ok_or_else(|| anyhow::anyhow!("there is no job `{}` in {}", args.job, config.path.display()))?;
+    let since: Option<DateTime<Utc>> = match &args.since {
+        None => None,
+        Some(s) => Some(match s.parse::<NaiveDate>() {
+            Ok(d) => d.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
+            Err(_) => DateTime::parse_from_rfc3339(s)
+                .map_err(|_| anyhow::anyhow!("--since `{s}` is neither YYYY-MM-DD nor an RFC 3339 timestamp"))?
+                .to_utc(),
+        }),
+    };
+    let pool = connect(config).await?;
+    let client = pool.get().await?;
+    let (src, ts) = (cfg.source.quoted(), cfg.timestamp_column.quoted());
+    let n = client
+        .execute(
+            &format!(
+                "UPDATE {src} SET aggregation_status = 'pending', aggregation_attempts = 0, aggregation_not_before = NULL
+                 WHERE aggregation_status = 'failed' AND ($1::timestamptz IS NULL OR {ts} >= $1)
+                   AND ($2::text IS NULL OR strpos(lower(aggregation_error), lower($2)) > 0)"
+            ),
+            &[&since, &args.error_contains],
+        )
+        .await?;
+    // Wake running runners now rather than at their next poll.
+    client.execute("SELECT pg_notify('runner_pending', $1)", &[&cfg.source.name()]).await?;
+    println!("{n} failed row(s) of job {} are pending again.", args.job);
+    Ok(ExitCode::SUCCESS)
+}

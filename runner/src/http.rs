@@ -1,0 +1,110 @@
+//! The operator's HTTP endpoints, off the hot path: `/health`, `/ready`,
+//! `/health/db-pool`, `/metrics` and `/plugins`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::db::pool;
+use crate::pipeline::Job;
+
+#[derive(Clone)]
+struct AppState {
+    pool: Pool,
+    jobs: Arc<[Arc<Job>]>,
+    metrics: PrometheusHandle,
+}
+
+/// Binds `listen` and serves until `shutdown`; returns the bound address
+/// (useful with port 0) once listening.
+pub async fn serve(
+    listen: &str,
+    pool: Pool,
+    jobs: Vec<Arc<Job>>,
+    metrics: PrometheusHandle,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("[http] listen = \"{listen}\": cannot listen there: {e}"))?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
+        .route("/health/db-pool", get(|State(s): State<AppState>| async move { Json(pool::usage(&s.pool)) }))
+        .route("/metrics", get(render_metrics))
+        .route("/plugins", get(plugins))
+        .with_state(AppState { pool, jobs: jobs.into(), metrics });
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "HTTP server failed.");
+        }
+    });
+    Ok((addr, task))
+}
+
+/// Ready when the database answers and every enabled job has a plugin.
+async fn ready(State(s): State<AppState>) -> Response {
+    let db = tokio::time::timeout(Duration::from_secs(2), async {
+        s.pool.get().await.map_err(|e| e.to_string())?.simple_query("SELECT 1").await.map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("timed out".into()));
+    let waiting: Vec<&str> = s
+        .jobs
+        .iter()
+        .filter(|j| j.current().config.enabled && j.current().live.is_none())
+        .map(|j| j.name.as_str())
+        .collect();
+    let body = json!({
+        "database": db.as_ref().map_or_else(|e| format!("unreachable: {e}"), |_| "ok".into()),
+        "jobs_without_plugin": waiting,
+    });
+    let code = if db.is_ok() && waiting.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+async fn render_metrics(State(s): State<AppState>) -> Response {
+    let text = crate::telemetry::render(&s.metrics, &s.pool, &s.jobs).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn plugins(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let unix = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let jobs: Vec<_> = s
+        .jobs
+        .iter()
+        .map(|job| {
+            let state = job.current();
+            let plugin = state.live.as_ref().map(|l| {
+                json!({
+                    "version": &*l.plugin.version,
+                    "hash": l.plugin.hash,
+                    "file": l.plugin.path.display().to_string(),
+                    "wit": l.plugin.wit_version,
+                    "loaded_at_unix": unix(l.plugin.loaded_at),
+                })
+            });
+            json!({
+                "job": job.name,
+                "enabled": state.config.enabled,
+                "paused": state.running().is_none(),
+                "plugin": plugin,
+                "candidate": state.candidate.as_ref().map(|c| c.version.to_string()),
+                "last_reload_error": job.last_reload_error.lock().expect("lock").clone(),
+            })
+        })
+        .collect();
+    Json(json!({ "jobs": jobs }))
+}

@@ -1,0 +1,86 @@
+//! Metrics in the Prometheus text format: counters and histograms recorded
+//! where things happen (`metrics::counter!` ...), gauges for the pool, the
+//! queue and the plugins refreshed when `/metrics` is scraped.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::db::{pool, queue};
+use crate::pipeline::Job;
+
+/// Installs the process-wide recorder; returns the handle that renders it.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let seconds = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
+        .install_recorder()?;
+    metrics::describe_counter!(
+        "runner_groups_total",
+        "Groups aggregated, by result: completed, retried (back to pending), failed (max_attempts reached)."
+    );
+    metrics::describe_counter!("runner_rows_completed_total", "Raw rows marked completed.");
+    metrics::describe_counter!(
+        "runner_rows_rejected_total",
+        "Raw rows rejected as bad data by the plugin (not failures)."
+    );
+    metrics::describe_histogram!(
+        "runner_group_seconds",
+        "One group's transaction, from taking a connection to commit."
+    );
+    metrics::describe_histogram!("runner_batch_seconds", "One batch of groups.");
+    metrics::describe_counter!(
+        "runner_plugin_reloads_total",
+        "Plugin file changes, by result: swapped, rejected, paused."
+    );
+    metrics::describe_counter!("runner_config_reloads_total", "Config file changes, by result: applied, rejected.");
+    metrics::describe_counter!(
+        "runner_shadow_differences_total",
+        "Groups where a shadow candidate's output differed from the live plugin's."
+    );
+    Ok(handle)
+}
+
+/// Refreshes the gauges, then renders every metric.
+pub async fn render(handle: &PrometheusHandle, pool: &Pool, jobs: &[Arc<Job>]) -> String {
+    let u = pool::usage(pool);
+    metrics::gauge!("runner_pool_connections", "state" => "in_use").set(u.in_use as f64);
+    metrics::gauge!("runner_pool_connections", "state" => "available").set(u.available as f64);
+    metrics::gauge!("runner_pool_connections", "state" => "max").set(u.max as f64);
+    metrics::gauge!("runner_pool_waiting").set(u.waiting as f64);
+    metrics::gauge!("runner_pool_peak_in_use").set(pool::peak_in_use() as f64);
+
+    let client = pool.get().await;
+    for job in jobs {
+        let state = job.current();
+        let name = job.name.clone();
+        if let Some(live) = &state.live {
+            let loaded = live.plugin.loaded_at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            metrics::gauge!("runner_plugin_info", "job" => name.clone(), "version" => live.plugin.version.to_string())
+                .set(1.0);
+            metrics::gauge!("runner_plugin_loaded_timestamp_seconds", "job" => name.clone()).set(loaded);
+        }
+        metrics::gauge!("runner_job_paused", "job" => name.clone()).set(f64::from(u8::from(state.running().is_none())));
+        let Ok(client) = &client else { continue };
+        match queue::queue(&***client, &state.config).await {
+            Ok(q) => {
+                for (status, n) in [
+                    ("pending", q.pending),
+                    ("processing", q.processing),
+                    ("completed", q.completed),
+                    ("failed", q.failed),
+                ] {
+                    metrics::gauge!("runner_queue_rows", "job" => name.clone(), "status" => status).set(n as f64);
+                }
+                metrics::gauge!("runner_queue_oldest_pending_seconds", "job" => name.clone())
+                    .set(q.oldest_pending_seconds.unwrap_or(0.0));
+            }
+            Err(e) => {
+                tracing::warn!(job = %name, error = %crate::db::describe_error(&e), "Cannot read the queue for /metrics.")
+            }
+        }
+    }
+    handle.render()
+}
