@@ -7,6 +7,7 @@ mod cli;
 mod failures;
 mod lab;
 mod nutrition;
+mod operator;
 mod plugin_cli;
 mod recompute;
 mod recovery;

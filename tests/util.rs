@@ -260,3 +260,29 @@ pub fn config_with_own_plugins(db_url: &str, jobs: &str, plugins: &[&str]) -> (t
     std::fs::write(&path, text.join("\n")).unwrap();
     (dir, path, own)
 }
+
+/// A plain HTTP/1.1 GET; returns the status code and the body.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, body.to_string())
+}
+
+impl Daemon {
+    /// The HTTP address the daemon logged when it started listening.
+    pub async fn http_address(&self) -> String {
+        self.wait_for("HTTP endpoints listening", 1, 30).await;
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("HTTP endpoints listening")).unwrap();
+        let start = line.find("address=").unwrap() + "address=".len();
+        line[start..].split_whitespace().next().unwrap().to_string()
+    }
+}

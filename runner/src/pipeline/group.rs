@@ -102,7 +102,9 @@ pub async fn process(
 /// Runs a plugin on a blocking thread, so a slow plugin never stalls the runtime.
 async fn call(plugin: &Arc<Plugin>, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
     let plugin = plugin.clone();
-    tokio::task::spawn_blocking(move || plugin.aggregate(key, rows, limits))
+    // The plugin's log lines belong to the group's span, on whatever thread.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(|| plugin.aggregate(key, rows, limits)))
         .await
         .expect("plugin call panicked in the host")
 }

@@ -1,0 +1,206 @@
+//! The operator's surface over real HTTP and the command line: health,
+//! readiness, pool, metrics and plugins while aggregating; `runner status`,
+//! `retry-failed`, `seed`; JSON logs; SIGTERM mid-run.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+
+use crate::util::{
+    Daemon, TestDb, config, config_with_own_plugins, http_get, job, migrated, run_ok, runner, text, wait_count,
+};
+
+#[tokio::test]
+async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
+    let db = TestDb::new().await;
+    // Trust authentication ignores the password, so it can be planted in the URL.
+    let url = db.url.replacen("postgres@", "postgres:s3cret@", 1);
+    let (_dir, config, plugins) =
+        config_with_own_plugins(&url, &job("vitals", "vitals.wasm", "batch_size = 50"), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    runner::seed::vitals(&db.client, 60, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    let total = db.count("SELECT count(*) FROM vitals_raw").await;
+
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    let mut seen = String::new();
+
+    let (code, body) = http_get(&addr, "/health").await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_get(&addr, "/health/db-pool").await;
+    assert_eq!(code, 200);
+    let pool: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for key in ["status", "usage_percent", "in_use", "available", "waiting", "max"] {
+        assert!(pool.get(key).is_some(), "{key} missing in {body}");
+    }
+    assert!(["healthy", "busy", "exhausted"].contains(&pool["status"].as_str().unwrap()));
+    assert_eq!(pool["max"], 4);
+    seen.push_str(&body);
+    let (code, body) = http_get(&addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("runner_pool_connections{state=\"max\"} 4"), "{body}");
+    seen.push_str(&body);
+
+    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", total, 60).await;
+    let (code, body) = http_get(&addr, "/ready").await;
+    assert_eq!(code, 200, "{body}");
+    seen.push_str(&body);
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    for expected in [
+        format!("runner_queue_rows{{job=\"vitals\",status=\"completed\"}} {total}"),
+        "runner_queue_rows{job=\"vitals\",status=\"pending\"} 0".to_string(),
+        "runner_groups_total{job=\"vitals\",result=\"completed\"} 180".to_string(),
+        "runner_group_seconds_bucket{job=\"vitals\",le=".to_string(),
+        "runner_batch_seconds_count{job=\"vitals\"}".to_string(),
+        "runner_rows_rejected_total{job=\"vitals\"}".to_string(),
+        "runner_plugin_info{job=\"vitals\",version=\"vitals@1.0.0+sha256:".to_string(),
+        "runner_queue_oldest_pending_seconds{job=\"vitals\"} 0".to_string(),
+    ] {
+        assert!(metrics.contains(&expected), "no `{expected}` in:\n{metrics}");
+    }
+    seen.push_str(&metrics);
+    let (code, body) = http_get(&addr, "/plugins").await;
+    assert_eq!(code, 200);
+    let plugins_json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let vitals = &plugins_json["jobs"][0];
+    assert_eq!(vitals["job"], "vitals");
+    assert!(vitals["plugin"]["version"].as_str().unwrap().starts_with("vitals@1.0.0+sha256:"));
+    assert_eq!(vitals["plugin"]["hash"].as_str().unwrap().len(), 64);
+    assert!(vitals["plugin"]["loaded_at_unix"].as_u64().unwrap() > 0);
+    seen.push_str(&body);
+
+    // Not ready while an enabled job has no plugin.
+    std::fs::remove_file(plugins.join("vitals.wasm")).unwrap();
+    daemon.wait_for("job paused", 1, 20).await;
+    let (code, body) = http_get(&addr, "/ready").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"jobs_without_plugin\":[\"vitals\"]"), "{body}");
+
+    let log = daemon.stop().await;
+    assert!(!seen.contains("s3cret") && !log.contains("s3cret"), "the password leaked");
+}
+
+#[tokio::test]
+async fn status_shows_the_queue_and_retry_failed_puts_rows_back() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", "max_attempts = 1")).await;
+    for user in [1i64, 2, 13] {
+        db.client
+            .execute("INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '2024-05-01 10:00Z', 'heart_rate', 60, 'bpm')", &[&user])
+            .await
+            .unwrap();
+    }
+    run_ok(&config, &["run", "--once"]).await;
+    db.client.execute("INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES (3, now() - interval '90 seconds', 'heart_rate', 60, 'bpm')", &[]).await.unwrap();
+
+    let out = text(&run_ok(&config, &["status"]).await);
+    let line = out.lines().find(|l| l.starts_with("faulty")).unwrap_or_else(|| panic!("{out}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cells[1..5], ["1", "0", "2", "1"], "pending, processing, completed, failed: {out}");
+    assert!(line.contains("faulty@0.1.0+sha256:"), "{out}");
+    assert!(line.contains("1m "), "oldest pending age: {out}");
+    assert!(out.contains("user 13 is refused"), "the most common errors: {out}");
+    assert!(out.contains("runner session(s) connected"), "{out}");
+
+    let json: serde_json::Value = serde_json::from_str(&text(&run_ok(&config, &["status", "--json"]).await)).unwrap();
+    assert_eq!(json["jobs"][0]["queue"]["failed"], 1);
+    assert_eq!(json["jobs"][0]["top_errors"][0]["rows"], 1);
+
+    let out = text(&run_ok(&config, &["retry-failed", "--job", "faulty", "--error-contains", "no such error"]).await);
+    assert!(out.contains("0 failed row(s) of job faulty are pending again."), "{out}");
+    let out = text(
+        &run_ok(&config, &["retry-failed", "--job", "faulty", "--since", "2024-05-01", "--error-contains", "REFUSED"])
+            .await,
+    );
+    assert!(out.contains("1 failed row(s) of job faulty are pending again."), "{out}");
+    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE user_id = 13 AND aggregation_status = 'pending' AND aggregation_attempts = 0").await, 1);
+}
+
+#[tokio::test]
+async fn seed_inserts_realistic_rows_in_time_order_across_users() {
+    let db = TestDb::new().await;
+    let jobs = format!(
+        "{}{}",
+        job("vitals", "vitals.wasm", ""),
+        crate::util::job_on("lab", "lab.wasm", "lab_raw", "lab_daily", "collected_at", "")
+    );
+    let (_dir, config) = migrated(&db, &jobs).await;
+    let out = text(
+        &run_ok(&config, &["seed", "--users", "5", "--days", "2", "--jobs", "vitals,lab", "--start", "2024-02-01"])
+            .await,
+    );
+    assert!(out.contains("vitals_raw: 340 rows"), "{out}");
+    assert_eq!(db.count("SELECT count(*) FROM nutrition_raw").await, 0);
+    // Ingestion order: ids follow time, and consecutive rows change user.
+    let out_of_order = db.count("SELECT count(*) FROM (SELECT recorded_at < lag(recorded_at) OVER (ORDER BY id) AS back FROM vitals_raw) x WHERE back").await;
+    assert_eq!(out_of_order, 0);
+    let same_user = db.count("SELECT count(*) FROM (SELECT user_id = lag(user_id) OVER (ORDER BY id) AS same FROM vitals_raw) x WHERE same").await;
+    assert!(same_user < 340 / 2, "rows are interleaved across users ({same_user} repeats)");
+    let bad = db.count("SELECT count(*) FROM vitals_raw WHERE value IS NULL OR unit = 'furlongs'").await;
+    assert!(bad > 0 || db.count("SELECT count(*) FROM vitals_raw").await < 1000, "some bad input");
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_job_user_day_and_plugin_version() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", "max_attempts = 1")).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES
+                (13, '2024-05-01 10:00Z', 'heart_rate', 60, 'bpm'), (1, '2024-05-01 10:00Z', 'heart_rate', 60, 'bpm')",
+        )
+        .await
+        .unwrap();
+    let out = runner(&config, &["run", "--once", "--log-format", "json"]).output().await.unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let failed = lines.iter().find(|l| l["fields"]["message"] == "Group failed.").expect("a Group failed line");
+    assert_eq!(failed["span"]["name"], "batch");
+    assert_eq!(failed["span"]["job"], "faulty");
+    assert_eq!(failed["fields"]["user"], 13);
+    // A plugin's own log line sits in its batch and group spans.
+    let plugin_line = lines.iter().find(|l| l["target"] == "plugin").expect("the plugin's log line");
+    assert_eq!(plugin_line["fields"]["message"], "aggregating 1 rows");
+    let spans = plugin_line["spans"].as_array().unwrap_or_else(|| panic!("no spans: {plugin_line}"));
+    let batch = spans.iter().find(|s| s["name"] == "batch").unwrap();
+    assert_eq!(batch["job"], "faulty");
+    let group = spans.iter().find(|s| s["name"] == "group").unwrap();
+    assert_eq!(group["user"], 1);
+    assert_eq!(group["day"], "2024-05-01");
+    assert!(group["plugin"].as_str().unwrap().starts_with("faulty@0.1.0+sha256:"));
+}
+
+#[tokio::test]
+async fn sigterm_mid_run_exits_zero_and_loses_nothing() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 10")).await;
+    runner::seed::vitals(&db.client, 200, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    let total = db.count("SELECT count(*) FROM vitals_raw").await;
+    let daemon = Daemon::start(&config);
+    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 1, 60).await;
+    let started = Instant::now();
+    let log = daemon.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(log.contains("Shutting down: no new claims") && log.contains("every connection released"), "{log}");
+    let done = db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'").await;
+    assert!(done < total, "stopped before finishing");
+    run_ok(&config, &["run", "--once"]).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'").await, total);
+    let _ = config;
+}
+
+#[tokio::test]
+async fn http_listen_errors_are_clear() {
+    let db = TestDb::new().await;
+    let (_dir, path) = config(&db.url, &job("vitals", "vitals.wasm", ""));
+    run_ok(&path, &["migrate"]).await;
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let text_cfg = std::fs::read_to_string(&path).unwrap().replace("127.0.0.1:0", &taken);
+    std::fs::write(&path, text_cfg).unwrap();
+    let out = runner(&path, &["run"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains(&format!("[http] listen = \"{taken}\": cannot listen there")), "{}", text(&out));
+}
