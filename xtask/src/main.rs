@@ -5,6 +5,7 @@
 //! - `cargo xtask demo [ARGS]`: build the plugins, then `runner demo ARGS`
 //!   (a throwaway Postgres, seeded, aggregated, summarised).
 //! - `cargo xtask test`: build everything and run the whole test suite.
+//! - `cargo xtask bench [ARGS]`: the benchmark, in release mode (docs/performance.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,11 +25,15 @@ fn main() -> anyhow::Result<()> {
             build_plugins()?;
             cargo(&["run", "--package", "runner", "--", "demo"], &rest)
         }
+        "bench" => {
+            build_plugins()?;
+            cargo(&["run", "--release", "--package", "bench", "--"], &rest)
+        }
         "test" => {
             build_plugins()?;
             cargo(&["test", "--workspace"], &rest)
         }
-        _ => bail!("usage: cargo xtask <build-plugins | demo [ARGS] | test [ARGS]>"),
+        _ => bail!("usage: cargo xtask <build-plugins | demo [ARGS] | test [ARGS] | bench [ARGS]>"),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod group;
 pub mod job;
+pub mod latency;
 pub mod recompute;
 pub mod shadow;
 pub mod worker;

@@ -39,6 +39,8 @@ pub struct Report {
     pub last_db_error: Option<String>,
     /// How long the loop ran.
     pub elapsed: Duration,
+    /// Group transaction times (completed and failed groups).
+    pub group_latency: super::latency::Histogram,
 }
 
 /// Consecutive database errors after which `--once` gives up.
@@ -123,7 +125,7 @@ async fn run_batch(
             // Each group takes the job's state as it is now: a plugin swapped
             // mid-batch applies to the next group, never to one in flight.
             let state = job.current();
-            let Some(live) = state.running() else { return (key, Ok(Outcome::Busy)) };
+            let Some(live) = state.running() else { return (key, Ok(Outcome::Busy), Duration::ZERO) };
             let span = info_span!("group", user = key.user_id, day = %key.day, plugin = %live.plugin.version);
             let started = Instant::now();
             let result = async {
@@ -133,8 +135,9 @@ async fn run_batch(
             }
             .instrument(span)
             .await;
-            metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(started.elapsed());
-            (key, result)
+            let took = started.elapsed();
+            metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(took);
+            (key, result, took)
         })
         .buffer_unordered(state.config.workers)
         .collect()
@@ -145,10 +148,11 @@ async fn run_batch(
     let (mut completed, mut failed) = (0, 0);
     let counter =
         |result: &'static str| metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => result);
-    for (key, result) in results {
+    for (key, result, took) in results {
         match result {
             Ok(Outcome::Completed { claimed, written, rejected }) => {
                 completed += 1;
+                report.group_latency.record(took);
                 report.rows_completed += claimed as u64;
                 report.daily_rows_written += written as u64;
                 report.rows_rejected += u64::from(rejected);
@@ -160,6 +164,7 @@ async fn run_batch(
             }
             Ok(Outcome::Failed { claimed, error, last }) => {
                 failed += 1;
+                report.group_latency.record(took);
                 counter(if last { "failed" } else { "retried" }).increment(1);
                 warn!(parent: &span, user = key.user_id, day = %key.day, rows = claimed, final_attempt = last, error = %error, "Group failed.");
             }

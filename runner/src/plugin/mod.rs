@@ -28,8 +28,7 @@ pub struct Limits {
 
 /// A loaded plugin: compiled once, instantiated afresh for every group.
 pub struct Plugin {
-    pre: AggregatorPre<HostState>,
-    runtime: Runtime,
+    backend: Backend,
     pub path: PathBuf,
     pub description: Description,
     /// `name@version+sha256:<12 hex>`: names the exact component.
@@ -40,6 +39,18 @@ pub struct Plugin {
     pub wit_version: Option<String>,
     /// When this runner loaded it.
     pub loaded_at: std::time::SystemTime,
+}
+
+/// Native aggregation logic: `(group, rows) -> output or the plugin's error`.
+pub type NativeFn = dyn Fn(GroupKey, Vec<InputRow>) -> Result<Output, String> + Send + Sync;
+
+/// Where a plugin's code runs.
+enum Backend {
+    /// A WebAssembly component, sandboxed.
+    Wasm { pre: AggregatorPre<HostState>, runtime: Runtime },
+    /// The same logic compiled into the host, unsandboxed: only for
+    /// measuring what the WebAssembly boundary costs (the benchmark).
+    Native(Box<NativeFn>),
 }
 
 /// The WIT world every plugin implements.
@@ -121,8 +132,7 @@ impl Plugin {
         let version: Arc<str> =
             Arc::from(format!("{}@{}+sha256:{}", description.name, description.version, &hash[..12]));
         Ok(Plugin {
-            pre,
-            runtime: runtime.clone(),
+            backend: Backend::Wasm { pre, runtime: runtime.clone() },
             path: path.to_path_buf(),
             description,
             version,
@@ -135,12 +145,16 @@ impl Plugin {
     /// Runs the plugin on one group in a fresh store and instance, so a trap
     /// loses only this group. Blocking: call it from a blocking thread.
     pub fn aggregate(&self, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
-        let mut store = new_store(&self.runtime, self.version.clone(), key.to_string(), limits);
+        let (pre, runtime) = match &self.backend {
+            Backend::Wasm { pre, runtime } => (pre, runtime),
+            Backend::Native(f) => return f(key, rows).map_err(CallError::Plugin),
+        };
+        let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits);
         let trap = |e: wasmtime::Error| match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::TimeLimit(limits.time),
             _ => CallError::Trap(format!("{e:#}")),
         };
-        let instance = self.pre.instantiate(&mut store).map_err(trap)?;
+        let instance = pre.instantiate(&mut store).map_err(trap)?;
         // The deadline counts from now: arm it right before the call.
         store.set_epoch_deadline(engine::ticks(limits.time));
         match instance.call_aggregate(&mut store, &bindings::group(key, rows)).map_err(trap)? {
@@ -151,6 +165,21 @@ impl Plugin {
 }
 
 impl Plugin {
+    /// A plugin whose logic is compiled into the host (no sandbox, no
+    /// limits): for benchmarks only. Its version reads `name@version+native`.
+    pub fn native(description: Description, f: Box<NativeFn>) -> Plugin {
+        let version: Arc<str> = Arc::from(format!("{}@{}+native", description.name, description.version));
+        Plugin {
+            backend: Backend::Native(f),
+            path: PathBuf::from("<native>"),
+            description,
+            version,
+            hash: String::new(),
+            wit_version: None,
+            loaded_at: std::time::SystemTime::now(),
+        }
+    }
+
     /// Every output row must have the declared number of values, each of
     /// its column's declared type or NULL.
     pub fn check_output(&self, output: &Output) -> Result<(), String> {

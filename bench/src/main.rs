@@ -1,0 +1,306 @@
+//! `cargo xtask bench`: on a throwaway Postgres, seeds time-ordered raw
+//! vitals rows once, then runs on identical copies of them: the set-based
+//! SQL reference, the runner with the WebAssembly plugin, the runner with
+//! the same logic compiled in, and an API read load with the runner idle
+//! and busy. Prints figures and the ratios between them. See
+//! docs/performance.md.
+
+mod native;
+mod reads;
+mod setbased;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use clap::Parser;
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+
+use runner::config::Config;
+use runner::db::{migrate, pool, throwaway::TempPostgres};
+use runner::pipeline::{self, JobState, Mode, job::Live};
+use runner::plugin::Runtime;
+use runner::seed::{self, Kind};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks the runner against the set-based SQL reference and a native build.")]
+struct Args {
+    /// Users (each with `days` × 34 readings).
+    #[arg(long, default_value_t = 1000)]
+    users: i32,
+    #[arg(long, default_value_t = 30)]
+    days: i32,
+    /// The runner's `[database] max_connections`.
+    #[arg(long, default_value_t = 4)]
+    max_connections: usize,
+    /// The job's `workers`.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// The job's `batch_size`.
+    #[arg(long, default_value_t = 200)]
+    batch_size: i64,
+    /// Concurrent API readers.
+    #[arg(long, default_value_t = 16)]
+    readers: usize,
+    /// Seconds of the idle read load.
+    #[arg(long, default_value_t = 5)]
+    idle_seconds: u64,
+    /// The folder holding vitals.wasm (`cargo xtask build-plugins`).
+    #[arg(long, default_value = "target/plugins")]
+    plugins: PathBuf,
+}
+
+const START: (i32, u32, u32) = (2024, 1, 1);
+
+async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn config(url: &str, args: &Args, dir: &Path) -> anyhow::Result<Config> {
+    let text = format!(
+        "[database]\nurl = \"{url}\"\nmax_connections = {}\n\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\n\
+         [jobs.vitals]\nplugin = \"vitals.wasm\"\nsource = \"vitals_raw\"\ntarget = \"vitals_daily\"\n\
+         timestamp_column = \"recorded_at\"\nworkers = {}\nbatch_size = {}\n",
+        args.max_connections,
+        args.plugins.canonicalize().context("the plugin folder (run `cargo xtask build-plugins`)")?.display(),
+        dir.join("cache").display(),
+        args.workers,
+        args.batch_size,
+    );
+    Ok(Config::parse(&text, &dir.join("bench.toml"))?)
+}
+
+/// Peak resident memory of this process since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn reset_peak_rss() {
+    // Writing 5 to clear_refs resets VmHWM (Linux ≥ 4.0).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+struct RunnerRun {
+    seconds: f64,
+    rows: u64,
+    groups: u64,
+    p50: Duration,
+    p99: Duration,
+    max_connections_seen: i64,
+    peak_rss_mib: f64,
+}
+
+/// Runs the runner in this process until every row is done.
+async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<RunnerRun> {
+    let pool = pool::build(&config.database, "runner")?;
+    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let jobs = pipeline::prepare(config, &pool, &runtime).await.map_err(|p| anyhow::anyhow!(p.join("\n")))?;
+    if native {
+        let plugin = Arc::new(native::vitals());
+        jobs[0].update(|s| JobState { live: Some(Live::new(&s.config, plugin)), ..s.clone() });
+    }
+    // Sample the runner's sessions as Postgres sees them.
+    let sampler = connect(&config.database.url).await?;
+    let seen = Arc::new(AtomicI64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampling = {
+        let (seen, stop, db) = (seen.clone(), stop.clone(), db.to_string());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n: i64 = sampler
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = $1",
+                        &[&db],
+                    )
+                    .await
+                    .map_or(0, |r| r.get(0));
+                seen.fetch_max(n, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    reset_peak_rss();
+    let (_stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let reports = pipeline::run(config, pool.clone(), &jobs, Mode::Once, shutdown).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    sampling.await?;
+    pool.close();
+    let (_, r) = &reports[0];
+    anyhow::ensure!(r.groups_failed == 0 && r.db_errors == 0, "the run had failures: {r:?}");
+    Ok(RunnerRun {
+        seconds,
+        rows: r.rows_completed,
+        groups: r.groups_completed,
+        p50: r.group_latency.quantile(0.5),
+        p99: r.group_latency.quantile(0.99),
+        max_connections_seen: seen.load(Ordering::Relaxed),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// A fresh copy of the seeded database.
+async fn copy(admin: &Client, name: &str) -> anyhow::Result<()> {
+    admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE bench_seed")).await?;
+    Ok(())
+}
+
+/// Each daily row as text, values rounded to 6 decimals (sums in another
+/// order may differ in the last bits).
+const DAILY: &str = "SELECT concat_ws(',', user_id, day, metric, unit, sample_count, rejected_count,
+    round(min_value::numeric, 6), round(max_value::numeric, 6), round(avg_value::numeric, 6), round(last_value::numeric, 6))
+    FROM vitals_daily ORDER BY user_id, day, metric";
+
+async fn daily_rows(url: &str) -> anyhow::Result<Vec<String>> {
+    let client = connect(url).await?;
+    Ok(client.query(DAILY, &[]).await?.iter().map(|r| r.get(0)).collect())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let work = tempfile_dir()?;
+    println!("Starting a throwaway PostgreSQL (jit = off)...");
+    let pg = TempPostgres::start()?;
+    let admin = connect(&pg.url("postgres")).await?;
+    admin.batch_execute("CREATE DATABASE bench_seed").await?;
+
+    let seed_url = pg.url("bench_seed");
+    let cfg = config(&seed_url, &args, &work)?;
+    {
+        let pool = pool::build(&cfg.database, "bench")?;
+        let mut client = pool.get().await?;
+        migrate::migrate(&mut client, &cfg).await?;
+        let started = Instant::now();
+        let start = NaiveDate::from_ymd_opt(START.0, START.1, START.2).expect("valid date");
+        let rows = seed::seed(&**client, Kind::Vitals, args.users, args.days, start, |_| {}).await?;
+        // Hint bits and statistics settled once, so every copy starts equal.
+        client.batch_execute("VACUUM (ANALYZE) vitals_raw").await?;
+        println!(
+            "Seeded {rows} raw vitals rows ({} users x {} days x 34), in time order across users, in {:.1?}.",
+            args.users,
+            args.days,
+            started.elapsed()
+        );
+        pool.close();
+    }
+
+    // 1. The set-based reference.
+    copy(&admin, "bench_set").await?;
+    let set_url = pg.url("bench_set");
+    let set_secs = {
+        let client = connect(&set_url).await?;
+        let started = Instant::now();
+        client.batch_execute(setbased::AGGREGATE).await?;
+        client.batch_execute(setbased::COMPLETE).await?;
+        started.elapsed().as_secs_f64()
+    };
+    println!("set-based reference: {set_secs:.2} s");
+
+    // 2. and 3. The runner, WebAssembly and native.
+    copy(&admin, "bench_wasm").await?;
+    let wasm_url = pg.url("bench_wasm");
+    let wasm = run_runner(&config(&wasm_url, &args, &work)?, false, "bench_wasm").await?;
+    println!("runner (WebAssembly): {:.2} s", wasm.seconds);
+    copy(&admin, "bench_native").await?;
+    let native_url = pg.url("bench_native");
+    let native = run_runner(&config(&native_url, &args, &work)?, true, "bench_native").await?;
+    println!("runner (native): {:.2} s", native.seconds);
+
+    let reference = daily_rows(&set_url).await?;
+    let same = reference == daily_rows(&wasm_url).await? && reference == daily_rows(&native_url).await?;
+
+    // 4. API latency: idle (the aggregated copy, no runner), then while a runner aggregates a fresh copy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let idle = tokio::spawn(reads::run_owned(wasm_url.clone(), args.readers, args.users, args.days, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let idle = idle.await??;
+    copy(&admin, "bench_busy").await?;
+    let busy_url = pg.url("bench_busy");
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy_reads =
+        tokio::spawn(reads::run_owned(busy_url.clone(), args.readers, args.users, args.days, stop.clone()));
+    let busy = run_runner(&config(&busy_url, &args, &work)?, false, "bench_busy").await?;
+    stop.store(true, Ordering::Relaxed);
+    let busy_reads = busy_reads.await??;
+
+    let rows = wasm.rows as f64;
+    println!();
+    println!(
+        "{} raw rows, {} groups; runner: max_connections {}, workers {}, batch_size {}",
+        wasm.rows, wasm.groups, args.max_connections, args.workers, args.batch_size
+    );
+    println!(
+        "{:<24} {:>9} {:>11} {:>10} {:>10} {:>10} {:>9} {:>9}",
+        "", "seconds", "rows/s", "groups/s", "p50 group", "p99 group", "max conns", "peak RSS"
+    );
+    println!("{:<24} {:>9.2} {:>11.0}", "set-based SQL", set_secs, rows / set_secs);
+    for (name, r) in
+        [("runner, WebAssembly", &wasm), ("runner, native", &native), ("runner, WebAssembly + reads", &busy)]
+    {
+        println!(
+            "{name:<24} {:>9.2} {:>11.0} {:>10.0} {:>10} {:>10} {:>9} {:>6.0} MiB",
+            r.seconds,
+            r.rows as f64 / r.seconds,
+            r.groups as f64 / r.seconds,
+            ms(r.p50),
+            ms(r.p99),
+            r.max_connections_seen,
+            r.peak_rss_mib
+        );
+    }
+    println!();
+    println!("{:<24} {:>9} {:>10} {:>10} {:>10} {:>9}", "API reads", "reads", "p50", "p99", "max", "timeouts");
+    for (name, r) in [("runner idle", &idle), ("runner aggregating", &busy_reads)] {
+        println!(
+            "{name:<24} {:>9} {:>10} {:>10} {:>10} {:>9}",
+            r.latency.count(),
+            ms(r.latency.quantile(0.5)),
+            ms(r.latency.quantile(0.99)),
+            ms(r.latency.max()),
+            r.timeouts + r.errors
+        );
+    }
+    println!();
+    println!("ratios");
+    println!("  runner ÷ set-based (speed, ≥ 1 is faster): {:.2}", set_secs / wasm.seconds);
+    println!("  WebAssembly ÷ native (speed):              {:.2}", native.seconds / wasm.seconds);
+    println!(
+        "  read p99 busy ÷ idle:                      {:.2}",
+        busy_reads.latency.quantile(0.99).as_secs_f64() / idle.latency.quantile(0.99).as_secs_f64()
+    );
+    println!(
+        "  connections held ≤ cap ({}):               {}",
+        args.max_connections,
+        wasm.max_connections_seen.max(busy.max_connections_seen) <= args.max_connections as i64
+    );
+    println!("  daily rows identical across the three:     {same}");
+    drop(pg);
+    let _ = std::fs::remove_dir_all(&work);
+    anyhow::ensure!(same, "the runner's daily rows differ from the set-based reference");
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("runner-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
