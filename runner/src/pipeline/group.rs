@@ -48,7 +48,9 @@ pub enum Purpose {
     Recompute,
 }
 
-/// Processes one group in one transaction. An `Err` is a database failure
+/// Processes one group in one transaction of four round trips: `BEGIN`;
+/// the group lock, the claim and the day's input, pipelined; the daily rows'
+/// replacement, pipelined; `COMMIT`. An `Err` is a database failure
 /// (connection lost, ...): everything is rolled back and the rows stay
 /// pending untouched, to be retried without spending an attempt.
 pub async fn process(
@@ -60,43 +62,52 @@ pub async fn process(
     purpose: Purpose,
 ) -> Result<Outcome, tokio_postgres::Error> {
     let config = &state.config;
-    let mut tx = client.transaction().await?;
-    let lock = tx.prepare_cached(GROUP_LOCK).await?;
-    let locked: bool = tx.query_one(&lock, &[&config.target.as_str(), &key.user_id, &key.day]).await?.get(0);
-    if !locked {
+    let sql = &live.sql;
+    let (lock, claim, input) =
+        (client.prepare_cached(GROUP_LOCK).await?, client.prepare_cached(&sql.claim).await?, client.prepare_cached(&sql.input).await?);
+    let tx = client.transaction().await?;
+    // Sent together, answered in order: the lock, then the claim (marking
+    // the group's pending rows completed, which also locks them until
+    // commit), then every non-failed row of the day as input.
+    let target = config.target.as_str();
+    let lock_params: [&(dyn ToSql + Sync); 3] = [&target, &key.user_id, &key.day];
+    let day_params: [&(dyn ToSql + Sync); 3] = [&key.user_id, &key.day, &config.timezone];
+    let (locked, claimed, raw) =
+        futures::join!(tx.query_one(&lock, &lock_params), tx.query(&claim, &day_params), tx.query(&input, &day_params));
+    if !locked?.get::<_, bool>(0) {
+        // Another worker or runner has the group; what we did is undone.
+        tx.rollback().await?;
         return Ok(Outcome::Busy);
     }
-    let claim = tx.prepare_cached(&live.sql.claim).await?;
-    let claimed: Vec<i64> =
-        tx.query(&claim, &[&key.user_id, &key.day, &config.timezone]).await?.iter().map(|r| r.get(0)).collect();
+    let claimed: Vec<i64> = claimed?.iter().map(|r| r.get(0)).collect();
     if claimed.is_empty() && purpose == Purpose::Pending {
-        tx.commit().await?;
+        tx.rollback().await?;
         return Ok(Outcome::Empty);
     }
-
-    // The work runs in a savepoint: on failure it is undone while the row
-    // locks are kept, so recording the failure cannot race another runner.
-    // If the connection itself is gone, the rollback fails and the `?`
-    // returns: the whole transaction dies and the rows stay pending as they
-    // were, retried later without spending an attempt.
-    let mut savepoint = tx.savepoint("aggregate").await?;
-    let outcome = match aggregate(&mut savepoint, job, state, live, key, &claimed).await {
+    let result = match raw {
+        Ok(raw) => aggregate(&tx, job, state, live, key, &raw).await,
+        Err(e) => Err(GroupError::Sql(crate::db::describe_error(&e), key)),
+    };
+    match result {
         Ok((written, rejected)) => {
-            savepoint.commit().await?;
-            Outcome::Completed { claimed: claimed.len(), written, rejected }
+            tx.commit().await?;
+            Ok(Outcome::Completed { claimed: claimed.len(), written, rejected })
         }
         Err(e) => {
-            savepoint.rollback().await?;
+            // Undo everything, claim included; then record the failure on
+            // the rows that are pending again. (Should another runner take
+            // them in between, it either completes them — and this update
+            // matches nothing — or fails them too.) If the connection is
+            // gone, the rollback fails and the rows simply stay pending.
+            tx.rollback().await?;
             let error = e.to_string();
             let backoff = config.retry_backoff.as_secs_f64();
-            let fail = tx.prepare_cached(&live.sql.fail).await?;
-            let rows = tx.query(&fail, &[&claimed, &error, &config.max_attempts, &backoff]).await?;
+            let fail = client.prepare_cached(&sql.fail).await?;
+            let rows = client.query(&fail, &[&claimed, &error, &config.max_attempts, &backoff]).await?;
             let last = rows.iter().any(|r| r.get::<_, &str>(0) == "failed");
-            Outcome::Failed { claimed: claimed.len(), error, last }
+            Ok(Outcome::Failed { claimed: claimed.len(), error, last })
         }
-    };
-    tx.commit().await?;
-    Ok(outcome)
+    }
 }
 
 /// Runs a plugin on a blocking thread, so a slow plugin never stalls the runtime.
@@ -109,21 +120,19 @@ async fn call(plugin: &Arc<Plugin>, key: GroupKey, rows: Vec<InputRow>, limits: 
         .expect("plugin call panicked in the host")
 }
 
-/// Reads the day, runs the plugin (and the shadow candidate), replaces the
-/// daily rows and completes the claimed rows. Returns (rows written, rows rejected).
+/// Runs the plugin (and the shadow candidate) on the day's rows, then
+/// replaces the daily rows. Returns (rows written, rows rejected).
 async fn aggregate(
-    tx: &mut Transaction<'_>,
+    tx: &Transaction<'_>,
     job: &str,
     state: &JobState,
     live: &Live,
     key: GroupKey,
-    claimed: &[i64],
+    raw: &[tokio_postgres::Row],
 ) -> Result<(usize, u32), GroupError> {
     let sql_err = |e: tokio_postgres::Error| GroupError::Sql(crate::db::describe_error(&e), key);
-    let input = tx.prepare_cached(&live.sql.input).await.map_err(sql_err)?;
-    let raw = tx.query(&input, &[&key.user_id, &key.day, &state.config.timezone]).await.map_err(sql_err)?;
     let mut rows = Vec::with_capacity(raw.len());
-    for r in &raw {
+    for r in raw {
         let at: DateTime<Utc> = r.try_get(1).map_err(sql_err)?;
         let values = (2..r.len()).map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(sql_err)?;
         rows.push(InputRow { id: r.try_get(0).map_err(sql_err)?, at: at.timestamp_micros(), values });
@@ -132,16 +141,12 @@ async fn aggregate(
     // The candidate gets the same rows; they are copied only when there is one.
     let shadow_rows = state.candidate.as_ref().map(|_| rows.clone());
     let plugin = &live.plugin;
-    let output = call(plugin, key, rows, state.limits).await.map_err(|source| GroupError::Plugin {
-        plugin: plugin.version.clone(),
-        key,
-        source,
-    })?;
-    plugin.check_output(&output).map_err(|message| GroupError::InvalidOutput {
-        plugin: plugin.version.clone(),
-        key,
-        message,
-    })?;
+    let output = call(plugin, key, rows, state.limits)
+        .await
+        .map_err(|source| GroupError::Plugin { plugin: plugin.version.clone(), key, source })?;
+    plugin
+        .check_output(&output)
+        .map_err(|message| GroupError::InvalidOutput { plugin: plugin.version.clone(), key, message })?;
 
     if let (Some(candidate), Some(rows)) = (&state.candidate, shadow_rows) {
         let result = call(candidate, key, rows, state.limits).await.map_err(|e| e.to_string());
@@ -151,25 +156,31 @@ async fn aggregate(
         }
     }
 
-    let delete = tx.prepare_cached(&live.sql.delete).await.map_err(sql_err)?;
-    tx.execute(&delete, &[&key.user_id, &key.day]).await.map_err(sql_err)?;
     let version = Value::Text(plugin.version.to_string());
     let day = Value::Date(days_since_epoch(key.day));
     let user = Value::Integer(key.user_id);
     let now = Value::Timestamp(Utc::now().timestamp_micros());
     // Chunks keep each INSERT well under Postgres's 65535-parameter limit.
     let per_chunk = (60_000 / (plugin.description.output.len() + 4)).max(1);
+    let mut params: Vec<Vec<Param<'_>>> = Vec::new();
+    let mut statements = Vec::new();
     for chunk in output.rows.chunks(per_chunk) {
-        let mut params: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * (chunk[0].len() + 4));
+        let mut p = Vec::with_capacity(chunk.len() * (chunk[0].len() + 4));
         for row in chunk {
-            params.extend([Param(&user), Param(&day), Param(&version), Param(&now)]);
-            params.extend(row.iter().map(Param));
+            p.extend([Param(&user), Param(&day), Param(&version), Param(&now)]);
+            p.extend(row.iter().map(Param));
         }
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let statement = tx.prepare_cached(&live.sql.insert(chunk.len())).await.map_err(sql_err)?;
-        tx.execute(&statement, &refs).await.map_err(sql_err)?;
+        params.push(p);
+        statements.push(tx.prepare_cached(&live.sql.insert(chunk.len())).await.map_err(sql_err)?);
     }
-    let complete = tx.prepare_cached(&live.sql.complete).await.map_err(sql_err)?;
-    tx.execute(&complete, &[&claimed]).await.map_err(sql_err)?;
+    let delete = tx.prepare_cached(&live.sql.delete).await.map_err(sql_err)?;
+    let refs: Vec<Vec<&(dyn ToSql + Sync)>> =
+        params.iter().map(|p| p.iter().map(|v| v as &(dyn ToSql + Sync)).collect()).collect();
+    // The delete and the inserts go out together; they run in order.
+    let inserts = futures::future::try_join_all(statements.iter().zip(&refs).map(|(s, r)| tx.execute(s, r)));
+    let delete_params: [&(dyn ToSql + Sync); 2] = [&key.user_id, &key.day];
+    let (deleted, inserted) = futures::join!(tx.execute(&delete, &delete_params), inserts);
+    deleted.map_err(sql_err)?;
+    inserted.map_err(sql_err)?;
     Ok((output.rows.len(), output.rejected))
 }

@@ -99,7 +99,8 @@ impl Job {
 pub struct Statements {
     /// ($1 tz, $2 limit) → (user_id, day) of a batch of due pending rows.
     pub peek: String,
-    /// ($1 user_id, $2 day, $3 tz) → ids of the group's pending rows, locked.
+    /// ($1 user_id, $2 day, $3 tz) → ids of the group's pending rows, now
+    /// `completed` (undone by a rollback if the group fails).
     pub claim: String,
     /// ($1 user_id, $2 day, $3 tz) → id, timestamp, input columns of every non-failed row.
     pub input: String,
@@ -109,8 +110,6 @@ pub struct Statements {
     insert_prefix: String,
     /// Values per output row, including the runner's four.
     insert_width: usize,
-    /// ($1 ids)
-    pub complete: String,
     /// ($1 ids, $2 error, $3 max_attempts, $4 backoff seconds)
     pub fail: String,
 }
@@ -142,7 +141,8 @@ impl Statements {
                  GROUP BY 1, 2 ORDER BY min(id)"
             ),
             claim: format!(
-                "SELECT id FROM {src} WHERE {day_range} AND aggregation_status = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED"
+                "UPDATE {src} SET aggregation_status = 'completed', aggregation_error = NULL
+                 WHERE {day_range} AND aggregation_status = 'pending' RETURNING id"
             ),
             input: format!(
                 "SELECT id, {ts}{input_cols} FROM {src} WHERE {day_range} AND aggregation_status <> 'failed' ORDER BY {ts}, id"
@@ -153,16 +153,13 @@ impl Statements {
                 output_cols.join(", ")
             ),
             insert_width: output_cols.len() + 4,
-            complete: format!(
-                "UPDATE {src} SET aggregation_status = 'completed', aggregation_error = NULL WHERE id = ANY($1)"
-            ),
             fail: format!(
                 "UPDATE {src} SET
                     aggregation_attempts = aggregation_attempts + 1,
                     aggregation_error = $2,
                     aggregation_status = CASE WHEN aggregation_attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
                     aggregation_not_before = now() + make_interval(secs => LEAST($4 * power(2, aggregation_attempts), 3600))
-                 WHERE id = ANY($1)
+                 WHERE id = ANY($1) AND aggregation_status = 'pending'
                  RETURNING aggregation_status"
             ),
         }
