@@ -49,6 +49,9 @@ pub struct Database {
     /// `connect_attempts`: tries at start-up before giving up with an error.
     #[serde(default = "defaults::connect_attempts", deserialize_with = "positive_u32")]
     pub connect_attempts: u32,
+    /// `synchronous_commit`: whether group commits wait for the WAL flush.
+    #[serde(default)]
+    pub synchronous_commit: bool,
 }
 
 /// `[runner]`
@@ -132,9 +135,12 @@ pub struct Job {
     /// `timezone`: the IANA zone whose calendar days form the groups.
     #[serde(default = "defaults::timezone")]
     pub timezone: String,
-    /// `batch_size`: raw rows claimed per batch.
+    /// `batch_size`: raw rows claimed per batch, at least (the floor under pressure).
     #[serde(default = "defaults::batch_size", deserialize_with = "positive_i64")]
     pub batch_size: i64,
+    /// `max_batch_size`: the most raw rows claimed per batch when all is calm
+    /// (default: 4 × `batch_size`).
+    pub max_batch_size: Option<i64>,
     /// `workers`: groups of one batch aggregated concurrently (each holds one connection).
     #[serde(default = "defaults::workers", deserialize_with = "positive_usize")]
     pub workers: usize,
@@ -338,6 +344,12 @@ impl Config {
             }
             if job.time_limit.is_zero() {
                 problems.push(format!("line {line}: jobs.{name}.time_limit: expected a duration above 0"));
+            }
+            if job.max_batch_size.is_some_and(|m| m < job.batch_size) {
+                problems.push(format!(
+                    "line {line}: jobs.{name}.max_batch_size: must be at least batch_size ({})",
+                    job.batch_size
+                ));
             }
             if job.source == job.target {
                 problems.push(format!("line {line}: jobs.{name}: `source` and `target` are the same table"));

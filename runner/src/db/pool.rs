@@ -18,6 +18,14 @@ pub fn build(db: &config::Database, application_name: &str) -> anyhow::Result<Po
     if pg.get_application_name() == Some("runner") {
         pg.application_name(application_name);
     }
+    if !db.synchronous_commit {
+        // A group's commit need not wait for the WAL flush: if Postgres
+        // crashes first, the group's raw rows revert to pending together
+        // with its daily rows, and it is aggregated again. Atomicity is kept;
+        // only the last moments of work may be redone.
+        let options = pg.get_options().map_or(String::new(), |o| format!("{o} "));
+        pg.options(format!("{options}-c synchronous_commit=off"));
+    }
     pg.connect_timeout(db.connect_timeout);
     let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)

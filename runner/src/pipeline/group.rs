@@ -63,8 +63,11 @@ pub async fn process(
 ) -> Result<Outcome, tokio_postgres::Error> {
     let config = &state.config;
     let sql = &live.sql;
-    let (lock, claim, input) =
-        (client.prepare_cached(GROUP_LOCK).await?, client.prepare_cached(&sql.claim).await?, client.prepare_cached(&sql.input).await?);
+    let (lock, claim, input) = (
+        client.prepare_cached(GROUP_LOCK).await?,
+        client.prepare_cached(&sql.claim).await?,
+        client.prepare_cached(&sql.input).await?,
+    );
     let tx = client.transaction().await?;
     // Sent together, answered in order: the lock, then the claim (marking
     // the group's pending rows completed, which also locks them until
@@ -141,12 +144,16 @@ async fn aggregate(
     // The candidate gets the same rows; they are copied only when there is one.
     let shadow_rows = state.candidate.as_ref().map(|_| rows.clone());
     let plugin = &live.plugin;
-    let output = call(plugin, key, rows, state.limits)
-        .await
-        .map_err(|source| GroupError::Plugin { plugin: plugin.version.clone(), key, source })?;
-    plugin
-        .check_output(&output)
-        .map_err(|message| GroupError::InvalidOutput { plugin: plugin.version.clone(), key, message })?;
+    let output = call(plugin, key, rows, state.limits).await.map_err(|source| GroupError::Plugin {
+        plugin: plugin.version.clone(),
+        key,
+        source,
+    })?;
+    plugin.check_output(&output).map_err(|message| GroupError::InvalidOutput {
+        plugin: plugin.version.clone(),
+        key,
+        message,
+    })?;
 
     if let (Some(candidate), Some(rows)) = (&state.candidate, shadow_rows) {
         let result = call(candidate, key, rows, state.limits).await.map_err(|e| e.to_string());

@@ -8,6 +8,7 @@ pub mod job;
 pub mod latency;
 pub mod recompute;
 pub mod shadow;
+pub mod throttle;
 pub mod worker;
 
 use std::collections::HashMap;

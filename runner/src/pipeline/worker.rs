@@ -13,6 +13,7 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::group::{self, Outcome, Purpose};
 use super::job::{Job, JobState};
+use super::throttle::{Observed, Throttle};
 use crate::db::pool;
 use crate::rows::GroupKey;
 
@@ -52,12 +53,13 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
     let mut report = Report::default();
     let started = Instant::now();
     let mut consecutive_errors = 0u32;
+    let mut throttle = Throttle::new(&job.current().config);
     while !*shutdown.borrow() {
         let state = job.current();
         let batch = if state.running().is_none() {
             Ok(Vec::new()) // paused: nothing to claim
         } else {
-            claim_batch(&pool, &state).await
+            claim_batch(&pool, &state, throttle.batch(&state.config)).await
         };
         let batch = match batch {
             Ok(batch) => {
@@ -89,7 +91,14 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
             }
             continue;
         }
-        run_batch(&pool, &job, &state, batch, &shutdown, &mut report).await;
+        let seen = run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report).await;
+        if throttle.observe(&state.config, &seen) {
+            debug!(job = %job.name, batch = throttle.batch(&state.config), concurrency = throttle.concurrency(&state.config),
+                group_p50 = ?seen.group_p50, pool_wait = ?seen.longest_pool_wait, "Backing off.");
+        }
+        metrics::gauge!("runner_job_batch_size", "job" => job.name.clone()).set(throttle.batch(&state.config) as f64);
+        metrics::gauge!("runner_job_concurrency", "job" => job.name.clone())
+            .set(throttle.concurrency(&state.config) as f64);
     }
     report.elapsed = started.elapsed();
     report
@@ -98,22 +107,23 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
 /// Claims a batch: the distinct groups of up to `batch_size` due pending
 /// rows that no other transaction holds. The connection goes back to the
 /// pool right after.
-async fn claim_batch(pool: &Pool, state: &JobState) -> anyhow::Result<Vec<GroupKey>> {
+async fn claim_batch(pool: &Pool, state: &JobState, batch_size: i64) -> anyhow::Result<Vec<GroupKey>> {
     let Some(live) = state.running() else { return Ok(Vec::new()) };
     let client = pool.get().await?;
     let peek = client.prepare_cached(&live.sql.peek).await?;
-    let rows = client.query(&peek, &[&state.config.timezone, &state.config.batch_size]).await?;
+    let rows = client.query(&peek, &[&state.config.timezone, &batch_size]).await?;
     Ok(rows.iter().map(|r| GroupKey { user_id: r.get(0), day: r.get(1) }).collect())
 }
 
+/// Runs a batch's groups, `concurrency` at once; returns what the throttle needs.
 async fn run_batch(
     pool: &Pool,
     job: &Job,
-    state: &JobState,
     batch: Vec<GroupKey>,
+    concurrency: usize,
     shutdown: &watch::Receiver<bool>,
     report: &mut Report,
-) {
+) -> Observed {
     pool::log_status(pool, &job.name, "before batch");
     let groups = batch.len();
     let started = Instant::now();
@@ -125,11 +135,13 @@ async fn run_batch(
             // Each group takes the job's state as it is now: a plugin swapped
             // mid-batch applies to the next group, never to one in flight.
             let state = job.current();
-            let Some(live) = state.running() else { return (key, Ok(Outcome::Busy), Duration::ZERO) };
+            let Some(live) = state.running() else { return (key, Ok(Outcome::Busy), Duration::ZERO, Duration::ZERO) };
             let span = info_span!("group", user = key.user_id, day = %key.day, plugin = %live.plugin.version);
             let started = Instant::now();
+            let mut waited = Duration::ZERO;
             let result = async {
                 let mut client = pool.get().await?;
+                waited = started.elapsed();
                 pool::usage(pool); // records the peak
                 anyhow::Ok(group::process(&mut client, &job.name, &state, live, key, Purpose::Pending).await?)
             }
@@ -137,9 +149,9 @@ async fn run_batch(
             .await;
             let took = started.elapsed();
             metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(took);
-            (key, result, took)
+            (key, result, took, waited)
         })
-        .buffer_unordered(state.config.workers)
+        .buffer_unordered(concurrency)
         .collect()
         .instrument(span.clone())
         .await;
@@ -148,7 +160,13 @@ async fn run_batch(
     let (mut completed, mut failed) = (0, 0);
     let counter =
         |result: &'static str| metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => result);
-    for (key, result, took) in results {
+    let mut times: Vec<Duration> = results.iter().map(|r| r.2).collect();
+    times.sort_unstable();
+    let seen = Observed {
+        group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
+        longest_pool_wait: results.iter().map(|r| r.3).max().unwrap_or_default(),
+    };
+    for (key, result, took, _) in results {
         match result {
             Ok(Outcome::Completed { claimed, written, rejected }) => {
                 completed += 1;
@@ -177,6 +195,7 @@ async fn run_batch(
     metrics::histogram!("runner_batch_seconds", "job" => job.name.clone()).record(started.elapsed());
     pool::log_status(pool, &job.name, "after batch");
     info!(parent: &span, completed, failed, "Batch done.");
+    seen
 }
 
 fn record_db_error(report: &mut Report, job: &str, e: &anyhow::Error) {

@@ -1,0 +1,125 @@
+//! Backpressure. Instead of a fixed batch, each job adapts how many raw rows
+//! it claims (between `batch_size` and `max_batch_size`) and how many groups
+//! it runs at once (between 1 and `workers`) to what it sees after each
+//! batch: its workers waiting for a pooled connection, or group transactions
+//! getting slower than the job's own recent best. Under pressure both halve
+//! at once; when calm they grow back a little per batch.
+
+use std::time::Duration;
+
+use crate::config;
+
+/// Group time above this multiple of the baseline counts as pressure.
+const SLOWDOWN: f64 = 3.0;
+/// Waiting this long for a pooled connection counts as pressure.
+const POOL_WAIT: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    batch: f64,
+    concurrency: f64,
+    /// The typical calm group time: follows drops at once, rises slowly.
+    baseline: Option<Duration>,
+}
+
+/// What one batch showed.
+pub struct Observed {
+    /// Median group transaction time of the batch.
+    pub group_p50: Duration,
+    /// The longest wait for a pooled connection in the batch.
+    pub longest_pool_wait: Duration,
+}
+
+impl Throttle {
+    pub fn new(cfg: &config::Job) -> Self {
+        Throttle { batch: cfg.batch_size as f64, concurrency: cfg.workers as f64, baseline: None }
+    }
+
+    fn max_batch(cfg: &config::Job) -> i64 {
+        cfg.max_batch_size.unwrap_or(cfg.batch_size * 4)
+    }
+
+    /// Raw rows to claim now (within the config's current bounds).
+    pub fn batch(&self, cfg: &config::Job) -> i64 {
+        (self.batch as i64).clamp(cfg.batch_size, Self::max_batch(cfg))
+    }
+
+    /// Groups to run at once now.
+    pub fn concurrency(&self, cfg: &config::Job) -> usize {
+        (self.concurrency as usize).clamp(1, cfg.workers)
+    }
+
+    /// Adapts to a batch; returns whether the job is under pressure.
+    pub fn observe(&mut self, cfg: &config::Job, seen: &Observed) -> bool {
+        let baseline = match self.baseline {
+            None => seen.group_p50,
+            // Follows a drop at once; rises at most 2 % per batch, so a
+            // slowdown stands out against it.
+            Some(b) => b.mul_f64(1.02).min(seen.group_p50),
+        };
+        let pressure =
+            seen.longest_pool_wait >= POOL_WAIT || seen.group_p50.as_secs_f64() > SLOWDOWN * baseline.as_secs_f64();
+        self.baseline = Some(baseline);
+        if pressure {
+            self.concurrency = (self.concurrency / 2.0).max(1.0);
+            self.batch = (self.batch / 2.0).max(cfg.batch_size as f64);
+        } else {
+            self.concurrency = (self.concurrency + 0.5).min(cfg.workers as f64);
+            self.batch = (self.batch * 1.25).min(Self::max_batch(cfg) as f64);
+        }
+        pressure
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> config::Job {
+        let text = "[database]\nurl = \"x\"\n[plugins]\ndir = \"p\"\n[jobs.j]\nplugin = \"j.wasm\"\nsource = \"a\"\ntarget = \"b\"\ntimestamp_column = \"t\"\nworkers = 8\nbatch_size = 100\n";
+        config::Config::parse(text, std::path::Path::new("/r.toml")).unwrap().jobs["j"].clone()
+    }
+
+    fn calm(ms: u64) -> Observed {
+        Observed { group_p50: Duration::from_millis(ms), longest_pool_wait: Duration::ZERO }
+    }
+
+    #[test]
+    fn shrinks_fast_under_pressure_and_grows_back_slowly() {
+        let cfg = job();
+        let mut t = Throttle::new(&cfg);
+        for _ in 0..10 {
+            assert!(!t.observe(&cfg, &calm(2)));
+        }
+        assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (400, 8));
+        // Callers waiting on the pool: halve at once.
+        assert!(t.observe(
+            &cfg,
+            &Observed { group_p50: Duration::from_millis(2), longest_pool_wait: Duration::from_millis(50) }
+        ));
+        assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (200, 4));
+        // Groups four times slower than usual: halve again.
+        assert!(t.observe(&cfg, &calm(8)));
+        assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (100, 2));
+        // Calm again: grows back over several batches, not at once.
+        t.observe(&cfg, &calm(2));
+        assert_eq!(t.concurrency(&cfg), 2);
+        for _ in 0..20 {
+            t.observe(&cfg, &calm(2));
+        }
+        assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (400, 8));
+    }
+
+    #[test]
+    fn stays_within_the_configured_bounds() {
+        let cfg = job();
+        let mut t = Throttle::new(&cfg);
+        for _ in 0..50 {
+            t.observe(
+                &cfg,
+                &Observed { group_p50: Duration::from_millis(2), longest_pool_wait: Duration::from_secs(1) },
+            );
+        }
+        assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (100, 1));
+    }
+}
