@@ -56,7 +56,7 @@ async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
         (13, "plugin error: user 13 is refused"),
         (14, "trapped"),
         (15, "exceeded its time limit of 300ms"),
-        (16, "trapped"),
+        (16, "exceeded its memory limit of 16 MiB"),
         (17, "output row 0 has 1 values but 2 columns are declared"),
         (18, "user 18 may not be written"),
     ];

@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod failures;
+mod hostile;
 mod lab;
 mod nutrition;
 mod operator;

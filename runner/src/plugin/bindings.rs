@@ -1,9 +1,11 @@
 //! The only place where types generated from `wit/` appear: the bindings,
 //! the host side of the `host` interface, and conversions to `crate::rows`.
 
+use std::time::Duration;
 use wasmtime::StoreLimits;
 use wasmtime::component::{ResourceTable, bindgen};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use crate::rows;
 
@@ -28,8 +30,37 @@ impl HostState {
     pub fn new(limits: StoreLimits, plugin: std::sync::Arc<str>, group: String) -> Self {
         // No preopened directories, environment, arguments, stdin or network:
         // a plugin sees only its input. Output to stdout/stderr is discarded.
-        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        // Both clocks are stopped at zero: a plugin's result may not depend
+        // on when it runs (the WIT grants no time source).
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(StoppedClock)
+            .monotonic_clock(StoppedClock)
+            .build();
         HostState { wasi, table: ResourceTable::new(), limits, plugin, group }
+    }
+}
+
+/// A clock that always reads zero.
+struct StoppedClock;
+
+impl HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
     }
 }
 

@@ -28,7 +28,8 @@ impl Runtime {
     /// With `cache`, compiled components are kept in that folder.
     pub fn new(cache: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        // Traps are reported in one line; no backtraces to capture.
+        config.wasm_component_model(true).epoch_interruption(true).wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).context("creating the WebAssembly engine")?;
 
         let mut linker = Linker::new(&engine);

@@ -76,6 +76,8 @@ pub enum CallError {
     Plugin(String),
     #[error("exceeded its time limit of {0:?}")]
     TimeLimit(Duration),
+    #[error("exceeded its memory limit of {mib} MiB ({1})", mib = .0 >> 20)]
+    MemoryLimit(usize, String),
     /// A trap or any other failure inside the component (panic, memory limit, ...).
     #[error("trapped: {0}")]
     Trap(String),
@@ -150,9 +152,16 @@ impl Plugin {
             Backend::Native(f) => return f(key, rows).map_err(CallError::Plugin),
         };
         let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits);
+        // One line for `aggregation_error`: the trap's own message (or the
+        // error's outermost one), not a backtrace.
         let trap = |e: wasmtime::Error| match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::TimeLimit(limits.time),
-            _ => CallError::Trap(format!("{e:#}")),
+            Some(trap) => CallError::Trap(trap.to_string()),
+            // `StoreLimits` refused a memory.grow (`trap_on_grow_failure`).
+            None if e.to_string().contains("growing memory") => {
+                CallError::MemoryLimit(limits.memory_bytes, e.to_string())
+            }
+            None => CallError::Trap(e.to_string()),
         };
         let instance = pre.instantiate(&mut store).map_err(trap)?;
         // The deadline counts from now: arm it right before the call.
