@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod failures;
+mod faults;
 mod hostile;
 mod lab;
 mod nutrition;

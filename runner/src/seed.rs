@@ -51,8 +51,10 @@ pub async fn seed(
     let mut total = 0;
     for d in 0..days {
         let day = start + chrono::Days::new(d as u64);
-        // A seed per kind and day: reproducible, but no two days alike.
-        let seed = f64::from((d * 7919 + kind as i32 * 104_729) % 10_000) / 10_000.0;
+        // A seed per kind and calendar day: reproducible, no two days alike,
+        // and the same rows whether days are seeded one by one or together.
+        let n = (day - NaiveDate::default()).num_days();
+        let seed = ((n * 7919 + kind as i64 * 104_729) % 10_000) as f64 / 10_000.0;
         client.execute("SELECT setseed($1)", &[&seed]).await?;
         let rows = client.execute(&statement, &[&users, &day]).await?;
         total += rows;

@@ -14,7 +14,11 @@ use anyhow::{Context as _, bail};
 
 /// A running throwaway server. Dropping it stops the server and deletes its data.
 pub struct TempPostgres {
-    child: Child,
+    child: Option<Child>,
+    bin: PathBuf,
+    /// The (uid, gid) the server runs as, when we are root.
+    account: Option<(u32, u32)>,
+    die_with_parent: bool,
     /// `None` once `keep` was called: nothing is stopped or deleted on drop.
     dir: Option<tempfile::TempDir>,
     port: u16,
@@ -56,20 +60,34 @@ impl TempPostgres {
         }
 
         let port = free_port()?;
-        let log_path = dir.path().join("postgres.log");
-        let log = File::create(&log_path)?;
+        let mut server = TempPostgres { child: None, dir: Some(dir), port, bin, account, die_with_parent };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    /// Starts the server process on the existing data folder and waits for it.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let (bin, account, port, die_with_parent) = (&self.bin, self.account, self.port, self.die_with_parent);
+        let dir = self.dir.as_ref().context("the server was kept")?.path().to_path_buf();
+        let data = dir.join("data");
+        // One log across restarts; readiness is looked for after `from`.
+        let log_path = dir.join("postgres.log");
+        let log = File::options().create(true).append(true).open(&log_path)?;
+        let from = log.metadata()?.len() as usize;
         if let Some((uid, gid)) = account {
             chown(&log_path, uid, gid)?;
         }
         let mut postgres = Command::new(bin.join("postgres"));
         postgres.arg("-D").arg(&data).args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"]);
-        postgres.arg("-c").arg(format!("unix_socket_directories={}", dir.path().display()));
+        postgres.arg("-c").arg(format!("unix_socket_directories={}", dir.display()));
         // A throwaway server trades durability for speed; JIT only slows short queries.
         for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "jit=off", "max_connections=200"]
         {
             postgres.args(["-c", setting]);
         }
-        as_account(&mut postgres);
+        if let Some((uid, gid)) = account {
+            postgres.uid(uid).gid(gid);
+        }
         if die_with_parent {
             // SAFETY: prctl is async-signal-safe and touches only the child.
             unsafe {
@@ -85,19 +103,36 @@ impl TempPostgres {
         }
         let child =
             postgres.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn().context("starting postgres")?;
-        let mut server = TempPostgres { child, dir: Some(dir), port };
-        server.wait_ready(&log_path)?;
-        Ok(server)
+        self.child = Some(child);
+        self.wait_ready(&log_path, from)
     }
 
-    fn wait_ready(&mut self, log: &Path) -> anyhow::Result<()> {
+    /// Stops the server (fast shutdown: clients are disconnected).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGINT is PostgreSQL's fast shutdown: disconnect clients, exit cleanly.
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server and starts it again on the same data and port.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    fn wait_ready(&mut self, log: &Path, from: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let text = std::fs::read(log)
+                .map(|b| String::from_utf8_lossy(&b[from.min(b.len())..]).into_owned())
+                .unwrap_or_default();
             if text.contains("database system is ready to accept connections") {
                 return Ok(());
             }
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.child.as_mut().context("not started")?.try_wait()? {
                 bail!("postgres exited ({status}) while starting:\n{}", text.trim());
             }
             if Instant::now() > deadline {
@@ -129,13 +164,9 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
-        if self.dir.is_none() {
-            return;
+        if self.dir.is_some() {
+            self.stop();
         }
-        // SIGINT is PostgreSQL's fast shutdown: disconnect clients, exit cleanly.
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        let _ = self.child.wait();
     }
 }
 
