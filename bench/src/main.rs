@@ -100,6 +100,8 @@ struct RunnerRun {
     p99: Duration,
     max_connections_seen: i64,
     peak_rss_mib: f64,
+    batches: u64,
+    backoffs: u64,
 }
 
 /// Runs the runner in this process until every row is done.
@@ -149,6 +151,8 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
         p99: r.group_latency.quantile(0.99),
         max_connections_seen: seen.load(Ordering::Relaxed),
         peak_rss_mib: peak_rss_mib(),
+        batches: r.batches,
+        backoffs: r.backoffs,
     })
 }
 
@@ -279,6 +283,10 @@ async fn main() -> anyhow::Result<()> {
             r.timeouts + r.errors
         );
     }
+    println!(
+        "backpressure: {} of {} batches backed off alone, {} of {} beside the read load",
+        wasm.backoffs, wasm.batches, busy.backoffs, busy.batches
+    );
     println!();
     println!("ratios");
     println!("  runner ÷ set-based (speed, ≥ 1 is faster): {:.2}", set_secs / wasm.seconds);

@@ -42,6 +42,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Group transaction times (completed and failed groups).
     pub group_latency: super::latency::Histogram,
+    /// Batches after which the job backed off (see `throttle`).
+    pub backoffs: u64,
 }
 
 /// Consecutive database errors after which `--once` gives up.
@@ -93,6 +95,7 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
         }
         let seen = run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report).await;
         if throttle.observe(&state.config, &seen) {
+            report.backoffs += 1;
             debug!(job = %job.name, batch = throttle.batch(&state.config), concurrency = throttle.concurrency(&state.config),
                 group_p50 = ?seen.group_p50, pool_wait = ?seen.longest_pool_wait, "Backing off.");
         }
