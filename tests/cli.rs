@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::util::{TestDb, config, job, migrated, run_ok, runner, text};
+use crate::util::{TestDb, config, config_with_own_plugins, job, migrated, run_ok, runner, text};
 
 #[tokio::test]
 async fn bad_config_names_the_file_line_and_key() {
@@ -53,14 +53,9 @@ async fn check_reports_a_plugin_that_does_not_fit_its_tables() {
 #[tokio::test]
 async fn check_reports_a_file_that_is_not_a_component() {
     let db = TestDb::new().await;
-    let (dir, path) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
+    let (_dir, path, plugins) = config_with_own_plugins(&db.url, &job("vitals", "junk.wasm", ""), &[]);
+    run_ok(&path, &["migrate"]).await;
     std::fs::write(plugins.join("junk.wasm"), b"\0asm not really").unwrap();
-    let text_cfg = std::fs::read_to_string(&path).unwrap();
-    let text_cfg = text_cfg.replace("vitals.wasm", "junk.wasm");
-    let text_cfg = with_plugin_dir(&text_cfg, &plugins);
-    std::fs::write(&path, text_cfg).unwrap();
     let out = runner(&path, &["check"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out);
@@ -68,14 +63,6 @@ async fn check_reports_a_file_that_is_not_a_component() {
         err.contains("problem: job vitals: plugin ") && err.contains("junk.wasm is not a WebAssembly file"),
         "{err}"
     );
-}
-
-fn with_plugin_dir(config: &str, dir: &std::path::Path) -> String {
-    config
-        .lines()
-        .map(|l| if l.starts_with("dir = ") { format!("dir = \"{}\"", dir.display()) } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test]

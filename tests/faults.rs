@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use runner::db::throwaway::TempPostgres;
 
-use crate::util::{Daemon, TestDb, config, connect, job, migrated, run_ok, runner, text, wait_count};
+use crate::util::{
+    Daemon, TestDb, config, connect, job, migrated, run_ok, runner, text, vitals_daily_text, wait_count,
+};
 
-const DAILY: &str =
-    "SELECT coalesce(string_agg(concat_ws(',', user_id, day, metric, unit, sample_count, rejected_count,
-        min_value, max_value, avg_value, last_value), E'\\n' ORDER BY user_id, day, metric), '') FROM vitals_daily";
 const NOT_DONE: &str = "SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'";
 
 fn start() -> NaiveDate {
@@ -26,11 +25,11 @@ async fn clean_daily(users: i32, days: i32) -> String {
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
     runner::seed::vitals(&db.client, users, days, start()).await.unwrap();
     run_ok(&config, &["run", "--once"]).await;
-    db.client.query_one(DAILY, &[]).await.unwrap().get(0)
+    vitals_daily_text(&db.client).await
 }
 
 async fn daily(db: &TestDb) -> String {
-    db.client.query_one(DAILY, &[]).await.unwrap().get(0)
+    vitals_daily_text(&db.client).await
 }
 
 #[tokio::test]
@@ -80,7 +79,7 @@ async fn a_postgres_restart_mid_run_is_survived() {
     let log = daemon.stop().await;
     assert!(log.contains("Database error; the rows stay pending and will be retried."), "{log}");
     assert!(log.contains("Notification listener disconnected."), "{log}");
-    let result: String = client.query_one(DAILY, &[]).await.unwrap().get(0);
+    let result = vitals_daily_text(&client).await;
     assert_eq!(result, clean_daily(150, 4).await);
     assert_eq!(
         client

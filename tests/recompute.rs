@@ -5,13 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 
-use crate::util::{TestDb, config_with_own_plugins, job, plugins_dir, run_ok, runner, text, variant};
-
-fn version_of(wasm: &[u8]) -> String {
-    use sha2::{Digest as _, Sha256};
-    let hash: String = Sha256::digest(wasm).iter().map(|b| format!("{b:02x}")).collect();
-    format!("vitals@1.0.0+sha256:{}", &hash[..12])
-}
+use crate::util::{TestDb, config_with_own_plugins, job, plugins_dir, run_ok, runner, text, variant, vitals_version};
 
 #[tokio::test]
 async fn recompute_rewrites_only_the_range_and_resumes_after_a_kill() {
@@ -20,12 +14,12 @@ async fn recompute_rewrites_only_the_range_and_resumes_after_a_kill() {
     run_ok(&config, &["migrate"]).await;
     runner::seed::vitals(&db.client, 40, 4, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     run_ok(&config, &["run", "--once"]).await;
-    let v1 = version_of(&std::fs::read(plugins.join("vitals.wasm")).unwrap());
+    let v1 = vitals_version(&std::fs::read(plugins.join("vitals.wasm")).unwrap());
 
     // A new plugin build; recompute two of the four days with it.
     let v2_bytes = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "v2");
     std::fs::write(plugins.join("vitals.wasm"), &v2_bytes).unwrap();
-    let v2 = version_of(&v2_bytes);
+    let v2 = vitals_version(&v2_bytes);
     let args = ["recompute", "--job", "vitals", "--from", "2024-01-02", "--to", "2024-01-03", "--batch", "7"];
     let out = text(&run_ok(&config, &args).await);
     assert!(out.contains("Recomputed 80 groups of job vitals from 2024-01-02 to 2024-01-03"), "{out}");

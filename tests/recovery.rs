@@ -6,11 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 
-use crate::util::{TestDb, job, migrated, run_ok, runner};
-
-const DAILY: &str =
-    "SELECT coalesce(string_agg(concat_ws(',', user_id, day, metric, unit, sample_count, rejected_count,
-        min_value, max_value, avg_value, last_value), E'\\n' ORDER BY user_id, day, metric), '') FROM vitals_daily";
+use crate::util::{TestDb, job, migrated, run_ok, runner, vitals_daily_text};
 
 async fn seeded(users: i32, days: i32, extra: &str) -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
     let db = TestDb::new().await;
@@ -49,8 +45,8 @@ async fn sigkill_mid_run_loses_nothing_and_a_rerun_finishes_at_once() {
     // Same data, never interrupted: the daily rows are identical.
     let (clean, _dir2, config2) = seeded(150, 3, extra).await;
     run_ok(&config2, &["run", "--once"]).await;
-    let a: String = db.client.query_one(DAILY, &[]).await.unwrap().get(0);
-    let b: String = clean.client.query_one(DAILY, &[]).await.unwrap().get(0);
+    let a = vitals_daily_text(&db.client).await;
+    let b = vitals_daily_text(&clean.client).await;
     assert!(!a.is_empty());
     assert!(a == b, "daily rows differ after a crash and rerun");
 }

@@ -6,16 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
-
-use crate::util::{Daemon, TestDb, config_with_own_plugins, deploy, job, plugins_dir, run_ok, variant, wait_count};
+use crate::util::{
+    Daemon, TestDb, config_with_own_plugins, deploy, job, plugins_dir, run_ok, variant, vitals_version, wait_count,
+};
 
 const PENDING: &str = "SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'";
-
-fn version_of(wasm: &[u8]) -> String {
-    let hash: String = Sha256::digest(wasm).iter().map(|b| format!("{b:02x}")).collect();
-    format!("vitals@1.0.0+sha256:{}", &hash[..12])
-}
 
 async fn insert(db: &TestDb, user: i64) {
     db.client
@@ -58,7 +53,7 @@ async fn a_plugin_replaced_by_rename_under_load_takes_over_with_nothing_lost() {
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     let v2 = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "v2");
-    let new_version = version_of(&v2);
+    let new_version = vitals_version(&v2);
     let deployed = Instant::now();
     deploy(&plugins.join("vitals.wasm"), &v2);
     let seen_sql = format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{new_version}'");
@@ -100,7 +95,7 @@ async fn bad_files_are_rejected_and_a_deleted_plugin_pauses_its_job() {
     let (_dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
     let good = std::fs::read(plugins.join("vitals.wasm")).unwrap();
-    let good_version = version_of(&good);
+    let good_version = vitals_version(&good);
     let daemon = Daemon::start(&config);
     daemon.wait_for("Job started.", 1, 30).await;
 
@@ -152,7 +147,7 @@ async fn a_shadow_candidate_records_where_it_differs_and_writes_nothing() {
     let db = TestDb::new().await;
     let (_dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
-    let live_version = version_of(&std::fs::read(plugins.join("vitals.wasm")).unwrap());
+    let live_version = vitals_version(&std::fs::read(plugins.join("vitals.wasm")).unwrap());
     let daemon = Daemon::start(&config);
     daemon.wait_for("Job started.", 1, 30).await;
 
@@ -243,8 +238,13 @@ async fn chunked_writes_and_a_recreated_folder_are_followed() {
     }
     daemon.wait_for("Plugin swapped.", 1, 20).await;
     insert(&db, 1).await;
-    wait_count(&db, &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{}'", version_of(&v3)), 1, 20)
-        .await;
+    wait_count(
+        &db,
+        &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{}'", vitals_version(&v3)),
+        1,
+        20,
+    )
+    .await;
 
     // The folder itself removed and recreated: watches are re-established.
     std::fs::remove_dir_all(&plugins).unwrap();
@@ -254,8 +254,13 @@ async fn chunked_writes_and_a_recreated_folder_are_followed() {
     deploy(&plugins.join("vitals.wasm"), &v4);
     daemon.wait_for("Plugin swapped.", 2, 20).await;
     insert(&db, 2).await;
-    wait_count(&db, &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{}'", version_of(&v4)), 1, 20)
-        .await;
+    wait_count(
+        &db,
+        &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{}'", vitals_version(&v4)),
+        1,
+        20,
+    )
+    .await;
     // A later deploy is seen through the new watch, well before a periodic rescan.
     let v5 = variant(&v4, "v5");
     let deployed = Instant::now();

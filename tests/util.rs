@@ -286,3 +286,18 @@ impl Daemon {
         line[start..].split_whitespace().next().unwrap().to_string()
     }
 }
+
+/// The `plugin_version` the runner gives the vitals component `wasm`.
+pub fn vitals_version(wasm: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let hash: String = Sha256::digest(wasm).iter().map(|b| format!("{b:02x}")).collect();
+    format!("vitals@1.0.0+sha256:{}", &hash[..12])
+}
+
+/// Every vitals daily row as one text, for comparing whole results.
+pub async fn vitals_daily_text(client: &Client) -> String {
+    const DAILY: &str = "SELECT coalesce(string_agg(concat_ws(',', user_id, day, metric, unit, sample_count,
+        rejected_count, min_value, max_value, avg_value, last_value), E'\\n' ORDER BY user_id, day, metric), '')
+        FROM vitals_daily";
+    client.query_one(DAILY, &[]).await.unwrap().get(0)
+}
