@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{Aggregator, HostState};
 use super::cache::Cache;
@@ -30,7 +30,19 @@ impl Runtime {
         let mut config = Config::new();
         // Traps are reported in one line; no backtraces to capture.
         config.wasm_component_model(true).epoch_interruption(true).wasm_backtrace_max_frames(None);
-        let engine = Engine::new(&config).context("creating the WebAssembly engine")?;
+        // An instance per group: the pooling allocator keeps memory slots
+        // mapped and resets them copy-on-write, instead of an mmap, page
+        // faults and munmap for every group. It reserves address space up
+        // front, which constrained hosts may refuse: then allocate on demand.
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
+        let engine = match Engine::new(&config) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(error = %e, "Pooling instance allocator unavailable; allocating instances on demand.");
+                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                Engine::new(&config).context("creating the WebAssembly engine")?
+            }
+        };
 
         let mut linker = Linker::new(&engine);
         // Rust std guests import wasi:cli/io even when they use none of it;
@@ -53,6 +65,21 @@ impl Runtime {
 
         Ok(Runtime { engine, linker: Arc::new(linker), cache: cache.map(Cache::new) })
     }
+}
+
+/// Pool sizes: enough for every group in flight across jobs, their shadow
+/// candidates, and plugins being loaded beside them.
+fn pooling() -> PoolingAllocationConfig {
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_component_instances(256)
+        .total_core_instances(2048)
+        .total_memories(256)
+        .total_tables(2048)
+        .max_memories_per_component(4)
+        .max_core_instances_per_component(16)
+        .max_tables_per_component(16);
+    pooling
 }
 
 /// Epoch ticks for a wall-time limit, rounded up, plus one because the
