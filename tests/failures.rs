@@ -39,11 +39,15 @@ async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
         .batch_execute(
             "CREATE FUNCTION refuse_18() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN IF NEW.user_id = 18 THEN RAISE EXCEPTION 'user 18 may not be written'; END IF; RETURN NEW; END $$;
-             CREATE TRIGGER refuse_18 BEFORE INSERT ON vitals_daily FOR EACH ROW EXECUTE FUNCTION refuse_18();",
+             CREATE TRIGGER refuse_18 BEFORE INSERT ON vitals_daily FOR EACH ROW EXECUTE FUNCTION refuse_18();
+             CREATE FUNCTION refuse_31() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'user 31 may not be claimed'; END $$;
+             CREATE TRIGGER refuse_31 BEFORE UPDATE ON vitals_raw FOR EACH ROW
+                 WHEN (NEW.user_id = 31 AND NEW.aggregation_status = 'completed') EXECUTE FUNCTION refuse_31();",
         )
         .await
         .unwrap();
-    one_row_per_user(&db, &[1, 13, 2, 14, 3, 15, 4, 16, 5, 17, 6, 18, 7]).await;
+    one_row_per_user(&db, &[1, 13, 2, 14, 3, 15, 4, 16, 5, 17, 6, 18, 7, 31]).await;
 
     let out = run_ok(&config, &["run", "--once"]).await;
 
@@ -59,13 +63,14 @@ async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
         (16, "exceeded its memory limit of 16 MiB"),
         (17, "output row 0 has 1 values but 2 columns are declared"),
         (18, "user 18 may not be written"),
+        (31, "user 31 may not be claimed"),
     ];
     for (user, cause) in expect {
         let (state, attempts, error) = status(&db, user).await;
         let error = error.unwrap_or_default();
         assert_eq!((state.as_str(), attempts), ("failed", 1), "user {user}: {error}");
         assert!(error.contains(cause), "user {user}: {error}");
-        if user != 18 {
+        if user < 18 {
             assert!(error.contains("plugin faulty@0.1.0+sha256:"), "names the plugin: {error}");
         }
         assert!(error.contains(&format!("user {user} day 2024-05-01")), "names the group: {error}");

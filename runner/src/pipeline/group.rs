@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::types::ToSql;
 
-use super::job::{GROUP_LOCK, JobState, Live};
+use super::job::{JobState, Live};
 use super::shadow;
 use crate::db::sql::{self, Param};
 use crate::plugin::{CallError, Limits, Plugin};
@@ -49,8 +49,8 @@ pub enum Purpose {
 }
 
 /// Processes one group in one transaction of four round trips: `BEGIN`;
-/// the group lock, the claim and the day's input, pipelined; the daily rows'
-/// replacement, pipelined; `COMMIT`. An `Err` is a database failure
+/// one statement that locks the group, claims its pending rows and reads
+/// the day; the daily rows' replacement, pipelined; `COMMIT`. An `Err` is a database failure
 /// (connection lost, ...): everything is rolled back and the rows stay
 /// pending untouched, to be retried without spending an attempt.
 pub async fn process(
@@ -63,54 +63,73 @@ pub async fn process(
 ) -> Result<Outcome, tokio_postgres::Error> {
     let config = &state.config;
     let sql = &live.sql;
-    let (lock, claim, input) = (
-        client.prepare_cached(GROUP_LOCK).await?,
-        client.prepare_cached(&sql.claim).await?,
-        client.prepare_cached(&sql.input).await?,
-    );
+    let claim = client.prepare_cached(&sql.claim).await?;
     let tx = client.transaction().await?;
-    // Sent together, answered in order: the lock, then the claim (marking
-    // the group's pending rows completed, which also locks them until
-    // commit), then every non-failed row of the day as input.
+    // One statement: the group lock, the claim, and the day's input.
     let target = config.target.as_str();
-    let lock_params: [&(dyn ToSql + Sync); 3] = [&target, &key.user_id, &key.day];
-    let day_params: [&(dyn ToSql + Sync); 3] = [&key.user_id, &key.day, &config.timezone];
-    let (locked, claimed, raw) =
-        futures::join!(tx.query_one(&lock, &lock_params), tx.query(&claim, &day_params), tx.query(&input, &day_params));
-    if !locked?.get::<_, bool>(0) {
-        // Another worker or runner has the group; what we did is undone.
+    let raw = tx.query(&claim, &[&key.user_id, &key.day, &config.timezone, &target]).await;
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(e) if e.as_db_error().is_some() => {
+            // The statement failed on the server (the connection is fine):
+            // the failure is the group's, recorded on its pending rows.
+            tx.rollback().await?;
+            let pending = client.prepare_cached(&sql.pending).await?;
+            let ids: Vec<i64> = client
+                .query(&pending, &[&key.user_id, &key.day, &config.timezone])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            return record_failure(client, state, live, &ids, GroupError::Sql(crate::db::describe_error(&e), key))
+                .await;
+        }
+        Err(e) => return Err(e),
+    };
+    let width = raw.first().map_or(0, |r| r.len());
+    if raw.first().is_none_or(|r| !r.get::<_, bool>(width - 1)) {
+        // Another worker or runner has the group (or it is empty).
         tx.rollback().await?;
-        return Ok(Outcome::Busy);
+        return Ok(if raw.is_empty() { Outcome::Empty } else { Outcome::Busy });
     }
-    let claimed: Vec<i64> = claimed?.iter().map(|r| r.get(0)).collect();
+    let claimed: Vec<i64> = raw.iter().filter(|r| r.get::<_, bool>(width - 2)).map(|r| r.get(0)).collect();
     if claimed.is_empty() && purpose == Purpose::Pending {
         tx.rollback().await?;
         return Ok(Outcome::Empty);
     }
-    let result = match raw {
-        Ok(raw) => aggregate(&tx, job, state, live, key, &raw).await,
-        Err(e) => Err(GroupError::Sql(crate::db::describe_error(&e), key)),
-    };
+    let result = aggregate(&tx, job, state, live, key, &raw, width - 2).await;
     match result {
         Ok((written, rejected)) => {
             tx.commit().await?;
             Ok(Outcome::Completed { claimed: claimed.len(), written, rejected })
         }
         Err(e) => {
-            // Undo everything, claim included; then record the failure on
-            // the rows that are pending again. (Should another runner take
-            // them in between, it either completes them — and this update
-            // matches nothing — or fails them too.) If the connection is
-            // gone, the rollback fails and the rows simply stay pending.
+            // Undo everything, claim included. If the connection is gone,
+            // the rollback fails and the rows simply stay pending.
             tx.rollback().await?;
-            let error = e.to_string();
-            let backoff = config.retry_backoff.as_secs_f64();
-            let fail = client.prepare_cached(&sql.fail).await?;
-            let rows = client.query(&fail, &[&claimed, &error, &config.max_attempts, &backoff]).await?;
-            let last = rows.iter().any(|r| r.get::<_, &str>(0) == "failed");
-            Ok(Outcome::Failed { claimed: claimed.len(), error, last })
+            record_failure(client, state, live, &claimed, e).await
         }
     }
+}
+
+/// Records a group's failure on its rows, pending again after the rollback:
+/// one more attempt, the error, and a backoff (or `failed` at
+/// `max_attempts`). Should another runner take them in between, it either
+/// completes them — and this update matches nothing — or fails them too.
+async fn record_failure(
+    client: &Client,
+    state: &JobState,
+    live: &Live,
+    claimed: &[i64],
+    e: GroupError,
+) -> Result<Outcome, tokio_postgres::Error> {
+    let config = &state.config;
+    let error = e.to_string();
+    let backoff = config.retry_backoff.as_secs_f64();
+    let fail = client.prepare_cached(&live.sql.fail).await?;
+    let rows = client.query(&fail, &[&claimed, &error, &config.max_attempts, &backoff]).await?;
+    let last = rows.iter().any(|r| r.get::<_, &str>(0) == "failed");
+    Ok(Outcome::Failed { claimed: claimed.len(), error, last })
 }
 
 /// Runs a plugin on a blocking thread, so a slow plugin never stalls the runtime.
@@ -132,12 +151,13 @@ async fn aggregate(
     live: &Live,
     key: GroupKey,
     raw: &[tokio_postgres::Row],
+    values_end: usize,
 ) -> Result<(usize, u32), GroupError> {
     let sql_err = |e: tokio_postgres::Error| GroupError::Sql(crate::db::describe_error(&e), key);
     let mut rows = Vec::with_capacity(raw.len());
     for r in raw {
         let at: DateTime<Utc> = r.try_get(1).map_err(sql_err)?;
-        let values = (2..r.len()).map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(sql_err)?;
+        let values = (2..values_end).map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(sql_err)?;
         rows.push(InputRow { id: r.try_get(0).map_err(sql_err)?, at: at.timestamp_micros(), values });
     }
 

@@ -99,11 +99,15 @@ impl Job {
 pub struct Statements {
     /// ($1 tz, $2 limit) → (user_id, day) of a batch of due pending rows.
     pub peek: String,
-    /// ($1 user_id, $2 day, $3 tz) → ids of the group's pending rows, now
-    /// `completed` (undone by a rollback if the group fails).
+    /// ($1 user_id, $2 day, $3 tz, $4 target table) in one statement: takes
+    /// the group's advisory lock; if it got it, claims the group's pending
+    /// rows by marking them `completed` (undone by a rollback if the group
+    /// fails); returns every non-failed row of the day as id, timestamp,
+    /// input columns..., `claimed`, `locked`.
     pub claim: String,
-    /// ($1 user_id, $2 day, $3 tz) → id, timestamp, input columns of every non-failed row.
-    pub input: String,
+    /// ($1 user_id, $2 day, $3 tz) → ids of the group's pending rows (when
+    /// the claim itself failed and the failure must still be recorded).
+    pub pending: String,
     /// ($1 user_id, $2 day)
     pub delete: String,
     /// INSERT prefix; `insert(n)` appends the VALUES for n rows.
@@ -114,21 +118,19 @@ pub struct Statements {
     pub fail: String,
 }
 
-/// Advisory-lock key of a group: (target table, user, day), hashed by
-/// Postgres so every runner computes the same key.
-pub const GROUP_LOCK: &str =
-    "SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || '/' || $2::bigint || '/' || $3::date, 0))";
-
 impl Statements {
     pub fn new(job: &config::Job, plugin: &Plugin) -> Self {
         let src = job.source.quoted();
         let dst = job.target.quoted();
         let ts = job.timestamp_column.quoted();
         let quote = |name: &str| format!("\"{name}\"");
-        let day_range = format!(
-            "user_id = $1 AND {ts} >= ($2::date::timestamp AT TIME ZONE $3) AND {ts} < (($2::date + 1)::timestamp AT TIME ZONE $3)"
-        );
-        let input_cols: String = plugin.description.input.iter().map(|c| format!(", {}", quote(&c.name))).collect();
+        // The group's rows ($1 user, $2 day, $3 time zone) as an index range
+        // on (user_id, timestamp); `t` qualifies the columns.
+        let day_range = |t: &str| {
+            format!(
+                "{t}user_id = $1 AND {t}{ts} >= ($2::date::timestamp AT TIME ZONE $3) AND {t}{ts} < (($2::date + 1)::timestamp AT TIME ZONE $3)"
+            )
+        };
         let output_cols: Vec<String> = plugin.description.output.iter().map(|c| quote(&c.name)).collect();
         Statements {
             peek: format!(
@@ -140,13 +142,26 @@ impl Statements {
                     FOR UPDATE SKIP LOCKED) batch
                  GROUP BY 1, 2 ORDER BY min(id)"
             ),
+            // The lock key is (target table, user, day), hashed by Postgres
+            // so every runner computes the same one. The select sees the day
+            // as it was before the claim, which is what the input needs.
             claim: format!(
-                "UPDATE {src} SET aggregation_status = 'completed', aggregation_error = NULL
-                 WHERE {day_range} AND aggregation_status = 'pending' RETURNING id"
+                "WITH locked AS (
+                    SELECT pg_try_advisory_xact_lock(hashtextextended($4::text || '/' || $1::bigint || '/' || $2::date, 0)) AS ok
+                 ), claimed AS (
+                    UPDATE {src} SET aggregation_status = 'completed', aggregation_error = NULL
+                    WHERE {claim_range} AND aggregation_status = 'pending' AND (SELECT ok FROM locked)
+                    RETURNING id
+                 )
+                 SELECT s.id, s.{ts}{input_cols_s}, c.id IS NOT NULL, (SELECT ok FROM locked)
+                 FROM {src} s LEFT JOIN claimed c ON c.id = s.id
+                 WHERE {read_range} AND s.aggregation_status <> 'failed'
+                 ORDER BY s.{ts}, s.id",
+                input_cols_s = plugin.description.input.iter().map(|c| format!(", s.{}", quote(&c.name))).collect::<String>(),
+                claim_range = day_range(""),
+                read_range = day_range("s."),
             ),
-            input: format!(
-                "SELECT id, {ts}{input_cols} FROM {src} WHERE {day_range} AND aggregation_status <> 'failed' ORDER BY {ts}, id"
-            ),
+            pending: format!("SELECT id FROM {src} WHERE {} AND aggregation_status = 'pending'", day_range("")),
             delete: format!("DELETE FROM {dst} WHERE user_id = $1 AND day = $2"),
             insert_prefix: format!(
                 "INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {}) VALUES ",
