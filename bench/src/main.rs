@@ -87,6 +87,30 @@ fn peak_rss_mib() -> f64 {
     kib / 1024.0
 }
 
+/// CPU seconds (user + system) of the processes `/proc/<pid>/stat` lists
+/// whose command is `comm`, or of this process for `None`.
+fn cpu_seconds(comm: Option<&str>) -> f64 {
+    let ticks = |stat: &str| -> Option<f64> {
+        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+    };
+    let hz = 100.0; // USER_HZ on Linux
+    match comm {
+        None => std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(ticks).unwrap_or(0.0) / hz,
+        Some(comm) => {
+            let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+            dir.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|stat| stat.contains(&format!("({comm})")))
+                .filter_map(|stat| ticks(&stat))
+                .sum::<f64>()
+                / hz
+        }
+    }
+}
+
 fn reset_peak_rss() {
     // Writing 5 to clear_refs resets VmHWM (Linux ≥ 4.0).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -102,6 +126,9 @@ struct RunnerRun {
     peak_rss_mib: f64,
     batches: u64,
     backoffs: u64,
+    /// CPU seconds used by this process (the runner) and by Postgres.
+    runner_cpu: f64,
+    postgres_cpu: f64,
 }
 
 /// Runs the runner in this process until every row is done.
@@ -135,9 +162,11 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
     };
     reset_peak_rss();
     let (_stop, shutdown) = watch::channel(false);
+    let (cpu0, pg0) = (cpu_seconds(None), cpu_seconds(Some("postgres")));
     let started = Instant::now();
     let reports = pipeline::run(config, pool.clone(), &jobs, Mode::Once, shutdown).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let (runner_cpu, postgres_cpu) = (cpu_seconds(None) - cpu0, cpu_seconds(Some("postgres")) - pg0);
     stop.store(true, Ordering::Relaxed);
     sampling.await?;
     pool.close();
@@ -153,6 +182,8 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
         peak_rss_mib: peak_rss_mib(),
         batches: r.batches,
         backoffs: r.backoffs,
+        runner_cpu,
+        postgres_cpu,
     })
 }
 
@@ -209,12 +240,13 @@ async fn main() -> anyhow::Result<()> {
     // 1. The set-based reference.
     copy(&admin, "bench_set").await?;
     let set_url = pg.url("bench_set");
-    let set_secs = {
+    let (set_secs, set_pg_cpu) = {
         let client = connect(&set_url).await?;
+        let pg0 = cpu_seconds(Some("postgres"));
         let started = Instant::now();
         client.batch_execute(setbased::AGGREGATE).await?;
         client.batch_execute(setbased::COMPLETE).await?;
-        started.elapsed().as_secs_f64()
+        (started.elapsed().as_secs_f64(), cpu_seconds(Some("postgres")) - pg0)
     };
     println!("set-based reference: {set_secs:.2} s");
 
@@ -253,22 +285,27 @@ async fn main() -> anyhow::Result<()> {
         wasm.rows, wasm.groups, args.max_connections, args.workers, args.batch_size
     );
     println!(
-        "{:<24} {:>9} {:>11} {:>10} {:>10} {:>10} {:>9} {:>9}",
-        "", "seconds", "rows/s", "groups/s", "p50 group", "p99 group", "max conns", "peak RSS"
+        "{:<28} {:>8} {:>9} {:>9} {:>10} {:>10} {:>6} {:>9} {:>8} {:>8}",
+        "", "seconds", "rows/s", "groups/s", "p50 group", "p99 group", "conns", "peak RSS", "cpu run", "cpu pg"
     );
-    println!("{:<24} {:>9.2} {:>11.0}", "set-based SQL", set_secs, rows / set_secs);
+    println!(
+        "{:<28} {:>8.2} {:>9.0} {:>9} {:>10} {:>10} {:>6} {:>9} {:>8} {:>8.1}",
+        "set-based SQL", set_secs, rows / set_secs, "", "", "", "", "", "", set_pg_cpu
+    );
     for (name, r) in
         [("runner, WebAssembly", &wasm), ("runner, native", &native), ("runner, WebAssembly + reads", &busy)]
     {
         println!(
-            "{name:<24} {:>9.2} {:>11.0} {:>10.0} {:>10} {:>10} {:>9} {:>6.0} MiB",
+            "{name:<28} {:>8.2} {:>9.0} {:>9.0} {:>10} {:>10} {:>6} {:>5.0} MiB {:>8.1} {:>8.1}",
             r.seconds,
             r.rows as f64 / r.seconds,
             r.groups as f64 / r.seconds,
             ms(r.p50),
             ms(r.p99),
             r.max_connections_seen,
-            r.peak_rss_mib
+            r.peak_rss_mib,
+            r.runner_cpu,
+            r.postgres_cpu
         );
     }
     println!();
