@@ -35,7 +35,7 @@ async fn hostile_plugins_hit_their_limits_and_other_jobs_carry_on() {
         job_on("nutrition", "nutrition.wasm", "nutrition_raw", "nutrition_daily", "consumed_at", "")
     );
     let (_dir, config) = migrated(&db, &jobs).await;
-    for user in [1, 14, 15, 16, 17, 19, 20, 21, 23, 2] {
+    for user in [1, 14, 15, 16, 17, 19, 20, 21, 22, 23, 2] {
         one_row(&db, user).await;
     }
     db.client
@@ -67,6 +67,9 @@ async fn hostile_plugins_hit_their_limits_and_other_jobs_carry_on() {
     for user in [1, 2] {
         assert_eq!(error_of(&db, user).await.0, "completed");
     }
+    // A large valid output is written whole, beyond one statement's parameters.
+    assert_eq!(error_of(&db, 22).await.0, "completed");
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 22").await, 6000);
     assert_eq!(db.count("SELECT count(*) FROM nutrition_raw WHERE aggregation_status = 'completed'").await, 1);
     assert_eq!(db.count("SELECT count(*) FROM nutrition_daily").await, 1);
     assert!(text(&out).contains("Group failed."));

@@ -290,7 +290,16 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:<28} {:>8.2} {:>9.0} {:>9} {:>10} {:>10} {:>6} {:>9} {:>8} {:>8.1}",
-        "set-based SQL", set_secs, rows / set_secs, "", "", "", "", "", "", set_pg_cpu
+        "set-based SQL",
+        set_secs,
+        rows / set_secs,
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        set_pg_cpu
     );
     for (name, r) in
         [("runner, WebAssembly", &wasm), ("runner, native", &native), ("runner, WebAssembly + reads", &busy)]

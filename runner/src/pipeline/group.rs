@@ -48,9 +48,9 @@ pub enum Purpose {
     Recompute,
 }
 
-/// Processes one group in one transaction of four round trips: `BEGIN`;
-/// one statement that locks the group, claims its pending rows and reads
-/// the day; the daily rows' replacement, pipelined; `COMMIT`. An `Err` is a database failure
+/// Processes one group in one transaction of four statements: `BEGIN`;
+/// one that locks the group, claims its pending rows and reads the day; one
+/// that replaces the day's daily rows; `COMMIT`. An `Err` is a database failure
 /// (connection lost, ...): everything is rolled back and the rows stay
 /// pending untouched, to be retried without spending an attempt.
 pub async fn process(
@@ -187,27 +187,31 @@ async fn aggregate(
     let day = Value::Date(days_since_epoch(key.day));
     let user = Value::Integer(key.user_id);
     let now = Value::Timestamp(Utc::now().timestamp_micros());
-    // Chunks keep each INSERT well under Postgres's 65535-parameter limit.
-    let per_chunk = (60_000 / (plugin.description.output.len() + 4)).max(1);
-    let mut params: Vec<Vec<Param<'_>>> = Vec::new();
-    let mut statements = Vec::new();
-    for chunk in output.rows.chunks(per_chunk) {
-        let mut p = Vec::with_capacity(chunk.len() * (chunk[0].len() + 4));
-        for row in chunk {
-            p.extend([Param(&user), Param(&day), Param(&version), Param(&now)]);
-            p.extend(row.iter().map(Param));
+    let rows: Vec<Param<'_>> = output
+        .rows
+        .iter()
+        .flat_map(|row| {
+            [Param(&user), Param(&day), Param(&version), Param(&now)].into_iter().chain(row.iter().map(Param))
+        })
+        .collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = rows.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    // One statement replaces the day's rows while it fits Postgres's
+    // 65,535 parameters; beyond that, a delete and chunked inserts.
+    let width = plugin.description.output.len() + 4;
+    if output.rows.is_empty() {
+        let delete = tx.prepare_cached(&live.sql.delete).await.map_err(sql_err)?;
+        tx.execute(&delete, &[&key.user_id, &key.day]).await.map_err(sql_err)?;
+    } else if refs.len() <= 60_000 {
+        let replace = tx.prepare_cached(&live.sql.replace(output.rows.len())).await.map_err(sql_err)?;
+        tx.execute(&replace, &refs).await.map_err(sql_err)?;
+    } else {
+        let delete = tx.prepare_cached(&live.sql.delete).await.map_err(sql_err)?;
+        tx.execute(&delete, &[&key.user_id, &key.day]).await.map_err(sql_err)?;
+        let per_chunk = 60_000 / width * width;
+        for chunk in refs.chunks(per_chunk) {
+            let insert = tx.prepare_cached(&live.sql.insert(chunk.len() / width)).await.map_err(sql_err)?;
+            tx.execute(&insert, chunk).await.map_err(sql_err)?;
         }
-        params.push(p);
-        statements.push(tx.prepare_cached(&live.sql.insert(chunk.len())).await.map_err(sql_err)?);
     }
-    let delete = tx.prepare_cached(&live.sql.delete).await.map_err(sql_err)?;
-    let refs: Vec<Vec<&(dyn ToSql + Sync)>> =
-        params.iter().map(|p| p.iter().map(|v| v as &(dyn ToSql + Sync)).collect()).collect();
-    // The delete and the inserts go out together; they run in order.
-    let inserts = futures::future::try_join_all(statements.iter().zip(&refs).map(|(s, r)| tx.execute(s, r)));
-    let delete_params: [&(dyn ToSql + Sync); 2] = [&key.user_id, &key.day];
-    let (deleted, inserted) = futures::join!(tx.execute(&delete, &delete_params), inserts);
-    deleted.map_err(sql_err)?;
-    inserted.map_err(sql_err)?;
     Ok((output.rows.len(), output.rejected))
 }

@@ -114,6 +114,9 @@ pub struct Statements {
     insert_prefix: String,
     /// Values per output row, including the runner's four.
     insert_width: usize,
+    /// Appended to `insert(n)` by `replace(n)`: an upsert on the daily key
+    /// whose keys then spare the group's rows from a delete of the rest.
+    replace_suffix: String,
     /// ($1 ids, $2 error, $3 max_attempts, $4 backoff seconds)
     pub fail: String,
 }
@@ -168,6 +171,29 @@ impl Statements {
                 output_cols.join(", ")
             ),
             insert_width: output_cols.len() + 4,
+            replace_suffix: {
+                let key: Vec<String> = plugin.description.key.iter().map(|k| quote(k)).collect();
+                let conflict: Vec<&str> = ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
+                let set: Vec<String> = ["plugin_version".to_string(), "updated_at".to_string()]
+                    .into_iter()
+                    .chain(
+                        plugin.description.output.iter().filter(|c| !plugin.description.key.contains(&c.name)).map(|c| quote(&c.name)),
+                    )
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
+                let stale = if key.is_empty() {
+                    "NOT EXISTS (SELECT 1 FROM up)".to_string()
+                } else {
+                    format!("({k}) NOT IN (SELECT {k} FROM up)", k = key.join(", "))
+                };
+                format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {} RETURNING {})
+                     DELETE FROM {dst} WHERE user_id = $1 AND day = $2 AND {stale}",
+                    conflict.join(", "),
+                    set.join(", "),
+                    if key.is_empty() { "1".to_string() } else { key.join(", ") },
+                )
+            },
             fail: format!(
                 "UPDATE {src} SET
                     aggregation_attempts = aggregation_attempts + 1,
@@ -178,6 +204,14 @@ impl Statements {
                  RETURNING aggregation_status"
             ),
         }
+    }
+
+    /// One statement that makes the group's daily rows exactly `rows` new
+    /// ones: upserts them on the daily key (an unchanged key updates its
+    /// row in place) and deletes the group's rows whose key is gone. Its
+    /// `$1` and `$2` are the group's user and day.
+    pub fn replace(&self, rows: usize) -> String {
+        format!("WITH up AS ({}{}", self.insert(rows), self.replace_suffix)
     }
 
     /// An INSERT of `rows` output rows; `$1..$4` of each row are user_id,

@@ -2,7 +2,7 @@
 //! group is isolated: user 13 gets a plugin error, 14 a panic (trap), 15 an
 //! endless loop (time limit), 16 a memory bomb (memory limit), 17 output of
 //! the wrong width, 19 a stack overflow, 20 a huge output, 21 a value of the
-//! wrong type, and 23 tries to escape the sandbox (file, socket,
+//! wrong type, 22 a large valid output (6,000 rows), and 23 tries to escape the sandbox (file, socket,
 //! environment, clock) and reports what it got. Every other group gets one
 //! row per metric with its reading count.
 
@@ -62,6 +62,11 @@ impl Guest for Faulty {
                 });
             }
             23 => return Err(PluginError { message: escape_attempts() }),
+            22 => {
+                // Large but valid: more rows than one INSERT can carry.
+                let rows = (0..6000).map(|i| vec![Value::Text(format!("m-{i:04}")), Value::Integer(i)]).collect();
+                return Ok(Output { rows, rejected: 0 });
+            }
             _ => {}
         }
         log(Level::Info, &format!("aggregating {} rows", group.rows.len()));
