@@ -204,3 +204,22 @@ async fn http_listen_errors_are_clear() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains(&format!("[http] listen = \"{taken}\": cannot listen there")), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn callers_waiting_on_the_pool_are_logged_as_an_error() {
+    let db = TestDb::new().await;
+    // Eight workers share one pooled connection: they queue for it.
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "workers = 8\nbatch_size = 400")).await;
+    let one = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("connect_attempts = 2", "connect_attempts = 2\nmax_connections = 1");
+    std::fs::write(&config, one).unwrap();
+    runner::seed::vitals(&db.client, 200, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("the pool is exhausted", 1, 60).await;
+    let addr = daemon.http_address().await;
+    let (_, body) = http_get(&addr, "/health/db-pool").await;
+    assert!(body.contains("\"max\":1"), "{body}");
+    let log = daemon.stop().await;
+    assert!(log.contains("Callers are waiting for a database connection"), "{log}");
+}
