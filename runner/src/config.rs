@@ -492,6 +492,17 @@ timestamp_column = "recorded_at"
     }
 
     #[test]
+    fn the_reference_config_parses_with_every_job_enabled() {
+        let text = include_str!("../../config/runner.toml");
+        let c = Config::parse(text, Path::new("/repo/config/runner.toml")).unwrap();
+        assert_eq!(c.jobs.keys().collect::<Vec<_>>(), ["lab", "nutrition", "vitals"]);
+        assert!(c.jobs.values().all(|j| j.enabled));
+        assert_eq!(c.plugins.dir, Path::new("/repo/config/../target/plugins"));
+        assert_eq!(c.http.listen, "127.0.0.1:9187");
+        assert!(!c.database.synchronous_commit);
+    }
+
+    #[test]
     fn identifiers_quote_each_part() {
         assert_eq!(Identifier::parse("public.vitals_raw").unwrap().quoted(), "\"public\".\"vitals_raw\"");
         assert!(Identifier::parse("a.b.c").is_err());
