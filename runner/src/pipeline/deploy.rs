@@ -40,7 +40,8 @@ struct Seen {
 enum Look {
     Missing,
     Unchanged,
-    Changed(Vec<u8>),
+    /// New content: the bytes and their SHA-256.
+    Changed(Vec<u8>, String),
 }
 
 pub struct Deployer {
@@ -99,8 +100,8 @@ impl Deployer {
         let Ok(bytes) = std::fs::read(path) else { return Look::Missing };
         let hash = hex(&Sha256::digest(&bytes));
         let unchanged = self.seen.get(path).is_some_and(|s| s.hash == hash);
-        self.seen.insert(path.to_path_buf(), Seen { len: bytes.len() as u64, mtime, hash });
-        if unchanged { Look::Unchanged } else { Look::Changed(bytes) }
+        self.seen.insert(path.to_path_buf(), Seen { len: bytes.len() as u64, mtime, hash: hash.clone() });
+        if unchanged { Look::Unchanged } else { Look::Changed(bytes, hash) }
     }
 
     /// Builds a plugin to one side and checks it against the job's tables.
@@ -130,7 +131,7 @@ impl Deployer {
                     .increment(1);
                 job.update(|s| JobState { live: None, ..s.clone() });
             }
-            Look::Changed(bytes) if live_hash.as_deref() != Some(&hex(&Sha256::digest(&bytes))) => {
+            Look::Changed(bytes, hash) if live_hash.as_deref() != Some(hash.as_str()) => {
                 match self.build(&state.config, &path, bytes).await {
                     Ok(plugin) => {
                         info!(job = %job.name, file = %path.display(), from = ?state.live.as_ref().map(|l| l.plugin.version.clone()),
@@ -156,7 +157,7 @@ impl Deployer {
                 info!(job = %job.name, file = %path.display(), "Shadow candidate removed.");
                 job.update(|s| JobState { candidate: None, ..s.clone() });
             }
-            Look::Changed(bytes) => match self.build(&state.config, &path, bytes).await {
+            Look::Changed(bytes, _) => match self.build(&state.config, &path, bytes).await {
                 Ok(plugin) => {
                     info!(job = %job.name, candidate = %plugin.version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
                     job.update(|s| JobState { candidate: Some(plugin), ..s.clone() });
