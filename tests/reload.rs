@@ -12,6 +12,11 @@ use crate::util::{
 
 const PENDING: &str = "SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'";
 
+/// Waits until some daily row names `version`.
+async fn wait_for_version(db: &TestDb, version: &str) {
+    wait_count(db, &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{version}'"), 1, 20).await;
+}
+
 async fn insert(db: &TestDb, user: i64) {
     db.client
         .execute("INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, now(), 'heart_rate', 70, 'bpm')", &[&user])
@@ -56,8 +61,7 @@ async fn a_plugin_replaced_by_rename_under_load_takes_over_with_nothing_lost() {
     let new_version = vitals_version(&v2);
     let deployed = Instant::now();
     deploy(&plugins.join("vitals.wasm"), &v2);
-    let seen_sql = format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{new_version}'");
-    wait_count(&db, &seen_sql, 1, 20).await;
+    wait_for_version(&db, &new_version).await;
     let took = deployed.elapsed();
     eprintln!("new plugin_version in daily rows {took:?} after the rename");
     let swapped_at: chrono::DateTime<chrono::Utc> = db.client.query_one("SELECT now()", &[]).await.unwrap().get(0);
@@ -238,13 +242,7 @@ async fn chunked_writes_and_a_recreated_folder_are_followed() {
     }
     daemon.wait_for("Plugin swapped.", 1, 20).await;
     insert(&db, 1).await;
-    wait_count(
-        &db,
-        &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{}'", vitals_version(&v3)),
-        1,
-        20,
-    )
-    .await;
+    wait_for_version(&db, &vitals_version(&v3)).await;
 
     // The folder itself removed and recreated: watches are re-established.
     std::fs::remove_dir_all(&plugins).unwrap();
@@ -254,13 +252,7 @@ async fn chunked_writes_and_a_recreated_folder_are_followed() {
     deploy(&plugins.join("vitals.wasm"), &v4);
     daemon.wait_for("Plugin swapped.", 2, 20).await;
     insert(&db, 2).await;
-    wait_count(
-        &db,
-        &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{}'", vitals_version(&v4)),
-        1,
-        20,
-    )
-    .await;
+    wait_for_version(&db, &vitals_version(&v4)).await;
     // A later deploy is seen through the new watch, well before a periodic rescan.
     let v5 = variant(&v4, "v5");
     let deployed = Instant::now();
