@@ -492,6 +492,16 @@ timestamp_column = "recorded_at"
     }
 
     #[test]
+    fn impossible_limits_are_rejected_with_their_key() {
+        let text = GOOD.replace("timestamp_column", "max_batch_size = 10\ntime_limit = \"0s\"\ntimestamp_column");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        let all = e.problems.join("\n");
+        assert!(all.contains("line 8: jobs.vitals.max_batch_size: must be at least batch_size (200)"), "{e}");
+        assert!(all.contains("line 8: jobs.vitals.time_limit: expected a duration above 0"), "{e}");
+    }
+
+    #[test]
     fn the_reference_config_parses_with_every_job_enabled() {
         let text = include_str!("../../config/runner.toml");
         let c = Config::parse(text, Path::new("/repo/config/runner.toml")).unwrap();
