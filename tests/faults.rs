@@ -78,7 +78,7 @@ async fn a_postgres_restart_mid_run_is_survived() {
     }
     let log = daemon.stop().await;
     assert!(log.contains("Database error; the rows stay pending and will be retried."), "{log}");
-    assert!(log.contains("Notification listener disconnected."), "{log}");
+    assert!(log.contains("Database connection lost; reconnecting with backoff."), "{log}");
     let result = vitals_daily_text(&client).await;
     assert_eq!(result, clean_daily(150, 4).await);
     assert_eq!(

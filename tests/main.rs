@@ -3,6 +3,7 @@
 
 mod util;
 
+mod adopt;
 mod cli;
 mod failures;
 mod faults;
@@ -14,4 +15,5 @@ mod plugin_cli;
 mod recompute;
 mod recovery;
 mod reload;
+mod timeouts;
 mod vitals;

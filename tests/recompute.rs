@@ -22,7 +22,8 @@ async fn recompute_rewrites_only_the_range_and_resumes_after_a_kill() {
     let v2 = vitals_version(&v2_bytes);
     let args = ["recompute", "--job", "vitals", "--from", "2024-01-02", "--to", "2024-01-03", "--batch", "7"];
     let out = text(&run_ok(&config, &args).await);
-    assert!(out.contains("Recomputed 80 groups of job vitals from 2024-01-02 to 2024-01-03"), "{out}");
+    assert!(out.contains("Job vitals from 2024-01-02 to 2024-01-03 with "), "{out}");
+    assert!(out.contains(": 80 groups recomputed, 0 emptied (no input left: daily rows deleted), 0 failed."), "{out}");
     let by_day = "SELECT count(DISTINCT (user_id, day)) FROM vitals_daily WHERE plugin_version = ";
     assert_eq!(db.count(&format!("{by_day}'{v2}' AND day IN ('2024-01-02', '2024-01-03')")).await, 80);
     assert_eq!(db.count(&format!("{by_day}'{v1}' AND day IN ('2024-01-01', '2024-01-04')")).await, 80);
@@ -48,4 +49,47 @@ async fn recompute_rewrites_only_the_range_and_resumes_after_a_kill() {
     assert_eq!(db.count(&format!("{by_day}'{v2}'")).await, 160);
     assert_eq!(db.count("SELECT count(*) FROM runner_recompute_progress WHERE finished_at IS NOT NULL").await, 2);
     assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'").await, 0);
+}
+
+#[tokio::test]
+async fn recompute_empties_days_without_input_follows_versions_and_retries_failures() {
+    let db = TestDb::new().await;
+    let (_dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    runner::seed::vitals(&db.client, 6, 2, NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()).await.unwrap();
+    run_ok(&config, &["run", "--once"]).await;
+    let range = ["recompute", "--job", "vitals", "--from", "2024-02-01", "--to", "2024-02-02"];
+
+    // User 2's first day lost all its input: recompute deletes its daily rows.
+    db.client.batch_execute("DELETE FROM vitals_raw WHERE user_id = 2 AND recorded_at < '2024-02-02'").await.unwrap();
+    // And user 4's writes are refused for now.
+    db.client
+        .batch_execute(
+            "CREATE FUNCTION refuse_4() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.user_id = 4 THEN RAISE EXCEPTION 'user 4 is frozen'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER refuse_4 BEFORE INSERT OR UPDATE ON vitals_daily FOR EACH ROW EXECUTE FUNCTION refuse_4();",
+        )
+        .await
+        .unwrap();
+    let out = runner(&config, &range).output().await.unwrap();
+    let first = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{first}");
+    assert!(first.contains("9 groups recomputed, 1 emptied (no input left: daily rows deleted), 2 failed."), "{first}");
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 2 AND day = '2024-02-01'").await, 0);
+
+    // A rerun retries only the failed groups, which now succeed.
+    db.client.batch_execute("DROP TRIGGER refuse_4 ON vitals_daily").await.unwrap();
+    let second = text(&run_ok(&config, &range).await);
+    assert!(second.contains("Retried the groups an earlier run of this range could not do."), "{second}");
+    assert!(second.contains("2 groups recomputed, 0 emptied (no input left: daily rows deleted), 0 failed."), "{second}");
+    let third = text(&run_ok(&config, &range).await);
+    assert!(third.contains("already recomputed"), "{third}");
+
+    // A new plugin version: the same range is not "already done" for it.
+    let v2_bytes = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "v2");
+    std::fs::write(plugins.join("vitals.wasm"), &v2_bytes).unwrap();
+    let fourth = text(&run_ok(&config, &range).await);
+    assert!(fourth.contains("11 groups recomputed, 0 emptied"), "{fourth}");
+    let v2 = vitals_version(&v2_bytes);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM vitals_daily WHERE plugin_version <> '{v2}'")).await, 0);
 }

@@ -165,7 +165,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
-        let mut child = runner(config, &["run"]).spawn().unwrap();
+        Daemon::spawn(runner(config, &["run"]))
+    }
+
+    /// Starts a prepared `runner run` command.
+    pub fn spawn(mut command: tokio::process::Command) -> Daemon {
+        let mut child = command.spawn().unwrap();
         let log = std::sync::Arc::new(Mutex::new(String::new()));
         type Stream = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
         let stderr = child.stderr.take().map(|s| Box::new(s) as Stream);
@@ -296,8 +301,15 @@ pub fn vitals_version(wasm: &[u8]) -> String {
 
 /// Every vitals daily row as one text, for comparing whole results.
 pub async fn vitals_daily_text(client: &Client) -> String {
-    const DAILY: &str = "SELECT coalesce(string_agg(concat_ws(',', user_id, day, metric, unit, sample_count,
+    daily_text(client, "vitals_daily").await
+}
+
+/// Every row of a daily table shaped like `vitals_daily` as one text.
+pub async fn daily_text(client: &Client, table: &str) -> String {
+    let daily = format!(
+        "SELECT coalesce(string_agg(concat_ws(',', user_id, day, metric, unit, sample_count,
         rejected_count, min_value, max_value, avg_value, last_value), E'\\n' ORDER BY user_id, day, metric), '')
-        FROM vitals_daily";
-    client.query_one(DAILY, &[]).await.unwrap().get(0)
+        FROM {table}"
+    );
+    client.query_one(&daily, &[]).await.unwrap().get(0)
 }

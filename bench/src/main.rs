@@ -22,7 +22,7 @@ use tokio_postgres::{Client, NoTls};
 
 use runner::config::Config;
 use runner::db::{migrate, pool, throwaway::TempPostgres};
-use runner::pipeline::{self, JobState, Mode, job::Live};
+use runner::pipeline::{self, JobState, Mode};
 use runner::plugin::Runtime;
 use runner::seed::{self, Kind};
 
@@ -138,7 +138,7 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
     let jobs = pipeline::prepare(config, &pool, &runtime).await.map_err(|p| anyhow::anyhow!(p.join("\n")))?;
     if native {
         let plugin = Arc::new(native::vitals());
-        jobs[0].update(|s| JobState { live: Some(Live::new(&s.config, plugin)), ..s.clone() });
+        jobs[0].update(|s| JobState { live: s.live.as_ref().map(|l| l.with_plugin(&s.config, plugin)), ..s.clone() });
     }
     // Sample the runner's sessions as Postgres sees them.
     let sampler = connect(&config.database.url).await?;

@@ -52,6 +52,17 @@ pub struct Database {
     /// `synchronous_commit`: whether group commits wait for the WAL flush.
     #[serde(default)]
     pub synchronous_commit: bool,
+    /// `lock_timeout`: how long one of the runner's statements waits for a
+    /// lock another session holds before it gives up.
+    #[serde(default = "defaults::lock_timeout", with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// `statement_timeout`: how long one of the runner's statements may run.
+    #[serde(default = "defaults::statement_timeout", with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Derived, not a key: how long a session may sit idle inside a
+    /// transaction (a group's transaction is idle while its plugins run).
+    #[serde(skip)]
+    pub idle_in_transaction_timeout: Duration,
 }
 
 /// `[runner]`
@@ -135,6 +146,10 @@ pub struct Job {
     /// `timezone`: the IANA zone whose calendar days form the groups.
     #[serde(default = "defaults::timezone")]
     pub timezone: String,
+    /// `timestamp_zone`: the zone of a `timestamp without time zone` column's
+    /// wall-clock values (ignored for `timestamptz`).
+    #[serde(default = "defaults::timezone")]
+    pub timestamp_zone: String,
     /// `batch_size`: raw rows claimed per batch, at least (the floor under pressure).
     #[serde(default = "defaults::batch_size", deserialize_with = "positive_i64")]
     pub batch_size: i64,
@@ -165,6 +180,12 @@ mod defaults {
     }
     pub fn timeout() -> Duration {
         Duration::from_secs(5)
+    }
+    pub fn lock_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn statement_timeout() -> Duration {
+        Duration::from_secs(10)
     }
     pub fn connect_attempts() -> u32 {
         5
@@ -329,6 +350,7 @@ impl Config {
         let mut problems = Vec::new();
         let line_of = |span: Range<usize>| line_number(text, span.start);
         let mut jobs = BTreeMap::new();
+        let mut lines = BTreeMap::new();
         for (name, job) in raw.jobs {
             let line = line_of(job.span());
             let job = job.into_inner();
@@ -354,7 +376,19 @@ impl Config {
             if job.source == job.target {
                 problems.push(format!("line {line}: jobs.{name}: `source` and `target` are the same table"));
             }
+            for (key, zone) in [("timezone", &job.timezone), ("timestamp_zone", &job.timestamp_zone)] {
+                if !is_zone_name(zone) {
+                    problems.push(format!("line {line}: jobs.{name}.{key}: `{zone}` is not a time zone name"));
+                }
+            }
+            lines.insert(name.clone(), line);
             jobs.insert(name, job);
+        }
+        problems.extend(overlaps(&jobs, &lines));
+        if raw.database.lock_timeout.is_zero() || raw.database.statement_timeout.is_zero() {
+            problems.push(
+                "[database]: lock_timeout and statement_timeout must be above 0 (every wait is bounded)".to_string(),
+            );
         }
         if raw.database.connect_timeout.is_zero() || raw.database.wait_timeout.is_zero() {
             problems.push("[database]: connect_timeout and wait_timeout must be above 0".to_string());
@@ -363,6 +397,11 @@ impl Config {
             return Err(error(problems));
         }
 
+        let mut database = raw.database;
+        // A group's transaction idles while the live plugin and a shadow
+        // candidate run; anything longer means the runner itself is stuck.
+        let longest_call = jobs.values().map(|j| j.time_limit).max().unwrap_or_default();
+        database.idle_in_transaction_timeout = database.statement_timeout + longest_call * 2 + Duration::from_secs(5);
         let base = path.parent().unwrap_or(Path::new("."));
         let mut plugins = raw.plugins;
         if plugins.dir.is_relative() {
@@ -375,7 +414,7 @@ impl Config {
         });
         Ok(Config {
             path: path.to_path_buf(),
-            database: raw.database,
+            database,
             runner: raw.runner,
             http: raw.http,
             log: raw.log,
@@ -399,6 +438,45 @@ impl Config {
         let stem = job.plugin.strip_suffix(".wasm").unwrap_or(&job.plugin);
         self.plugins.dir.join(format!("{stem}.candidate.wasm"))
     }
+}
+
+/// Two enabled jobs reading the same raw table would split its groups
+/// between them; two writing the same daily table would delete each
+/// other's rows. Both are refused, naming the jobs and the table.
+fn overlaps(jobs: &BTreeMap<String, Job>, lines: &BTreeMap<String, usize>) -> Vec<String> {
+    let enabled: Vec<(&String, &Job)> = jobs.iter().filter(|(_, j)| j.enabled).collect();
+    let mut problems = Vec::new();
+    for (i, (a, ja)) in enabled.iter().enumerate() {
+        for (b, jb) in &enabled[i + 1..] {
+            for (what, ta, tb) in [("source", &ja.source, &jb.source), ("target", &ja.target, &jb.target)] {
+                if same_table(ta, tb) {
+                    problems.push(format!(
+                        "line {}: jobs.{b}.{what}: jobs {a} (line {}) and {b} both use table {tb} as their {what}; \
+                         only one enabled job may {}",
+                        lines[*b],
+                        lines[*a],
+                        if what == "source" { "read a raw table" } else { "write a daily table" }
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Whether two names are the same table, `public.x` being `x`.
+fn same_table(a: &Identifier, b: &Identifier) -> bool {
+    let full = |t: &Identifier| if t.as_str().contains('.') { t.as_str().to_string() } else { format!("public.{t}") };
+    full(a) == full(b)
+}
+
+/// A plausible IANA zone name or offset: it is embedded in SQL as a literal,
+/// so nothing outside this set may reach it. Postgres itself says whether it
+/// knows the zone (`runner check`).
+fn is_zone_name(zone: &str) -> bool {
+    !zone.is_empty()
+        && zone.len() <= 64
+        && zone.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-:.".contains(c))
 }
 
 /// The 1-based line of byte offset `at`.
@@ -510,6 +588,26 @@ timestamp_column = "recorded_at"
         assert_eq!(c.plugins.dir, Path::new("/repo/config/../target/plugins"));
         assert_eq!(c.http.listen, "127.0.0.1:9187");
         assert!(!c.database.synchronous_commit);
+    }
+
+    #[test]
+    fn overlapping_jobs_are_refused_naming_both() {
+        let other = "\n[jobs.more]\nplugin = \"more.wasm\"\nsource = \"public.vitals_raw\"\ntarget = \"vitals_daily\"\ntimestamp_column = \"t\"\n";
+        let e = parse(&format!("{GOOD}{other}")).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        let all = e.problems.join("\n");
+        assert!(all.contains("jobs more (line 14) and vitals both use table vitals_raw as their source"), "{e}");
+        assert!(all.contains("both use table vitals_daily as their target"), "{e}");
+        // A disabled job may share its tables (it is neither loaded nor run).
+        let disabled = other.replace("[jobs.more]", "[jobs.more]\nenabled = false");
+        assert!(parse(&format!("{GOOD}{disabled}")).is_ok());
+    }
+
+    #[test]
+    fn zone_names_cannot_carry_sql() {
+        let text = GOOD.replace("timestamp_column", "timestamp_zone = \"UTC'; drop table x; --\"\ntimestamp_column");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("jobs.vitals.timestamp_zone: `UTC'; drop table x; --` is not a time zone name"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -39,7 +39,7 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
-        .route("/health/db-pool", get(|State(s): State<AppState>| async move { Json(pool::usage(&s.pool)) }))
+        .route("/health/db-pool", get(db_pool))
         .route("/metrics", get(render_metrics))
         .route("/plugins", get(plugins))
         .with_state(AppState { pool, jobs: jobs.into(), metrics });
@@ -54,25 +54,46 @@ pub async fn serve(
     Ok((addr, task))
 }
 
-/// Ready when the database answers and every enabled job has a plugin.
+/// Ready when the database answers, every enabled job has a plugin, and
+/// no job's loop is down or keeps timing out; otherwise 503 naming each job
+/// and why.
 async fn ready(State(s): State<AppState>) -> Response {
-    let db = tokio::time::timeout(Duration::from_secs(2), async {
-        s.pool.get().await.map_err(|e| e.to_string())?.simple_query("SELECT 1").await.map_err(|e| e.to_string())
-    })
-    .await
-    .unwrap_or_else(|_| Err("timed out".into()));
+    let db = crate::db::health::check();
     let waiting: Vec<&str> = s
         .jobs
         .iter()
         .filter(|j| j.current().config.enabled && j.current().live.is_none())
         .map(|j| j.name.as_str())
         .collect();
+    let troubled: serde_json::Map<String, serde_json::Value> = s
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            let problems = j.health().problems();
+            (!problems.is_empty()).then(|| (j.name.clone(), json!(problems)))
+        })
+        .collect();
     let body = json!({
-        "database": db.as_ref().map_or_else(|e| format!("unreachable: {e}"), |_| "ok".into()),
+        "database": db.as_ref().map_or_else(String::clone, |()| "ok".into()),
         "jobs_without_plugin": waiting,
+        "jobs_in_trouble": troubled,
     });
-    let code = if db.is_ok() && waiting.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(body)).into_response()
+    let ok = db.is_ok() && waiting.is_empty() && troubled.is_empty();
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()
+}
+
+/// The pool's use, and 503 `unreachable` while the database cannot be reached.
+async fn db_pool(State(s): State<AppState>) -> Response {
+    let usage = pool::usage(&s.pool);
+    match crate::db::health::check() {
+        Ok(()) => Json(usage).into_response(),
+        Err(why) => {
+            let mut body = json!(usage);
+            body["status"] = json!("unreachable");
+            body["error"] = json!(why);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 async fn render_metrics(State(s): State<AppState>) -> Response {
@@ -103,6 +124,7 @@ async fn plugins(State(s): State<AppState>) -> Json<serde_json::Value> {
                 "plugin": plugin,
                 "candidate": state.candidate.as_ref().map(|c| c.version.to_string()),
                 "last_reload_error": job.last_reload_error.lock().expect("lock").clone(),
+                "health": job.health(),
             })
         })
         .collect();

@@ -195,10 +195,15 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
             for job in jobs {
                 let state = job.current();
                 match &state.live {
-                    Some(live) => println!(
-                        "job {}: plugin {} matches {} -> {}",
-                        job.name, live.plugin.version, state.config.source, state.config.target
-                    ),
+                    Some(live) => {
+                        println!(
+                            "job {}: plugin {} matches {} -> {}",
+                            job.name, live.plugin.version, state.config.source, state.config.target
+                        );
+                        for line in &live.shape.reading {
+                            println!("  {line}");
+                        }
+                    }
                     None => println!("job {}: disabled", job.name),
                 }
             }
@@ -245,9 +250,12 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
             match tokio::time::timeout(config.runner.shutdown_grace, &mut run).await {
                 Ok(reports) => reports?,
                 Err(_) => {
-                    // Dropping the work closes its connections: Postgres rolls
-                    // the open transactions back and the rows stay pending.
-                    tracing::warn!("Grace period over: abandoning the groups still in hand; their rows stay pending.");
+                    // A backend waiting on a lock would outlive its dropped
+                    // client: cancel what is running, then close every
+                    // connection. Postgres rolls the open transactions back
+                    // and the rows stay pending.
+                    let cancelled = runner::db::cancel::cancel_all(config.database.connect_timeout).await;
+                    tracing::warn!(cancelled, "Grace period over: cancelled the queries in flight and abandoned the groups in hand; their rows stay pending.");
                     pool.close();
                     return Ok(ExitCode::SUCCESS);
                 }

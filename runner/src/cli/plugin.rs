@@ -112,14 +112,16 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
     let Some((config, name)) = config else { return Ok(ExitCode::SUCCESS) };
     let cfg = &config.jobs[&name];
     let pool = connect(&config).await?;
-    let problems = pipeline::check_tables(&pool.get().await?, cfg, Some(&plugin)).await;
-    if problems.is_empty() {
-        println!("job {name}: fits {} -> {}", cfg.source, cfg.target);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for p in problems {
-            println!("problem: job {name}: {p}");
+    match pipeline::check_tables(&pool.get().await?, cfg, Some(&plugin)).await {
+        Ok(_) => {
+            println!("job {name}: fits {} -> {}", cfg.source, cfg.target);
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(ExitCode::FAILURE)
+        Err(problems) => {
+            for p in problems {
+                println!("problem: job {name}: {p}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
     }
 }

@@ -54,15 +54,23 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     .await?;
     bar.finish_and_clear();
     if summary.already_done {
-        println!("This range was already recomputed ({} groups); pass --restart to do it again.", summary.total);
+        println!(
+            "This range was already recomputed with {version} ({} groups); pass --restart to do it again.",
+            summary.total
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    if summary.resumed > 0 {
+    if summary.retried_failures {
+        println!("Retried the groups an earlier run of this range could not do.");
+    } else if summary.resumed > 0 {
         println!("Resumed after {} groups done by an earlier run.", summary.resumed);
     }
     println!(
-        "Recomputed {} groups of job {} from {} to {} with {version}; {} failed.",
-        summary.recomputed, args.job, args.from, args.to, summary.failed
+        "Job {} from {} to {} with {version}: {} groups recomputed, {} emptied (no input left: daily rows deleted), {} failed.",
+        args.job, args.from, args.to, summary.recomputed, summary.emptied, summary.failed
     );
+    if summary.failed > 0 {
+        println!("Run the same command again to retry the failed groups.");
+    }
     Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -49,7 +49,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             .map(|(name, enabled, q, errors, plugin)| {
                 json!({
                     "job": name, "enabled": enabled, "plugin": plugin, "queue": q,
-                    "top_errors": errors.iter().map(|(e, n)| json!({"error": e, "rows": n})).collect::<Vec<_>>(),
+                    "top_errors": errors,
                 })
             })
             .collect();
@@ -75,8 +75,8 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             q.failed,
             age(q.oldest_pending_seconds)
         );
-        for (error, n) in errors {
-            println!("{:<12} {n:>10} × {error}", "");
+        for e in errors {
+            println!("{:<12} {:>10} × {}", "", e.rows, e.error);
         }
     }
     println!(

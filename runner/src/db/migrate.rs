@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "reference schema", include_str!("migrations/0001_reference_schema.sql")),
     (2, "shadow differences", include_str!("migrations/0002_shadow_diffs.sql")),
     (3, "recompute progress", include_str!("migrations/0003_recompute_progress.sql")),
+    (4, "partitions, recompute per plugin version", include_str!("migrations/0004_partitions_and_recompute_versions.sql")),
 ];
 
 /// Serializes concurrent `migrate` runs (an arbitrary constant).
@@ -27,6 +28,9 @@ pub async fn migrate(client: &mut Client, config: &Config) -> anyhow::Result<Vec
     let mut done = Vec::new();
     // `IF NOT EXISTS` notices are expected on every rerun; keep them out of the log.
     client.batch_execute("SET client_min_messages = warning").await?;
+    // Building an index on a long history may take a while; the lock
+    // timeout still keeps migrate from queueing the application behind it.
+    client.batch_execute("SET statement_timeout = 0").await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK]).await?;
     let result = async {
         client
@@ -62,7 +66,7 @@ pub async fn migrate(client: &mut Client, config: &Config) -> anyhow::Result<Vec
     }
     .await;
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK]).await?;
-    client.batch_execute("RESET client_min_messages").await?;
+    client.batch_execute("RESET client_min_messages; RESET statement_timeout").await?;
     result.map(|()| done)
 }
 
@@ -75,7 +79,14 @@ async fn adopt_raw_table(
     let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()]).await?.get(0);
     anyhow::ensure!(exists, "table {table} does not exist");
     let before: i64 = tx.query_one(FINGERPRINT, &[&table.quoted()]).await?.get(0);
+    let partitioned: bool =
+        tx.query_one("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)", &[&table.quoted()]).await?.get(0);
     let (t, name, ts) = (table.quoted(), table.name(), ts.quoted());
+    // On a partitioned table, columns and indexes added to the parent reach
+    // every partition, present and future; so does a row trigger (a
+    // statement trigger on the parent would miss inserts made straight into
+    // a partition). Notifications are folded per transaction by Postgres.
+    let each = if partitioned { "ROW" } else { "STATEMENT" };
     tx.batch_execute(&format!(
         "ALTER TABLE {t}
             ADD COLUMN IF NOT EXISTS aggregation_status text NOT NULL DEFAULT 'pending',
@@ -83,9 +94,10 @@ async fn adopt_raw_table(
             ADD COLUMN IF NOT EXISTS aggregation_attempts int NOT NULL DEFAULT 0,
             ADD COLUMN IF NOT EXISTS aggregation_not_before timestamptz;
          CREATE INDEX IF NOT EXISTS \"{name}_pending_idx\" ON {t} (id) WHERE aggregation_status = 'pending';
+         CREATE INDEX IF NOT EXISTS \"{name}_failed_idx\" ON {t} (id) WHERE aggregation_status = 'failed';
          CREATE INDEX IF NOT EXISTS \"{name}_user_time_idx\" ON {t} (user_id, {ts});
          CREATE OR REPLACE TRIGGER \"{name}_notify_pending\" AFTER INSERT ON {t}
-            FOR EACH STATEMENT EXECUTE FUNCTION runner_notify_pending();"
+            FOR EACH {each} EXECUTE FUNCTION runner_notify_pending('{name}');"
     ))
     .await?;
     let after: i64 = tx.query_one(FINGERPRINT, &[&table.quoted()]).await?.get(0);

@@ -26,6 +26,18 @@ pub fn build(db: &config::Database, application_name: &str) -> anyhow::Result<Po
         let options = pg.get_options().map_or(String::new(), |o| format!("{o} "));
         pg.options(format!("{options}-c synchronous_commit=off"));
     }
+    // Every statement is bounded: a lock held by another session, or a
+    // statement gone slow, ends the group's transaction (and frees its
+    // connection) instead of keeping it open for as long as someone else
+    // decides. The idle-in-transaction limit is the last safety net should
+    // the runner itself stop between statements.
+    let options = pg.get_options().map_or(String::new(), |o| format!("{o} "));
+    pg.options(format!(
+        "{options}-c lock_timeout={}ms -c statement_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+        db.lock_timeout.as_millis(),
+        db.statement_timeout.as_millis(),
+        db.idle_in_transaction_timeout.as_millis()
+    ));
     pg.connect_timeout(db.connect_timeout);
     let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)

@@ -9,59 +9,91 @@ use crate::config;
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Queue {
     pub pending: i64,
+    /// Always 0: a claim is a transaction's row locks, not a status (kept
+    /// for the output's shape).
     pub processing: i64,
     pub completed: i64,
+    /// `completed` is the planner's estimate (a large table), not a count.
+    pub completed_estimated: bool,
     pub failed: i64,
     /// Seconds since the timestamp of the oldest pending row.
     pub oldest_pending_seconds: Option<f64>,
 }
 
-/// Counts a job's raw rows per status.
+/// Below this many bytes of table, completed rows are counted exactly.
+const EXACT_COUNT_BYTES: i64 = 16 << 20;
+
+/// A job's queue. Its cost does not grow with history: pending and failed
+/// rows are read through their partial indexes, and completed rows are
+/// counted only while the table is small, estimated from the planner's
+/// statistics after that.
 pub async fn queue(client: &impl GenericClient, job: &config::Job) -> Result<Queue, tokio_postgres::Error> {
     let (src, ts) = (job.source.quoted(), job.timestamp_column.quoted());
-    let rows = client
-        .query(
+    let row = client
+        .query_one(
             &format!(
-                "SELECT aggregation_status, count(*),
-                        extract(epoch FROM now() - min({ts}))::float8
-                 FROM {src} GROUP BY 1"
+                "SELECT (SELECT count(*) FROM {src} WHERE aggregation_status = 'pending'),
+                        (SELECT extract(epoch FROM now() - min({ts}))::float8 FROM {src} WHERE aggregation_status = 'pending'),
+                        (SELECT count(*) FROM {src} WHERE aggregation_status = 'failed'),
+                        sum(pg_relation_size(c.oid))::int8, sum(greatest(c.reltuples, 0))::int8
+                 FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
             ),
-            &[],
+            &[&job.source.quoted()],
         )
         .await?;
-    let mut q = Queue::default();
-    for r in rows {
-        let n: i64 = r.get(1);
-        match r.get::<_, &str>(0) {
-            "pending" => {
-                q.pending = n;
-                q.oldest_pending_seconds = r.get(2);
-            }
-            "processing" => q.processing = n,
-            "completed" => q.completed = n,
-            "failed" => q.failed = n,
-            _ => {}
-        }
+    let mut q = Queue {
+        pending: row.try_get::<_, Option<i64>>(0)?.unwrap_or(0),
+        oldest_pending_seconds: row.try_get(1)?,
+        failed: row.try_get::<_, Option<i64>>(2)?.unwrap_or(0),
+        ..Queue::default()
+    };
+    let bytes = row.try_get::<_, Option<i64>>(3)?.unwrap_or(0);
+    let estimate = row.try_get::<_, Option<i64>>(4)?.unwrap_or(0);
+    if bytes < EXACT_COUNT_BYTES {
+        let sql = format!("SELECT count(*) FROM {src} WHERE aggregation_status = 'completed'");
+        q.completed = client.query_one(&sql, &[]).await?.try_get(0)?;
+    } else {
+        q.completed = (estimate - q.pending - q.failed).max(0);
+        q.completed_estimated = true;
     }
     Ok(q)
 }
 
-/// The `n` most common errors among failed and retrying rows, with counts.
+/// The `n` most common errors among failed and retrying rows, with counts
+/// and one example each. The user and the day are taken out of each message
+/// first, so that one cause on many groups counts as one error.
 pub async fn top_errors(
     client: &impl GenericClient,
     job: &config::Job,
     n: i64,
-) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+) -> Result<Vec<TopError>, tokio_postgres::Error> {
     let src = job.source.quoted();
     let rows = client
         .query(
             &format!(
-                "SELECT aggregation_error, count(*) FROM {src}
-                 WHERE aggregation_error IS NOT NULL AND aggregation_status IN ('pending', 'failed')
+                "SELECT regexp_replace(aggregation_error, '{GROUP_PATTERN}', 'user … day …', 'g') AS error,
+                        count(*), min(aggregation_error)
+                 FROM {src}
+                 WHERE aggregation_status IN ('pending', 'failed') AND aggregation_error IS NOT NULL
                  GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1"
             ),
             &[&n],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter()
+        .map(|r| Ok(TopError { error: r.try_get(0)?, rows: r.try_get(1)?, example: r.try_get(2)? }))
+        .collect()
+}
+
+/// How the runner names a group in its messages (`GroupKey`'s display).
+const GROUP_PATTERN: &str = "user -?[0-9]+ day [0-9]{4}-[0-9]{2}-[0-9]{2}";
+
+/// One kind of error and how many rows carry it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TopError {
+    /// The message without the user and the day.
+    pub error: String,
+    pub rows: i64,
+    /// One full message of this kind.
+    pub example: String,
 }

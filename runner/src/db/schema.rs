@@ -18,7 +18,7 @@ pub const BOOKKEEPING: &[(&str, &str)] = &[
 
 /// Columns the runner fills itself in every daily table.
 pub const RUNNER_OUTPUT: &[(&str, &[&str])] = &[
-    ("user_id", &["int8", "int4"]),
+    ("user_id", &["int8", "int4", "int2"]),
     ("day", &["date"]),
     ("plugin_version", &["text", "varchar"]),
     ("updated_at", &["timestamptz"]),
@@ -84,16 +84,57 @@ fn expect_type(problems: &mut Vec<String>, table: &Table, column: &str, accepted
     }
 }
 
-/// Problems with the raw table itself, independent of any plugin.
-pub fn check_source(job: &config::Job, source: &Table) -> Vec<String> {
+/// Integer types the runner reads row and user ids from (as `bigint`).
+const INTEGER_IDS: &[&str] = &["int8", "int4", "int2"];
+
+/// How the runner reads a raw table's key columns, learnt from the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceShape {
+    /// The timestamp column is `timestamp without time zone`: its values are
+    /// wall-clock times in this zone (the job's `timestamp_zone`).
+    pub naive_zone: Option<String>,
+    /// One sentence per key column, for `runner check`.
+    pub reading: Vec<String>,
+}
+
+/// Problems with the raw table itself, independent of any plugin, and (when
+/// there are none) how its key columns are read.
+pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Vec<String>> {
     let mut problems = Vec::new();
-    expect_type(&mut problems, source, "id", &["int8", "int4"], "the runner's row id");
-    expect_type(&mut problems, source, "user_id", &["int8", "int4"], "the group's user");
-    expect_type(&mut problems, source, job.timestamp_column.as_str(), &["timestamptz"], "timestamp_column");
+    let ts = job.timestamp_column.as_str();
+    expect_type(&mut problems, source, "id", INTEGER_IDS, "the runner's row id");
+    expect_type(&mut problems, source, "user_id", INTEGER_IDS, "the group's user");
+    expect_type(&mut problems, source, ts, &["timestamptz", "timestamp"], "timestamp_column");
     for (column, ty) in BOOKKEEPING {
         expect_type(&mut problems, source, column, &[ty], "bookkeeping (`runner migrate` adds it)");
     }
-    problems
+    if source.columns.get("id").is_some_and(|c| !c.not_null) {
+        // Failures are recorded by row id: a row without one could never be.
+        problems.push(format!(
+            "column {}.id may be NULL; the runner records each row's outcome by its id, so it must be NOT NULL",
+            source.name
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let column = |name: &str| &source.columns[name];
+    let int = |name: &str| {
+        let c = column(name);
+        let nulls = if c.not_null { "" } else { "; a row where it is NULL is marked failed" };
+        format!("{name} is {}: read as bigint{nulls}", c.sql_type)
+    };
+    let naive = column(ts).sql_type == "timestamp";
+    let nulls = if column(ts).not_null { "" } else { "; a row where it is NULL is marked failed" };
+    let time = if naive {
+        format!("{ts} is timestamp without time zone: read as {}{nulls}", job.timestamp_zone)
+    } else {
+        format!("{ts} is timestamp with time zone{nulls}")
+    };
+    Ok(SourceShape {
+        naive_zone: naive.then(|| job.timestamp_zone.clone()),
+        reading: vec![int("id"), int("user_id"), time],
+    })
 }
 
 /// Checks a plugin's description against the job's tables; returns every

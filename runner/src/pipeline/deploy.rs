@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use super::job::{Job, JobState, Live};
 use super::{check_tables, job_limits};
 use crate::config::{self, Config};
+use crate::db::schema::SourceShape;
 use crate::plugin::watch::FolderWatch;
 use crate::plugin::{Plugin, Runtime};
 
@@ -105,15 +106,17 @@ impl Deployer {
     }
 
     /// Builds a plugin to one side and checks it against the job's tables.
-    async fn build(&self, cfg: &config::Job, path: &Path, bytes: Vec<u8>) -> Result<Arc<Plugin>, String> {
+    async fn build(&self, cfg: &config::Job, path: &Path, bytes: Vec<u8>) -> Result<(SourceShape, Arc<Plugin>), String> {
         let (runtime, owned, limits) = (self.runtime.clone(), path.to_path_buf(), job_limits(cfg));
         let plugin = tokio::task::spawn_blocking(move || Plugin::from_bytes(&runtime, &owned, &bytes, limits))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{e:#}"))?;
         let client = self.pool.get().await.map_err(|e| format!("cannot check it against the tables: {e}"))?;
-        let problems = check_tables(&client, cfg, Some(&plugin)).await;
-        if problems.is_empty() { Ok(Arc::new(plugin)) } else { Err(problems.join("; ")) }
+        match check_tables(&client, cfg, Some(&plugin)).await {
+            Ok(shape) => Ok((shape, Arc::new(plugin))),
+            Err(problems) => Err(problems.join("; ")),
+        }
     }
 
     /// Brings one job's live plugin and shadow candidate in line with the folder.
@@ -133,12 +136,12 @@ impl Deployer {
             }
             Look::Changed(bytes, hash) if live_hash.as_deref() != Some(hash.as_str()) => {
                 match self.build(&state.config, &path, bytes).await {
-                    Ok(plugin) => {
+                    Ok((shape, plugin)) => {
                         info!(job = %job.name, file = %path.display(), from = ?state.live.as_ref().map(|l| l.plugin.version.clone()),
                             to = %plugin.version, "Plugin swapped.");
                         metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped").increment(1);
                         *job.last_reload_error.lock().expect("lock") = None;
-                        job.update(|s| JobState { live: Some(Live::new(&s.config, plugin)), ..s.clone() });
+                        job.update(|s| JobState { live: Some(Live::new(&s.config, shape, plugin)), ..s.clone() });
                     }
                     Err(reason) => {
                         warn!(job = %job.name, file = %path.display(), reason = %reason,
@@ -158,7 +161,7 @@ impl Deployer {
                 job.update(|s| JobState { candidate: None, ..s.clone() });
             }
             Look::Changed(bytes, _) => match self.build(&state.config, &path, bytes).await {
-                Ok(plugin) => {
+                Ok((_, plugin)) => {
                     info!(job = %job.name, candidate = %plugin.version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
                     job.update(|s| JobState { candidate: Some(plugin), ..s.clone() });
                 }
@@ -207,10 +210,14 @@ impl Deployer {
             let (Some(old), Some(new)) = (self.config.jobs.get_mut(&job.name), new.jobs.get(&job.name)) else {
                 continue;
             };
-            let structural = (&old.plugin, &old.source, &old.target, &old.timestamp_column, &old.timezone)
-                != (&new.plugin, &new.source, &new.target, &new.timestamp_column, &new.timezone);
+            let structural =
+                (&old.plugin, &old.source, &old.target, &old.timestamp_column, &old.timezone, &old.timestamp_zone)
+                    != (&new.plugin, &new.source, &new.target, &new.timestamp_column, &new.timezone, &new.timestamp_zone);
             if structural {
-                restart(&format!("jobs.{}: plugin, source, target, timestamp_column or timezone", job.name));
+                restart(&format!(
+                    "jobs.{}: plugin, source, target, timestamp_column, timezone or timestamp_zone",
+                    job.name
+                ));
             }
             // Everything else applies to the next batch and group.
             let live = config::Job {
@@ -219,6 +226,7 @@ impl Deployer {
                 target: old.target.clone(),
                 timestamp_column: old.timestamp_column.clone(),
                 timezone: old.timezone.clone(),
+                timestamp_zone: old.timestamp_zone.clone(),
                 ..new.clone()
             };
             *old = live.clone();

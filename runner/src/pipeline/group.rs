@@ -10,6 +10,7 @@ use tokio_postgres::types::ToSql;
 
 use super::job::{JobState, Live};
 use super::shadow;
+use crate::db::Transient;
 use crate::db::sql::{self, Param};
 use crate::plugin::{CallError, Limits, Plugin};
 use crate::rows::{GroupKey, InputRow, Output, Value, days_since_epoch};
@@ -26,6 +27,11 @@ pub enum Outcome {
     /// Rolled back; claimed rows were sent back to pending with a backoff,
     /// or (`last`) marked failed after the job's `max_attempts`.
     Failed { claimed: usize, error: String, last: bool },
+    /// Rolled back because of the database, not the group (a lock or
+    /// statement timeout, a conflict): the rows stay pending, no attempt spent.
+    Deferred { kind: Transient, error: String },
+    /// `runner recompute` of a day with no input left: its daily rows deleted.
+    Emptied { deleted: i64 },
 }
 
 /// Why a group failed inside its transaction.
@@ -35,8 +41,20 @@ enum GroupError {
     Plugin { plugin: Arc<str>, key: GroupKey, source: CallError },
     #[error("plugin {plugin} on {key}: {message}")]
     InvalidOutput { plugin: Arc<str>, key: GroupKey, message: String },
-    #[error("writing {1}: {0}")]
-    Sql(String, GroupKey),
+    #[error("{step} {key}: {}", crate::db::describe_error(.source))]
+    Sql { step: &'static str, key: GroupKey, source: tokio_postgres::Error },
+    #[error("reading {key}: {message}")]
+    Read { key: GroupKey, message: String },
+}
+
+impl GroupError {
+    /// The database's failure, when it is not the group's.
+    fn transient(&self) -> Option<Transient> {
+        match self {
+            GroupError::Sql { source, .. } => crate::db::transient(source),
+            _ => None,
+        }
+    }
 }
 
 /// Why a group is processed.
@@ -50,9 +68,9 @@ pub enum Purpose {
 
 /// Processes one group in one transaction of four statements: `BEGIN`;
 /// one that locks the group, claims its pending rows and reads the day; one
-/// that replaces the day's daily rows; `COMMIT`. An `Err` is a database failure
-/// (connection lost, ...): everything is rolled back and the rows stay
-/// pending untouched, to be retried without spending an attempt.
+/// that replaces the day's daily rows; `COMMIT`. An `Err` is a lost
+/// connection: everything is rolled back and the rows stay pending
+/// untouched, to be retried without spending an attempt.
 pub async fn process(
     client: &mut Client,
     job: &str,
@@ -70,29 +88,55 @@ pub async fn process(
     let raw = tx.query(&claim, &[&key.user_id, &key.day, &config.timezone, &target]).await;
     let raw = match raw {
         Ok(raw) => raw,
-        Err(e) if e.as_db_error().is_some() => {
-            // The statement failed on the server (the connection is fine):
-            // the failure is the group's, recorded on its pending rows.
+        Err(source) => {
+            let e = GroupError::Sql { step: "claiming and reading", key, source };
             tx.rollback().await?;
+            if let Some(kind) = e.transient() {
+                return Ok(Outcome::Deferred { kind, error: e.to_string() });
+            }
+            // The statement failed on the server for a reason of the group's
+            // own: the failure is recorded on its pending rows.
             let pending = client.prepare_cached(&sql.pending).await?;
-            let ids: Vec<i64> = client
-                .query(&pending, &[&key.user_id, &key.day, &config.timezone])
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            return record_failure(client, state, live, &ids, GroupError::Sql(crate::db::describe_error(&e), key))
-                .await;
+            let rows = client.query(&pending, &[&key.user_id, &key.day, &config.timezone]).await?;
+            let ids: Vec<i64> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
+            return record_failure(client, state, live, &ids, e).await;
         }
-        Err(e) => return Err(e),
     };
-    let width = raw.first().map_or(0, |r| r.len());
-    if raw.first().is_none_or(|r| !r.get::<_, bool>(width - 1)) {
-        // Another worker or runner has the group (or it is empty).
+    if raw.is_empty() {
+        if purpose == Purpose::Recompute {
+            // No input left: the day's daily rows go, under the group's lock.
+            let row = tx.query_one(&sql.empty_day, &[&key.user_id, &key.day, &target]).await;
+            return match row.as_ref().map(|r| (r.try_get::<_, bool>(0), r.try_get::<_, i64>(1))) {
+                Ok((Ok(true), Ok(deleted))) => {
+                    tx.commit().await?;
+                    Ok(if deleted > 0 { Outcome::Emptied { deleted } } else { Outcome::Empty })
+                }
+                Ok(_) => {
+                    tx.rollback().await?;
+                    Ok(Outcome::Busy)
+                }
+                Err(_) => {
+                    tx.rollback().await?;
+                    let source = row.expect_err("matched Err");
+                    let e = GroupError::Sql { step: "deleting the daily rows of", key, source };
+                    let kind = e.transient().unwrap_or(Transient::Conflict);
+                    Ok(Outcome::Deferred { kind, error: e.to_string() })
+                }
+            };
+        }
         tx.rollback().await?;
-        return Ok(if raw.is_empty() { Outcome::Empty } else { Outcome::Busy });
+        return Ok(Outcome::Empty);
     }
-    let claimed: Vec<i64> = raw.iter().filter(|r| r.get::<_, bool>(width - 2)).map(|r| r.get(0)).collect();
+    // The last two columns are `claimed` and `locked`.
+    let width = raw[0].len();
+    let flag = |r: &tokio_postgres::Row, i: usize| r.try_get::<_, bool>(i).unwrap_or(false);
+    if !flag(&raw[0], width - 1) {
+        // Another worker or runner has the group.
+        tx.rollback().await?;
+        return Ok(Outcome::Busy);
+    }
+    let claimed: Vec<i64> =
+        raw.iter().filter(|r| flag(r, width - 2)).filter_map(|r| r.try_get::<_, i64>(0).ok()).collect();
     if claimed.is_empty() && purpose == Purpose::Pending {
         tx.rollback().await?;
         return Ok(Outcome::Empty);
@@ -107,7 +151,10 @@ pub async fn process(
             // Undo everything, claim included. If the connection is gone,
             // the rollback fails and the rows simply stay pending.
             tx.rollback().await?;
-            record_failure(client, state, live, &claimed, e).await
+            match e.transient() {
+                Some(kind) => Ok(Outcome::Deferred { kind, error: e.to_string() }),
+                None => record_failure(client, state, live, &claimed, e).await,
+            }
         }
     }
 }
@@ -153,12 +200,13 @@ async fn aggregate(
     raw: &[tokio_postgres::Row],
     values_end: usize,
 ) -> Result<(usize, u32), GroupError> {
-    let sql_err = |e: tokio_postgres::Error| GroupError::Sql(crate::db::describe_error(&e), key);
+    let sql_err = |source| GroupError::Sql { step: "writing", key, source };
+    let read_err = |e: tokio_postgres::Error| GroupError::Read { key, message: e.to_string() };
     let mut rows = Vec::with_capacity(raw.len());
     for r in raw {
-        let at: DateTime<Utc> = r.try_get(1).map_err(sql_err)?;
-        let values = (2..values_end).map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(sql_err)?;
-        rows.push(InputRow { id: r.try_get(0).map_err(sql_err)?, at: at.timestamp_micros(), values });
+        let at: DateTime<Utc> = r.try_get(1).map_err(read_err)?;
+        let values = (2..values_end).map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(read_err)?;
+        rows.push(InputRow { id: r.try_get(0).map_err(read_err)?, at: at.timestamp_micros(), values });
     }
 
     // The candidate gets the same rows; they are copied only when there is one.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config;
+use crate::db::schema::SourceShape;
 use crate::plugin::{Limits, Plugin};
 
 /// A job: its name, its current state, and what wakes its loop.
@@ -22,6 +23,33 @@ pub struct Job {
     pub last_reload_error: Mutex<Option<String>>,
     /// Raw rows completed since start (for progress displays).
     pub rows_completed: AtomicU64,
+    /// What keeps the job from working, if anything (`/ready`, `status`).
+    pub health: Mutex<Health>,
+}
+
+/// Troubles of a job's loop that make the runner not ready.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Health {
+    /// The loop ended unexpectedly and waits to be restarted: why.
+    pub loop_down: Option<String>,
+    /// Its groups keep hitting lock or statement timeouts (or conflicts)
+    /// with none completing in between: the last such error.
+    pub timing_out: Option<String>,
+    /// Groups deferred since the last completed one.
+    #[serde(skip)]
+    pub deferred_in_a_row: u32,
+}
+
+/// Deferred groups in a row, with none completed, that make a job "timing out".
+pub const TIMING_OUT_AFTER: u32 = 3;
+
+impl Health {
+    /// One sentence per trouble.
+    pub fn problems(&self) -> Vec<String> {
+        let down = self.loop_down.iter().map(|r| format!("its loop stopped and is restarting: {r}"));
+        let slow = self.timing_out.iter().map(|r| format!("its groups keep timing out: {r}"));
+        down.chain(slow).collect()
+    }
 }
 
 /// One consistent view of a job.
@@ -37,25 +65,31 @@ pub struct JobState {
     pub candidate: Option<Arc<Plugin>>,
 }
 
-/// A live plugin and the SQL built for its columns.
+/// A live plugin and the SQL built for its columns and the raw table's shape.
 #[derive(Clone)]
 pub struct Live {
     pub plugin: Arc<Plugin>,
+    pub shape: SourceShape,
     pub sql: Statements,
 }
 
 impl Live {
-    pub fn new(config: &config::Job, plugin: Arc<Plugin>) -> Self {
-        let sql = Statements::new(config, &plugin);
-        Live { plugin, sql }
+    pub fn new(config: &config::Job, shape: SourceShape, plugin: Arc<Plugin>) -> Self {
+        let sql = Statements::new(config, &shape, &plugin);
+        Live { plugin, shape, sql }
+    }
+
+    /// The same tables with another plugin.
+    pub fn with_plugin(&self, config: &config::Job, plugin: Arc<Plugin>) -> Self {
+        Live::new(config, self.shape.clone(), plugin)
     }
 }
 
 impl JobState {
-    pub fn new(config: &config::Job, poll_interval: Duration, plugin: Option<Arc<Plugin>>) -> Self {
+    pub fn new(config: &config::Job, poll_interval: Duration, live: Option<(SourceShape, Arc<Plugin>)>) -> Self {
         JobState {
             limits: super::job_limits(config),
-            live: plugin.map(|p| Live::new(config, p)),
+            live: live.map(|(shape, p)| Live::new(config, shape, p)),
             candidate: None,
             config: config.clone(),
             poll_interval,
@@ -76,7 +110,18 @@ impl Job {
             wake: Arc::new(Notify::new()),
             last_reload_error: Mutex::new(None),
             rows_completed: AtomicU64::new(0),
+            health: Mutex::new(Health::default()),
         }
+    }
+
+    /// Changes the job's health.
+    pub fn set_health(&self, f: impl FnOnce(&mut Health)) {
+        f(&mut self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    /// The job's health now.
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The current state; cheap (an `Arc` clone under a read lock).
@@ -94,10 +139,15 @@ impl Job {
     }
 }
 
-/// SQL text for one job. Parameters are noted per statement.
+/// SQL text for one job. Parameters are noted per statement. Ids and users
+/// are read as `bigint` and compared as `$n::int8`, whatever the integer
+/// width of the table's columns (Postgres compares integer widths within
+/// one index operator family, so the indexes still serve).
 #[derive(Clone)]
 pub struct Statements {
-    /// ($1 tz, $2 limit) → (user_id, day) of a batch of due pending rows.
+    /// ($1 tz, $2 limit) → (user_id, day) of a batch of due pending rows;
+    /// rows whose user or timestamp is NULL are marked `failed` by the same
+    /// statement and come back as a NULL group, to be skipped.
     pub peek: String,
     /// ($1 user_id, $2 day, $3 tz, $4 target table) in one statement: takes
     /// the group's advisory lock; if it got it, claims the group's pending
@@ -110,6 +160,14 @@ pub struct Statements {
     pub pending: String,
     /// ($1 user_id, $2 day)
     pub delete: String,
+    /// ($1 user_id, $2 day, $3 target table) → (locked, daily rows deleted):
+    /// a recomputed day whose input is gone loses its daily rows.
+    pub empty_day: String,
+    /// ($1 day, $2 tz, $3 users or NULL, $4 after user, $5 limit) → the
+    /// users with daily rows or raw input on a day, in order (recompute).
+    pub day_users: String,
+    /// ($1 from, $2 tz, $3 to, $4 users or NULL) → groups in a range (recompute).
+    pub count_groups: String,
     /// INSERT prefix; `insert(n)` appends the VALUES for n rows.
     insert_prefix: String,
     /// Values per output row, including the runner's four.
@@ -122,50 +180,109 @@ pub struct Statements {
 }
 
 impl Statements {
-    pub fn new(job: &config::Job, plugin: &Plugin) -> Self {
+    pub fn new(job: &config::Job, shape: &SourceShape, plugin: &Plugin) -> Self {
         let src = job.source.quoted();
         let dst = job.target.quoted();
         let ts = job.timestamp_column.quoted();
         let quote = |name: &str| format!("\"{name}\"");
-        // The group's rows ($1 user, $2 day, $3 time zone) as an index range
-        // on (user_id, timestamp); `t` qualifies the columns.
-        let day_range = |t: &str| {
+        // The timestamp column as a timestamptz (`t` qualifies it), and a
+        // timestamptz bound in the column's own type, so that comparisons
+        // stay on the column and its index serves. A naive column holds
+        // wall-clock times of `timestamp_zone` (validated: no quotes).
+        let at = |t: &str| match &shape.naive_zone {
+            None => format!("{t}{ts}"),
+            Some(zone) => format!("({t}{ts} AT TIME ZONE '{zone}')"),
+        };
+        let bound = |tstz: &str| match &shape.naive_zone {
+            None => tstz.to_string(),
+            Some(zone) => format!("({tstz} AT TIME ZONE '{zone}')"),
+        };
+        let range = |t: &str, from: &str, to: &str, tz: &str| {
             format!(
-                "{t}user_id = $1 AND {t}{ts} >= ($2::date::timestamp AT TIME ZONE $3) AND {t}{ts} < (($2::date + 1)::timestamp AT TIME ZONE $3)"
+                "{t}{ts} >= {} AND {t}{ts} < {}",
+                bound(&format!("({from}::date::timestamp AT TIME ZONE {tz})")),
+                bound(&format!("(({to}::date + 1)::timestamp AT TIME ZONE {tz})"))
             )
         };
+        // The group's rows ($1 user, $2 day, $3 time zone) as an index range
+        // on (user_id, timestamp).
+        let day_range = |t: &str| format!("{t}user_id = $1::int8 AND {}", range(t, "$2", "$2", "$3"));
         let output_cols: Vec<String> = plugin.description.output.iter().map(|c| quote(&c.name)).collect();
+        // The lock key is (target table, user, day), hashed by Postgres so
+        // every runner computes the same one.
+        let lock = |table: &str| {
+            format!("pg_try_advisory_xact_lock(hashtextextended({table}::text || '/' || $1::bigint || '/' || $2::date, 0))")
+        };
         Statements {
             peek: format!(
-                "SELECT user_id, ({ts} AT TIME ZONE $1)::date AS day FROM (
+                "WITH batch AS (
                     SELECT id, user_id, {ts} FROM {src}
                     WHERE aggregation_status = 'pending'
                       AND (aggregation_not_before IS NULL OR aggregation_not_before <= now())
                     ORDER BY id LIMIT $2
-                    FOR UPDATE SKIP LOCKED) batch
-                 GROUP BY 1, 2 ORDER BY min(id)"
+                    FOR UPDATE SKIP LOCKED
+                 ), no_key AS (
+                    UPDATE {src} s SET aggregation_status = 'failed', aggregation_attempts = s.aggregation_attempts + 1,
+                        aggregation_error = CASE WHEN b.user_id IS NULL THEN 'user_id is NULL: the row belongs to no user'
+                            ELSE '{name} is NULL: the row belongs to no day' END
+                    FROM batch b WHERE s.id = b.id AND (b.user_id IS NULL OR b.{ts} IS NULL)
+                      AND s.aggregation_status = 'pending'
+                 )
+                 SELECT user_id::int8, ({at} AT TIME ZONE $1)::date AS day FROM batch
+                 GROUP BY 1, 2 ORDER BY min(id)",
+                name = job.timestamp_column,
+                at = at(""),
             ),
-            // The lock key is (target table, user, day), hashed by Postgres
-            // so every runner computes the same one. The select sees the day
-            // as it was before the claim, which is what the input needs.
+            // The select sees the day as it was before the claim, which is
+            // what the input needs.
             claim: format!(
                 "WITH locked AS (
-                    SELECT pg_try_advisory_xact_lock(hashtextextended($4::text || '/' || $1::bigint || '/' || $2::date, 0)) AS ok
+                    SELECT {lock} AS ok
                  ), claimed AS (
                     UPDATE {src} SET aggregation_status = 'completed', aggregation_error = NULL
                     WHERE {claim_range} AND aggregation_status = 'pending' AND (SELECT ok FROM locked)
                     RETURNING id
                  )
-                 SELECT s.id, s.{ts}{input_cols_s}, c.id IS NOT NULL, (SELECT ok FROM locked)
+                 SELECT s.id::int8, {at_s}{input_cols_s}, c.id IS NOT NULL, (SELECT ok FROM locked)
                  FROM {src} s LEFT JOIN claimed c ON c.id = s.id
                  WHERE {read_range} AND s.aggregation_status <> 'failed'
                  ORDER BY s.{ts}, s.id",
+                lock = lock("$4"),
+                at_s = at("s."),
                 input_cols_s = plugin.description.input.iter().map(|c| format!(", s.{}", quote(&c.name))).collect::<String>(),
                 claim_range = day_range(""),
                 read_range = day_range("s."),
             ),
-            pending: format!("SELECT id FROM {src} WHERE {} AND aggregation_status = 'pending'", day_range("")),
-            delete: format!("DELETE FROM {dst} WHERE user_id = $1 AND day = $2"),
+            pending: format!("SELECT id::int8 FROM {src} WHERE {} AND aggregation_status = 'pending'", day_range("")),
+            delete: format!("DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2"),
+            empty_day: format!(
+                "WITH locked AS (SELECT {lock} AS ok),
+                 gone AS (DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2 AND (SELECT ok FROM locked) RETURNING 1)
+                 SELECT (SELECT ok FROM locked), (SELECT count(*) FROM gone)",
+                lock = lock("$3"),
+            ),
+            day_users: format!(
+                "SELECT user_id::int8 FROM {src}
+                 WHERE {range} AND aggregation_status <> 'failed' AND user_id IS NOT NULL
+                   AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[])) AND user_id > $4::int8
+                 UNION
+                 SELECT user_id::int8 FROM {dst}
+                 WHERE day = $1::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[])) AND user_id > $4::int8
+                 ORDER BY 1 LIMIT $5",
+                range = range("", "$1", "$1", "$2"),
+            ),
+            count_groups: format!(
+                "SELECT count(*) FROM (
+                    SELECT user_id, ({at} AT TIME ZONE $2)::date FROM {src}
+                    WHERE {range} AND aggregation_status <> 'failed' AND user_id IS NOT NULL
+                      AND ($4::int8[] IS NULL OR user_id = ANY($4::int8[]))
+                    UNION
+                    SELECT user_id, day FROM {dst}
+                    WHERE day BETWEEN $1::date AND $3::date AND ($4::int8[] IS NULL OR user_id = ANY($4::int8[]))
+                 ) g",
+                at = at(""),
+                range = range("", "$1", "$3", "$2"),
+            ),
             insert_prefix: format!(
                 "INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {}) VALUES ",
                 output_cols.join(", ")
@@ -188,7 +305,7 @@ impl Statements {
                 };
                 format!(
                     " ON CONFLICT ({}) DO UPDATE SET {} RETURNING {})
-                     DELETE FROM {dst} WHERE user_id = $1 AND day = $2 AND {stale}",
+                     DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2 AND {stale}",
                     conflict.join(", "),
                     set.join(", "),
                     if key.is_empty() { "1".to_string() } else { key.join(", ") },
@@ -200,7 +317,7 @@ impl Statements {
                     aggregation_error = $2,
                     aggregation_status = CASE WHEN aggregation_attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
                     aggregation_not_before = now() + make_interval(secs => LEAST($4 * power(2, aggregation_attempts), 3600))
-                 WHERE id = ANY($1) AND aggregation_status = 'pending'
+                 WHERE id = ANY($1::int8[]) AND aggregation_status = 'pending'
                  RETURNING aggregation_status"
             ),
         }

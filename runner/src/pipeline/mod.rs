@@ -13,6 +13,7 @@ pub mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
@@ -55,12 +56,15 @@ pub async fn prepare_job(config: &Config, pool: &Pool, runtime: &Runtime, name: 
             None
         }
     };
-    problems.extend(check_tables(&client, cfg, plugin.as_deref()).await);
-    match plugin {
-        Some(plugin) if problems.is_empty() => {
-            Ok(Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, Some(plugin)))))
+    let shape = check_tables(&client, cfg, plugin.as_deref()).await;
+    match (plugin, shape) {
+        (Some(plugin), Ok(shape)) if problems.is_empty() => {
+            Ok(Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, Some((shape, plugin))))))
         }
-        _ => Err(problems.into_iter().map(|p| format!("job {name}: {p}")).collect()),
+        (_, shape) => {
+            problems.extend(shape.err().unwrap_or_default());
+            Err(problems.into_iter().map(|p| format!("job {name}: {p}")).collect())
+        }
     }
 }
 
@@ -69,13 +73,14 @@ pub fn job_limits(cfg: &config::Job) -> Limits {
     Limits { memory_bytes: cfg.memory_limit_mb << 20, time: cfg.time_limit }
 }
 
-/// Checks a job's tables, its time zone, and (when given) its plugin's
-/// description against them; returns every problem, one sentence each.
+/// Checks a job's tables, its time zones, and (when given) its plugin's
+/// description against them; returns how the raw table is read, or every
+/// problem, one sentence each.
 pub async fn check_tables(
     client: &deadpool_postgres::Client,
     cfg: &config::Job,
     plugin: Option<&Plugin>,
-) -> Vec<String> {
+) -> Result<schema::SourceShape, Vec<String>> {
     let mut problems = Vec::new();
     let mut tables = Vec::new();
     for table in [&cfg.source, &cfg.target] {
@@ -85,20 +90,69 @@ pub async fn check_tables(
             Err(e) => problems.push(format!("reading table {table}: {}", crate::db::describe_error(&e))),
         }
     }
+    let mut shape = None;
     if let [source, target] = tables.as_slice() {
-        problems.extend(schema::check_source(cfg, source));
+        match schema::check_source(cfg, source) {
+            Ok(s) => shape = Some(s),
+            Err(p) => problems.extend(p),
+        }
         if let Some(p) = plugin {
             problems.extend(schema::check_plugin(&p.description, &p.version, source, target));
         }
     }
-    let tz =
-        client.query_one("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", &[&cfg.timezone]).await;
-    match tz {
-        Ok(row) if row.get::<_, bool>(0) => {}
-        Ok(_) => problems.push(format!("timezone `{}` is not a time zone Postgres knows", cfg.timezone)),
-        Err(e) => problems.push(format!("checking timezone: {}", crate::db::describe_error(&e))),
+    for (key, zone) in [("timezone", &cfg.timezone), ("timestamp_zone", &cfg.timestamp_zone)] {
+        // Postgres accepts any spelling it can resolve (`utc`, `Europe/Paris`, `+02`).
+        let known = client.query_one("SELECT now() AT TIME ZONE $1", &[zone]).await;
+        if let Err(e) = known {
+            match e.as_db_error() {
+                Some(_) => problems.push(format!("{key} `{zone}` is not a time zone Postgres knows")),
+                None => problems.push(format!("checking {key}: {}", crate::db::describe_error(&e))),
+            }
+        }
     }
-    problems
+    match shape {
+        Some(shape) if problems.is_empty() => Ok(shape),
+        _ => Err(problems),
+    }
+}
+
+/// Runs a job's loop, restarting it with backoff should it ever end
+/// unexpectedly: logged at error level at once, and shown by `/ready`,
+/// `status` (the job's health) and `runner_job_up` while down.
+async fn supervise(pool: Pool, job: Arc<Job>, mode: Mode, shutdown: watch::Receiver<bool>) -> Report {
+    let up = metrics::gauge!("runner_job_up", "job" => job.name.clone());
+    let mut delay = Duration::from_secs(1);
+    loop {
+        up.set(1.0);
+        let task = tokio::spawn(worker::run(pool.clone(), job.clone(), mode, shutdown.clone()));
+        let reason = match task.await {
+            Ok(report) => return report,
+            Err(e) if e.is_panic() => {
+                let panic = e.into_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("panicked: {message}")
+            }
+            Err(e) => format!("ended: {e}"),
+        };
+        up.set(0.0);
+        metrics::counter!("runner_job_restarts_total", "job" => job.name.clone()).increment(1);
+        tracing::error!(job = %job.name, reason = %reason, restart_in = ?delay,
+            "Job loop stopped unexpectedly; restarting it. Its rows stay pending.");
+        job.set_health(|h| h.loop_down = Some(reason));
+        let mut stop = shutdown.clone();
+        if *stop.borrow() {
+            return Report::default();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return Report::default(),
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
 }
 
 /// Runs every job until shutdown (or, with `Mode::Once`, until drained).
@@ -121,11 +175,12 @@ pub async fn run(
             None => tracing::info!(job = %job.name, "Job paused (disabled)."),
         }
         let name = job.name.clone();
-        tasks.push((name, tokio::spawn(worker::run(pool.clone(), job.clone(), mode, shutdown.clone()))));
+        tasks.push((name, tokio::spawn(supervise(pool.clone(), job.clone(), mode, shutdown.clone()))));
     }
     let listener = match mode {
         Mode::Daemon => {
-            let pg = crate::db::pool::pg_config(&config.database.url)?;
+            let mut pg = crate::db::pool::pg_config(&config.database.url)?;
+            pg.connect_timeout(config.database.connect_timeout);
             Some(tokio::spawn(listen::listen(pg, wakers, shutdown.clone())))
         }
         Mode::Once => None,

@@ -11,7 +11,7 @@ use deadpool_postgres::Pool;
 use futures::StreamExt as _;
 
 use super::group::{self, Outcome, Purpose};
-use super::job::Job;
+use super::job::{Job, JobState, Live};
 use crate::rows::GroupKey;
 
 /// What to recompute.
@@ -32,23 +32,32 @@ impl Range {
     }
 }
 
-/// How a recompute run went.
+/// How a recompute run went, in groups (one user's one day).
 #[derive(Debug, Default)]
 pub struct Summary {
     /// Groups in the range.
     pub total: u64,
     /// Groups done before this run (resumed).
     pub resumed: u64,
+    /// Aggregated again.
     pub recomputed: u64,
+    /// No input left: their daily rows deleted.
+    pub emptied: u64,
+    /// The plugin or the database refused them; a rerun retries them.
     pub failed: u64,
-    /// The range had been finished by an earlier run.
+    /// The range had been finished by an earlier run with this plugin version.
     pub already_done: bool,
+    /// This run only retried the groups an earlier run could not do.
+    pub retried_failures: bool,
 }
 
 /// Attempts at a group another transaction holds, 50 ms apart.
 const BUSY_RETRIES: u32 = 100;
 
-/// Recomputes `range` for `job`; `progress(done, total)` is called after each batch.
+/// Recomputes `range` for `job`; `progress(done, total)` is called after
+/// each batch. Progress is kept per plugin version; a finished range is
+/// done again only with `restart`, but the groups that failed in it are
+/// retried by any rerun.
 pub async fn recompute(
     pool: &Pool,
     job: &Job,
@@ -60,105 +69,84 @@ pub async fn recompute(
     let state = job.current();
     let live = state.live.as_ref().ok_or_else(|| anyhow::anyhow!("job {} has no plugin loaded", job.name))?;
     let cfg = &state.config;
-    let (src, ts) = (cfg.source.quoted(), cfg.timestamp_column.quoted());
-    let day_users = format!(
-        "SELECT DISTINCT user_id FROM {src}
-         WHERE {ts} >= ($1::date::timestamp AT TIME ZONE $2) AND {ts} < (($1::date + 1)::timestamp AT TIME ZONE $2)
-           AND aggregation_status <> 'failed' AND ($3::bigint[] IS NULL OR user_id = ANY($3)) AND user_id > $4
-         ORDER BY user_id LIMIT $5"
-    );
-    let count = format!(
-        "SELECT count(*) FROM (SELECT DISTINCT user_id, ({ts} AT TIME ZONE $2)::date FROM {src}
-         WHERE {ts} >= ($1::date::timestamp AT TIME ZONE $2) AND {ts} < (($3::date + 1)::timestamp AT TIME ZONE $2)
-           AND aggregation_status <> 'failed' AND ($4::bigint[] IS NULL OR user_id = ANY($4))) g"
-    );
-    let key = (job.name.as_str(), range.from, range.to, range.users_key());
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&key.0, &key.1, &key.2, &key.3];
+    let version = live.plugin.version.to_string();
+    let key = (job.name.as_str(), range.from, range.to, range.users_key(), version.as_str());
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&key.0, &key.1, &key.2, &key.3, &key.4];
+    const WHERE: &str = "job = $1 AND from_day = $2 AND to_day = $3 AND users = $4 AND plugin_version = $5";
 
     let client = pool.get().await?;
     if restart {
-        client
-            .execute(
-                "DELETE FROM runner_recompute_progress WHERE job = $1 AND from_day = $2 AND to_day = $3 AND users = $4",
-                &params,
-            )
-            .await?;
+        client.execute(&format!("DELETE FROM runner_recompute_progress WHERE {WHERE}"), &params).await?;
+        client.execute(&format!("DELETE FROM runner_recompute_failures WHERE {WHERE}"), &params).await?;
     }
     client
         .execute(
-            "INSERT INTO runner_recompute_progress (job, from_day, to_day, users) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO runner_recompute_progress (job, from_day, to_day, users, plugin_version)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             &params,
         )
         .await?;
     let saved = client
         .query_one(
-            "SELECT last_day, last_user, groups_done, finished_at IS NOT NULL FROM runner_recompute_progress
-             WHERE job = $1 AND from_day = $2 AND to_day = $3 AND users = $4",
+            &format!(
+                "SELECT last_day, last_user, groups_done, finished_at IS NOT NULL FROM runner_recompute_progress WHERE {WHERE}"
+            ),
             &params,
         )
         .await?;
-    let (mut day, mut after_user): (NaiveDate, i64) = match (saved.get(0), saved.get(1)) {
+    let (mut day, mut after_user): (NaiveDate, i64) = match (saved.try_get(0)?, saved.try_get(1)?) {
         (Some(d), Some(u)) => (d, u),
         _ => (range.from, i64::MIN),
     };
-    let mut summary =
-        Summary { resumed: saved.get::<_, i64>(2) as u64, already_done: saved.get(3), ..Summary::default() };
+    let finished: bool = saved.try_get(3)?;
+    let mut summary = Summary { resumed: saved.try_get::<_, i64>(2)? as u64, ..Summary::default() };
+    let count = client.prepare_cached(&live.sql.count_groups).await?;
     summary.total =
-        client.query_one(&count, &[&range.from, &cfg.timezone, &range.to, &range.users]).await?.get::<_, i64>(0) as u64;
-    drop(client);
-    if summary.already_done {
+        client.query_one(&count, &[&range.from, &cfg.timezone, &range.to, &range.users]).await?.try_get::<_, i64>(0)?
+            as u64;
+    if finished {
+        // Only the groups that failed last time are left to do.
+        let rows = client
+            .query(&format!("SELECT user_id, day FROM runner_recompute_failures WHERE {WHERE} ORDER BY day, user_id"), &params)
+            .await?;
+        drop(client);
+        let groups: Vec<GroupKey> =
+            rows.iter().filter_map(|r| Some(GroupKey { user_id: r.try_get(0).ok()?, day: r.try_get(1).ok()? })).collect();
+        summary.already_done = groups.is_empty();
+        summary.retried_failures = !groups.is_empty();
+        for chunk in groups.chunks(batch.max(1) as usize) {
+            run_groups(pool, job, &state, live, chunk, &params, &mut summary).await?;
+        }
         return Ok(summary);
     }
+    drop(client);
     let mut done = summary.resumed;
     progress(done, summary.total);
 
     while day <= range.to {
         let users: Vec<i64> = {
             let client = pool.get().await?;
-            let statement = client.prepare_cached(&day_users).await?;
+            let statement = client.prepare_cached(&live.sql.day_users).await?;
             let rows = client.query(&statement, &[&day, &cfg.timezone, &range.users, &after_user, &batch]).await?;
-            rows.iter().map(|r| r.get(0)).collect()
+            rows.iter().filter_map(|r| r.try_get(0).ok()).collect()
         };
         let Some(&last) = users.last() else {
-            day = day.succ_opt().expect("date in range");
+            day = day.succ_opt().ok_or_else(|| anyhow::anyhow!("date out of range after {day}"))?;
             after_user = i64::MIN;
             continue;
         };
-        let outcomes: Vec<anyhow::Result<Outcome>> =
-            futures::stream::iter(users.iter().map(|&user_id| GroupKey { user_id, day }))
-                .map(|key| {
-                    let state = &*state;
-                    async move {
-                        for _ in 0..BUSY_RETRIES {
-                            let mut client = pool.get().await?;
-                            match group::process(&mut client, &job.name, state, live, key, Purpose::Recompute).await? {
-                                Outcome::Busy => tokio::time::sleep(Duration::from_millis(50)).await,
-                                outcome => return Ok(outcome),
-                            }
-                        }
-                        anyhow::bail!("group {key} stayed locked by another transaction")
-                    }
-                })
-                .buffer_unordered(cfg.workers)
-                .collect()
-                .await;
-        for outcome in outcomes {
-            match outcome? {
-                Outcome::Failed { error, .. } => {
-                    summary.failed += 1;
-                    tracing::warn!(job = %job.name, error = %error, "Group failed while recomputing.");
-                }
-                _ => summary.recomputed += 1,
-            }
-        }
+        let groups: Vec<GroupKey> = users.iter().map(|&user_id| GroupKey { user_id, day }).collect();
+        run_groups(pool, job, &state, live, &groups, &params, &mut summary).await?;
         done += users.len() as u64;
         after_user = last;
         pool.get()
             .await?
             .execute(
-                "UPDATE runner_recompute_progress SET last_day = $5, last_user = $6, groups_done = $7, updated_at = now()
-                 WHERE job = $1 AND from_day = $2 AND to_day = $3 AND users = $4",
-                &[&key.0, &key.1, &key.2, &key.3, &day, &last, &(done as i64)],
+                &format!(
+                    "UPDATE runner_recompute_progress SET last_day = $6, last_user = $7, groups_done = $8,
+                        groups_failed = $9, updated_at = now() WHERE {WHERE}"
+                ),
+                &[&key.0, &key.1, &key.2, &key.3, &key.4, &day, &last, &(done as i64), &(summary.failed as i64)],
             )
             .await?;
         progress(done, summary.total);
@@ -166,10 +154,71 @@ pub async fn recompute(
     pool.get()
         .await?
         .execute(
-            "UPDATE runner_recompute_progress SET finished_at = now(), updated_at = now()
-             WHERE job = $1 AND from_day = $2 AND to_day = $3 AND users = $4",
+            &format!("UPDATE runner_recompute_progress SET finished_at = now(), updated_at = now() WHERE {WHERE}"),
             &params,
         )
         .await?;
     Ok(summary)
+}
+
+/// Recomputes some groups, `workers` at once, counting each outcome; a
+/// failed group is remembered for the next run, a recomputed one forgotten.
+async fn run_groups(
+    pool: &Pool,
+    job: &Job,
+    state: &JobState,
+    live: &Live,
+    groups: &[GroupKey],
+    progress_key: &[&(dyn tokio_postgres::types::ToSql + Sync); 5],
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let outcomes: Vec<(GroupKey, anyhow::Result<Outcome>)> = futures::stream::iter(groups.iter().copied())
+        .map(|key| async move {
+            let outcome = async {
+                for _ in 0..BUSY_RETRIES {
+                    let mut client = pool.get().await?;
+                    match group::process(&mut client, &job.name, state, live, key, Purpose::Recompute).await? {
+                        Outcome::Busy | Outcome::Deferred { .. } => tokio::time::sleep(Duration::from_millis(50)).await,
+                        outcome => return Ok(outcome),
+                    }
+                }
+                anyhow::bail!("group {key} stayed locked by other transactions")
+            };
+            (key, outcome.await)
+        })
+        .buffer_unordered(state.config.workers)
+        .collect()
+        .await;
+    let client = pool.get().await?;
+    for (key, outcome) in outcomes {
+        let error = match outcome {
+            Ok(Outcome::Failed { error, .. }) => error,
+            Err(e) => format!("{e:#}"),
+            Ok(outcome) => {
+                match outcome {
+                    Outcome::Emptied { .. } => summary.emptied += 1,
+                    _ => summary.recomputed += 1,
+                }
+                client
+                    .execute(
+                        "DELETE FROM runner_recompute_failures WHERE job = $1 AND from_day = $2 AND to_day = $3
+                         AND users = $4 AND plugin_version = $5 AND user_id = $6 AND day = $7",
+                        &[progress_key[0], progress_key[1], progress_key[2], progress_key[3], progress_key[4], &key.user_id, &key.day],
+                    )
+                    .await?;
+                continue;
+            }
+        };
+        summary.failed += 1;
+        tracing::warn!(job = %job.name, user = key.user_id, day = %key.day, error = %error, "Group failed while recomputing.");
+        client
+            .execute(
+                "INSERT INTO runner_recompute_failures (job, from_day, to_day, users, plugin_version, user_id, day, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job, from_day, to_day, users, plugin_version, day, user_id)
+                 DO UPDATE SET error = excluded.error",
+                &[progress_key[0], progress_key[1], progress_key[2], progress_key[3], progress_key[4], &key.user_id, &key.day, &error],
+            )
+            .await?;
+    }
+    Ok(())
 }

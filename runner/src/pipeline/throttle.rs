@@ -23,11 +23,18 @@ pub struct Throttle {
 }
 
 /// What one batch showed.
+#[derive(Debug, Default)]
 pub struct Observed {
     /// Median group transaction time of the batch.
     pub group_p50: Duration,
     /// The longest wait for a pooled connection in the batch.
     pub longest_pool_wait: Duration,
+    /// Groups that ran (took a connection); the median is over these.
+    pub ran: usize,
+    /// Groups completed.
+    pub completed: u64,
+    /// Groups rolled back by a lock or statement timeout: pressure.
+    pub deferred: u64,
 }
 
 impl Throttle {
@@ -51,15 +58,23 @@ impl Throttle {
 
     /// Adapts to a batch; returns whether the job is under pressure.
     pub fn observe(&mut self, cfg: &config::Job, seen: &Observed) -> bool {
+        if seen.ran == 0 {
+            // Nothing ran (the job was paused mid-batch): nothing learnt.
+            return false;
+        }
         let baseline = match self.baseline {
             None => seen.group_p50,
             // Follows a drop at once; rises at most 2 % per batch, so a
             // slowdown stands out against it.
             Some(b) => b.mul_f64(1.02).min(seen.group_p50),
         };
-        let pressure =
-            seen.longest_pool_wait >= POOL_WAIT || seen.group_p50.as_secs_f64() > SLOWDOWN * baseline.as_secs_f64();
-        self.baseline = Some(baseline);
+        let pressure = seen.deferred > 0
+            || seen.longest_pool_wait >= POOL_WAIT
+            || seen.group_p50.as_secs_f64() > SLOWDOWN * baseline.as_secs_f64();
+        // A baseline of zero would make every later batch look slow.
+        if !baseline.is_zero() {
+            self.baseline = Some(baseline);
+        }
         if pressure {
             self.concurrency = (self.concurrency / 2.0).max(1.0);
             self.batch = (self.batch / 2.0).max(cfg.batch_size as f64);
@@ -81,7 +96,7 @@ mod tests {
     }
 
     fn calm(ms: u64) -> Observed {
-        Observed { group_p50: Duration::from_millis(ms), longest_pool_wait: Duration::ZERO }
+        Observed { group_p50: Duration::from_millis(ms), ran: 4, completed: 4, ..Observed::default() }
     }
 
     #[test]
@@ -95,7 +110,7 @@ mod tests {
         // Callers waiting on the pool: halve at once.
         assert!(t.observe(
             &cfg,
-            &Observed { group_p50: Duration::from_millis(2), longest_pool_wait: Duration::from_millis(50) }
+            &Observed { longest_pool_wait: Duration::from_millis(50), ..calm(2) }
         ));
         assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (200, 4));
         // Groups four times slower than usual: halve again.
@@ -117,9 +132,23 @@ mod tests {
         for _ in 0..50 {
             t.observe(
                 &cfg,
-                &Observed { group_p50: Duration::from_millis(2), longest_pool_wait: Duration::from_secs(1) },
+                &Observed { longest_pool_wait: Duration::from_secs(1), ..calm(2) },
             );
         }
         assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (100, 1));
+    }
+
+    #[test]
+    fn a_paused_batch_teaches_nothing_and_timeouts_are_pressure() {
+        let cfg = job();
+        let mut t = Throttle::new(&cfg);
+        assert!(!t.observe(&cfg, &calm(2)));
+        // A batch whose groups never ran (the job paused) has no times: it
+        // must not drag the baseline to zero, after which all is "slow".
+        assert!(!t.observe(&cfg, &Observed::default()));
+        for _ in 0..20 {
+            assert!(!t.observe(&cfg, &calm(2)), "calm batches stay calm");
+        }
+        assert!(t.observe(&cfg, &Observed { deferred: 1, ..calm(2) }), "a lock timeout is pressure");
     }
 }

@@ -3,6 +3,7 @@
 //! transaction), then wait for a notification, a state change or the poll
 //! interval. A paused job (disabled, or its plugin file gone) claims nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,9 +13,9 @@ use tokio::sync::watch;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::group::{self, Outcome, Purpose};
-use super::job::{Job, JobState};
+use super::job::{Job, JobState, TIMING_OUT_AFTER};
 use super::throttle::{Observed, Throttle};
-use crate::db::pool;
+use crate::db::{cancel, pool};
 use crate::rows::GroupKey;
 
 /// How a job loop ends.
@@ -44,10 +45,15 @@ pub struct Report {
     pub group_latency: super::latency::Histogram,
     /// Batches after which the job backed off (see `throttle`).
     pub backoffs: u64,
+    /// Groups rolled back by lock or statement timeouts and retried.
+    pub deferred: u64,
 }
 
 /// Consecutive database errors after which `--once` gives up.
 const MAX_CONSECUTIVE_DB_ERRORS: u32 = 5;
+/// Batches in a row that complete nothing because every group was deferred
+/// (timeouts) after which `--once` gives up, leaving the rows pending.
+const MAX_STALLED_BATCHES: u32 = 30;
 
 /// Runs one job until `shutdown` turns true (or, with `Mode::Once`, until
 /// nothing due is left).
@@ -55,22 +61,31 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
     let mut report = Report::default();
     let started = Instant::now();
     let mut consecutive_errors = 0u32;
+    let mut stalled = 0u32;
     let mut throttle = Throttle::new(&job.current().config);
+    // Groups deferred by a timeout rest a moment, so a lock held elsewhere
+    // on one group does not take a worker from every batch.
+    let mut resting: HashMap<GroupKey, Instant> = HashMap::new();
     while !*shutdown.borrow() {
+        failpoint(&job.name);
         let state = job.current();
         let batch = if state.running().is_none() {
-            Ok(Vec::new()) // paused: nothing to claim
+            Ok(None) // paused: nothing to claim
         } else {
             claim_batch(&pool, &state, throttle.batch(&state.config)).await
         };
         let batch = match batch {
             Ok(batch) => {
                 consecutive_errors = 0;
+                if state.running().is_some() {
+                    // Claiming works again: a restarted loop has recovered.
+                    job.set_health(|h| h.loop_down = None);
+                }
                 batch
             }
             Err(e) => {
                 consecutive_errors += 1;
-                record_db_error(&mut report, &job.name, &e);
+                record_db_error(&mut report, &job.name, &e, consecutive_errors);
                 if mode == Mode::Once && consecutive_errors >= MAX_CONSECUTIVE_DB_ERRORS {
                     break;
                 }
@@ -82,7 +97,7 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
                 continue;
             }
         };
-        if batch.is_empty() {
+        let Some(mut batch) = batch else {
             if mode == Mode::Once {
                 break;
             }
@@ -92,12 +107,38 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
                 _ = shutdown.changed() => {}
             }
             continue;
+        };
+        let now = Instant::now();
+        resting.retain(|_, until| *until > now);
+        batch.retain(|key| !resting.contains_key(key));
+        if batch.is_empty() {
+            // Everything due is resting (or had no user or day): wait for the first to wake.
+            let wake = resting.values().min().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now));
+            tokio::select! {
+                _ = tokio::time::sleep(wake.max(Duration::from_millis(10))) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
         }
-        let seen = run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report).await;
+        let rest = state.config.retry_backoff.min(Duration::from_secs(1));
+        let seen =
+            run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report, |key| {
+                resting.insert(key, Instant::now() + rest);
+            })
+            .await;
+        stalled = if seen.deferred > 0 && seen.completed == 0 { stalled + 1 } else { 0 };
+        if mode == Mode::Once && stalled >= MAX_STALLED_BATCHES {
+            report.db_errors += 1;
+            report.last_db_error = Some(format!(
+                "groups kept timing out for {stalled} batches in a row: {}",
+                job.health().timing_out.unwrap_or_default()
+            ));
+            break;
+        }
         if throttle.observe(&state.config, &seen) {
             report.backoffs += 1;
             debug!(job = %job.name, batch = throttle.batch(&state.config), concurrency = throttle.concurrency(&state.config),
-                group_p50 = ?seen.group_p50, pool_wait = ?seen.longest_pool_wait, "Backing off.");
+                group_p50 = ?seen.group_p50, pool_wait = ?seen.longest_pool_wait, deferred = seen.deferred, "Backing off.");
         }
         metrics::gauge!("runner_job_batch_size", "job" => job.name.clone()).set(throttle.batch(&state.config) as f64);
         metrics::gauge!("runner_job_concurrency", "job" => job.name.clone())
@@ -108,17 +149,23 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
 }
 
 /// Claims a batch: the distinct groups of up to `batch_size` due pending
-/// rows that no other transaction holds. The connection goes back to the
-/// pool right after.
-async fn claim_batch(pool: &Pool, state: &JobState, batch_size: i64) -> anyhow::Result<Vec<GroupKey>> {
-    let Some(live) = state.running() else { return Ok(Vec::new()) };
+/// rows that no other transaction holds; `None` when nothing is due. Rows
+/// without a user or a timestamp are marked failed by the same statement
+/// and form no group. The connection goes back to the pool right after.
+async fn claim_batch(pool: &Pool, state: &JobState, batch_size: i64) -> anyhow::Result<Option<Vec<GroupKey>>> {
+    let Some(live) = state.running() else { return Ok(None) };
     let client = pool.get().await?;
     let peek = client.prepare_cached(&live.sql.peek).await?;
     let rows = client.query(&peek, &[&state.config.timezone, &batch_size]).await?;
-    Ok(rows.iter().map(|r| GroupKey { user_id: r.get(0), day: r.get(1) }).collect())
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let key = |r: &tokio_postgres::Row| Some(GroupKey { user_id: r.try_get(0).ok()?, day: r.try_get(1).ok()? });
+    Ok(Some(rows.iter().filter_map(key).collect()))
 }
 
-/// Runs a batch's groups, `concurrency` at once; returns what the throttle needs.
+/// Runs a batch's groups, `concurrency` at once; returns what the throttle
+/// needs. `rest(key)` is told of each group deferred by the database.
 async fn run_batch(
     pool: &Pool,
     job: &Job,
@@ -126,6 +173,7 @@ async fn run_batch(
     concurrency: usize,
     shutdown: &watch::Receiver<bool>,
     report: &mut Report,
+    mut rest: impl FnMut(GroupKey),
 ) -> Observed {
     pool::log_status(pool, &job.name, "before batch");
     let groups = batch.len();
@@ -138,7 +186,7 @@ async fn run_batch(
             // Each group takes the job's state as it is now: a plugin swapped
             // mid-batch applies to the next group, never to one in flight.
             let state = job.current();
-            let Some(live) = state.running() else { return (key, Ok(Outcome::Busy), Duration::ZERO, Duration::ZERO) };
+            let Some(live) = state.running() else { return (key, Ok(Outcome::Busy), None, Duration::ZERO) };
             let span = info_span!("group", user = key.user_id, day = %key.day, plugin = %live.plugin.version);
             let started = Instant::now();
             let mut waited = Duration::ZERO;
@@ -146,13 +194,15 @@ async fn run_batch(
                 let mut client = pool.get().await?;
                 waited = started.elapsed();
                 pool::usage(pool); // records the peak
+                // Cancelled on shutdown past the grace period.
+                let _in_flight = cancel::register(&client);
                 anyhow::Ok(group::process(&mut client, &job.name, &state, live, key, Purpose::Pending).await?)
             }
             .instrument(span)
             .await;
             let took = started.elapsed();
             metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(took);
-            (key, result, took, waited)
+            (key, result, Some(took), waited)
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -160,50 +210,101 @@ async fn run_batch(
         .await;
 
     report.batches += 1;
-    let (mut completed, mut failed) = (0, 0);
+    let (mut completed, mut failed, mut deferred) = (0, 0, 0);
     let counter =
         |result: &'static str| metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => result);
-    let mut times: Vec<Duration> = results.iter().map(|r| r.2).collect();
+    // Only groups that ran: a group skipped (paused job) took no time.
+    let mut times: Vec<Duration> = results.iter().filter_map(|r| r.2).collect();
     times.sort_unstable();
-    let seen = Observed {
-        group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
-        longest_pool_wait: results.iter().map(|r| r.3).max().unwrap_or_default(),
-    };
-    for (key, result, took, _) in results {
+    for (key, result, took, _) in &results {
+        let took = took.unwrap_or_default();
         match result {
             Ok(Outcome::Completed { claimed, written, rejected }) => {
                 completed += 1;
                 report.group_latency.record(took);
-                report.rows_completed += claimed as u64;
-                report.daily_rows_written += written as u64;
-                report.rows_rejected += u64::from(rejected);
+                report.rows_completed += *claimed as u64;
+                report.daily_rows_written += *written as u64;
+                report.rows_rejected += u64::from(*rejected);
                 counter("completed").increment(1);
-                job.rows_completed.fetch_add(claimed as u64, std::sync::atomic::Ordering::Relaxed);
-                metrics::counter!("runner_rows_completed_total", "job" => job.name.clone()).increment(claimed as u64);
+                job.rows_completed.fetch_add(*claimed as u64, std::sync::atomic::Ordering::Relaxed);
+                metrics::counter!("runner_rows_completed_total", "job" => job.name.clone()).increment(*claimed as u64);
                 metrics::counter!("runner_rows_rejected_total", "job" => job.name.clone())
-                    .increment(u64::from(rejected));
+                    .increment(u64::from(*rejected));
             }
             Ok(Outcome::Failed { claimed, error, last }) => {
                 failed += 1;
                 report.group_latency.record(took);
-                counter(if last { "failed" } else { "retried" }).increment(1);
+                counter(if *last { "failed" } else { "retried" }).increment(1);
                 warn!(parent: &span, user = key.user_id, day = %key.day, rows = claimed, final_attempt = last, error = %error, "Group failed.");
             }
-            Ok(Outcome::Busy | Outcome::Empty) => {}
-            Err(e) => record_db_error(report, &job.name, &e),
+            Ok(Outcome::Deferred { kind, error }) => {
+                deferred += 1;
+                rest(*key);
+                report.deferred += 1;
+                counter("deferred").increment(1);
+                metrics::counter!("runner_db_timeouts_total", "job" => job.name.clone(), "kind" => kind.label())
+                    .increment(1);
+                warn!(parent: &span, user = key.user_id, day = %key.day, waited_on = %kind.label(), error = %error,
+                    "Group rolled back by the database; its rows stay pending and are retried soon, no attempt spent.");
+                job.set_health(|h| {
+                    h.deferred_in_a_row += 1;
+                    if h.deferred_in_a_row >= TIMING_OUT_AFTER {
+                        h.timing_out = Some(error.clone());
+                    }
+                });
+            }
+            Ok(Outcome::Busy | Outcome::Empty | Outcome::Emptied { .. }) => {}
+            Err(e) => record_db_error(report, &job.name, e, 1),
         }
+    }
+    if completed > 0 {
+        job.set_health(|h| {
+            h.deferred_in_a_row = 0;
+            h.timing_out = None;
+        });
     }
     report.groups_completed += completed;
     report.groups_failed += failed;
     metrics::histogram!("runner_batch_seconds", "job" => job.name.clone()).record(started.elapsed());
     pool::log_status(pool, &job.name, "after batch");
-    info!(parent: &span, completed, failed, "Batch done.");
-    seen
+    info!(parent: &span, completed, failed, deferred, "Batch done.");
+    Observed {
+        group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
+        longest_pool_wait: results.iter().map(|r| r.3).max().unwrap_or_default(),
+        ran: times.len(),
+        completed,
+        deferred,
+    }
 }
 
-fn record_db_error(report: &mut Report, job: &str, e: &anyhow::Error) {
+/// Logs a database error (the first of a streak at warn level, repeats at
+/// debug, so an outage is not a flood) and keeps it for the report.
+fn record_db_error(report: &mut Report, job: &str, e: &anyhow::Error, streak: u32) {
     report.db_errors += 1;
     let message = format!("{e:#}");
-    warn!(job, error = %message, "Database error; the rows stay pending and will be retried.");
+    if streak <= 1 || report.last_db_error.as_ref() != Some(&message) {
+        warn!(job, error = %message, "Database error; the rows stay pending and will be retried.");
+    } else {
+        debug!(job, error = %message, streak, "Database error again.");
+    }
     report.last_db_error = Some(message);
+}
+
+/// A test hook in debug builds: `RUNNER_FAILPOINT=job-loop-panic:JOB:N`
+/// makes JOB's loop panic the first N times round, so that the tests can
+/// prove a dying loop is logged, shown and restarted.
+fn failpoint(job: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    static LEFT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    let Ok(spec) = std::env::var("RUNNER_FAILPOINT") else { return };
+    let mut parts = spec.split(':');
+    if parts.next() != Some("job-loop-panic") || parts.next() != Some(job) {
+        return;
+    }
+    let left = LEFT.get_or_init(|| parts.next().and_then(|n| n.parse().ok()).unwrap_or(1).into());
+    if left.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        panic!("failpoint job-loop-panic");
+    }
 }

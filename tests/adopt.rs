@@ -1,0 +1,158 @@
+//! Tables that other applications made: int2/int4 ids, naive timestamps,
+//! partitions, another schema, NULL keys. Each must give the daily rows the
+//! reference schema gives, with nothing changed in it but what `migrate` adds.
+
+use chrono::NaiveDate;
+
+use crate::util::{Daemon, TestDb, config, daily_text, job, job_on, run_ok, runner, text, wait_count};
+
+/// Copies the reference raw rows into `table`; `recorded_at` becomes `at_expr`.
+async fn copy_raw(db: &TestDb, table: &str, at_expr: &str) {
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO {table} (user_id, recorded_at, metric, value, unit)
+             SELECT user_id, {at_expr}, metric, value, unit FROM vitals_raw ORDER BY id"
+        ))
+        .await
+        .unwrap();
+}
+
+/// A daily table shaped like `vitals_daily`, with `user_id` of `user_type`.
+fn daily(table: &str, user_type: &str) -> String {
+    format!(
+        "CREATE TABLE {table} (LIKE vitals_daily INCLUDING ALL);
+         ALTER TABLE {table} ALTER COLUMN user_id TYPE {user_type};"
+    )
+}
+
+#[tokio::test]
+async fn tables_made_by_other_applications_give_the_reference_results() {
+    let db = TestDb::new().await;
+    // The reference schema first, seeded; the other tables copy its rows.
+    let (_dir, reference) = config(&db.url, &job("vitals", "vitals.wasm", ""));
+    run_ok(&reference, &["migrate"]).await;
+    runner::seed::vitals(&db.client, 12, 3, NaiveDate::from_ymd_opt(2024, 3, 9).unwrap()).await.unwrap();
+    db.client
+        .batch_execute(&format!(
+            // SQLAlchemy's Integer and DateTime: int4 ids, a naive timestamp.
+            "CREATE TABLE int4_raw (id serial PRIMARY KEY, user_id integer NOT NULL,
+                 recorded_at timestamptz NOT NULL, metric text, value double precision, unit varchar(16));
+             {}
+             CREATE TABLE naive_raw (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id smallint,
+                 recorded_at timestamp, metric text, value double precision, unit text);
+             {}
+             CREATE SCHEMA app;
+             CREATE TABLE app.part_raw (id bigserial, user_id bigint NOT NULL, recorded_at timestamptz NOT NULL,
+                 metric text, value double precision, unit text, PRIMARY KEY (id, recorded_at))
+                 PARTITION BY RANGE (recorded_at);
+             CREATE TABLE app.part_raw_2024_03a PARTITION OF app.part_raw FOR VALUES FROM ('2024-03-01') TO ('2024-03-10');
+             CREATE TABLE app.part_raw_2024_03b PARTITION OF app.part_raw FOR VALUES FROM ('2024-03-10') TO ('2024-04-01');
+             CREATE TABLE app.part_daily (LIKE vitals_daily INCLUDING ALL);
+             CREATE TABLE nulls_raw (id bigserial PRIMARY KEY, user_id bigint, recorded_at timestamptz,
+                 metric text, value double precision, unit text);
+             {}",
+            daily("int4_daily", "integer"),
+            daily("naive_daily", "bigint"),
+            daily("nulls_daily", "bigint"),
+        ))
+        .await
+        .unwrap();
+    copy_raw(&db, "int4_raw", "recorded_at").await;
+    // Wall-clock times in New York, as an application would have stored them.
+    copy_raw(&db, "naive_raw", "recorded_at AT TIME ZONE 'America/New_York'").await;
+    copy_raw(&db, "app.part_raw", "recorded_at").await;
+    copy_raw(&db, "nulls_raw", "recorded_at").await;
+    db.client
+        .batch_execute(
+            "INSERT INTO nulls_raw (user_id, recorded_at, metric, value, unit) VALUES
+                 (NULL, '2024-03-09 10:00Z', 'heart_rate', 70, 'bpm'),
+                 (5, NULL, 'heart_rate', 71, 'bpm')",
+        )
+        .await
+        .unwrap();
+
+    let jobs = [
+        job("vitals", "vitals.wasm", ""),
+        job_on("int4", "vitals.wasm", "int4_raw", "int4_daily", "recorded_at", ""),
+        job_on("naive", "vitals.wasm", "naive_raw", "naive_daily", "recorded_at", "timestamp_zone = \"America/New_York\""),
+        job_on("part", "vitals.wasm", "app.part_raw", "app.part_daily", "recorded_at", ""),
+        job_on("nulls", "vitals.wasm", "nulls_raw", "nulls_daily", "recorded_at", ""),
+    ];
+    let (_dir, config) = config(&db.url, &jobs.concat());
+    run_ok(&config, &["migrate"]).await;
+    let check = text(&run_ok(&config, &["check"]).await);
+    for line in [
+        "id is int4: read as bigint",
+        "user_id is int2: read as bigint; a row where it is NULL is marked failed",
+        "recorded_at is timestamp without time zone: read as America/New_York",
+        "recorded_at is timestamp with time zone; a row where it is NULL is marked failed",
+    ] {
+        assert!(check.contains(line), "`runner check` says how it reads the keys ({line}):\n{check}");
+    }
+
+    run_ok(&config, &["run", "--once"]).await;
+    let expected = daily_text(&db.client, "vitals_daily").await;
+    assert!(expected.lines().count() > 100, "{expected}");
+    for table in ["int4_daily", "naive_daily", "app.part_daily", "nulls_daily"] {
+        assert_eq!(daily_text(&db.client, table).await, expected, "{table}");
+    }
+    // Rows without a user or a day fail alone, saying why; every other row completed.
+    let failed = db
+        .client
+        .query("SELECT aggregation_error FROM nulls_raw WHERE aggregation_status = 'failed' ORDER BY 1", &[])
+        .await
+        .unwrap();
+    let errors: Vec<String> = failed.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        errors,
+        ["recorded_at is NULL: the row belongs to no day", "user_id is NULL: the row belongs to no user"],
+        "{errors:?}"
+    );
+    for table in ["int4_raw", "naive_raw", "app.part_raw", "nulls_raw"] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE aggregation_status = 'pending'");
+        assert_eq!(db.count(&sql).await, 0, "{table}");
+    }
+
+    // A partition made after `migrate` has the index and the trigger too:
+    // rows inserted straight into it wake the daemon (its poll is a minute).
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 5, 60).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE app.part_raw_2024_04 PARTITION OF app.part_raw FOR VALUES FROM ('2024-04-01') TO ('2024-05-01');
+             INSERT INTO app.part_raw_2024_04 (user_id, recorded_at, metric, value, unit)
+                 VALUES (77, '2024-04-02 08:00Z', 'heart_rate', 64, 'bpm');",
+        )
+        .await
+        .unwrap();
+    wait_count(&db, "SELECT count(*) FROM app.part_daily WHERE user_id = 77", 1, 30).await;
+    let indexed = db
+        .count(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'app' AND tablename = 'part_raw_2024_04'
+             AND indexdef LIKE '%aggregation_status%'",
+        )
+        .await;
+    assert_eq!(indexed, 2, "the pending and failed indexes reach the new partition");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn overlapping_jobs_are_refused_before_anything_runs() {
+    let db = TestDb::new().await;
+    let jobs = [job("vitals", "vitals.wasm", ""), job_on("copy", "vitals.wasm", "vitals_raw", "copy_daily", "recorded_at", "")];
+    let (_dir, same_source) = config(&db.url, &jobs.concat());
+    for command in [&["check"][..], &["run", "--once"]] {
+        let out = runner(&same_source, command).output().await.unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(all.contains("jobs copy") && all.contains("and vitals both use table vitals_raw as their source"), "{all}");
+    }
+    let jobs = [job("vitals", "vitals.wasm", ""), job_on("other", "vitals.wasm", "other_raw", "vitals_daily", "recorded_at", "")];
+    let (_dir2, same_target) = config(&db.url, &jobs.concat());
+    let out = runner(&same_target, &["check"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("both use table vitals_daily as their target"), "{}", text(&out));
+    // Nothing was created: the config was refused before any connection.
+    let tables = db.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").await;
+    assert_eq!(tables, 0);
+}
