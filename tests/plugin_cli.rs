@@ -59,7 +59,7 @@ async fn validate_against_a_job_checks_its_tables() {
     let jobs = format!(
         "{}{}",
         job_on("lab", "lab.wasm", "lab_raw", "lab_daily", "collected_at", ""),
-        job_on("wrong", "lab.wasm", "lab_raw", "vitals_daily", "collected_at", "")
+        job_on("wrong", "lab.wasm", "lab_raw", "vitals_daily", "collected_at", "enabled = false")
     );
     let (_dir, config) = migrated(&db, &jobs).await;
     let lab = built("lab.wasm");

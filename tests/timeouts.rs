@@ -129,19 +129,29 @@ async fn health_is_false_while_the_database_is_down_and_true_again_after() {
 async fn a_job_loop_that_dies_is_logged_shown_and_restarted() {
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    // A fixed port, so that `runner status` can ask the daemon.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = std::fs::read_to_string(&config).unwrap().replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).unwrap();
     runner::seed::vitals(&db.client, 5, 1, NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()).await.unwrap();
-    // The loop panics the first three times round (a debug-build test hook).
+    // The loop panics the first four times round (a debug-build test hook),
+    // restarted after 1, 2, 4 and 8 s.
     let mut cmd = runner(&config, &["run"]);
-    cmd.env("RUNNER_FAILPOINT", "job-loop-panic:vitals:3");
+    cmd.env("RUNNER_FAILPOINT", "job-loop-panic:vitals:4");
     let daemon = Daemon::spawn(cmd);
     let addr = daemon.http_address().await;
     let body = wait_http(&daemon, &addr, "/ready", 30, |s, b| s == 503 && b.contains("restarting")).await;
     assert!(body.contains("\"vitals\"") && body.contains("panicked: failpoint job-loop-panic"), "{body}");
-    daemon.wait_for("Job loop stopped unexpectedly; restarting it.", 3, 60).await;
+    let status = crate::util::text(&run_ok(&config, &["status"]).await);
+    assert!(status.contains(&format!("runner daemon at 127.0.0.1:{port}: NOT READY")), "{status}");
+    assert!(status.contains("its loop stopped and is restarting"), "{status}");
+    daemon.wait_for("Job loop stopped unexpectedly; restarting it.", 4, 60).await;
     wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 5 * 34, 60).await;
     wait_http(&daemon, &addr, "/ready", 30, |s, _| s == 200).await;
     let (_, metrics) = http_get(&addr, "/metrics").await;
-    assert!(metrics.contains("runner_job_restarts_total{job=\"vitals\"} 3"), "{metrics}");
+    assert!(metrics.contains("runner_job_restarts_total{job=\"vitals\"} 4"), "{metrics}");
+    let status = crate::util::text(&run_ok(&config, &["status"]).await);
+    assert!(status.contains(&format!("runner daemon at 127.0.0.1:{port}: ready")), "{status}");
     let log = daemon.stop().await;
     assert!(log.contains("ERROR"), "logged at error level: {log}");
 }

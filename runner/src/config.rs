@@ -171,6 +171,12 @@ pub struct Job {
     /// `time_limit`: wall time one plugin call may take.
     #[serde(default = "defaults::time_limit", with = "humantime_serde")]
     pub time_limit: Duration,
+    /// `log_lines`: plugin log lines kept per group; the rest are counted and dropped.
+    #[serde(default = "defaults::log_lines")]
+    pub log_lines: u32,
+    /// `log_line_bytes`: bytes kept of one plugin log line.
+    #[serde(default = "defaults::log_line_bytes", deserialize_with = "positive_usize")]
+    pub log_line_bytes: usize,
 }
 
 mod defaults {
@@ -219,6 +225,12 @@ mod defaults {
     }
     pub fn memory_limit_mb() -> usize {
         64
+    }
+    pub fn log_lines() -> u32 {
+        100
+    }
+    pub fn log_line_bytes() -> usize {
+        1024
     }
     pub fn time_limit() -> Duration {
         Duration::from_secs(2)

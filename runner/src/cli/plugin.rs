@@ -72,7 +72,7 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
     match command {
         Command::Validate { file, job } => validate(&file, job.as_deref(), config_path).await,
         Command::Test { file, input, json, memory_limit_mb, time_limit } => {
-            let limits = Limits { memory_bytes: memory_limit_mb << 20, time: time_limit };
+            let limits = Limits::new(memory_limit_mb << 20, time_limit);
             let plugin = Plugin::load(&Runtime::new(None)?, &file, limits)?;
             try_rows::run(&plugin, &input, json, limits)
         }
@@ -92,7 +92,7 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
             let limits = pipeline::job_limits(cfg);
             (Some((config.clone(), name.to_string())), limits)
         }
-        None => (None, Limits { memory_bytes: 64 << 20, time: std::time::Duration::from_secs(2) }),
+        None => (None, Limits::new(64 << 20, std::time::Duration::from_secs(2))),
     };
     let plugin = match Plugin::load(&Runtime::new(None)?, file, limits) {
         Ok(p) => p,

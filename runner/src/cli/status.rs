@@ -43,6 +43,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     let sessions: i64 =
         client.query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'", &[]).await?.get(0);
     let server_max: String = client.query_one("SHOW max_connections", &[]).await?.get(0);
+    let daemon = daemon_readiness(&config.http.listen).await;
     if as_json {
         let jobs: Vec<_> = jobs
             .iter()
@@ -57,6 +58,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             "database": pool::describe(&config.database.url),
             "jobs": jobs,
             "connections": { "runner_sessions": sessions, "max_per_runner": config.database.max_connections, "server_max": server_max },
+            "daemon": daemon.as_ref().map(|(addr, ready)| json!({"address": addr, "ready": ready})),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -78,6 +80,13 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         for e in errors {
             println!("{:<12} {:>10} × {}", "", e.rows, e.error);
         }
+    }
+    match &daemon {
+        Some((addr, ready)) if ready.get("status").is_some_and(|s| s == 200) => {
+            println!("\nrunner daemon at {addr}: ready")
+        }
+        Some((addr, ready)) => println!("\nrunner daemon at {addr}: NOT READY {}", ready["body"]),
+        None => {}
     }
     println!(
         "\ndatabase {}: {sessions} runner session(s) connected; each runner pools at most {} (+1 listening); server max_connections {server_max}",
@@ -131,4 +140,29 @@ pub async fn retry_failed(config: &Config, args: RetryArgs) -> anyhow::Result<Ex
     client.execute("SELECT pg_notify('runner_pending', $1)", &[&cfg.source.name()]).await?;
     println!("{n} failed row(s) of job {} are pending again.", args.job);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the daemon on `[http] listen` says of itself (`GET /ready`): its
+/// jobs' health lives in that process, not in the database. `None` when no
+/// daemon answers there within a second.
+async fn daemon_readiness(listen: &str) -> Option<(String, serde_json::Value)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if listen.is_empty() || listen.ends_with(":0") {
+        return None;
+    }
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(listen).await.ok()?;
+        let request = format!("GET /ready HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        // /ready answers a few hundred bytes; read no more than that could be.
+        stream.take(64 * 1024).read_to_end(&mut response).await.ok()?;
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+        let body: serde_json::Value = serde_json::from_str(body).unwrap_or(json!(body));
+        Some(json!({"status": status, "body": body}))
+    };
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(1), exchange).await.ok()??;
+    Some((listen.to_string(), ready))
 }

@@ -36,7 +36,7 @@ pub async fn queue(client: &impl GenericClient, job: &config::Job) -> Result<Que
                         (SELECT extract(epoch FROM now() - min({ts}))::float8 FROM {src} WHERE aggregation_status = 'pending'),
                         (SELECT count(*) FROM {src} WHERE aggregation_status = 'failed'),
                         sum(pg_relation_size(c.oid))::int8, sum(greatest(c.reltuples, 0))::int8
-                 FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
+                 FROM pg_partition_tree(to_regclass($1::text)) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
             ),
             &[&job.source.quoted()],
         )

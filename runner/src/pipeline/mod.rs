@@ -70,7 +70,11 @@ pub async fn prepare_job(config: &Config, pool: &Pool, runtime: &Runtime, name: 
 
 /// The memory and time limits of a job's plugin calls.
 pub fn job_limits(cfg: &config::Job) -> Limits {
-    Limits { memory_bytes: cfg.memory_limit_mb << 20, time: cfg.time_limit }
+    Limits {
+        log_lines: cfg.log_lines,
+        log_line_bytes: cfg.log_line_bytes,
+        ..Limits::new(cfg.memory_limit_mb << 20, cfg.time_limit)
+    }
 }
 
 /// Checks a job's tables, its time zones, and (when given) its plugin's

@@ -2,6 +2,9 @@
 //! the host side of the `host` interface, and conversions to `crate::rows`.
 
 use std::time::Duration;
+
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
 use wasmtime::StoreLimits;
 use wasmtime::component::{ResourceTable, bindgen};
 
@@ -24,22 +27,53 @@ pub struct HostState {
     pub plugin: std::sync::Arc<str>,
     /// The group being aggregated, for log lines (empty while describing).
     pub group: String,
+    /// Log lines still allowed in this call, the longest line kept, and
+    /// how many were dropped.
+    log_left: u32,
+    log_line_bytes: usize,
+    log_dropped: u64,
 }
 
 impl HostState {
-    pub fn new(limits: StoreLimits, plugin: std::sync::Arc<str>, group: String) -> Self {
+    pub fn new(limits: StoreLimits, plugin: std::sync::Arc<str>, group: String, call: super::Limits) -> Self {
         // No preopened directories, environment, arguments, stdin or network:
         // a plugin sees only its input. Output to stdout/stderr is discarded.
-        // Both clocks are stopped at zero: a plugin's result may not depend
-        // on when it runs (the WIT grants no time source).
+        // Both clocks are stopped at zero and randomness is a fixed
+        // sequence: the same input always gives the same output, which
+        // shadow comparison and recompute rely on (the WIT grants no time
+        // or entropy source; these only answer imports of toolchains that
+        // link them anyway).
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .wall_clock(StoppedClock)
             .monotonic_clock(StoppedClock)
+            .secure_random(StdRng::seed_from_u64(0))
+            .insecure_random(StdRng::seed_from_u64(0))
+            .insecure_random_seed(0)
             .build();
-        HostState { wasi, table: ResourceTable::new(), limits, plugin, group }
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            plugin,
+            group,
+            log_left: call.log_lines,
+            log_line_bytes: call.log_line_bytes,
+            log_dropped: 0,
+        }
+    }
+
+    /// Ends a call: one line for the log lines dropped, if any.
+    pub fn finish_logs(&mut self) {
+        if self.log_dropped > 0 {
+            let (plugin, group, dropped) = (&*self.plugin, &self.group, self.log_dropped);
+            tracing::warn!(target: "plugin", plugin, group, dropped, "Plugin log lines dropped beyond the job's log_lines limit.");
+            let name = plugin.split('@').next().unwrap_or_default().to_string();
+            metrics::counter!("runner_plugin_log_lines_dropped_total", "plugin" => name).increment(dropped);
+            self.log_dropped = 0;
+        }
     }
 }
 
@@ -74,6 +108,12 @@ impl wit::Host for HostState {}
 
 impl health::aggregation::host::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
+        if self.log_left == 0 {
+            self.log_dropped += 1;
+            return;
+        }
+        self.log_left -= 1;
+        let message = super::contract::sanitize(&message, self.log_line_bytes);
         let (plugin, group) = (&*self.plugin, &self.group);
         match level {
             Level::Trace => tracing::trace!(target: "plugin", plugin, group, "{message}"),

@@ -3,6 +3,7 @@
 
 mod bindings;
 mod cache;
+pub mod contract;
 pub mod engine;
 pub mod watch;
 
@@ -19,11 +20,22 @@ use crate::rows::{Description, GroupKey, InputRow, Output};
 use bindings::{AggregatorPre, HostState};
 pub use engine::Runtime;
 
-/// Memory and time a plugin may use for one call.
+/// Memory, time and log lines a plugin may use for one call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub memory_bytes: usize,
     pub time: Duration,
+    /// Log lines kept per call; the rest are counted and dropped.
+    pub log_lines: u32,
+    /// Bytes kept of one log line; the rest is cut.
+    pub log_line_bytes: usize,
+}
+
+impl Limits {
+    /// The defaults of a job's settings (`config/runner.toml`).
+    pub fn new(memory_bytes: usize, time: Duration) -> Self {
+        Limits { memory_bytes, time, log_lines: 100, log_line_bytes: 1024 }
+    }
 }
 
 /// A loaded plugin: compiled once, instantiated afresh for every group.
@@ -124,13 +136,21 @@ impl Plugin {
 
         let placeholder: Arc<str> = Arc::from(format!("{} (loading)", path.display()));
         let mut store = new_store(runtime, placeholder, String::new(), limits);
-        let instance =
-            pre.instantiate(&mut store).with_context(|| format!("instantiating plugin {}", path.display()))?;
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| call_error(e, limits))
+            .with_context(|| format!("instantiating plugin {}", path.display()))?;
         store.set_epoch_deadline(engine::ticks(limits.time));
         let description: Description = instance
             .call_describe(&mut store)
+            .map_err(|e| call_error(e, limits))
             .with_context(|| format!("plugin {}: `describe` failed", path.display()))?
             .into();
+        store.data_mut().finish_logs();
+        // Before anything else reads it: the description is untrusted input.
+        if let Err(problems) = contract::check_description(&description) {
+            anyhow::bail!("plugin {} describes itself out of bounds: {}", path.display(), problems.join("; "));
+        }
         let version: Arc<str> =
             Arc::from(format!("{}@{}+sha256:{}", description.name, description.version, &hash[..12]));
         Ok(Plugin {
@@ -152,24 +172,29 @@ impl Plugin {
             Backend::Native(f) => return f(key, rows).map_err(CallError::Plugin),
         };
         let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits);
-        // One line for `aggregation_error`: the trap's own message (or the
-        // error's outermost one), not a backtrace.
-        let trap = |e: wasmtime::Error| match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => CallError::TimeLimit(limits.time),
-            Some(trap) => CallError::Trap(trap.to_string()),
-            // `StoreLimits` refused a memory.grow (`trap_on_grow_failure`).
-            None if e.to_string().contains("growing memory") => {
-                CallError::MemoryLimit(limits.memory_bytes, e.to_string())
+        let result = (|| {
+            let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, limits))?;
+            // The deadline counts from now: arm it right before the call.
+            store.set_epoch_deadline(engine::ticks(limits.time));
+            match instance.call_aggregate(&mut store, &bindings::group(key, rows)).map_err(|e| call_error(e, limits))? {
+                Ok(output) => Ok(output.into()),
+                Err(e) => Err(CallError::Plugin(contract::excerpt_long(&e.message))),
             }
-            None => CallError::Trap(e.to_string()),
-        };
-        let instance = pre.instantiate(&mut store).map_err(trap)?;
-        // The deadline counts from now: arm it right before the call.
-        store.set_epoch_deadline(engine::ticks(limits.time));
-        match instance.call_aggregate(&mut store, &bindings::group(key, rows)).map_err(trap)? {
-            Ok(output) => Ok(output.into()),
-            Err(e) => Err(CallError::Plugin(e.message)),
-        }
+        })();
+        store.data_mut().finish_logs();
+        result
+    }
+}
+
+/// One line for `aggregation_error`: which limit a call hit, or the trap's
+/// own message (or the error's outermost one), not a backtrace.
+fn call_error(e: wasmtime::Error, limits: Limits) -> CallError {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::TimeLimit(limits.time),
+        Some(trap) => CallError::Trap(trap.to_string()),
+        // `StoreLimits` refused a memory.grow (`trap_on_grow_failure`).
+        None if e.to_string().contains("growing memory") => CallError::MemoryLimit(limits.memory_bytes, e.to_string()),
+        None => CallError::Trap(e.to_string()),
     }
 }
 
@@ -189,37 +214,16 @@ impl Plugin {
         }
     }
 
-    /// Every output row must have the declared number of values, each of
-    /// its column's declared type or NULL.
+    /// Checks a group's output against the contract (`contract::check_output`).
     pub fn check_output(&self, output: &Output) -> Result<(), String> {
-        let columns = &self.description.output;
-        for (i, row) in output.rows.iter().enumerate() {
-            if row.len() != columns.len() {
-                return Err(format!(
-                    "output row {i} has {} values but {} columns are declared",
-                    row.len(),
-                    columns.len()
-                ));
-            }
-            for (value, column) in row.iter().zip(columns) {
-                if let Some(kind) = value.kind()
-                    && kind != column.kind
-                {
-                    return Err(format!(
-                        "output row {i}: column `{}` is declared {} but the value is {kind}",
-                        column.name, column.kind
-                    ));
-                }
-            }
-        }
-        Ok(())
+        contract::check_output(&self.description, output)
     }
 }
 
 fn new_store(runtime: &Runtime, plugin: Arc<str>, group: String, limits: Limits) -> Store<HostState> {
     let store_limits =
         StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(32).trap_on_grow_failure(true).build();
-    let mut store = Store::new(&runtime.engine, HostState::new(store_limits, plugin, group));
+    let mut store = Store::new(&runtime.engine, HostState::new(store_limits, plugin, group, limits));
     store.limiter(|s| &mut s.limits);
     // Instantiation runs guest code (start functions) too.
     store.set_epoch_deadline(engine::ticks(limits.time));
