@@ -74,7 +74,14 @@ async fn tables_made_by_other_applications_give_the_reference_results() {
     let jobs = [
         job("vitals", "vitals.wasm", ""),
         job_on("int4", "vitals.wasm", "int4_raw", "int4_daily", "recorded_at", ""),
-        job_on("naive", "vitals.wasm", "naive_raw", "naive_daily", "recorded_at", "timestamp_zone = \"America/New_York\""),
+        job_on(
+            "naive",
+            "vitals.wasm",
+            "naive_raw",
+            "naive_daily",
+            "recorded_at",
+            "timestamp_zone = \"America/New_York\"",
+        ),
         job_on("part", "vitals.wasm", "app.part_raw", "app.part_daily", "recorded_at", ""),
         job_on("nulls", "vitals.wasm", "nulls_raw", "nulls_daily", "recorded_at", ""),
     ];
@@ -139,15 +146,24 @@ async fn tables_made_by_other_applications_give_the_reference_results() {
 #[tokio::test]
 async fn overlapping_jobs_are_refused_before_anything_runs() {
     let db = TestDb::new().await;
-    let jobs = [job("vitals", "vitals.wasm", ""), job_on("copy", "vitals.wasm", "vitals_raw", "copy_daily", "recorded_at", "")];
+    let jobs = [
+        job("vitals", "vitals.wasm", ""),
+        job_on("copy", "vitals.wasm", "vitals_raw", "copy_daily", "recorded_at", ""),
+    ];
     let (_dir, same_source) = config(&db.url, &jobs.concat());
     for command in [&["check"][..], &["run", "--once"]] {
         let out = runner(&same_source, command).output().await.unwrap();
         let all = text(&out);
         assert_eq!(out.status.code(), Some(2), "{all}");
-        assert!(all.contains("jobs copy") && all.contains("and vitals both use table vitals_raw as their source"), "{all}");
+        assert!(
+            all.contains("jobs copy") && all.contains("and vitals both use table vitals_raw as their source"),
+            "{all}"
+        );
     }
-    let jobs = [job("vitals", "vitals.wasm", ""), job_on("other", "vitals.wasm", "other_raw", "vitals_daily", "recorded_at", "")];
+    let jobs = [
+        job("vitals", "vitals.wasm", ""),
+        job_on("other", "vitals.wasm", "other_raw", "vitals_daily", "recorded_at", ""),
+    ];
     let (_dir2, same_target) = config(&db.url, &jobs.concat());
     let out = runner(&same_target, &["check"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -99,12 +99,49 @@ async fn compiled_plugins_are_cached_and_a_bad_cache_entry_is_recompiled() {
     let text_cfg = text_cfg.replace("[plugins]\n", &format!("[plugins]\ncache_dir = \"{}\"\n", cache.display()));
     std::fs::write(&path, text_cfg).unwrap();
     run_ok(&path, &["check"]).await;
-    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mut entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "an artifact and its recorded hash: {entries:?}");
     assert!(entries[0].extension().is_some_and(|e| e == "cwasm"));
-    // A damaged entry is not trusted blindly: it is compiled again.
+    assert!(entries[1].extension().is_some_and(|e| e == "sha256"));
+    // A damaged or swapped entry is not trusted: it is compiled again.
     std::fs::write(&entries[0], b"not a compiled component").unwrap();
     let out = text(&run_ok(&path, &["check"]).await);
     assert!(out.contains("Unusable cached component; compiling again."), "{out}");
+    assert!(out.contains("its bytes do not match the hash recorded when it was written"), "{out}");
     assert!(out.contains("job vitals: plugin vitals@1.0.0"), "{out}");
+}
+
+#[tokio::test]
+async fn the_compile_cache_lives_in_the_runners_state_directory() {
+    let db = TestDb::new().await;
+    let (dir, path) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    let home = dir.path().join("home");
+    let out = runner(&path, &["check"])
+        .env("HOME", &home)
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let cache = home.join(".local/state/runner/components");
+    let cwasm = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
+    assert_eq!(cwasm, 1);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700, "private to the runner");
+    // A folder others may write is not used.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = runner(&path, &["check"])
+        .env("HOME", &home)
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert!(text(&out).contains("it is writable by other users (mode 777); make it 0700"), "{}", text(&out));
 }

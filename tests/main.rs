@@ -16,4 +16,5 @@ mod recompute;
 mod recovery;
 mod reload;
 mod timeouts;
+mod untrusted;
 mod vitals;

@@ -81,7 +81,10 @@ async fn recompute_empties_days_without_input_follows_versions_and_retries_failu
     db.client.batch_execute("DROP TRIGGER refuse_4 ON vitals_daily").await.unwrap();
     let second = text(&run_ok(&config, &range).await);
     assert!(second.contains("Retried the groups an earlier run of this range could not do."), "{second}");
-    assert!(second.contains("2 groups recomputed, 0 emptied (no input left: daily rows deleted), 0 failed."), "{second}");
+    assert!(
+        second.contains("2 groups recomputed, 0 emptied (no input left: daily rows deleted), 0 failed."),
+        "{second}"
+    );
     let third = text(&run_ok(&config, &range).await);
     assert!(third.contains("already recomputed"), "{third}");
 

@@ -31,9 +31,12 @@ async fn wait_http(daemon: &Daemon, addr: &str, path: &str, secs: u64, pred: imp
 #[tokio::test]
 async fn a_foreign_lock_never_holds_a_runner_transaction_and_every_row_completes_after() {
     let db = TestDb::new().await;
-    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 20\nretry_backoff = \"200ms\"")).await;
+    let (_dir, config) =
+        migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 20\nretry_backoff = \"200ms\"")).await;
     // A short lock timeout, and a lock held by "the API" far longer.
-    let text = std::fs::read_to_string(&config).unwrap().replace("connect_attempts = 2", "connect_attempts = 2\nlock_timeout = \"1s\"");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("connect_attempts = 2", "connect_attempts = 2\nlock_timeout = \"1s\"");
     std::fs::write(&config, text).unwrap();
     runner::seed::vitals(&db.client, 30, 2, NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()).await.unwrap();
 
@@ -89,7 +92,8 @@ async fn sigterm_during_a_foreign_lock_leaves_no_backend_behind() {
     let log = daemon.stop().await;
     assert!(log.contains("cancelled the queries in flight"), "{log}");
     // Every runner backend is gone while the lock is still held.
-    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()";
+    let sessions =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()";
     let deadline = Instant::now() + Duration::from_secs(30);
     while db.count(sessions).await > 0 {
         assert!(Instant::now() < deadline, "runner backends outlived the process");
@@ -121,7 +125,11 @@ async fn health_is_false_while_the_database_is_down_and_true_again_after() {
     wait_http(&daemon, &addr, "/health/db-pool", 60, |s, _| s == 200).await;
     wait_http(&daemon, &addr, "/ready", 30, |s, _| s == 200).await;
     let log = daemon.stop().await;
-    assert_eq!(log.matches("Database connection lost; reconnecting with backoff.").count(), 1, "one line per outage:\n{log}");
+    assert_eq!(
+        log.matches("Database connection lost; reconnecting with backoff.").count(),
+        1,
+        "one line per outage:\n{log}"
+    );
     assert!(log.contains("Database reachable again."), "{log}");
 }
 

@@ -91,18 +91,48 @@ pub fn plugins_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let out = root.join("target/plugin-build/wasm32-wasip2/plugin");
         // A target folder of its own: the test's own cargo may still hold the main one.
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir", "target/plugin-build"])
-            .args(["--package", "vitals", "--package", "nutrition", "--package", "lab", "--package", "faulty"])
-            .current_dir(root)
-            .status()
-            .expect("running cargo to build the plugins");
-        assert!(
-            status.success(),
-            "building the plugins failed (is the wasm32-wasip2 target installed? `cargo xtask test` adds it)"
-        );
-        root.join("target/plugin-build/wasm32-wasip2/plugin")
+        let build = |args: &[&str]| {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--profile",
+                    "plugin",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--target-dir",
+                    "target/plugin-build",
+                ])
+                .args(args)
+                .current_dir(root)
+                .status()
+                .expect("running cargo to build the plugins");
+            assert!(
+                status.success(),
+                "building the plugins failed (is the wasm32-wasip2 target installed? `cargo xtask test` adds it)"
+            );
+        };
+        // The hostile plugin's describe() variants first, kept under their
+        // own names; the plain build below then restores `hostile.wasm`.
+        for feature in ["amplify", "slow-describe"] {
+            build(&["--package", "hostile", "--features", feature]);
+            std::fs::copy(out.join("hostile.wasm"), out.join(format!("hostile_{}.wasm", feature.replace('-', "_"))))
+                .unwrap();
+        }
+        build(&[
+            "--package",
+            "vitals",
+            "--package",
+            "nutrition",
+            "--package",
+            "lab",
+            "--package",
+            "faulty",
+            "--package",
+            "hostile",
+        ]);
+        out
     })
 }
 

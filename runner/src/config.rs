@@ -124,7 +124,9 @@ pub enum LogFormat {
 pub struct Plugins {
     /// `dir`: the plugin folder; relative paths resolve against the config file's folder.
     pub dir: PathBuf,
-    /// `cache_dir`: where compiled components are kept (default `<dir>/.cache`).
+    /// `cache_dir`: where compiled components are kept (default: the
+    /// runner's state directory, see `plugin::cache::default_dir`); never
+    /// inside the plugin folder. `None` after loading: no cache.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -419,11 +421,22 @@ impl Config {
         if plugins.dir.is_relative() {
             plugins.dir = base.join(&plugins.dir);
         }
-        plugins.cache_dir = Some(match plugins.cache_dir.take() {
-            Some(dir) if dir.is_relative() => base.join(dir),
-            Some(dir) => dir,
-            None => plugins.dir.join(".cache"),
-        });
+        plugins.cache_dir = match plugins.cache_dir.take() {
+            Some(dir) if dir.is_relative() => Some(base.join(dir)),
+            Some(dir) => Some(dir),
+            None => crate::plugin::cache::default_dir(),
+        };
+        if let Some(cache) = &plugins.cache_dir
+            && normalized(cache).starts_with(normalized(&plugins.dir))
+        {
+            // Cached artifacts are native code loaded as trusted: whoever may
+            // deploy a plugin must not be able to plant one.
+            return Err(error(vec![format!(
+                "[plugins] cache_dir: {} is inside the plugin folder {}; compiled code must live where only the runner writes",
+                cache.display(),
+                plugins.dir.display()
+            )]));
+        }
         Ok(Config {
             path: path.to_path_buf(),
             database,
@@ -486,9 +499,23 @@ fn same_table(a: &Identifier, b: &Identifier) -> bool {
 /// so nothing outside this set may reach it. Postgres itself says whether it
 /// knows the zone (`runner check`).
 fn is_zone_name(zone: &str) -> bool {
-    !zone.is_empty()
-        && zone.len() <= 64
-        && zone.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-:.".contains(c))
+    !zone.is_empty() && zone.len() <= 64 && zone.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-:.".contains(c))
+}
+
+/// A path with `.` and `..` resolved lexically, for comparing folders that
+/// may not exist yet.
+fn normalized(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The 1-based line of byte offset `at`.
@@ -620,6 +647,18 @@ timestamp_column = "recorded_at"
         let text = GOOD.replace("timestamp_column", "timestamp_zone = \"UTC'; drop table x; --\"\ntimestamp_column");
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("jobs.vitals.timestamp_zone: `UTC'; drop table x; --` is not a time zone name"), "{e}");
+    }
+
+    #[test]
+    fn the_compile_cache_may_not_live_in_the_plugin_folder() {
+        let text = GOOD.replace("dir = \"plugins\"", "dir = \"plugins\"\ncache_dir = \"plugins/./x/../.cache\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("[plugins] cache_dir: /etc/runner/plugins/./x/../.cache is inside the plugin folder"),
+            "{e}"
+        );
+        let text = GOOD.replace("dir = \"plugins\"", "dir = \"plugins\"\ncache_dir = \"/var/lib/runner\"");
+        assert_eq!(parse(&text).unwrap().plugins.cache_dir.unwrap(), Path::new("/var/lib/runner"));
     }
 
     #[test]

@@ -16,7 +16,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "reference schema", include_str!("migrations/0001_reference_schema.sql")),
     (2, "shadow differences", include_str!("migrations/0002_shadow_diffs.sql")),
     (3, "recompute progress", include_str!("migrations/0003_recompute_progress.sql")),
-    (4, "partitions, recompute per plugin version", include_str!("migrations/0004_partitions_and_recompute_versions.sql")),
+    (
+        4,
+        "partitions, recompute per plugin version",
+        include_str!("migrations/0004_partitions_and_recompute_versions.sql"),
+    ),
 ];
 
 /// Serializes concurrent `migrate` runs (an arbitrary constant).
@@ -79,8 +83,10 @@ async fn adopt_raw_table(
     let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()]).await?.get(0);
     anyhow::ensure!(exists, "table {table} does not exist");
     let before: i64 = tx.query_one(FINGERPRINT, &[&table.quoted()]).await?.get(0);
-    let partitioned: bool =
-        tx.query_one("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)", &[&table.quoted()]).await?.get(0);
+    let partitioned: bool = tx
+        .query_one("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)", &[&table.quoted()])
+        .await?
+        .get(0);
     let (t, name, ts) = (table.quoted(), table.name(), ts.quoted());
     // On a partitioned table, columns and indexes added to the parent reach
     // every partition, present and future; so does a row trigger (a

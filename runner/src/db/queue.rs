@@ -80,9 +80,7 @@ pub async fn top_errors(
             &[&n],
         )
         .await?;
-    rows.iter()
-        .map(|r| Ok(TopError { error: r.try_get(0)?, rows: r.try_get(1)?, example: r.try_get(2)? }))
-        .collect()
+    rows.iter().map(|r| Ok(TopError { error: r.try_get(0)?, rows: r.try_get(1)?, example: r.try_get(2)? })).collect()
 }
 
 /// How the runner names a group in its messages (`GroupKey`'s display).

@@ -40,6 +40,8 @@ struct Seen {
 
 enum Look {
     Missing,
+    /// There, but cannot be read (permissions, a folder): the old version stays.
+    Unreadable(String),
     Unchanged,
     /// New content: the bytes and their SHA-256.
     Changed(Vec<u8>, String),
@@ -53,12 +55,34 @@ pub struct Deployer {
     config_hash: String,
     jobs: Vec<Arc<Job>>,
     seen: HashMap<PathBuf, Seen>,
+    /// Files refused for a reason outside their bytes (the database was
+    /// unreachable, a table did not fit yet): compiled and described, checked
+    /// against the tables again on every rescan until they fit.
+    waiting: HashMap<PathBuf, Arc<Plugin>>,
+    /// The last reason each shadow candidate was refused.
+    candidate_errors: HashMap<PathBuf, String>,
+}
+
+/// Why a file was not swapped in.
+struct Rejection {
+    reason: String,
+    /// The plugin itself is fine; the database or its tables were not.
+    retry: Option<Arc<Plugin>>,
 }
 
 impl Deployer {
     pub fn new(config: Config, pool: Pool, runtime: Runtime, jobs: Vec<Arc<Job>>) -> Self {
         let config_hash = std::fs::read(&config.path).map(|b| hex(&Sha256::digest(b))).unwrap_or_default();
-        Deployer { runtime, pool, config, config_hash, jobs, seen: HashMap::new() }
+        Deployer {
+            runtime,
+            pool,
+            config,
+            config_hash,
+            jobs,
+            seen: HashMap::new(),
+            waiting: HashMap::new(),
+            candidate_errors: HashMap::new(),
+        }
     }
 
     /// Watches and applies changes until `shutdown`.
@@ -98,7 +122,13 @@ impl Deployer {
         {
             return Look::Unchanged;
         }
-        let Ok(bytes) = std::fs::read(path) else { return Look::Missing };
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.seen.remove(path);
+                return Look::Unreadable(format!("cannot read {}: {e}", path.display()));
+            }
+        };
         let hash = hex(&Sha256::digest(&bytes));
         let unchanged = self.seen.get(path).is_some_and(|s| s.hash == hash);
         self.seen.insert(path.to_path_buf(), Seen { len: bytes.len() as u64, mtime, hash: hash.clone() });
@@ -106,17 +136,59 @@ impl Deployer {
     }
 
     /// Builds a plugin to one side and checks it against the job's tables.
-    async fn build(&self, cfg: &config::Job, path: &Path, bytes: Vec<u8>) -> Result<(SourceShape, Arc<Plugin>), String> {
+    async fn build(
+        &self,
+        cfg: &config::Job,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<(SourceShape, Arc<Plugin>), Rejection> {
         let (runtime, owned, limits) = (self.runtime.clone(), path.to_path_buf(), job_limits(cfg));
         let plugin = tokio::task::spawn_blocking(move || Plugin::from_bytes(&runtime, &owned, &bytes, limits))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("{e:#}"))?;
-        let client = self.pool.get().await.map_err(|e| format!("cannot check it against the tables: {e}"))?;
-        match check_tables(&client, cfg, Some(&plugin)).await {
-            Ok(shape) => Ok((shape, Arc::new(plugin))),
-            Err(problems) => Err(problems.join("; ")),
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| format!("{e:#}")))
+            .map_err(|reason| Rejection { reason, retry: None })?;
+        self.fit(cfg, Arc::new(plugin)).await
+    }
+
+    /// Checks a built plugin against the job's tables.
+    async fn fit(&self, cfg: &config::Job, plugin: Arc<Plugin>) -> Result<(SourceShape, Arc<Plugin>), Rejection> {
+        let checked = match self.pool.get().await {
+            Ok(client) => check_tables(&client, cfg, Some(&plugin)).await.map_err(|p| p.join("; ")),
+            Err(e) => Err(format!("cannot check it against the tables: {e}")),
+        };
+        match checked {
+            Ok(shape) => Ok((shape, plugin)),
+            Err(reason) => Err(Rejection { reason, retry: Some(plugin) }),
         }
+    }
+
+    /// A changed file built, or a waiting one checked again; `None` when
+    /// there is nothing new to try.
+    async fn attempt(
+        &mut self,
+        cfg: &config::Job,
+        path: &Path,
+        look: Look,
+        live_hash: Option<&str>,
+    ) -> Option<Result<(SourceShape, Arc<Plugin>), Rejection>> {
+        let result = match look {
+            Look::Changed(bytes, hash) if live_hash != Some(hash.as_str()) => self.build(cfg, path, bytes).await,
+            Look::Unchanged if self.waiting.contains_key(path) => {
+                let plugin = self.waiting[path].clone();
+                self.fit(cfg, plugin).await
+            }
+            _ => return None,
+        };
+        match &result {
+            Err(Rejection { retry: Some(plugin), .. }) => {
+                self.waiting.insert(path.to_path_buf(), plugin.clone());
+            }
+            _ => {
+                self.waiting.remove(path);
+            }
+        }
+        Some(result)
     }
 
     /// Brings one job's live plugin and shadow candidate in line with the folder.
@@ -127,51 +199,78 @@ impl Deployer {
         }
         let path = self.config.plugin_path(&state.config);
         let live_hash = state.live.as_ref().map(|l| l.plugin.hash.clone());
-        match self.look(&path) {
+        let look = self.look(&path);
+        match look {
             Look::Missing if state.live.is_some() => {
                 warn!(job = %job.name, file = %path.display(), "Plugin file is gone: job paused, its rows stay pending.");
                 metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "paused")
                     .increment(1);
+                self.waiting.remove(&path);
                 job.update(|s| JobState { live: None, ..s.clone() });
             }
-            Look::Changed(bytes, hash) if live_hash.as_deref() != Some(hash.as_str()) => {
-                match self.build(&state.config, &path, bytes).await {
-                    Ok((shape, plugin)) => {
-                        info!(job = %job.name, file = %path.display(), from = ?state.live.as_ref().map(|l| l.plugin.version.clone()),
-                            to = %plugin.version, "Plugin swapped.");
-                        metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped").increment(1);
-                        *job.last_reload_error.lock().expect("lock") = None;
-                        job.update(|s| JobState { live: Some(Live::new(&s.config, shape, plugin)), ..s.clone() });
-                    }
-                    Err(reason) => {
+            Look::Unreadable(reason) => {
+                let mut last = job.last_reload_error.lock().expect("lock");
+                if last.as_deref() != Some(reason.as_str()) {
+                    warn!(job = %job.name, file = %path.display(), reason = %reason,
+                        "Plugin file cannot be read; the previous version keeps running.");
+                    metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "rejected")
+                        .increment(1);
+                    *last = Some(reason);
+                }
+            }
+            look => match self.attempt(&state.config, &path, look, live_hash.as_deref()).await {
+                Some(Ok((shape, plugin))) => {
+                    info!(job = %job.name, file = %path.display(), from = ?state.live.as_ref().map(|l| l.plugin.version.clone()),
+                        to = %plugin.version, "Plugin swapped.");
+                    metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped")
+                        .increment(1);
+                    *job.last_reload_error.lock().expect("lock") = None;
+                    job.update(|s| JobState { live: Some(Live::new(&s.config, shape, plugin)), ..s.clone() });
+                }
+                Some(Err(Rejection { reason, retry })) => {
+                    let reason = match retry {
+                        Some(_) => format!("{}: {reason} (checked again every {}s)", path.display(), RESCAN.as_secs()),
+                        None => format!("{}: {reason}", path.display()),
+                    };
+                    let mut last = job.last_reload_error.lock().expect("lock");
+                    // A waiting file is checked every rescan: log when the reason changes.
+                    if last.as_deref() != Some(reason.as_str()) {
                         warn!(job = %job.name, file = %path.display(), reason = %reason,
                             "Plugin rejected; the previous version keeps running.");
                         metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "rejected").increment(1);
-                        *job.last_reload_error.lock().expect("lock") = Some(format!("{}: {reason}", path.display()));
+                        *last = Some(reason);
                     }
                 }
-            }
-            _ => {}
+                None => {}
+            },
         }
 
         let path = self.config.candidate_path(&state.config);
-        match self.look(&path) {
+        let look = self.look(&path);
+        match look {
             Look::Missing if job.current().candidate.is_some() => {
                 info!(job = %job.name, file = %path.display(), "Shadow candidate removed.");
+                self.waiting.remove(&path);
                 job.update(|s| JobState { candidate: None, ..s.clone() });
             }
-            Look::Changed(bytes, _) => match self.build(&state.config, &path, bytes).await {
-                Ok((_, plugin)) => {
+            Look::Missing => {}
+            Look::Unreadable(reason) => warn!(job = %job.name, reason = %reason, "Shadow candidate cannot be read."),
+            look => match self.attempt(&state.config, &path, look, None).await {
+                Some(Ok((_, plugin))) => {
+                    self.candidate_errors.remove(&path);
                     info!(job = %job.name, candidate = %plugin.version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
                     job.update(|s| JobState { candidate: Some(plugin), ..s.clone() });
                 }
-                Err(reason) => {
+                // A waiting candidate is checked again on every rescan: say it once per reason.
+                Some(Err(Rejection { reason, .. }))
+                    if self.candidate_errors.insert(path.clone(), reason.clone()).as_ref() != Some(&reason) =>
+                {
                     warn!(job = %job.name, file = %path.display(), reason = %reason, "Shadow candidate rejected.");
                     metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "rejected")
                         .increment(1);
                 }
+                Some(Err(_)) | None => {}
             },
-            _ => {}
         }
     }
 
@@ -212,7 +311,14 @@ impl Deployer {
             };
             let structural =
                 (&old.plugin, &old.source, &old.target, &old.timestamp_column, &old.timezone, &old.timestamp_zone)
-                    != (&new.plugin, &new.source, &new.target, &new.timestamp_column, &new.timezone, &new.timestamp_zone);
+                    != (
+                        &new.plugin,
+                        &new.source,
+                        &new.target,
+                        &new.timestamp_column,
+                        &new.timezone,
+                        &new.timestamp_zone,
+                    );
             if structural {
                 restart(&format!(
                     "jobs.{}: plugin, source, target, timestamp_column, timezone or timestamp_zone",

@@ -211,7 +211,9 @@ impl Statements {
         // The lock key is (target table, user, day), hashed by Postgres so
         // every runner computes the same one.
         let lock = |table: &str| {
-            format!("pg_try_advisory_xact_lock(hashtextextended({table}::text || '/' || $1::bigint || '/' || $2::date, 0))")
+            format!(
+                "pg_try_advisory_xact_lock(hashtextextended({table}::text || '/' || $1::bigint || '/' || $2::date, 0))"
+            )
         };
         Statements {
             peek: format!(

@@ -107,11 +107,16 @@ pub async fn recompute(
     if finished {
         // Only the groups that failed last time are left to do.
         let rows = client
-            .query(&format!("SELECT user_id, day FROM runner_recompute_failures WHERE {WHERE} ORDER BY day, user_id"), &params)
+            .query(
+                &format!("SELECT user_id, day FROM runner_recompute_failures WHERE {WHERE} ORDER BY day, user_id"),
+                &params,
+            )
             .await?;
         drop(client);
-        let groups: Vec<GroupKey> =
-            rows.iter().filter_map(|r| Some(GroupKey { user_id: r.try_get(0).ok()?, day: r.try_get(1).ok()? })).collect();
+        let groups: Vec<GroupKey> = rows
+            .iter()
+            .filter_map(|r| Some(GroupKey { user_id: r.try_get(0).ok()?, day: r.try_get(1).ok()? }))
+            .collect();
         summary.already_done = groups.is_empty();
         summary.retried_failures = !groups.is_empty();
         for chunk in groups.chunks(batch.max(1) as usize) {
@@ -203,7 +208,15 @@ async fn run_groups(
                     .execute(
                         "DELETE FROM runner_recompute_failures WHERE job = $1 AND from_day = $2 AND to_day = $3
                          AND users = $4 AND plugin_version = $5 AND user_id = $6 AND day = $7",
-                        &[progress_key[0], progress_key[1], progress_key[2], progress_key[3], progress_key[4], &key.user_id, &key.day],
+                        &[
+                            progress_key[0],
+                            progress_key[1],
+                            progress_key[2],
+                            progress_key[3],
+                            progress_key[4],
+                            &key.user_id,
+                            &key.day,
+                        ],
                     )
                     .await?;
                 continue;

@@ -108,10 +108,7 @@ mod tests {
         }
         assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (400, 8));
         // Callers waiting on the pool: halve at once.
-        assert!(t.observe(
-            &cfg,
-            &Observed { longest_pool_wait: Duration::from_millis(50), ..calm(2) }
-        ));
+        assert!(t.observe(&cfg, &Observed { longest_pool_wait: Duration::from_millis(50), ..calm(2) }));
         assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (200, 4));
         // Groups four times slower than usual: halve again.
         assert!(t.observe(&cfg, &calm(8)));
@@ -130,10 +127,7 @@ mod tests {
         let cfg = job();
         let mut t = Throttle::new(&cfg);
         for _ in 0..50 {
-            t.observe(
-                &cfg,
-                &Observed { longest_pool_wait: Duration::from_secs(1), ..calm(2) },
-            );
+            t.observe(&cfg, &Observed { longest_pool_wait: Duration::from_secs(1), ..calm(2) });
         }
         assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (100, 1));
     }

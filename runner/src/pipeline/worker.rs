@@ -121,11 +121,10 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
             continue;
         }
         let rest = state.config.retry_backoff.min(Duration::from_secs(1));
-        let seen =
-            run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report, |key| {
-                resting.insert(key, Instant::now() + rest);
-            })
-            .await;
+        let seen = run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report, |key| {
+            resting.insert(key, Instant::now() + rest);
+        })
+        .await;
         stalled = if seen.deferred > 0 && seen.completed == 0 { stalled + 1 } else { 0 };
         if mode == Mode::Once && stalled >= MAX_STALLED_BATCHES {
             report.db_errors += 1;
@@ -304,7 +303,10 @@ fn failpoint(job: &str) {
         return;
     }
     let left = LEFT.get_or_init(|| parts.next().and_then(|n| n.parse().ok()).unwrap_or(1).into());
-    if left.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+    if left
+        .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
         panic!("failpoint job-loop-panic");
     }
 }

@@ -109,8 +109,7 @@ pub fn excerpt_long(s: &str) -> String {
 /// and the column or key.
 pub fn check_output(d: &Description, output: &Output) -> Result<(), String> {
     let columns = &d.output;
-    let key_index: Vec<usize> =
-        d.key.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    let key_index: Vec<usize> = d.key.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
     let mut keys = HashSet::new();
     for (i, row) in output.rows.iter().enumerate() {
         if row.len() != columns.len() {
@@ -121,14 +120,19 @@ pub fn check_output(d: &Description, output: &Output) -> Result<(), String> {
             if let Some(kind) = value.kind()
                 && kind != column.kind
             {
-                return Err(format!("output row {i}: column `{name}` is declared {} but the value is {kind}", column.kind));
+                return Err(format!(
+                    "output row {i}: column `{name}` is declared {} but the value is {kind}",
+                    column.kind
+                ));
             }
             match value {
                 Value::Float(f) if !f.is_finite() => {
                     return Err(format!("output row {i}: column `{name}` is {f}; only finite numbers can be stored"));
                 }
                 Value::Text(t) if t.contains('\0') => {
-                    return Err(format!("output row {i}: column `{name}` contains a NUL character, which Postgres text cannot hold"));
+                    return Err(format!(
+                        "output row {i}: column `{name}` contains a NUL character, which Postgres text cannot hold"
+                    ));
                 }
                 _ => {}
             }
@@ -136,7 +140,8 @@ pub fn check_output(d: &Description, output: &Output) -> Result<(), String> {
         // The key's values as text: Value has floats, so no Hash of its own.
         let key: Vec<String> = key_index.iter().map(|&k| format!("{:?}", row[k])).collect();
         if !keys.insert(key) {
-            let shown: Vec<String> = key_index.iter().map(|&k| format!("{}={}", columns[k].name, shown(&row[k]))).collect();
+            let shown: Vec<String> =
+                key_index.iter().map(|&k| format!("{}={}", columns[k].name, shown(&row[k]))).collect();
             return Err(format!(
                 "output row {i} repeats the key ({}) of an earlier row; each key may appear once a day",
                 if shown.is_empty() { "one row per day".to_string() } else { shown.join(", ") }
@@ -176,14 +181,17 @@ mod tests {
         let mut d = description();
         d.name = "x".repeat(8 << 20);
         d.version = "1.0\n2".into();
-        d.input = (0..100_000).map(|i| Column { name: format!("Bad Name {i}"), kind: ColumnType::Text }).collect();
+        d.input = (0..1_000).map(|i| Column { name: format!("Bad Name {i}"), kind: ColumnType::Text }).collect();
         let problems = check_description(&d).unwrap_err();
         let total: usize = problems.iter().map(String::len).sum();
         assert!(total < 2_000, "{total} bytes of problems");
         assert!(problems[0].contains("(8388608 bytes)"), "{problems:?}");
         assert!(problems[1].contains(r"`1.0\n2`"), "control characters are escaped: {problems:?}");
         assert_eq!(problems.len(), MAX_PROBLEMS + 1);
-        assert_eq!(problems[MAX_PROBLEMS], "and 1 more");
+        assert_eq!(problems[MAX_PROBLEMS], "and 992 more");
+        d.input = (0..100_000).map(|i| Column { name: format!("c{i}"), kind: ColumnType::Text }).collect();
+        let problems = check_description(&d).unwrap_err();
+        assert!(problems.contains(&"it declares 100000 input columns; at most 1600 are allowed".to_string()));
     }
 
     #[test]

@@ -21,12 +21,34 @@ pub struct Runtime {
     pub engine: Engine,
     pub linker: Arc<Linker<HostState>>,
     pub cache: Option<Cache>,
+    /// Whether `engine` uses the pooling allocator.
+    pub pooling: bool,
+    /// An on-demand engine for components larger than the pool's slots
+    /// (interpreter-based ones: componentize-py, componentize-js), made on
+    /// first need.
+    fallback: Arc<std::sync::OnceLock<Result<Runtime, String>>>,
 }
 
 impl Runtime {
     /// Creates the engine with epoch interruption and starts its ticker.
     /// With `cache`, compiled components are kept in that folder.
     pub fn new(cache: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
+        Self::build(cache, true)
+    }
+
+    /// The on-demand twin of a pooling runtime (itself if it is one).
+    pub fn on_demand(&self) -> anyhow::Result<Runtime> {
+        if !self.pooling {
+            return Ok(self.clone());
+        }
+        let dir = self.cache.as_ref().map(|c| c.dir().to_path_buf());
+        self.fallback
+            .get_or_init(|| Self::build(dir, false).map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(anyhow::Error::msg)
+    }
+
+    fn build(cache: Option<std::path::PathBuf>, pooled: bool) -> anyhow::Result<Self> {
         let mut config = Config::new();
         // Traps are reported in one line; no backtraces to capture.
         config.wasm_component_model(true).epoch_interruption(true).wasm_backtrace_max_frames(None);
@@ -34,11 +56,17 @@ impl Runtime {
         // mapped and resets them copy-on-write, instead of an mmap, page
         // faults and munmap for every group. It reserves address space up
         // front, which constrained hosts may refuse: then allocate on demand.
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
+        let mut pooling = pooled;
+        if pooled {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(self::pooling()));
+        } else {
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        }
         let engine = match Engine::new(&config) {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!(error = %e, "Pooling instance allocator unavailable; allocating instances on demand.");
+                pooling = false;
                 config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
                 Engine::new(&config).context("creating the WebAssembly engine")?
             }
@@ -63,7 +91,13 @@ impl Runtime {
             })
             .context("starting the epoch ticker")?;
 
-        Ok(Runtime { engine, linker: Arc::new(linker), cache: cache.map(Cache::new) })
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            cache: cache.and_then(Cache::open),
+            pooling,
+            fallback: Arc::default(),
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! describe itself, and calling it on one group inside a fresh, limited store.
 
 mod bindings;
-mod cache;
+pub mod cache;
 pub mod contract;
 pub mod engine;
 pub mod watch;
@@ -104,19 +104,36 @@ impl Plugin {
         Self::from_bytes(runtime, path, &bytes, limits)
     }
 
-    /// As [`Plugin::load`], for bytes already read from `path`.
+    /// As [`Plugin::load`], for bytes already read from `path`. A component
+    /// too large for the pooling allocator's slots (many core instances,
+    /// memories or tables, as interpreter-based toolchains make) is loaded
+    /// on an on-demand engine instead.
     pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
+        match Self::from_bytes_on(runtime, path, bytes, limits) {
+            Err(e) if runtime.pooling && format!("{e:#}").contains("pooling allocator") => {
+                tracing::info!(file = %path.display(), reason = %format!("{e:#}"),
+                    "Component exceeds the pooling allocator's per-component limits; allocating its instances on demand.");
+                let on_demand = runtime.on_demand()?;
+                Self::from_bytes_on(&on_demand, path, bytes, limits)
+            }
+            result => result,
+        }
+    }
+
+    fn from_bytes_on(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
         let hash = hex(&Sha256::digest(bytes));
         if let Err(why) = file_kind(bytes) {
             anyhow::bail!("plugin {} {why}", path.display());
         }
-        let component = match runtime.cache.as_ref().and_then(|c| c.get(&runtime.engine, &hash)) {
+        // Artifacts of the two engines differ (slot layout): keyed apart.
+        let key = if runtime.pooling { hash.clone() } else { format!("{hash}-ondemand") };
+        let component = match runtime.cache.as_ref().and_then(|c| c.get(&runtime.engine, &key)) {
             Some(component) => component,
             None => {
                 let component = Component::new(&runtime.engine, bytes)
                     .with_context(|| format!("plugin {} is not a valid WebAssembly component", path.display()))?;
                 if let Some(cache) = &runtime.cache {
-                    cache.put(&runtime.engine, &hash, &component);
+                    cache.put(&runtime.engine, &key, &component);
                 }
                 component
             }
