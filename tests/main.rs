@@ -11,6 +11,7 @@ mod hostile;
 mod lab;
 mod nutrition;
 mod operator;
+mod plans;
 mod plugin_cli;
 mod recompute;
 mod recovery;

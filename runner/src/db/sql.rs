@@ -1,17 +1,13 @@
-//! Conversions between Postgres values and the runner's `Value`, chosen by
-//! the column's actual SQL type, so plugins see the same types whatever the
-//! table's integer or float width.
+//! Conversions between Postgres values and the runner's `Value`: reading
+//! by the column's actual SQL type, so plugins see the same types whatever
+//! the table's integer or float width; writing as one typed array per
+//! output column.
 
-use std::error::Error;
-
-use bytes::BytesMut;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tokio_postgres::Row;
-use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::types::{ToSql, Type};
 
-use crate::rows::{Value, days_since_epoch};
-
-type BoxError = Box<dyn Error + Sync + Send>;
+use crate::rows::{ColumnType, Value, days_since_epoch};
 
 /// Reads column `idx` of `row` as a `Value`.
 pub fn read(row: &Row, idx: usize) -> Result<Value, tokio_postgres::Error> {
@@ -36,41 +32,89 @@ pub fn read(row: &Row, idx: usize) -> Result<Value, tokio_postgres::Error> {
     .unwrap_or(Value::Null))
 }
 
-/// A `Value` bound as a statement parameter, encoded for the column's type.
+/// One output column's values across a group's rows, as a typed array
+/// parameter: the replace statement takes a whole day's rows as one array
+/// per column (`unnest`), so it is one prepared statement whatever the
+/// number of rows, and never near Postgres' parameter limit.
 #[derive(Debug)]
-pub struct Param<'a>(pub &'a Value);
+pub enum ColumnArray {
+    Boolean(Vec<Option<bool>>),
+    Integer(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+    Timestamp(Vec<Option<DateTime<Utc>>>),
+    Date(Vec<Option<NaiveDate>>),
+}
 
-impl ToSql for Param<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        match (self.0, ty) {
-            (Value::Null, _) => Ok(IsNull::Yes),
-            (Value::Boolean(b), _) => b.to_sql(ty, out),
-            (Value::Integer(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
-            (Value::Integer(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
-            (Value::Integer(i), &Type::FLOAT8) => (*i as f64).to_sql(ty, out),
-            (Value::Integer(i), _) => i.to_sql(ty, out),
-            (Value::Float(f), &Type::FLOAT4) => (*f as f32).to_sql(ty, out),
-            (Value::Float(f), _) => f.to_sql(ty, out),
-            (Value::Text(s), _) => s.to_sql(ty, out),
-            (Value::Timestamp(us), &Type::TIMESTAMP) => timestamp(*us)?.naive_utc().to_sql(ty, out),
-            (Value::Timestamp(us), _) => timestamp(*us)?.to_sql(ty, out),
-            (Value::Date(d), _) => NaiveDate::default()
-                .checked_add_signed(chrono::TimeDelta::days((*d).into()))
-                .ok_or("date out of range")?
-                .to_sql(ty, out),
+impl ColumnArray {
+    /// The SQL array type the statement casts the parameter to.
+    pub fn sql_type(kind: ColumnType) -> &'static str {
+        match kind {
+            ColumnType::Boolean => "bool[]",
+            ColumnType::Integer => "int8[]",
+            ColumnType::Float => "float8[]",
+            ColumnType::Text => "text[]",
+            ColumnType::Timestamp => "timestamptz[]",
+            ColumnType::Date => "date[]",
         }
     }
 
-    /// The plugin's declared columns were checked against the table when it
-    /// was loaded, and each row's values against those columns before
-    /// writing; `to_sql` converts within the compatible types.
-    fn accepts(_: &Type) -> bool {
-        true
+    /// Column `index` of `rows`; the values were checked against the
+    /// declared `kind` before (a mismatch would be an error here, not a panic).
+    pub fn collect(kind: ColumnType, rows: &[Vec<Value>], index: usize) -> Result<Self, String> {
+        fn each<T>(
+            rows: &[Vec<Value>],
+            index: usize,
+            f: impl Fn(&Value) -> Option<Option<T>>,
+        ) -> Result<Vec<Option<T>>, String> {
+            rows.iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    let v = row.get(index).ok_or_else(|| format!("output row {i} has no value {index}"))?;
+                    match v {
+                        Value::Null => Ok(None),
+                        v => f(v).ok_or_else(|| format!("output row {i}: value {index} has the wrong type")),
+                    }
+                })
+                .collect()
+        }
+        Ok(match kind {
+            ColumnType::Boolean => ColumnArray::Boolean(each(rows, index, |v| match v {
+                Value::Boolean(b) => Some(Some(*b)),
+                _ => None,
+            })?),
+            ColumnType::Integer => ColumnArray::Integer(each(rows, index, |v| match v {
+                Value::Integer(n) => Some(Some(*n)),
+                _ => None,
+            })?),
+            ColumnType::Float => ColumnArray::Float(each(rows, index, |v| match v {
+                Value::Float(f) => Some(Some(*f)),
+                _ => None,
+            })?),
+            ColumnType::Text => ColumnArray::Text(each(rows, index, |v| match v {
+                Value::Text(s) => Some(Some(s.clone())),
+                _ => None,
+            })?),
+            ColumnType::Timestamp => ColumnArray::Timestamp(each(rows, index, |v| match v {
+                Value::Timestamp(us) => Some(DateTime::from_timestamp_micros(*us)),
+                _ => None,
+            })?),
+            ColumnType::Date => ColumnArray::Date(each(rows, index, |v| match v {
+                Value::Date(d) => Some(NaiveDate::default().checked_add_signed(chrono::TimeDelta::days((*d).into()))),
+                _ => None,
+            })?),
+        })
     }
 
-    to_sql_checked!();
-}
-
-fn timestamp(us: i64) -> Result<DateTime<Utc>, BoxError> {
-    DateTime::from_timestamp_micros(us).ok_or_else(|| "timestamp out of range".into())
+    /// As a statement parameter.
+    pub fn as_param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            ColumnArray::Boolean(v) => v,
+            ColumnArray::Integer(v) => v,
+            ColumnArray::Float(v) => v,
+            ColumnArray::Text(v) => v,
+            ColumnArray::Timestamp(v) => v,
+            ColumnArray::Date(v) => v,
+        }
+    }
 }

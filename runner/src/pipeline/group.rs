@@ -11,9 +11,9 @@ use tokio_postgres::types::ToSql;
 use super::job::{JobState, Live};
 use super::shadow;
 use crate::db::Transient;
-use crate::db::sql::{self, Param};
+use crate::db::sql::{self, ColumnArray};
 use crate::plugin::{CallError, Limits, Plugin};
-use crate::rows::{GroupKey, InputRow, Output, Value, days_since_epoch};
+use crate::rows::{GroupKey, InputRow, Output};
 
 /// What happened to a group.
 #[derive(Debug)]
@@ -231,35 +231,20 @@ async fn aggregate(
         }
     }
 
-    let version = Value::Text(plugin.version.to_string());
-    let day = Value::Date(days_since_epoch(key.day));
-    let user = Value::Integer(key.user_id);
-    let now = Value::Timestamp(Utc::now().timestamp_micros());
-    let rows: Vec<Param<'_>> = output
-        .rows
+    // One statement replaces the day's daily rows: the rows go as one typed
+    // array per output column.
+    let columns = plugin
+        .description
+        .output
         .iter()
-        .flat_map(|row| {
-            [Param(&user), Param(&day), Param(&version), Param(&now)].into_iter().chain(row.iter().map(Param))
-        })
-        .collect();
-    let refs: Vec<&(dyn ToSql + Sync)> = rows.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-    // One statement replaces the day's rows while it fits Postgres's
-    // 65,535 parameters; beyond that, a delete and chunked inserts.
-    let width = plugin.description.output.len() + 4;
-    if output.rows.is_empty() {
-        let delete = tx.prepare_cached(&live.sql.delete).await.map_err(sql_err)?;
-        tx.execute(&delete, &[&key.user_id, &key.day]).await.map_err(sql_err)?;
-    } else if refs.len() <= 60_000 {
-        let replace = tx.prepare_cached(&live.sql.replace(output.rows.len())).await.map_err(sql_err)?;
-        tx.execute(&replace, &refs).await.map_err(sql_err)?;
-    } else {
-        let delete = tx.prepare_cached(&live.sql.delete).await.map_err(sql_err)?;
-        tx.execute(&delete, &[&key.user_id, &key.day]).await.map_err(sql_err)?;
-        let per_chunk = 60_000 / width * width;
-        for chunk in refs.chunks(per_chunk) {
-            let insert = tx.prepare_cached(&live.sql.insert(chunk.len() / width)).await.map_err(sql_err)?;
-            tx.execute(&insert, chunk).await.map_err(sql_err)?;
-        }
-    }
+        .enumerate()
+        .map(|(i, c)| ColumnArray::collect(c.kind, &output.rows, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| GroupError::InvalidOutput { plugin: plugin.version.clone(), key, message })?;
+    let version: &str = &plugin.version;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key.user_id, &key.day, &version];
+    params.extend(columns.iter().map(ColumnArray::as_param));
+    let replace = tx.prepare_cached(&live.sql.replace).await.map_err(sql_err)?;
+    tx.execute(&replace, &params).await.map_err(sql_err)?;
     Ok((output.rows.len(), output.rejected))
 }

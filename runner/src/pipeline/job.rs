@@ -158,8 +158,6 @@ pub struct Statements {
     /// ($1 user_id, $2 day, $3 tz) → ids of the group's pending rows (when
     /// the claim itself failed and the failure must still be recorded).
     pub pending: String,
-    /// ($1 user_id, $2 day)
-    pub delete: String,
     /// ($1 user_id, $2 day, $3 target table) → (locked, daily rows deleted):
     /// a recomputed day whose input is gone loses its daily rows.
     pub empty_day: String,
@@ -168,13 +166,10 @@ pub struct Statements {
     pub day_users: String,
     /// ($1 from, $2 tz, $3 to, $4 users or NULL) → groups in a range (recompute).
     pub count_groups: String,
-    /// INSERT prefix; `insert(n)` appends the VALUES for n rows.
-    insert_prefix: String,
-    /// Values per output row, including the runner's four.
-    insert_width: usize,
-    /// Appended to `insert(n)` by `replace(n)`: an upsert on the daily key
-    /// whose keys then spare the group's rows from a delete of the rest.
-    replace_suffix: String,
+    /// ($1 user_id, $2 day, $3 plugin_version, then one array per output
+    /// column): makes the group's daily rows exactly the given ones. One
+    /// statement per job, whatever the number of rows (see `replace`).
+    pub replace: String,
     /// ($1 ids, $2 error, $3 max_attempts, $4 backoff seconds)
     pub fail: String,
 }
@@ -256,7 +251,6 @@ impl Statements {
                 read_range = day_range("s."),
             ),
             pending: format!("SELECT id::int8 FROM {src} WHERE {} AND aggregation_status = 'pending'", day_range("")),
-            delete: format!("DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2"),
             empty_day: format!(
                 "WITH locked AS (SELECT {lock} AS ok),
                  gone AS (DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2 AND (SELECT ok FROM locked) RETURNING 1)
@@ -285,32 +279,41 @@ impl Statements {
                 at = at(""),
                 range = range("", "$1", "$3", "$2"),
             ),
-            insert_prefix: format!(
-                "INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {}) VALUES ",
-                output_cols.join(", ")
-            ),
-            insert_width: output_cols.len() + 4,
-            replace_suffix: {
-                let key: Vec<String> = plugin.description.key.iter().map(|k| quote(k)).collect();
+            replace: {
+                let desc = &plugin.description;
+                let key: Vec<String> = desc.key.iter().map(|k| quote(k)).collect();
                 let conflict: Vec<&str> = ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
                 let set: Vec<String> = ["plugin_version".to_string(), "updated_at".to_string()]
                     .into_iter()
-                    .chain(
-                        plugin.description.output.iter().filter(|c| !plugin.description.key.contains(&c.name)).map(|c| quote(&c.name)),
-                    )
+                    .chain(desc.output.iter().filter(|c| !desc.key.contains(&c.name)).map(|c| quote(&c.name)))
                     .map(|c| format!("{c} = excluded.{c}"))
                     .collect();
+                let arrays: Vec<String> = desc
+                    .output
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("${}::{}", i + 4, crate::db::sql::ColumnArray::sql_type(c.kind)))
+                    .collect();
+                // With no rows, the upsert does nothing and the delete takes the whole day.
                 let stale = if key.is_empty() {
                     "NOT EXISTS (SELECT 1 FROM up)".to_string()
                 } else {
                     format!("({k}) NOT IN (SELECT {k} FROM up)", k = key.join(", "))
                 };
                 format!(
-                    " ON CONFLICT ({}) DO UPDATE SET {} RETURNING {})
+                    "WITH up AS (
+                        INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {cols})
+                        SELECT $1::int8, $2::date, $3::text, now(), {cols}
+                        FROM unnest({arrays}) AS v({cols})
+                        ON CONFLICT ({conflict}) DO UPDATE SET {set}
+                        RETURNING {returning}
+                     )
                      DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2 AND {stale}",
-                    conflict.join(", "),
-                    set.join(", "),
-                    if key.is_empty() { "1".to_string() } else { key.join(", ") },
+                    cols = output_cols.join(", "),
+                    arrays = arrays.join(", "),
+                    conflict = conflict.join(", "),
+                    set = set.join(", "),
+                    returning = if key.is_empty() { "1".to_string() } else { key.join(", ") },
                 )
             },
             fail: format!(
@@ -323,30 +326,5 @@ impl Statements {
                  RETURNING aggregation_status"
             ),
         }
-    }
-
-    /// One statement that makes the group's daily rows exactly `rows` new
-    /// ones: upserts them on the daily key (an unchanged key updates its
-    /// row in place) and deletes the group's rows whose key is gone. Its
-    /// `$1` and `$2` are the group's user and day.
-    pub fn replace(&self, rows: usize) -> String {
-        format!("WITH up AS ({}{}", self.insert(rows), self.replace_suffix)
-    }
-
-    /// An INSERT of `rows` output rows; `$1..$4` of each row are user_id,
-    /// day, plugin_version and updated_at.
-    pub fn insert(&self, rows: usize) -> String {
-        let mut sql = self.insert_prefix.clone();
-        for r in 0..rows {
-            sql.push_str(if r == 0 { "(" } else { ", (" });
-            for c in 0..self.insert_width {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${}", r * self.insert_width + c + 1));
-            }
-            sql.push(')');
-        }
-        sql
     }
 }

@@ -47,6 +47,9 @@ pub fn check_description(d: &Description) -> Result<(), Vec<String>> {
             }
         }
     }
+    if d.output.is_empty() {
+        problems.push("it declares no output columns; a plugin writes at least one".to_string());
+    }
     if d.key.len() > MAX_KEY {
         problems.push(format!("it declares {} key columns; at most {MAX_KEY} are allowed", d.key.len()));
     } else {
