@@ -49,6 +49,11 @@ struct Args {
     /// Seconds of the idle read load.
     #[arg(long, default_value_t = 5)]
     idle_seconds: u64,
+    /// Runs of each variant (set-based, WebAssembly, native), each on a
+    /// fresh copy: the figures are reported as min / median / max, so that
+    /// a slow mode shows instead of hiding in one lucky run.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// The folder holding vitals.wasm (`cargo xtask build-plugins`).
     #[arg(long, default_value = "target/plugins")]
     plugins: PathBuf,
@@ -188,8 +193,14 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
 }
 
 /// A fresh copy of the seeded database.
+/// A fresh copy of the seeded database (replacing an earlier run's).
 async fn copy(admin: &Client, name: &str) -> anyhow::Result<()> {
-    admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE bench_seed")).await?;
+    for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name} TEMPLATE bench_seed")] {
+        admin
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("copying the seeded database to {name}: {}", runner::db::describe_error(&e)))?;
+    }
     Ok(())
 }
 
@@ -237,28 +248,50 @@ async fn main() -> anyhow::Result<()> {
         pool.close();
     }
 
-    // 1. The set-based reference.
-    copy(&admin, "bench_set").await?;
-    let set_url = pg.url("bench_set");
-    let (set_secs, set_pg_cpu) = {
+    // 1.–3. The set-based reference and the runner (WebAssembly, native),
+    // interleaved run by run so that the machine's moods touch all three.
+    let (mut set_runs, mut wasm_runs, mut native_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let (set_url, wasm_url, native_url) = (pg.url("bench_set"), pg.url("bench_wasm"), pg.url("bench_native"));
+    let mut set_pg_cpu = 0.0;
+    for run in 1..=args.runs.max(1) {
+        copy(&admin, "bench_set").await?;
         let client = connect(&set_url).await?;
         let pg0 = cpu_seconds(Some("postgres"));
         let started = Instant::now();
         client.batch_execute(setbased::AGGREGATE).await?;
         client.batch_execute(setbased::COMPLETE).await?;
-        (started.elapsed().as_secs_f64(), cpu_seconds(Some("postgres")) - pg0)
+        set_runs.push(started.elapsed().as_secs_f64());
+        set_pg_cpu = cpu_seconds(Some("postgres")) - pg0;
+        drop(client);
+        copy(&admin, "bench_wasm").await?;
+        wasm_runs.push(run_runner(&config(&wasm_url, &args, &work)?, false, "bench_wasm").await?);
+        copy(&admin, "bench_native").await?;
+        native_runs.push(run_runner(&config(&native_url, &args, &work)?, true, "bench_native").await?);
+        println!(
+            "run {run}: set-based {:.2} s, runner (WebAssembly) {:.2} s, runner (native) {:.2} s",
+            set_runs[run - 1],
+            wasm_runs[run - 1].seconds,
+            native_runs[run - 1].seconds
+        );
+    }
+    let median_run = |runs: &mut Vec<RunnerRun>| {
+        runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        runs.swap_remove(runs.len() / 2)
     };
-    println!("set-based reference: {set_secs:.2} s");
-
-    // 2. and 3. The runner, WebAssembly and native.
-    copy(&admin, "bench_wasm").await?;
-    let wasm_url = pg.url("bench_wasm");
-    let wasm = run_runner(&config(&wasm_url, &args, &work)?, false, "bench_wasm").await?;
-    println!("runner (WebAssembly): {:.2} s", wasm.seconds);
-    copy(&admin, "bench_native").await?;
-    let native_url = pg.url("bench_native");
-    let native = run_runner(&config(&native_url, &args, &work)?, true, "bench_native").await?;
-    println!("runner (native): {:.2} s", native.seconds);
+    let spread = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2], v[v.len() - 1])
+    };
+    let ratio_runs = |a: &[f64], b: &[f64]| spread(a.iter().zip(b).map(|(a, b)| a / b).collect());
+    let wasm_secs: Vec<f64> = wasm_runs.iter().map(|r| r.seconds).collect();
+    let native_secs: Vec<f64> = native_runs.iter().map(|r| r.seconds).collect();
+    let set_vs_wasm = ratio_runs(&set_runs, &wasm_secs);
+    let native_vs_wasm = ratio_runs(&native_secs, &wasm_secs);
+    let (set_min, set_secs, set_max) = spread(set_runs.clone());
+    let wasm_spread = spread(wasm_secs.clone());
+    let native_spread = spread(native_secs.clone());
+    let wasm = median_run(&mut wasm_runs);
+    let native = median_run(&mut native_runs);
 
     let reference = daily_rows(&set_url).await?;
     let same = reference == daily_rows(&wasm_url).await? && reference == daily_rows(&native_url).await?;
@@ -334,9 +367,18 @@ async fn main() -> anyhow::Result<()> {
         wasm.backoffs, wasm.batches, busy.backoffs, busy.batches
     );
     println!();
-    println!("ratios");
-    println!("  runner ÷ set-based (speed, ≥ 1 is faster): {:.2}", set_secs / wasm.seconds);
-    println!("  WebAssembly ÷ native (speed):              {:.2}", native.seconds / wasm.seconds);
+    println!("spread over {} runs (min / median / max seconds)", set_runs.len());
+    for (name, (lo, mid, hi)) in
+        [("set-based SQL", (set_min, set_secs, set_max)), ("runner, WebAssembly", wasm_spread), ("runner, native", native_spread)]
+    {
+        println!("  {name:<28} {lo:>7.2} {mid:>7.2} {hi:>7.2}");
+    }
+    println!();
+    println!("ratios, each from one run (min / median / max over the runs)");
+    let (lo, mid, hi) = set_vs_wasm;
+    println!("  runner ÷ set-based (speed, ≥ 1 is faster): {lo:.2} / {mid:.2} / {hi:.2}");
+    let (lo, mid, hi) = native_vs_wasm;
+    println!("  WebAssembly ÷ native (speed):              {lo:.2} / {mid:.2} / {hi:.2}");
     println!(
         "  read p99 busy ÷ idle:                      {:.2}",
         busy_reads.latency.quantile(0.99).as_secs_f64() / idle.latency.quantile(0.99).as_secs_f64()
