@@ -145,3 +145,62 @@ async fn the_compile_cache_lives_in_the_runners_state_directory() {
     assert!(out.status.success());
     assert!(text(&out).contains("it is writable by other users (mode 777); make it 0700"), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn the_readme_demo_command_runs_at_a_small_size() {
+    // What `cargo xtask demo -- --users 500 --days 30` runs after building
+    // the plugins (xtask's own argument handling is unit-tested there).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["demo", "--users", "3", "--days", "1"])
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("102"), "3 users x 1 day x 34 readings: {}", text(&out));
+}
+
+#[tokio::test]
+async fn bad_usage_exits_2_and_help_describes_each_command() {
+    let db = TestDb::new().await;
+    let (_dir, path) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    for args in [
+        &["retry-failed", "--job", "nosuch"][..],
+        &["retry-failed", "--job", "vitals", "--since", "yesterday"],
+        &["recompute", "--job", "vitals", "--from", "2024-03-02", "--to", "2024-03-01"],
+        &["recompute", "--job", "vitals", "--from", "2024-03-01", "--to", "2024-03-02", "--batch", "0"],
+        &["recompute", "--job", "nosuch", "--from", "2024-03-01", "--to", "2024-03-02"],
+    ] {
+        let out = runner(&path, args).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+    }
+    let out = runner(&path, &["status"]).env("DATABASE_URL", "postgres://bad url:x/").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not a valid connection string"), "{}", text(&out));
+
+    let help = text(&runner(&path, &["--help"]).output().await.unwrap());
+    let line = |cmd: &str| help.lines().find(|l| l.trim_start().starts_with(cmd)).unwrap_or_default().to_string();
+    assert!(line("recompute").contains("Re-aggregate a past range"), "{help}");
+    assert!(line("demo").contains("Start a throwaway Postgres"), "{help}");
+    let recompute = text(&runner(&path, &["recompute", "--help"]).output().await.unwrap());
+    assert!(recompute.starts_with("Re-aggregate a past range"), "{recompute}");
+}
+
+#[tokio::test]
+async fn check_names_the_config_line_of_a_missing_plugin_and_an_unknown_zone() {
+    let db = TestDb::new().await;
+    let jobs = format!(
+        "{}{}",
+        job("vitals", "vitals.wasm", "timezone = \"utc\""),
+        crate::util::job_on("lab", "nosuch.wasm", "lab_raw", "lab_daily", "collected_at", "timezone = \"Mars/Olympus\"")
+    );
+    let (_dir, path) = migrated(&db, &jobs).await;
+    let out = runner(&path, &["check"]).output().await.unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let origin = format!("{}:", path.display());
+    assert!(all.contains("nosuch.wasm does not exist") && all.contains(&origin) && all.contains("enabled = false"), "{all}");
+    assert!(all.contains("timezone `Mars/Olympus` is not a time zone Postgres knows"), "{all}");
+    assert!(!all.contains("`utc`"), "Postgres knows `utc`: {all}");
+}

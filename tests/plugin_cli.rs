@@ -113,6 +113,8 @@ async fn a_new_plugin_from_the_template_builds_tests_validates_and_runs() {
     let (code, out) = plugin(&["plugin", "new", "step_count", "--dir", dir.path().to_str().unwrap()]).await;
     assert_eq!(code, Some(0), "{out}");
     let root = dir.path().join("step_count");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("plugin-kit = { path = \"../"), "a relative path to the kit: {manifest}");
     // A target folder shared between runs keeps this test quick.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/template-build");
     let cargo = |args: &[&str]| {

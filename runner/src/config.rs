@@ -179,6 +179,10 @@ pub struct Job {
     /// `log_line_bytes`: bytes kept of one plugin log line.
     #[serde(default = "defaults::log_line_bytes", deserialize_with = "positive_usize")]
     pub log_line_bytes: usize,
+    /// Not a key: where the job is in its file, `<file>:<line of [jobs.name]>`,
+    /// for problems found later (a missing plugin, an unknown time zone).
+    #[serde(skip)]
+    pub origin: String,
 }
 
 mod defaults {
@@ -359,31 +363,36 @@ impl Config {
     /// Parses and validates config text; `path` names it in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let error = |problems| ConfigError { path: path.to_path_buf(), problems };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| error(vec![describe_toml_error(&e, text)]))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| error(every_section_error(text, &e)))?;
 
         let mut problems = Vec::new();
         let line_of = |span: Range<usize>| line_number(text, span.start);
         let mut jobs = BTreeMap::new();
         let mut lines = BTreeMap::new();
         for (name, job) in raw.jobs {
-            let line = line_of(job.span());
+            let header = line_of(job.span());
             let job = job.into_inner();
+            // Each problem at its own key's line (the header's when the key is not written).
+            let at = |key: &str| key_line(text, &format!("jobs.{name}"), key).unwrap_or(header);
+            let line = header;
             if Identifier::parse(&name).is_err() {
                 problems
                     .push(format!("line {line}: [jobs.{name}]: a job name must be lower-case letters, digits and `_`"));
             }
             if !job.plugin.ends_with(".wasm") || job.plugin.contains('/') {
                 problems.push(format!(
-                    "line {line}: jobs.{name}.plugin: expected a `.wasm` file name inside the plugin folder, got `{}`",
+                    "line {}: jobs.{name}.plugin: expected a `.wasm` file name inside the plugin folder, got `{}`",
+                    at("plugin"),
                     job.plugin
                 ));
             }
             if job.time_limit.is_zero() {
-                problems.push(format!("line {line}: jobs.{name}.time_limit: expected a duration above 0"));
+                problems.push(format!("line {}: jobs.{name}.time_limit: expected a duration above 0", at("time_limit")));
             }
             if job.max_batch_size.is_some_and(|m| m < job.batch_size) {
                 problems.push(format!(
-                    "line {line}: jobs.{name}.max_batch_size: must be at least batch_size ({})",
+                    "line {}: jobs.{name}.max_batch_size: must be at least batch_size ({})",
+                    at("max_batch_size"),
                     job.batch_size
                 ));
             }
@@ -392,20 +401,32 @@ impl Config {
             }
             for (key, zone) in [("timezone", &job.timezone), ("timestamp_zone", &job.timestamp_zone)] {
                 if !is_zone_name(zone) {
-                    problems.push(format!("line {line}: jobs.{name}.{key}: `{zone}` is not a time zone name"));
+                    problems.push(format!("line {}: jobs.{name}.{key}: `{zone}` is not a time zone name", at(key)));
                 }
             }
             lines.insert(name.clone(), line);
+            let job = Job { origin: format!("{}:{line}", path.display()), ..job };
             jobs.insert(name, job);
         }
         problems.extend(overlaps(&jobs, &lines));
-        if raw.database.lock_timeout.is_zero() || raw.database.statement_timeout.is_zero() {
-            problems.push(
-                "[database]: lock_timeout and statement_timeout must be above 0 (every wait is bounded)".to_string(),
-            );
+        let db = &raw.database;
+        for (key, value) in [
+            ("connect_timeout", db.connect_timeout),
+            ("wait_timeout", db.wait_timeout),
+            ("lock_timeout", db.lock_timeout),
+            ("statement_timeout", db.statement_timeout),
+        ] {
+            if value.is_zero() {
+                let line = key_line(text, "database", key).unwrap_or(1);
+                problems.push(format!("line {line}: database.{key}: expected a duration above 0 (every wait is bounded)"));
+            }
         }
-        if raw.database.connect_timeout.is_zero() || raw.database.wait_timeout.is_zero() {
-            problems.push("[database]: connect_timeout and wait_timeout must be above 0".to_string());
+        if raw.runner.poll_interval < Duration::from_millis(10) {
+            let line = key_line(text, "runner", "poll_interval").unwrap_or(1);
+            problems.push(format!(
+                "line {line}: runner.poll_interval: expected at least 10ms (it paces an idle runner's checks), got {:?}",
+                raw.runner.poll_interval
+            ));
         }
         if !problems.is_empty() {
             return Err(error(problems));
@@ -518,9 +539,85 @@ fn normalized(path: &Path) -> PathBuf {
     out
 }
 
+/// The line of `key = ...` inside the `[section]` table of `text`, if it is
+/// written there (the usual layout; `None` sends the caller to the header).
+fn key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line.trim_start_matches('[').trim_end_matches(']').trim() == section;
+        } else if inside
+            && let Some(rest) = line.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// The 1-based line of byte offset `at`.
 fn line_number(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+/// serde stops at a file's first bad value; to show every problem at once,
+/// each `[section]` is then read on its own, so that a bad value in one does
+/// not hide a bad value in another. Returns the first error when sections
+/// cannot be told apart (a syntax error, dotted keys).
+fn every_section_error(text: &str, first: &toml::de::Error) -> Vec<String> {
+    fn section<T: serde::de::DeserializeOwned>(body: &str, offset: usize, text: &str) -> Option<String> {
+        let e = toml::from_str::<T>(body).err()?;
+        // Missing keys are the whole file's business (the first pass says so).
+        if e.message().starts_with("missing field") {
+            return None;
+        }
+        let shifted = e.span().map(|s| s.start + offset);
+        Some(match shifted {
+            Some(at) => {
+                let line = line_number(text, at);
+                let column = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+                let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+                format!("line {line}, column {column}: {} (in `{snippet}`)", e.message().trim_end())
+            }
+            None => e.message().trim_end().to_string(),
+        })
+    }
+    let first = describe_toml_error(first, text);
+    if toml::from_str::<toml::Table>(text).is_err() {
+        return vec![first];
+    }
+    // Sections by their header lines: (name, header start, body start).
+    let mut starts: Vec<(String, usize, usize)> = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if t.starts_with('[') && !t.starts_with("[[") {
+            let name = t.trim_start_matches('[').trim_end_matches(']').trim().to_string();
+            starts.push((name, offset, offset + line.len()));
+        }
+        offset += line.len();
+    }
+    let mut problems = Vec::new();
+    for (i, (name, _, start)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(text.len(), |next| next.1);
+        let body = &text[*start..end];
+        let error = match name.as_str() {
+            "database" => section::<Database>(body, *start, text),
+            "runner" => section::<Runner>(body, *start, text),
+            "http" => section::<Http>(body, *start, text),
+            "log" => section::<Log>(body, *start, text),
+            "plugins" => section::<Plugins>(body, *start, text),
+            job if job.starts_with("jobs.") => section::<Job>(body, *start, text),
+            _ => None,
+        };
+        problems.extend(error);
+    }
+    if !problems.contains(&first) {
+        problems.insert(0, first);
+    }
+    problems
 }
 
 /// Turns toml's error (which already names the line, column and key) into one
@@ -605,7 +702,8 @@ timestamp_column = "recorded_at"
         let text = GOOD.replace("vitals.wasm", "vitals.so").replace("\"vitals_daily\"", "\"vitals_raw\"");
         let e = parse(&text).unwrap_err();
         assert_eq!(e.problems.len(), 2, "{e}");
-        assert!(e.problems.iter().all(|p| p.starts_with("line 8: ")), "{e}");
+        assert!(e.problems[0].starts_with("line 9: jobs.vitals.plugin: "), "{e}");
+        assert!(e.problems[1].starts_with("line 8: jobs.vitals: `source` and `target`"), "{e}");
     }
 
     #[test]
@@ -614,8 +712,8 @@ timestamp_column = "recorded_at"
         let e = parse(&text).unwrap_err();
         assert_eq!(e.problems.len(), 2, "{e}");
         let all = e.problems.join("\n");
-        assert!(all.contains("line 8: jobs.vitals.max_batch_size: must be at least batch_size (200)"), "{e}");
-        assert!(all.contains("line 8: jobs.vitals.time_limit: expected a duration above 0"), "{e}");
+        assert!(all.contains("line 12: jobs.vitals.max_batch_size: must be at least batch_size (200)"), "{e}");
+        assert!(all.contains("line 13: jobs.vitals.time_limit: expected a duration above 0"), "{e}");
     }
 
     #[test]
@@ -659,6 +757,32 @@ timestamp_column = "recorded_at"
         );
         let text = GOOD.replace("dir = \"plugins\"", "dir = \"plugins\"\ncache_dir = \"/var/lib/runner\"");
         assert_eq!(parse(&text).unwrap().plugins.cache_dir.unwrap(), Path::new("/var/lib/runner"));
+    }
+
+    #[test]
+    fn zero_waits_and_a_busy_poll_are_refused_at_their_lines() {
+        let text = GOOD
+            .replace("[plugins]", "wait_timeout = \"0s\"\n\n[runner]\npoll_interval = \"0s\"\n\n[plugins]");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            e.problems,
+            [
+                "line 5: database.wait_timeout: expected a duration above 0 (every wait is bounded)",
+                "line 8: runner.poll_interval: expected at least 10ms (it paces an idle runner's checks), got 0ns",
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_in_several_sections_are_all_reported() {
+        let text = GOOD
+            .replace("[plugins]", "max_connections = \"many\"\n\n[plugins]")
+            .replace("timestamp_column", "workers = -1\ntimestamp_column");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        assert!(e.problems[0].starts_with("line 5, column 19: invalid type: string \"many\""), "{e}");
+        assert!(e.problems[1].starts_with("line 14, column 11: invalid value: integer `-1`"), "{e}");
     }
 
     #[test]

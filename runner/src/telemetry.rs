@@ -40,6 +40,35 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "runner_shadow_differences_total",
         "Groups where a shadow candidate's output differed from the live plugin's."
     );
+    metrics::describe_counter!("runner_job_restarts_total", "Times a job's loop ended unexpectedly and was restarted.");
+    metrics::describe_counter!(
+        "runner_db_timeouts_total",
+        "Groups rolled back by the database (lock_timeout, statement_timeout, conflict, connection) and retried without spending an attempt."
+    );
+    metrics::describe_counter!(
+        "runner_plugin_log_lines_dropped_total",
+        "Plugin log lines dropped beyond a job's log_lines limit, by plugin name."
+    );
+    metrics::describe_gauge!("runner_pool_connections", "The runner's pooled connections, by state: in_use, available, max.");
+    metrics::describe_gauge!("runner_pool_waiting", "Callers waiting for a pooled connection.");
+    metrics::describe_gauge!("runner_pool_peak_in_use", "The most pooled connections in use at once since start.");
+    metrics::describe_gauge!("runner_plugin_info", "The live plugin of each job (value 1), by version.");
+    metrics::describe_gauge!(
+        "runner_plugin_loaded_timestamp_seconds",
+        "When each job's live plugin was loaded, in seconds since the Unix epoch."
+    );
+    metrics::describe_gauge!("runner_job_paused", "1 while a job claims nothing (disabled, or its plugin file is gone).");
+    metrics::describe_gauge!("runner_job_up", "0 while a job's loop is down and waiting to be restarted.");
+    metrics::describe_gauge!(
+        "runner_queue_rows",
+        "Raw rows by status (completed is estimated from planner statistics on large tables)."
+    );
+    metrics::describe_gauge!(
+        "runner_queue_oldest_pending_seconds",
+        "Age of the oldest pending raw row, by its timestamp; 0 when none is pending."
+    );
+    metrics::describe_gauge!("runner_job_batch_size", "Raw rows a job claims per batch now (see backpressure).");
+    metrics::describe_gauge!("runner_job_concurrency", "Groups a job runs at once now (see backpressure).");
     Ok(handle)
 }
 

@@ -18,7 +18,7 @@ const PLUGINS: &[&str] = &["vitals", "nutrition", "lab"];
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_default();
-    let rest: Vec<String> = args.collect();
+    let rest = passed_on(&task, args.collect());
     match task.as_str() {
         "build-plugins" => build_plugins().map(drop),
         "demo" => {
@@ -35,6 +35,17 @@ fn main() -> anyhow::Result<()> {
         }
         _ => bail!("usage: cargo xtask <build-plugins | demo [ARGS] | test [ARGS] | bench [ARGS]>"),
     }
+}
+
+/// The arguments a task passes on. `cargo xtask demo -- --users 5` (as the
+/// README writes it) and `cargo xtask demo --users 5` mean the same: `demo`
+/// and `bench` add their own `--` before the binary's arguments. `test`
+/// passes everything to `cargo test`, whose own `--` must stay.
+fn passed_on(task: &str, mut rest: Vec<String>) -> Vec<String> {
+    if matches!(task, "demo" | "bench") && rest.first().is_some_and(|a| a == "--") {
+        rest.remove(0);
+    }
+    rest
 }
 
 fn root() -> PathBuf {
@@ -80,4 +91,23 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
     }
     println!("plugins in {}", out.display());
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passed_on;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn the_readme_and_docs_commands_reach_the_binary_unchanged() {
+        // README: `cargo xtask demo -- --users 500 --days 30 --keep`
+        assert_eq!(passed_on("demo", args("-- --users 500 --days 30 --keep")), args("--users 500 --days 30 --keep"));
+        // docs/performance.md: `cargo xtask bench -- --users 300`
+        assert_eq!(passed_on("bench", args("-- --users 300")), args("--users 300"));
+        assert_eq!(passed_on("demo", args("--users 5")), args("--users 5"));
+        assert_eq!(passed_on("test", args("-- --nocapture")), args("-- --nocapture"));
+    }
 }

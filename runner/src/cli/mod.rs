@@ -73,10 +73,6 @@ enum Command {
     ///
     /// Example: runner check --config /etc/runner/runner.toml
     Check,
-    /// Start a throwaway Postgres, migrate, seed realistic vitals, aggregate
-    /// them to completion, print a summary, and clean up.
-    ///
-    /// Example: runner demo --users 100 --days 7
     /// Re-aggregate a past range of days with the job's current plugin, in
     /// small batches within the pool's budget. Resumes where an interrupted
     /// run with the same arguments stopped.
@@ -107,6 +103,10 @@ enum Command {
         #[command(subcommand)]
         command: plugin::Command,
     },
+    /// Start a throwaway Postgres, migrate, seed realistic vitals, aggregate
+    /// them to completion, print a summary, and clean up.
+    ///
+    /// Example: runner demo --users 100 --days 7
     Demo {
         /// Synthetic users.
         #[arg(long, default_value_t = 200)]
@@ -156,9 +156,20 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.is::<Usage>() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// Bad usage: an argument or setting that can never work (exit 2, as the
+/// README says), as opposed to a failure of the command (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Usage(pub String);
+
+/// Fails with [`Usage`] unless `ok`.
+pub(crate) fn usage(ok: bool, message: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if ok { Ok(()) } else { Err(Usage(message()).into()) }
 }
 
 /// A pool for a command; its sessions show as `runner-cli`, so `runner
@@ -168,6 +179,8 @@ pub(crate) async fn connect(config: &Config) -> anyhow::Result<deadpool_postgres
 }
 
 async fn connect_as(config: &Config, application_name: &str) -> anyhow::Result<deadpool_postgres::Pool> {
+    // A connection string that does not parse is bad usage, not an outage.
+    pool::pg_config(&config.database.url).map_err(|e| Usage(format!("{e:#}")))?;
     let pool = pool::build(&config.database, application_name)?;
     pool::wait_until_reachable(&pool, &config.database.url, config.database.connect_attempts).await?;
     Ok(pool)

@@ -34,8 +34,11 @@ pub struct Args {
 }
 
 pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.from <= args.to, "--from {} is after --to {}", args.from, args.to);
-    anyhow::ensure!(args.batch > 0, "--batch must be above 0");
+    super::usage(args.from <= args.to, || format!("--from {} is after --to {}", args.from, args.to))?;
+    super::usage(args.batch > 0, || "--batch must be above 0".into())?;
+    super::usage(config.jobs.contains_key(&args.job), || {
+        format!("there is no job `{}` in {}", args.job, config.path.display())
+    })?;
     let pool = connect(config).await?;
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
     let job = pipeline::prepare_job(config, &pool, &runtime, &args.job)

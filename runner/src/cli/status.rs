@@ -110,30 +110,51 @@ pub struct RetryArgs {
 }
 
 pub async fn retry_failed(config: &Config, args: RetryArgs) -> anyhow::Result<ExitCode> {
-    let cfg = config
-        .jobs
-        .get(&args.job)
-        .ok_or_else(|| anyhow::anyhow!("there is no job `{}` in {}", args.job, config.path.display()))?;
-    let since: Option<DateTime<Utc>> = match &args.since {
-        None => None,
-        Some(s) => Some(match s.parse::<NaiveDate>() {
-            Ok(d) => d.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
-            Err(_) => DateTime::parse_from_rfc3339(s)
-                .map_err(|_| anyhow::anyhow!("--since `{s}` is neither YYYY-MM-DD nor an RFC 3339 timestamp"))?
-                .to_utc(),
-        }),
+    let cfg = config.jobs.get(&args.job).ok_or_else(|| {
+        super::Usage(format!("there is no job `{}` in {}", args.job, config.path.display()))
+    })?;
+    // A date means that whole day and after, in the job's time zone, so that
+    // a group's rows are never split; a timestamp means that instant.
+    let (since_day, since_at): (Option<NaiveDate>, Option<DateTime<Utc>>) = match &args.since {
+        None => (None, None),
+        Some(s) => match s.parse::<NaiveDate>() {
+            Ok(d) => (Some(d), None),
+            Err(_) => (
+                None,
+                Some(
+                    DateTime::parse_from_rfc3339(s)
+                        .map_err(|_| {
+                            super::Usage(format!("--since `{s}` is neither YYYY-MM-DD nor an RFC 3339 timestamp"))
+                        })?
+                        .to_utc(),
+                ),
+            ),
+        },
     };
     let pool = connect(config).await?;
     let client = pool.get().await?;
     let (src, ts) = (cfg.source.quoted(), cfg.timestamp_column.quoted());
+    // A naive timestamp column holds wall-clock times of `timestamp_zone`.
+    let naive: bool = client
+        .query_one(
+            "SELECT coalesce((SELECT atttypid = 'timestamp'::regtype FROM pg_attribute
+                WHERE attrelid = to_regclass($1) AND attname = $2), false)",
+            &[&src, &cfg.timestamp_column.as_str()],
+        )
+        .await?
+        .try_get(0)?;
+    let at = if naive { format!("({ts} AT TIME ZONE $4)") } else { ts };
     let n = client
         .execute(
             &format!(
                 "UPDATE {src} SET aggregation_status = 'pending', aggregation_attempts = 0, aggregation_not_before = NULL
-                 WHERE aggregation_status = 'failed' AND ($1::timestamptz IS NULL OR {ts} >= $1)
-                   AND ($2::text IS NULL OR strpos(lower(aggregation_error), lower($2)) > 0)"
+                 WHERE aggregation_status = 'failed'
+                   AND ($1::date IS NULL OR ({at} AT TIME ZONE $5)::date >= $1)
+                   AND ($2::timestamptz IS NULL OR {at} >= $2)
+                   AND ($3::text IS NULL OR strpos(lower(aggregation_error), lower($3)) > 0)
+                   AND $4::text IS NOT NULL"
             ),
-            &[&since, &args.error_contains],
+            &[&since_day, &since_at, &args.error_contains, &cfg.timestamp_zone, &cfg.timezone],
         )
         .await?;
     // Wake running runners now rather than at their next poll.

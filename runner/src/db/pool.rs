@@ -179,7 +179,14 @@ pub async fn monitor(pool: Pool, mut shutdown: tokio::sync::watch::Receiver<bool
         }
         let u = usage(&pool);
         busy_for = if u.usage_percent > 80.0 { busy_for + 1 } else { 0 };
-        if u.waiting > 0 && due(last_error) {
+        // While the database is down, callers wait on connections that
+        // cannot open: the outage is logged once by the listener, and the
+        // pool is not the problem.
+        let reachable = super::health::check().is_ok();
+        if u.waiting > 0 && reachable && u.in_use == 0 && due(last_error) {
+            tracing::warn!(waiting = u.waiting, "Callers are waiting for a new database connection to open.");
+            last_error = Some(std::time::Instant::now());
+        } else if u.waiting > 0 && reachable && due(last_error) {
             tracing::error!(
                 in_use = u.in_use,
                 waiting = u.waiting,

@@ -49,8 +49,19 @@ pub async fn prepare_job(config: &Config, pool: &Pool, runtime: &Runtime, name: 
     }
     let client = pool.get().await.map_err(|e| vec![format!("cannot get a database connection: {e}")])?;
     let mut problems = Vec::new();
-    let plugin = match Plugin::load(runtime, &config.plugin_path(cfg), job_limits(cfg)) {
+    let path = config.plugin_path(cfg);
+    let plugin = match Plugin::load(runtime, &path, job_limits(cfg)) {
         Ok(p) => Some(Arc::new(p)),
+        Err(_) if !path.exists() => {
+            problems.push(format!(
+                "its plugin file {} does not exist (plugin = \"{}\", {}): build or deploy it \
+                 (`cargo xtask build-plugins` for the bundled ones), or set `enabled = false` for this job",
+                path.display(),
+                cfg.plugin,
+                cfg.origin
+            ));
+            None
+        }
         Err(e) => {
             problems.push(format!("{e:#}"));
             None
@@ -109,7 +120,7 @@ pub async fn check_tables(
         let known = client.query_one("SELECT now() AT TIME ZONE $1", &[zone]).await;
         if let Err(e) = known {
             match e.as_db_error() {
-                Some(_) => problems.push(format!("{key} `{zone}` is not a time zone Postgres knows")),
+                Some(_) => problems.push(format!("{key} `{zone}` is not a time zone Postgres knows ({})", cfg.origin)),
                 None => problems.push(format!("checking {key}: {}", crate::db::describe_error(&e))),
             }
         }

@@ -209,7 +209,7 @@ async fn run_batch(
         .await;
 
     report.batches += 1;
-    let (mut completed, mut failed, mut deferred) = (0, 0, 0);
+    let (mut completed, mut failed, mut deferred, mut db_errors) = (0, 0, 0, 0);
     let counter =
         |result: &'static str| metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => result);
     // Only groups that ran: a group skipped (paused job) took no time.
@@ -253,7 +253,11 @@ async fn run_batch(
                 });
             }
             Ok(Outcome::Busy | Outcome::Empty | Outcome::Emptied { .. }) => {}
-            Err(e) => record_db_error(report, &job.name, e, 1),
+            Err(e) => {
+                // One outage fails every group of the batch alike: say it once.
+                db_errors += 1;
+                record_db_error(report, &job.name, e, db_errors);
+            }
         }
     }
     if completed > 0 {

@@ -111,10 +111,12 @@ pub fn create(name: &str, dir: &Path, kit: Option<&Path>) -> anyhow::Result<Exit
     }
     let type_name: String =
         name.split('_').filter(|p| !p.is_empty()).map(|p| p[..1].to_ascii_uppercase() + &p[1..]).collect();
+    std::fs::create_dir_all(root.join("src"))?;
+    // Relative, so the crate and the checkout can move together.
+    let kit = relative(&root.canonicalize()?, &kit);
     let fill = |t: &str| {
         t.replace("{name}", name).replace("{type_name}", &type_name).replace("{kit}", &kit.display().to_string())
     };
-    std::fs::create_dir_all(root.join("src"))?;
     std::fs::write(root.join("Cargo.toml"), fill(CARGO_TOML))?;
     std::fs::write(root.join("src/lib.rs"), fill(LIB_RS))?;
     std::fs::write(root.join("sample.csv"), SAMPLE_CSV)?;
@@ -127,4 +129,29 @@ pub fn create(name: &str, dir: &Path, kit: Option<&Path>) -> anyhow::Result<Exit
     println!("  runner plugin validate {wasm}");
     println!("  runner plugin test {wasm} --input sample.csv");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `to` as seen from `from` (both absolute): `../../plugins/kit`.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for part in &to[common..] {
+        out.push(part);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_kit_is_found_relative_to_the_new_crate() {
+        let path = super::relative(std::path::Path::new("/repo/plugins/mine"), std::path::Path::new("/repo/plugins/kit"));
+        assert_eq!(path, std::path::Path::new("../kit"));
+        let path = super::relative(std::path::Path::new("/home/me/p"), std::path::Path::new("/repo/plugins/kit"));
+        assert_eq!(path, std::path::Path::new("../../../repo/plugins/kit"));
+    }
 }
