@@ -193,14 +193,24 @@ async fn check_names_the_config_line_of_a_missing_plugin_and_an_unknown_zone() {
     let jobs = format!(
         "{}{}",
         job("vitals", "vitals.wasm", "timezone = \"utc\""),
-        crate::util::job_on("lab", "nosuch.wasm", "lab_raw", "lab_daily", "collected_at", "timezone = \"Mars/Olympus\"")
+        crate::util::job_on(
+            "lab",
+            "nosuch.wasm",
+            "lab_raw",
+            "lab_daily",
+            "collected_at",
+            "timezone = \"Mars/Olympus\""
+        )
     );
     let (_dir, path) = migrated(&db, &jobs).await;
     let out = runner(&path, &["check"]).output().await.unwrap();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let origin = format!("{}:", path.display());
-    assert!(all.contains("nosuch.wasm does not exist") && all.contains(&origin) && all.contains("enabled = false"), "{all}");
+    assert!(
+        all.contains("nosuch.wasm does not exist") && all.contains(&origin) && all.contains("enabled = false"),
+        "{all}"
+    );
     assert!(all.contains("timezone `Mars/Olympus` is not a time zone Postgres knows"), "{all}");
     assert!(!all.contains("`utc`"), "Postgres knows `utc`: {all}");
 }

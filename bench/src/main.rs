@@ -195,11 +195,12 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
 /// A fresh copy of the seeded database.
 /// A fresh copy of the seeded database (replacing an earlier run's).
 async fn copy(admin: &Client, name: &str) -> anyhow::Result<()> {
-    for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name} TEMPLATE bench_seed")] {
-        admin
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| anyhow::anyhow!("copying the seeded database to {name}: {}", runner::db::describe_error(&e)))?;
+    for sql in
+        [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name} TEMPLATE bench_seed")]
+    {
+        admin.batch_execute(&sql).await.map_err(|e| {
+            anyhow::anyhow!("copying the seeded database to {name}: {}", runner::db::describe_error(&e))
+        })?;
     }
     Ok(())
 }
@@ -368,9 +369,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!("spread over {} runs (min / median / max seconds)", set_runs.len());
-    for (name, (lo, mid, hi)) in
-        [("set-based SQL", (set_min, set_secs, set_max)), ("runner, WebAssembly", wasm_spread), ("runner, native", native_spread)]
-    {
+    for (name, (lo, mid, hi)) in [
+        ("set-based SQL", (set_min, set_secs, set_max)),
+        ("runner, WebAssembly", wasm_spread),
+        ("runner, native", native_spread),
+    ] {
         println!("  {name:<28} {lo:>7.2} {mid:>7.2} {hi:>7.2}");
     }
     println!();

@@ -387,7 +387,8 @@ impl Config {
                 ));
             }
             if job.time_limit.is_zero() {
-                problems.push(format!("line {}: jobs.{name}.time_limit: expected a duration above 0", at("time_limit")));
+                problems
+                    .push(format!("line {}: jobs.{name}.time_limit: expected a duration above 0", at("time_limit")));
             }
             if job.max_batch_size.is_some_and(|m| m < job.batch_size) {
                 problems.push(format!(
@@ -418,7 +419,8 @@ impl Config {
         ] {
             if value.is_zero() {
                 let line = key_line(text, "database", key).unwrap_or(1);
-                problems.push(format!("line {line}: database.{key}: expected a duration above 0 (every wait is bounded)"));
+                problems
+                    .push(format!("line {line}: database.{key}: expected a duration above 0 (every wait is bounded)"));
             }
         }
         if raw.runner.poll_interval < Duration::from_millis(10) {
@@ -761,8 +763,7 @@ timestamp_column = "recorded_at"
 
     #[test]
     fn zero_waits_and_a_busy_poll_are_refused_at_their_lines() {
-        let text = GOOD
-            .replace("[plugins]", "wait_timeout = \"0s\"\n\n[runner]\npoll_interval = \"0s\"\n\n[plugins]");
+        let text = GOOD.replace("[plugins]", "wait_timeout = \"0s\"\n\n[runner]\npoll_interval = \"0s\"\n\n[plugins]");
         let e = parse(&text).unwrap_err();
         assert_eq!(
             e.problems,

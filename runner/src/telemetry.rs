@@ -49,7 +49,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "runner_plugin_log_lines_dropped_total",
         "Plugin log lines dropped beyond a job's log_lines limit, by plugin name."
     );
-    metrics::describe_gauge!("runner_pool_connections", "The runner's pooled connections, by state: in_use, available, max.");
+    metrics::describe_gauge!(
+        "runner_pool_connections",
+        "The runner's pooled connections, by state: in_use, available, max."
+    );
     metrics::describe_gauge!("runner_pool_waiting", "Callers waiting for a pooled connection.");
     metrics::describe_gauge!("runner_pool_peak_in_use", "The most pooled connections in use at once since start.");
     metrics::describe_gauge!("runner_plugin_info", "The live plugin of each job (value 1), by version.");
@@ -57,7 +60,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "runner_plugin_loaded_timestamp_seconds",
         "When each job's live plugin was loaded, in seconds since the Unix epoch."
     );
-    metrics::describe_gauge!("runner_job_paused", "1 while a job claims nothing (disabled, or its plugin file is gone).");
+    metrics::describe_gauge!(
+        "runner_job_paused",
+        "1 while a job claims nothing (disabled, or its plugin file is gone)."
+    );
     metrics::describe_gauge!("runner_job_up", "0 while a job's loop is down and waiting to be restarted.");
     metrics::describe_gauge!(
         "runner_queue_rows",

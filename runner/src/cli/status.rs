@@ -110,9 +110,10 @@ pub struct RetryArgs {
 }
 
 pub async fn retry_failed(config: &Config, args: RetryArgs) -> anyhow::Result<ExitCode> {
-    let cfg = config.jobs.get(&args.job).ok_or_else(|| {
-        super::Usage(format!("there is no job `{}` in {}", args.job, config.path.display()))
-    })?;
+    let cfg = config
+        .jobs
+        .get(&args.job)
+        .ok_or_else(|| super::Usage(format!("there is no job `{}` in {}", args.job, config.path.display())))?;
     // A date means that whole day and after, in the job's time zone, so that
     // a group's rows are never split; a timestamp means that instant.
     let (since_day, since_at): (Option<NaiveDate>, Option<DateTime<Utc>>) = match &args.since {

@@ -149,7 +149,8 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 mod tests {
     #[test]
     fn the_kit_is_found_relative_to_the_new_crate() {
-        let path = super::relative(std::path::Path::new("/repo/plugins/mine"), std::path::Path::new("/repo/plugins/kit"));
+        let path =
+            super::relative(std::path::Path::new("/repo/plugins/mine"), std::path::Path::new("/repo/plugins/kit"));
         assert_eq!(path, std::path::Path::new("../kit"));
         let path = super::relative(std::path::Path::new("/home/me/p"), std::path::Path::new("/repo/plugins/kit"));
         assert_eq!(path, std::path::Path::new("../../../repo/plugins/kit"));
