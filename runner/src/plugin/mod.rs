@@ -111,7 +111,7 @@ impl Plugin {
     pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
         match Self::from_bytes_on(runtime, path, bytes, limits) {
             Err(e) if runtime.pooling && format!("{e:#}").contains("pooling allocator") => {
-                tracing::info!(file = %path.display(), reason = %format!("{e:#}"),
+                tracing::info!(file = %path.display(), reason = %e.root_cause(),
                     "Component exceeds the pooling allocator's per-component limits; allocating its instances on demand.");
                 let on_demand = runtime.on_demand()?;
                 Self::from_bytes_on(&on_demand, path, bytes, limits)
@@ -237,9 +237,14 @@ impl Plugin {
     }
 }
 
+/// Core instances one component may create: interpreter-based components
+/// (componentize-py: 38) create many; the count is fixed by the file, so
+/// this only bounds a hostile one.
+const MAX_CORE_INSTANCES: usize = 1000;
+
 fn new_store(runtime: &Runtime, plugin: Arc<str>, group: String, limits: Limits) -> Store<HostState> {
     let store_limits =
-        StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(32).trap_on_grow_failure(true).build();
+        StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(MAX_CORE_INSTANCES).trap_on_grow_failure(true).build();
     let mut store = Store::new(&runtime.engine, HostState::new(store_limits, plugin, group, limits));
     store.limiter(|s| &mut s.limits);
     // Instantiation runs guest code (start functions) too.
