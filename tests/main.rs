@@ -15,6 +15,7 @@ mod plans;
 mod plugin_cli;
 mod recompute;
 mod recovery;
+mod signing;
 mod reload;
 mod timeouts;
 mod untrusted;

@@ -128,6 +128,19 @@ pub struct Plugins {
     /// runner's state directory, see `plugin::cache::default_dir`); never
     /// inside the plugin folder. `None` after loading: no cache.
     pub cache_dir: Option<PathBuf>,
+    /// `trusted_keys`: the `.pub` lines of the keys whose signatures make a
+    /// plugin trusted; unset, plugins are not verified.
+    pub trusted_keys: Option<Vec<String>>,
+    /// Not a key: `trusted_keys` parsed.
+    #[serde(skip)]
+    pub trusted: Option<Vec<crate::plugin::trust::TrustedKey>>,
+}
+
+impl Plugins {
+    /// Whether two `[plugins]` differ in what needs a restart (keys apply live).
+    pub fn differs_but_keys(&self, other: &Plugins) -> bool {
+        (&self.dir, &self.cache_dir) != (&other.dir, &other.cache_dir)
+    }
 }
 
 /// `[jobs.<name>]`
@@ -459,6 +472,23 @@ impl Config {
                 cache.display(),
                 plugins.dir.display()
             )]));
+        }
+        if let Some(lines) = &plugins.trusted_keys {
+            let mut keys = Vec::new();
+            let mut problems = Vec::new();
+            for (i, line) in lines.iter().enumerate() {
+                match crate::plugin::trust::TrustedKey::parse(line) {
+                    Ok(k) => keys.push(k),
+                    Err(why) => {
+                        let at = key_line(text, "plugins", "trusted_keys").unwrap_or(1);
+                        problems.push(format!("line {at}: plugins.trusted_keys[{i}]: {why}"));
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                return Err(error(problems));
+            }
+            plugins.trusted = Some(keys);
         }
         Ok(Config {
             path: path.to_path_buf(),

@@ -115,6 +115,7 @@ async fn plugins(State(s): State<AppState>) -> Json<serde_json::Value> {
                     "file": l.plugin.path.display().to_string(),
                     "wit": l.plugin.wit_version,
                     "loaded_at_unix": unix(l.plugin.loaded_at),
+                    "signer": l.plugin.signer.as_ref().map(|s| json!({"key_id": s.key_id, "name": s.name})),
                 })
             });
             json!({

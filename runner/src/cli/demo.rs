@@ -10,7 +10,6 @@ use tokio::sync::watch;
 use runner::config::Config;
 use runner::db::{migrate, pool, throwaway::TempPostgres};
 use runner::pipeline::{self, Mode, Report};
-use runner::plugin::Runtime;
 use runner::seed::Kind;
 
 use super::{connect, seed::seed_with_progress};
@@ -34,7 +33,7 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
     println!("Seeded {} ({users} users x {days} days) in {:.1?}.", summary.join(", "), seeding.elapsed());
     drop(client);
 
-    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let runtime = super::runtime(&config)?;
     let jobs = pipeline::prepare(&config, &pool, &runtime)
         .await
         .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;

@@ -172,6 +172,14 @@ pub(crate) fn usage(ok: bool, message: impl FnOnce() -> String) -> anyhow::Resul
     if ok { Ok(()) } else { Err(Usage(message()).into()) }
 }
 
+/// The plugin runtime for a command: the config's compile cache, and its
+/// trusted keys (plugins must be signed by one of them to load).
+pub(crate) fn runtime(config: &Config) -> anyhow::Result<Runtime> {
+    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    runtime.set_trusted_keys(config.plugins.trusted.clone());
+    Ok(runtime)
+}
+
 /// A pool for a command; its sessions show as `runner-cli`, so `runner
 /// status` counts only the aggregating runners' sessions.
 pub(crate) async fn connect(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
@@ -202,7 +210,7 @@ async fn migrate_cmd(config: &Config) -> anyhow::Result<ExitCode> {
 async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
     let pool = connect(config).await?;
     println!("database {} reachable", pool::describe(&config.database.url));
-    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let runtime = runtime(config)?;
     match pipeline::prepare(config, &pool, &runtime).await {
         Ok(jobs) => {
             for job in jobs {
@@ -233,7 +241,12 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
 
 async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     let pool = connect_as(config, "runner").await?;
-    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let runtime = runtime(config)?;
+    match &config.plugins.trusted {
+        None => tracing::warn!("Plugins are not verified: [plugins] trusted_keys is not set, so any file in the plugin folder runs."),
+        Some(keys) => tracing::info!(keys = %keys.iter().map(|k| format!("{} ({})", k.id, k.name)).collect::<Vec<_>>().join(", "),
+            "Plugins must be signed by a trusted key."),
+    }
     let loading = Instant::now();
     let jobs = pipeline::prepare(config, &pool, &runtime)
         .await

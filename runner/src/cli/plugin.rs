@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use runner::config::Config;
 use runner::pipeline;
-use runner::plugin::{Limits, Plugin, Runtime, WORLD};
+use runner::plugin::{Limits, Plugin, Runtime, WORLD, trust};
 use runner::rows::Column;
 
 use super::connect;
@@ -66,6 +66,30 @@ pub enum Command {
         #[arg(long)]
         kit: Option<PathBuf>,
     },
+    /// Make a signing key pair: NAME.key (the secret, mode 0600: keep it in
+    /// CI's secret store) and NAME.pub (one line to paste into `[plugins]
+    /// trusted_keys`), in the current folder.
+    ///
+    /// Example: runner plugin keygen ci-2026
+    Keygen {
+        /// The key's name, shown beside its id in logs and status.
+        name: String,
+    },
+    /// Sign FILE with a secret key: writes FILE.sig (an Ed25519 signature
+    /// over the file's SHA-256) beside it. Deploy the .sig first, then the file.
+    ///
+    /// Example: runner plugin sign target/plugins/vitals.wasm --key ci-2026.key
+    Sign {
+        file: PathBuf,
+        /// The secret key (NAME.key from `keygen`).
+        #[arg(long, value_name = "NAME.key")]
+        key: PathBuf,
+    },
+    /// Say whether FILE is signed by a key of the config's `[plugins]
+    /// trusted_keys`, and by which. Exits 0 when it would load, 1 when not.
+    ///
+    /// Example: runner plugin verify plugins/vitals.wasm --config /etc/runner/runner.toml
+    Verify { file: PathBuf },
 }
 
 pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCode> {
@@ -77,6 +101,36 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
             try_rows::run(&plugin, &input, json, limits)
         }
         Command::New { name, dir, kit } => template::create(&name, &dir, kit.as_deref()),
+        Command::Keygen { name } => {
+            let (secret, public, key) = trust::keygen(Path::new("."), &name)?;
+            println!("Wrote {} (secret, mode 0600) and {}.", secret.display(), public.display());
+            println!("Key id {}. Trust it with, in the runner's TOML:", key.id);
+            println!("[plugins]\ntrusted_keys = [\"{}\"]", key.line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign { file, key } => {
+            let (sig, id) = trust::sign(&file, &key)?;
+            println!("Wrote {} (key {id}).", sig.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { file } => {
+            let config = Config::load(config_path)?;
+            let Some(keys) = &config.plugins.trusted else {
+                println!("{}: not verified: {} sets no [plugins] trusted_keys, so any plugin loads", file.display(), config_path.display());
+                return Ok(ExitCode::SUCCESS);
+            };
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            match trust::verify(&file, &bytes, keys) {
+                Ok(signer) => {
+                    println!("{}: signed by trusted key {} ({})", file.display(), signer.key_id, signer.name);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    println!("{}: refused: {why}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
     }
 }
 

@@ -7,7 +7,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use runner::config::Config;
 use runner::pipeline::{self, recompute};
-use runner::plugin::Runtime;
 
 use super::connect;
 
@@ -40,7 +39,7 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         format!("there is no job `{}` in {}", args.job, config.path.display())
     })?;
     let pool = connect(config).await?;
-    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let runtime = super::runtime(config)?;
     let job = pipeline::prepare_job(config, &pool, &runtime, &args.job)
         .await
         .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;

@@ -9,7 +9,7 @@ use serde_json::json;
 use runner::config::Config;
 use runner::db::{pool, queue};
 use runner::pipeline;
-use runner::plugin::{Plugin, Runtime};
+use runner::plugin::Plugin;
 
 use super::connect;
 
@@ -27,7 +27,7 @@ fn age(seconds: Option<f64>) -> String {
 pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let pool = connect(config).await?;
     let client = pool.get().await?;
-    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let runtime = super::runtime(config)?;
     let mut jobs = Vec::new();
     for (name, cfg) in &config.jobs {
         let q = queue::queue(&**client, cfg)
@@ -35,7 +35,10 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             .map_err(|e| anyhow::anyhow!("job {name}: {}", runner::db::describe_error(&e)))?;
         let errors = queue::top_errors(&**client, cfg, 3).await?;
         let plugin = match Plugin::load(&runtime, &config.plugin_path(cfg), pipeline::job_limits(cfg)) {
-            Ok(p) => p.version.to_string(),
+            Ok(p) => match &p.signer {
+                Some(s) => format!("{} (signed by {} {})", p.version, s.key_id, s.name),
+                None => p.version.to_string(),
+            },
             Err(e) => format!("not loadable: {e:#}"),
         };
         jobs.push((name, cfg.enabled, q, errors, plugin));

@@ -30,12 +30,20 @@ const MAX_BURST: Duration = Duration::from_secs(2);
 /// Rescan anyway this often: covers missed events and recreated folders.
 const RESCAN: Duration = Duration::from_secs(5);
 
-/// What was last seen of a file: its size, modification time and hash.
+/// What was last seen of a file: its size, modification time and hash, and
+/// the size and modification time of its `.sig` (a signature written after
+/// the file is a change too).
 #[derive(Clone, PartialEq)]
 struct Seen {
     len: u64,
     mtime: (i64, i64),
     hash: String,
+    sig: Option<(u64, (i64, i64))>,
+}
+
+fn sig_stamp(path: &Path) -> Option<(u64, (i64, i64))> {
+    let meta = std::fs::metadata(crate::plugin::trust::sig_path(path)).ok()?;
+    Some((meta.len(), (meta.mtime(), meta.mtime_nsec())))
 }
 
 enum Look {
@@ -116,9 +124,11 @@ impl Deployer {
             return Look::Missing;
         };
         let mtime = (meta.mtime(), meta.mtime_nsec());
+        let sig = sig_stamp(path);
         if let Some(seen) = self.seen.get(path)
             && seen.len == meta.len()
             && seen.mtime == mtime
+            && seen.sig == sig
         {
             return Look::Unchanged;
         }
@@ -130,8 +140,8 @@ impl Deployer {
             }
         };
         let hash = hex(&Sha256::digest(&bytes));
-        let unchanged = self.seen.get(path).is_some_and(|s| s.hash == hash);
-        self.seen.insert(path.to_path_buf(), Seen { len: bytes.len() as u64, mtime, hash: hash.clone() });
+        let unchanged = self.seen.get(path).is_some_and(|s| s.hash == hash && s.sig == sig);
+        self.seen.insert(path.to_path_buf(), Seen { len: bytes.len() as u64, mtime, hash: hash.clone(), sig });
         if unchanged { Look::Unchanged } else { Look::Changed(bytes, hash) }
     }
 
@@ -200,6 +210,8 @@ impl Deployer {
         let path = self.config.plugin_path(&state.config);
         let live_hash = state.live.as_ref().map(|l| l.plugin.hash.clone());
         let look = self.look(&path);
+        // A recheck of a waiting file (nothing changed on disk) is logged only when its reason changes.
+        let recheck = matches!(look, Look::Unchanged);
         match look {
             Look::Missing if state.live.is_some() => {
                 warn!(job = %job.name, file = %path.display(), "Plugin file is gone: job paused, its rows stay pending.");
@@ -221,7 +233,7 @@ impl Deployer {
             look => match self.attempt(&state.config, &path, look, live_hash.as_deref()).await {
                 Some(Ok((shape, plugin))) => {
                     info!(job = %job.name, file = %path.display(), from = ?state.live.as_ref().map(|l| l.plugin.version.clone()),
-                        to = %plugin.version, "Plugin swapped.");
+                        to = %plugin.version, signer = %signer_of(&plugin), "Plugin swapped.");
                     metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped")
                         .increment(1);
                     *job.last_reload_error.lock().expect("lock") = None;
@@ -233,8 +245,7 @@ impl Deployer {
                         None => format!("{}: {reason}", path.display()),
                     };
                     let mut last = job.last_reload_error.lock().expect("lock");
-                    // A waiting file is checked every rescan: log when the reason changes.
-                    if last.as_deref() != Some(reason.as_str()) {
+                    if !recheck || last.as_deref() != Some(reason.as_str()) {
                         warn!(job = %job.name, file = %path.display(), reason = %reason,
                             "Plugin rejected; the previous version keeps running.");
                         metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "rejected").increment(1);
@@ -295,8 +306,11 @@ impl Deployer {
         if new.database != self.config.database {
             restart("[database]");
         }
-        if new.plugins != self.config.plugins {
-            restart("[plugins]");
+        if new.plugins.differs_but_keys(&self.config.plugins) {
+            restart("[plugins] dir or cache_dir");
+        }
+        if new.plugins.trusted != self.config.plugins.trusted {
+            self.apply_trusted_keys(&new);
         }
         for name in new.jobs.keys().filter(|n| !self.config.jobs.contains_key(*n)) {
             restart(&format!("[jobs.{name}] (new job)"));
@@ -342,6 +356,37 @@ impl Deployer {
         metrics::counter!("runner_config_reloads_total", "result" => "applied").increment(1);
         info!(path = %self.config.path.display(), "Config reloaded.");
     }
+}
+
+impl Deployer {
+    /// Key rotation, live: the next load of any file checks the new keys
+    /// (every file is looked at again now); a live plugin signed by a
+    /// removed key keeps running until its next reload, which it will fail,
+    /// and the log says so.
+    fn apply_trusted_keys(&mut self, new: &Config) {
+        let ids = |c: &Config| -> Vec<String> { c.plugins.trusted.iter().flatten().map(|k| k.id.clone()).collect() };
+        let (before, after) = (ids(&self.config), ids(new));
+        let removed: Vec<&String> = before.iter().filter(|k| !after.contains(k)).collect();
+        info!(trusted_keys = ?after, removed = ?removed, "Trusted keys changed; they apply to every load from now on.");
+        for job in &self.jobs {
+            let state = job.current();
+            let signer = state.live.as_ref().and_then(|l| l.plugin.signer.clone());
+            if let Some(signer) = signer.filter(|s| removed.contains(&&s.key_id)) {
+                warn!(job = %job.name, key = %signer.key_id, "The live plugin was signed by a key no longer trusted: it keeps running, but its next reload will be refused.");
+            }
+        }
+        self.runtime.set_trusted_keys(new.plugins.trusted.clone());
+        self.config.plugins.trusted = new.plugins.trusted.clone();
+        self.config.plugins.trusted_keys = new.plugins.trusted_keys.clone();
+        // Every file is verified again, waiting ones included.
+        self.seen.clear();
+        self.waiting.clear();
+    }
+}
+
+/// `key-id (name)`, or `unverified`.
+fn signer_of(plugin: &Plugin) -> String {
+    plugin.signer.as_ref().map_or_else(|| "unverified".into(), |s| format!("{} ({})", s.key_id, s.name))
 }
 
 fn hex(bytes: &[u8]) -> String {

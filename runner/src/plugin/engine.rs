@@ -10,6 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::{Aggregator, HostState};
 use super::cache::Cache;
+use super::trust::TrustedKey;
 
 /// How often the epoch advances; time limits are rounded up to this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -27,6 +28,9 @@ pub struct Runtime {
     /// (interpreter-based ones: componentize-py, componentize-js), made on
     /// first need.
     fallback: Arc<std::sync::OnceLock<Result<Runtime, String>>>,
+    /// `[plugins] trusted_keys` in force (`None`: plugins are not verified);
+    /// a config reload changes it for the next load.
+    trusted: Arc<std::sync::RwLock<Option<Arc<[TrustedKey]>>>>,
 }
 
 impl Runtime {
@@ -36,16 +40,36 @@ impl Runtime {
         Self::build(cache, true)
     }
 
+    /// Sets the keys a plugin must be signed by to load (`None`: any plugin loads).
+    pub fn set_trusted_keys(&self, keys: Option<Vec<TrustedKey>>) {
+        let keys = keys.map(Arc::from);
+        if let Some(Ok(fallback)) = self.fallback.get() {
+            *fallback.trusted.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys.clone();
+        }
+        *self.trusted.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    /// The keys in force.
+    pub fn trusted_keys(&self) -> Option<Arc<[TrustedKey]>> {
+        self.trusted.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// The on-demand twin of a pooling runtime (itself if it is one).
     pub fn on_demand(&self) -> anyhow::Result<Runtime> {
         if !self.pooling {
             return Ok(self.clone());
         }
         let dir = self.cache.as_ref().map(|c| c.dir().to_path_buf());
-        self.fallback
-            .get_or_init(|| Self::build(dir, false).map_err(|e| format!("{e:#}")))
+        let twin = self
+            .fallback
+            .get_or_init(|| {
+                let twin = Self::build(dir, false).map_err(|e| format!("{e:#}"))?;
+                twin.set_trusted_keys(self.trusted_keys().map(|k| k.to_vec()));
+                Ok(twin)
+            })
             .clone()
-            .map_err(anyhow::Error::msg)
+            .map_err(anyhow::Error::msg)?;
+        Ok(twin)
     }
 
     fn build(cache: Option<std::path::PathBuf>, pooled: bool) -> anyhow::Result<Self> {
@@ -97,6 +121,7 @@ impl Runtime {
             cache: cache.and_then(Cache::open),
             pooling,
             fallback: Arc::default(),
+            trusted: Arc::default(),
         })
     }
 }

@@ -4,6 +4,7 @@
 mod bindings;
 pub mod cache;
 pub mod contract;
+pub mod trust;
 pub mod engine;
 pub mod watch;
 
@@ -51,6 +52,8 @@ pub struct Plugin {
     pub wit_version: Option<String>,
     /// When this runner loaded it.
     pub loaded_at: std::time::SystemTime,
+    /// The trusted key that signed it (`None`: plugins are not verified).
+    pub signer: Option<trust::Signer>,
 }
 
 /// Native aggregation logic: `(group, rows) -> output or the plugin's error`.
@@ -109,7 +112,14 @@ impl Plugin {
     /// memories or tables, as interpreter-based toolchains make) is loaded
     /// on an on-demand engine instead.
     pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
-        match Self::from_bytes_on(runtime, path, bytes, limits) {
+        // Fail closed, before the compiler ever sees the file.
+        let signer = match runtime.trusted_keys() {
+            Some(keys) => Some(
+                trust::verify(path, bytes, &keys).map_err(|why| anyhow::anyhow!("plugin {} refused: {why}", path.display()))?,
+            ),
+            None => None,
+        };
+        let plugin = match Self::from_bytes_on(runtime, path, bytes, limits) {
             Err(e) if runtime.pooling && format!("{e:#}").contains("pooling allocator") => {
                 tracing::info!(file = %path.display(), reason = %e.root_cause(),
                     "Component exceeds the pooling allocator's per-component limits; allocating its instances on demand.");
@@ -117,7 +127,8 @@ impl Plugin {
                 Self::from_bytes_on(&on_demand, path, bytes, limits)
             }
             result => result,
-        }
+        }?;
+        Ok(Plugin { signer, ..plugin })
     }
 
     fn from_bytes_on(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
@@ -178,6 +189,7 @@ impl Plugin {
             hash,
             wit_version,
             loaded_at: std::time::SystemTime::now(),
+            signer: None,
         })
     }
 
@@ -228,6 +240,7 @@ impl Plugin {
             hash: String::new(),
             wit_version: None,
             loaded_at: std::time::SystemTime::now(),
+            signer: None,
         }
     }
 
