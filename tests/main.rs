@@ -5,6 +5,7 @@ mod util;
 
 mod adopt;
 mod cli;
+mod console;
 mod failures;
 mod faults;
 mod hostile;
@@ -15,8 +16,8 @@ mod plans;
 mod plugin_cli;
 mod recompute;
 mod recovery;
-mod signing;
 mod reload;
+mod signing;
 mod timeouts;
 mod untrusted;
 mod vitals;

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use crate::util::{Daemon, TestDb, config_with_own_plugins, deploy, http_get, job, plugins_dir, run_ok, runner, text, variant};
+use crate::util::{
+    Daemon, TestDb, config_with_own_plugins, deploy, http_get, job, plugins_dir, run_ok, runner, text, variant,
+};
 
 /// `runner plugin <args>` in `dir` (keygen writes to the current folder).
 async fn plugin(dir: &Path, config: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -32,14 +34,16 @@ async fn only_plugins_signed_by_a_trusted_key_go_live_and_keys_rotate() {
     let (_, out) = plugin(&staging, &config, &["keygen", "ci"]).await;
     assert!(out.contains("trusted_keys = [\"runner-ed25519 "), "{out}");
     plugin(&staging, &config, &["keygen", "rogue"]).await;
-    let pub_line = |name: &str| std::fs::read_to_string(staging.join(format!("{name}.pub"))).unwrap().trim().to_string();
+    let pub_line =
+        |name: &str| std::fs::read_to_string(staging.join(format!("{name}.pub"))).unwrap().trim().to_string();
     let key_id = |name: &str| pub_line(name).split_whitespace().nth(2).unwrap().to_string();
     let (ci, rogue) = (key_id("ci"), key_id("rogue"));
     let with_keys = |keys: &[&str]| {
         let lines: Vec<String> = keys.iter().map(|k| format!("\"{}\"", pub_line(k))).collect();
         let text = std::fs::read_to_string(&config).unwrap();
         let text: Vec<String> = text.lines().filter(|l| !l.starts_with("trusted_keys")).map(String::from).collect();
-        let text = text.join("\n").replace("[plugins]\n", &format!("[plugins]\ntrusted_keys = [{}]\n", lines.join(", ")));
+        let text =
+            text.join("\n").replace("[plugins]\n", &format!("[plugins]\ntrusted_keys = [{}]\n", lines.join(", ")));
         std::fs::write(&config, text).unwrap();
     };
     run_ok(&config, &["migrate"]).await;
@@ -101,13 +105,17 @@ async fn only_plugins_signed_by_a_trusted_key_go_live_and_keys_rotate() {
     let (_, body) = http_get(&addr, "/plugins").await;
     assert!(live(&body, &v6) && body.contains(&format!("\"key_id\":\"{rogue}\"")), "{body}");
     let log = daemon.stop().await;
-    assert!(log.contains(&format!("signer=\"{rogue} (rogue)\"")) || log.contains(&format!("signer={rogue} (rogue)")), "{log}");
+    assert!(
+        log.contains(&format!("signer=\"{rogue} (rogue)\"")) || log.contains(&format!("signer={rogue} (rogue)")),
+        "{log}"
+    );
 }
 
 #[tokio::test]
 async fn without_trusted_keys_the_runner_says_plugins_are_not_verified() {
     let db = TestDb::new().await;
-    let (_dir, config, _plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    let (_dir, config, _plugins) =
+        config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
     let out = text(&run_ok(&config, &["run", "--once"]).await);
     assert_eq!(out.matches("Plugins are not verified").count(), 1, "{out}");

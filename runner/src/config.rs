@@ -90,11 +90,15 @@ pub struct Http {
     /// `listen`: address of the health, metrics and plugins endpoints; `""` turns them off.
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// `admin_token`: the bearer token the console's actions need (retry,
+    /// pause, resume, promote); unset, the console is read-only.
+    /// `RUNNER_ADMIN_TOKEN` overrides it.
+    pub admin_token: Option<String>,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Http { listen: defaults::listen() }
+        Http { listen: defaults::listen(), admin_token: None }
     }
 }
 
@@ -369,6 +373,17 @@ impl Config {
             && !url.is_empty()
         {
             config.database.url = url;
+        }
+        if let Ok(token) = std::env::var("RUNNER_ADMIN_TOKEN")
+            && !token.is_empty()
+        {
+            config.http.admin_token = Some(token);
+        }
+        if config.http.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError {
+                path: path.to_path_buf(),
+                problems: vec!["[http] admin_token: expected at least 16 characters (it guards every action)".into()],
+            });
         }
         Ok(config)
     }

@@ -243,9 +243,13 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     let pool = connect_as(config, "runner").await?;
     let runtime = runtime(config)?;
     match &config.plugins.trusted {
-        None => tracing::warn!("Plugins are not verified: [plugins] trusted_keys is not set, so any file in the plugin folder runs."),
-        Some(keys) => tracing::info!(keys = %keys.iter().map(|k| format!("{} ({})", k.id, k.name)).collect::<Vec<_>>().join(", "),
-            "Plugins must be signed by a trusted key."),
+        None => tracing::warn!(
+            "Plugins are not verified: [plugins] trusted_keys is not set, so any file in the plugin folder runs."
+        ),
+        Some(keys) => {
+            tracing::info!(keys = %keys.iter().map(|k| format!("{} ({})", k.id, k.name)).collect::<Vec<_>>().join(", "),
+            "Plugins must be signed by a trusted key.")
+        }
     }
     let loading = Instant::now();
     let jobs = pipeline::prepare(config, &pool, &runtime)
@@ -257,9 +261,8 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     if mode == Mode::Daemon {
         let metrics = runner::telemetry::install()?;
         if !config.http.listen.is_empty() {
-            let (addr, _) =
-                runner::http::serve(&config.http.listen, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?;
-            tracing::info!(address = %addr, "HTTP endpoints listening: /health /ready /health/db-pool /metrics /plugins.");
+            let (addr, _) = runner::http::serve(config, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?;
+            tracing::info!(address = %addr, "HTTP endpoints listening: / (console) /health /ready /health/db-pool /metrics /plugins.");
         }
         let deployer = Deployer::new(config.clone(), pool.clone(), runtime.clone(), jobs.clone());
         tokio::spawn(deployer.run(shutdown.clone()));

@@ -116,7 +116,11 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
         Command::Verify { file } => {
             let config = Config::load(config_path)?;
             let Some(keys) = &config.plugins.trusted else {
-                println!("{}: not verified: {} sets no [plugins] trusted_keys, so any plugin loads", file.display(), config_path.display());
+                println!(
+                    "{}: not verified: {} sets no [plugins] trusted_keys, so any plugin loads",
+                    file.display(),
+                    config_path.display()
+                );
                 return Ok(ExitCode::SUCCESS);
             };
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -137,32 +137,8 @@ pub async fn retry_failed(config: &Config, args: RetryArgs) -> anyhow::Result<Ex
     };
     let pool = connect(config).await?;
     let client = pool.get().await?;
-    let (src, ts) = (cfg.source.quoted(), cfg.timestamp_column.quoted());
-    // A naive timestamp column holds wall-clock times of `timestamp_zone`.
-    let naive: bool = client
-        .query_one(
-            "SELECT coalesce((SELECT atttypid = 'timestamp'::regtype FROM pg_attribute
-                WHERE attrelid = to_regclass($1) AND attname = $2), false)",
-            &[&src, &cfg.timestamp_column.as_str()],
-        )
-        .await?
-        .try_get(0)?;
-    let at = if naive { format!("({ts} AT TIME ZONE $4)") } else { ts };
-    let n = client
-        .execute(
-            &format!(
-                "UPDATE {src} SET aggregation_status = 'pending', aggregation_attempts = 0, aggregation_not_before = NULL
-                 WHERE aggregation_status = 'failed'
-                   AND ($1::date IS NULL OR ({at} AT TIME ZONE $5)::date >= $1)
-                   AND ($2::timestamptz IS NULL OR {at} >= $2)
-                   AND ($3::text IS NULL OR strpos(lower(aggregation_error), lower($3)) > 0)
-                   AND $4::text IS NOT NULL"
-            ),
-            &[&since_day, &since_at, &args.error_contains, &cfg.timestamp_zone, &cfg.timezone],
-        )
-        .await?;
-    // Wake running runners now rather than at their next poll.
-    client.execute("SELECT pg_notify('runner_pending', $1)", &[&cfg.source.name()]).await?;
+    let filter = queue::RetryFilter { since_day, since: since_at, error_contains: args.error_contains };
+    let n = queue::retry_failed(&**client, cfg, &filter).await?;
     println!("{n} failed row(s) of job {} are pending again.", args.job);
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,8 @@ use crate::config;
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Queue {
     pub pending: i64,
+    /// Pending rows waiting out a retry backoff (`aggregation_not_before` ahead).
+    pub in_backoff: i64,
     /// Always 0: a claim is a transaction's row locks, not a status (kept
     /// for the output's shape).
     pub processing: i64,
@@ -33,6 +35,7 @@ pub async fn queue(client: &impl GenericClient, job: &config::Job) -> Result<Que
         .query_one(
             &format!(
                 "SELECT (SELECT count(*) FROM {src} WHERE aggregation_status = 'pending'),
+                        (SELECT count(*) FROM {src} WHERE aggregation_status = 'pending' AND aggregation_not_before > now()),
                         (SELECT extract(epoch FROM now() - min({ts}))::float8 FROM {src} WHERE aggregation_status = 'pending'),
                         (SELECT count(*) FROM {src} WHERE aggregation_status = 'failed'),
                         sum(pg_relation_size(c.oid))::int8, sum(greatest(c.reltuples, 0))::int8
@@ -43,12 +46,13 @@ pub async fn queue(client: &impl GenericClient, job: &config::Job) -> Result<Que
         .await?;
     let mut q = Queue {
         pending: row.try_get::<_, Option<i64>>(0)?.unwrap_or(0),
-        oldest_pending_seconds: row.try_get(1)?,
-        failed: row.try_get::<_, Option<i64>>(2)?.unwrap_or(0),
+        in_backoff: row.try_get::<_, Option<i64>>(1)?.unwrap_or(0),
+        oldest_pending_seconds: row.try_get(2)?,
+        failed: row.try_get::<_, Option<i64>>(3)?.unwrap_or(0),
         ..Queue::default()
     };
-    let bytes = row.try_get::<_, Option<i64>>(3)?.unwrap_or(0);
-    let estimate = row.try_get::<_, Option<i64>>(4)?.unwrap_or(0);
+    let bytes = row.try_get::<_, Option<i64>>(4)?.unwrap_or(0);
+    let estimate = row.try_get::<_, Option<i64>>(5)?.unwrap_or(0);
     if bytes < EXACT_COUNT_BYTES {
         let sql = format!("SELECT count(*) FROM {src} WHERE aggregation_status = 'completed'");
         q.completed = client.query_one(&sql, &[]).await?.try_get(0)?;
@@ -94,4 +98,53 @@ pub struct TopError {
     pub rows: i64,
     /// One full message of this kind.
     pub example: String,
+}
+
+/// Which failed rows to put back to pending.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct RetryFilter {
+    /// That day and later, in the job's time zone (whole days: a group's
+    /// rows are never split).
+    pub since_day: Option<chrono::NaiveDate>,
+    /// Rows at or after this instant.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Rows whose error contains this text (case-insensitive).
+    pub error_contains: Option<String>,
+}
+
+/// Puts a job's failed rows matching `filter` back to pending (attempts
+/// reset) and wakes the runners; returns how many.
+pub async fn retry_failed(
+    client: &impl GenericClient,
+    job: &config::Job,
+    filter: &RetryFilter,
+) -> Result<u64, tokio_postgres::Error> {
+    let (src, ts) = (job.source.quoted(), job.timestamp_column.quoted());
+    // A naive timestamp column holds wall-clock times of `timestamp_zone`.
+    let naive: bool = client
+        .query_one(
+            "SELECT coalesce((SELECT atttypid = 'timestamp'::regtype FROM pg_attribute
+                WHERE attrelid = to_regclass($1) AND attname = $2), false)",
+            &[&src, &job.timestamp_column.as_str()],
+        )
+        .await?
+        .try_get(0)?;
+    let at = if naive { format!("({ts} AT TIME ZONE $4::text)") } else { ts };
+    // $4 is typed by the last condition even when the column is not naive.
+    let n = client
+        .execute(
+            &format!(
+                "UPDATE {src} SET aggregation_status = 'pending', aggregation_attempts = 0, aggregation_not_before = NULL
+                 WHERE aggregation_status = 'failed'
+                   AND ($1::date IS NULL OR ({at} AT TIME ZONE $5::text)::date >= $1)
+                   AND ($2::timestamptz IS NULL OR {at} >= $2)
+                   AND ($3::text IS NULL OR strpos(lower(aggregation_error), lower($3)) > 0)
+                   AND $4::text IS NOT DISTINCT FROM $4::text"
+            ),
+            &[&filter.since_day, &filter.since, &filter.error_contains, &job.timestamp_zone, &job.timezone],
+        )
+        .await?;
+    // Wake running runners now rather than at their next poll.
+    client.execute("SELECT pg_notify('runner_pending', $1)", &[&job.source.name()]).await?;
+    Ok(n)
 }

@@ -25,6 +25,60 @@ pub struct Job {
     pub rows_completed: AtomicU64,
     /// What keeps the job from working, if anything (`/ready`, `status`).
     pub health: Mutex<Health>,
+    /// The last minutes of work, for the console.
+    pub activity: Mutex<Activity>,
+}
+
+/// Recent work of a job: rows completed per 10 s over the last 10 minutes,
+/// and the last group times.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// (start of the 10 s slot, rows completed in it), oldest first.
+    slots: std::collections::VecDeque<(std::time::Instant, u64)>,
+    groups: std::collections::VecDeque<Duration>,
+}
+
+impl Activity {
+    const SLOT: Duration = Duration::from_secs(10);
+    const SLOTS: usize = 60;
+    const GROUPS: usize = 2000;
+
+    /// Records a group that completed `rows` raw rows in `took`.
+    pub fn record(&mut self, rows: u64, took: Duration) {
+        let now = std::time::Instant::now();
+        match self.slots.back_mut() {
+            Some((start, n)) if now.duration_since(*start) < Self::SLOT => *n += rows,
+            _ => self.slots.push_back((now, rows)),
+        }
+        while self.slots.len() > Self::SLOTS {
+            self.slots.pop_front();
+        }
+        self.groups.push_back(took);
+        while self.groups.len() > Self::GROUPS {
+            self.groups.pop_front();
+        }
+    }
+
+    /// Rows completed per 10 s slot over the last 10 minutes, oldest first
+    /// (empty slots included, so the chart's time axis is even).
+    pub fn rows_per_slot(&self) -> Vec<u64> {
+        let now = std::time::Instant::now();
+        let mut out = vec![0; Self::SLOTS];
+        for (start, n) in &self.slots {
+            let age = (now.duration_since(*start).as_secs() / Self::SLOT.as_secs()) as usize;
+            if age < Self::SLOTS {
+                out[Self::SLOTS - 1 - age] += n;
+            }
+        }
+        out
+    }
+
+    /// The 95th percentile of the last groups' times.
+    pub fn p95(&self) -> Option<Duration> {
+        let mut times: Vec<Duration> = self.groups.iter().copied().collect();
+        times.sort_unstable();
+        times.get((times.len() * 95 / 100).min(times.len().saturating_sub(1))).copied()
+    }
 }
 
 /// Troubles of a job's loop that make the runner not ready.
@@ -63,6 +117,8 @@ pub struct JobState {
     pub live: Option<Live>,
     /// A shadow candidate run beside the live plugin, writing nothing.
     pub candidate: Option<Arc<Plugin>>,
+    /// Paused by an operator (console or HTTP): claims nothing until resumed.
+    pub operator_paused: bool,
 }
 
 /// A live plugin and the SQL built for its columns and the raw table's shape.
@@ -91,14 +147,15 @@ impl JobState {
             limits: super::job_limits(config),
             live: live.map(|(shape, p)| Live::new(config, shape, p)),
             candidate: None,
+            operator_paused: false,
             config: config.clone(),
             poll_interval,
         }
     }
 
-    /// The live plugin when the job is enabled and has one.
+    /// The live plugin when the job is enabled, not paused, and has one.
     pub fn running(&self) -> Option<&Live> {
-        self.live.as_ref().filter(|_| self.config.enabled)
+        self.live.as_ref().filter(|_| self.config.enabled && !self.operator_paused)
     }
 }
 
@@ -111,6 +168,7 @@ impl Job {
             last_reload_error: Mutex::new(None),
             rows_completed: AtomicU64::new(0),
             health: Mutex::new(Health::default()),
+            activity: Mutex::new(Activity::default()),
         }
     }
 

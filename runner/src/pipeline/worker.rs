@@ -226,6 +226,7 @@ async fn run_batch(
                 report.rows_rejected += u64::from(*rejected);
                 counter("completed").increment(1);
                 job.rows_completed.fetch_add(*claimed as u64, std::sync::atomic::Ordering::Relaxed);
+                job.activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(*claimed as u64, took);
                 metrics::counter!("runner_rows_completed_total", "job" => job.name.clone()).increment(*claimed as u64);
                 metrics::counter!("runner_rows_rejected_total", "job" => job.name.clone())
                     .increment(u64::from(*rejected));

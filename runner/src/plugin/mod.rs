@@ -4,8 +4,8 @@
 mod bindings;
 pub mod cache;
 pub mod contract;
-pub mod trust;
 pub mod engine;
+pub mod trust;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -115,7 +115,8 @@ impl Plugin {
         // Fail closed, before the compiler ever sees the file.
         let signer = match runtime.trusted_keys() {
             Some(keys) => Some(
-                trust::verify(path, bytes, &keys).map_err(|why| anyhow::anyhow!("plugin {} refused: {why}", path.display()))?,
+                trust::verify(path, bytes, &keys)
+                    .map_err(|why| anyhow::anyhow!("plugin {} refused: {why}", path.display()))?,
             ),
             None => None,
         };
@@ -256,8 +257,11 @@ impl Plugin {
 const MAX_CORE_INSTANCES: usize = 1000;
 
 fn new_store(runtime: &Runtime, plugin: Arc<str>, group: String, limits: Limits) -> Store<HostState> {
-    let store_limits =
-        StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(MAX_CORE_INSTANCES).trap_on_grow_failure(true).build();
+    let store_limits = StoreLimitsBuilder::new()
+        .memory_size(limits.memory_bytes)
+        .instances(MAX_CORE_INSTANCES)
+        .trap_on_grow_failure(true)
+        .build();
     let mut store = Store::new(&runtime.engine, HostState::new(store_limits, plugin, group, limits));
     store.limiter(|s| &mut s.limits);
     // Instantiation runs guest code (start functions) too.

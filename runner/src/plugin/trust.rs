@@ -91,7 +91,8 @@ pub fn keygen(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf, Trust
     let mut seed = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
     let signing = SigningKey::from_bytes(&seed);
-    let public = TrustedKey { id: key_id(&signing.verifying_key()), name: name.to_string(), key: signing.verifying_key() };
+    let public =
+        TrustedKey { id: key_id(&signing.verifying_key()), name: name.to_string(), key: signing.verifying_key() };
     {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -109,7 +110,8 @@ pub fn sign(file: &Path, secret: &Path) -> anyhow::Result<(PathBuf, String)> {
     let [SECRET, seed, id, _name] = parts.as_slice() else {
         anyhow::bail!("{} is not a secret key made by `runner plugin keygen`", secret.display());
     };
-    let seed = unhex::<32>(seed).ok_or_else(|| anyhow::anyhow!("{}: the secret is not 64 hex digits", secret.display()))?;
+    let seed =
+        unhex::<32>(seed).ok_or_else(|| anyhow::anyhow!("{}: the secret is not 64 hex digits", secret.display()))?;
     let signing = SigningKey::from_bytes(&seed);
     anyhow::ensure!(key_id(&signing.verifying_key()) == *id, "{}: key id does not match its key", secret.display());
     let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;

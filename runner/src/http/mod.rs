@@ -1,5 +1,9 @@
-//! The operator's HTTP endpoints, off the hot path: `/health`, `/ready`,
-//! `/health/db-pool`, `/metrics` and `/plugins`.
+//! The operator's HTTP endpoints, off the hot path: `/` (the console),
+//! `/health`, `/ready`, `/health/db-pool`, `/metrics`, `/plugins`, and the
+//! guarded actions under `/jobs/{job}/`.
+
+mod actions;
+mod console;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,11 +12,12 @@ use std::time::UNIX_EPOCH;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
+use crate::config::Config;
 use crate::db::pool;
 use crate::pipeline::Job;
 
@@ -21,28 +26,44 @@ struct AppState {
     pool: Pool,
     jobs: Arc<[Arc<Job>]>,
     metrics: PrometheusHandle,
+    /// Paths of plugins and candidates.
+    config: Arc<Config>,
+    /// `[http] admin_token`; `None`: read-only.
+    admin_token: Option<String>,
 }
 
 /// Binds `listen` and serves until `shutdown`; returns the bound address
 /// (useful with port 0) once listening.
 pub async fn serve(
-    listen: &str,
+    config: &Config,
     pool: Pool,
     jobs: Vec<Arc<Job>>,
     metrics: PrometheusHandle,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listen = config.http.listen.as_str();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("[http] listen = \"{listen}\": cannot listen there: {e}"))?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new()
+        .route("/", get(page))
+        .route("/jobs/{job}/retry-failed", post(actions::retry_failed))
+        .route("/jobs/{job}/pause", post(actions::pause))
+        .route("/jobs/{job}/resume", post(actions::resume))
+        .route("/jobs/{job}/promote", post(actions::promote))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .route("/health/db-pool", get(db_pool))
         .route("/metrics", get(render_metrics))
         .route("/plugins", get(plugins))
-        .with_state(AppState { pool, jobs: jobs.into(), metrics });
+        .with_state(AppState {
+            pool,
+            jobs: jobs.into(),
+            metrics,
+            config: Arc::new(config.clone()),
+            admin_token: config.http.admin_token.clone(),
+        });
     let task = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -94,6 +115,13 @@ async fn db_pool(State(s): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
+}
+
+/// `GET /` (`?fragment=1`: only the part the page refreshes).
+async fn page(State(s): State<AppState>, query: axum::extract::RawQuery) -> Response {
+    let fragment = query.0.as_deref().is_some_and(|q| q.contains("fragment=1"));
+    let html = console::render(&s, fragment).await;
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html).into_response()
 }
 
 async fn render_metrics(State(s): State<AppState>) -> Response {

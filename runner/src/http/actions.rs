@@ -1,0 +1,120 @@
+//! The operator's actions, guarded by `Authorization: Bearer <[http]
+//! admin_token>`: retry a job's failed rows, pause or resume a job, promote
+//! its shadow candidate. With no token configured the runner is read-only
+//! (403); a missing or wrong token is 401. The console's buttons call these.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::db::queue::{self, RetryFilter};
+use crate::pipeline::{Job, JobState};
+
+/// An action not done: its status code and why.
+pub struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn refuse(code: StatusCode, why: &str) -> Refusal {
+    Refusal(code, why.to_string())
+}
+
+type Answer = Result<Json<serde_json::Value>, Refusal>;
+
+/// `Ok` when the request carries the admin token.
+fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(expected) = &s.admin_token else {
+        return Err(refuse(StatusCode::FORBIDDEN, "read-only: [http] admin_token is not set"));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Compared in constant time: the answer's timing says nothing of the token.
+    let same = given.len() == expected.len()
+        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if same { Ok(()) } else { Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong admin token")) }
+}
+
+fn find<'a>(s: &'a AppState, name: &str) -> Result<&'a Job, Refusal> {
+    s.jobs.iter().find(|j| j.name == name).map(|j| &**j).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "no such job"))
+}
+
+/// `POST /jobs/{job}/retry-failed`, optionally with a JSON body of filters
+/// (`since_day`, `since`, `error_contains`, as the CLI's).
+pub async fn retry_failed(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    authorize(&s, &headers)?;
+    let job = find(&s, &name)?;
+    let filter: RetryFilter = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryFilter::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("filters: {e}")))?
+    };
+    let client = s
+        .pool
+        .get()
+        .await
+        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("no database connection: {e}")))?;
+    let n = queue::retry_failed(&**client, &job.current().config, &filter)
+        .await
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &crate::db::describe_error(&e)))?;
+    tracing::info!(job = %name, rows = n, filter = ?filter, "Failed rows put back to pending from HTTP.");
+    job.wake.notify_one();
+    Ok(Json(json!({ "job": name, "retried": n })))
+}
+
+/// `POST /jobs/{job}/pause` and `/resume`: stops or restarts claiming (the
+/// groups in hand finish). Not persisted: a restart runs every enabled job.
+pub async fn pause(s: State<AppState>, name: Path<String>, headers: HeaderMap) -> Answer {
+    set_paused(s, name, headers, true)
+}
+
+pub async fn resume(s: State<AppState>, name: Path<String>, headers: HeaderMap) -> Answer {
+    set_paused(s, name, headers, false)
+}
+
+fn set_paused(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap, paused: bool) -> Answer {
+    authorize(&s, &headers)?;
+    let job = find(&s, &name)?;
+    job.update(|st| JobState { operator_paused: paused, ..st.clone() });
+    tracing::info!(job = %name, paused, "Job {} from HTTP.", if paused { "paused" } else { "resumed" });
+    metrics::gauge!("runner_job_paused", "job" => name.clone())
+        .set(f64::from(u8::from(job.current().running().is_none())));
+    Ok(Json(json!({ "job": name, "paused": paused })))
+}
+
+/// `POST /jobs/{job}/promote`: renames the shadow candidate (and its
+/// signature) over the live plugin file; the hot reload takes it from there.
+pub async fn promote(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Answer {
+    authorize(&s, &headers)?;
+    let job = find(&s, &name)?;
+    let cfg = job.current().config.clone();
+    let (from, to) = (s.config.candidate_path(&cfg), s.config.plugin_path(&cfg));
+    if !from.exists() {
+        return Err(refuse(StatusCode::NOT_FOUND, "this job has no shadow candidate"));
+    }
+    let (from_sig, to_sig) = (crate::plugin::trust::sig_path(&from), crate::plugin::trust::sig_path(&to));
+    let failed =
+        |what: &str, e: std::io::Error| refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("renaming the {what}: {e}"));
+    // The signature first, so the new file finds it waiting.
+    if from_sig.exists() {
+        std::fs::rename(&from_sig, &to_sig).map_err(|e| failed("signature", e))?;
+    }
+    std::fs::rename(&from, &to).map_err(|e| failed("candidate", e))?;
+    tracing::info!(job = %name, file = %to.display(), "Shadow candidate promoted from HTTP.");
+    job.wake.notify_one();
+    Ok(Json(json!({ "job": name, "promoted": to.display().to_string() })))
+}

@@ -1,0 +1,202 @@
+//! The operator's console: the page (in a real headless Chromium), and the
+//! guarded actions behind its buttons.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::util::{Daemon, TestDb, config_with_own_plugins, http_get, http_post, job, run_ok, wait_count};
+
+const TOKEN: &str = "a-long-enough-admin-token";
+
+fn with_token(config: &Path) {
+    let text =
+        std::fs::read_to_string(config).unwrap().replace("[http]\n", &format!("[http]\nadmin_token = \"{TOKEN}\"\n"));
+    std::fs::write(config, text).unwrap();
+}
+
+async fn one_row(db: &TestDb, user: i64, day: &str) {
+    db.client
+        .execute(
+            &format!("INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '{day} 10:00Z', 'heart_rate', 60, 'bpm')"),
+            &[&user],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn actions_need_the_admin_token_and_do_what_they_say() {
+    let db = TestDb::new().await;
+    let (_dir, config, plugins) =
+        config_with_own_plugins(&db.url, &job("faulty", "faulty.wasm", "max_attempts = 1"), &["faulty.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+
+    // No token configured: read-only.
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    let (code, body) = http_post(&addr, "/jobs/faulty/pause", Some(TOKEN), "").await;
+    assert_eq!(code, 403, "{body}");
+    let (code, page) = http_get(&addr, "/").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("read-only: no [http] admin_token is set"), "{page}");
+    daemon.stop().await;
+
+    with_token(&config);
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    daemon.wait_for("Job started.", 1, 60).await;
+    for token in [None, Some("wrong-token-of-some-length")] {
+        let (code, body) = http_post(&addr, "/jobs/faulty/pause", token, "").await;
+        assert_eq!(code, 401, "{body}");
+    }
+    assert_eq!(http_post(&addr, "/jobs/nosuch/pause", Some(TOKEN), "").await.0, 404);
+
+    // Paused: rows wait; resumed: they are aggregated.
+    let (code, body) = http_post(&addr, "/jobs/faulty/pause", Some(TOKEN), "").await;
+    assert_eq!((code, body.as_str()), (200, r#"{"job":"faulty","paused":true}"#));
+    one_row(&db, 1, "2024-05-01").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'").await, 0);
+    assert!(http_get(&addr, "/").await.1.contains("paused by an operator"));
+    http_post(&addr, "/jobs/faulty/resume", Some(TOKEN), "").await;
+    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 1, 60).await;
+
+    // Failures grouped by cause on the page; retry with a filter.
+    one_row(&db, 13, "2024-05-01").await;
+    one_row(&db, 13, "2024-05-02").await;
+    one_row(&db, 14, "2024-05-01").await;
+    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 3, 60).await;
+    let (_, page) = http_get(&addr, "/").await;
+    assert!(page.contains("on user … day …: plugin error: user 13 is refused"), "{page}");
+    assert!(!page.contains("heart_rate"), "no raw readings on the page");
+    assert!(!page.contains(&db.url), "no database URL on the page");
+    let (code, body) =
+        http_post(&addr, "/jobs/faulty/retry-failed", Some(TOKEN), r#"{"error_contains": "trapped"}"#).await;
+    assert_eq!((code, body.as_str()), (200, r#"{"job":"faulty","retried":1}"#), "{body}");
+    let (code, body) = http_post(&addr, "/jobs/faulty/retry-failed", Some(TOKEN), "{bad json").await;
+    assert_eq!(code, 400, "{body}");
+
+    // Promote a shadow candidate: a rename, then the hot reload.
+    assert_eq!(http_post(&addr, "/jobs/faulty/promote", Some(TOKEN), "").await.0, 404);
+    let v2 = crate::util::variant(&std::fs::read(plugins.join("faulty.wasm")).unwrap(), "v2");
+    crate::util::deploy(&plugins.join("faulty.candidate.wasm"), &v2);
+    daemon.wait_for("Shadow candidate loaded", 1, 60).await;
+    let (code, body) = http_post(&addr, "/jobs/faulty/promote", Some(TOKEN), "").await;
+    assert_eq!(code, 200, "{body}");
+    daemon.wait_for("Plugin swapped.", 1, 60).await;
+    assert!(!plugins.join("faulty.candidate.wasm").exists());
+    daemon.stop().await;
+}
+
+/// The folder of the browser test's script and its pinned playwright-core.
+fn browser_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
+}
+
+/// Debian's Chromium (`.ci/run` installs it).
+fn chromium() -> &'static str {
+    ["/usr/bin/chromium", "/usr/bin/chromium-headless-shell"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("Chromium: `apt-get install chromium` (.ci/run installs it)")
+}
+
+#[tokio::test]
+async fn the_console_in_a_real_browser_shows_jobs_and_errors_and_its_retry_button_requeues() {
+    let dir = browser_dir();
+    if !dir.join("node_modules/playwright-core").exists() {
+        let out = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "npm ci in tests/browser: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let db = TestDb::new().await;
+    let (_dir, config, _plugins) =
+        config_with_own_plugins(&db.url, &job("faulty", "faulty.wasm", "max_attempts = 1"), &["faulty.wasm"]);
+    with_token(&config);
+    run_ok(&config, &["migrate"]).await;
+    one_row(&db, 1, "2024-05-01").await;
+    one_row(&db, 13, "2024-05-01").await;
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 1, 60).await;
+
+    let screenshot = std::env::temp_dir().join(format!("console-{}.png", std::process::id()));
+    let out = tokio::process::Command::new("node")
+        .arg(dir.join("console.mjs"))
+        .args([&format!("http://{addr}/"), TOKEN, screenshot.to_str().unwrap(), chromium()])
+        .output()
+        .await
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the browser script failed:\n{said}\nrunner log:\n{}", daemon.log());
+    assert!(said.contains("job faulty shown") && said.contains("error shown") && said.contains("retried 1"), "{said}");
+    // The click re-queued the failed row; the runner took it again.
+    assert!(daemon.log().contains("Failed rows put back to pending from HTTP."));
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 1000);
+    daemon.stop().await;
+}
+
+/// Every `runner_*` metric name the runner's source records or describes.
+fn metric_names() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut dirs = vec![src];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                names.extend(runner_tokens(&std::fs::read_to_string(&path).unwrap(), "\"runner_"));
+            }
+        }
+    }
+    names
+}
+
+/// The `runner_...` names in `text` that follow `prefix` (`"runner_` in source).
+fn runner_tokens(text: &str, prefix: &str) -> Vec<String> {
+    text.match_indices(prefix)
+        .map(|(i, _)| {
+            let rest = &text[i + prefix.len() - "runner_".len()..];
+            rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn alert_rules_pass_promtool_and_the_dashboard_uses_only_real_metrics() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for args in [&["check", "rules", "alerts.yaml"][..], &["test", "rules", "alerts_test.yaml"]] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(deploy.join("prometheus"))
+            .output()
+            .expect("promtool (Debian package `prometheus`; .ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let known = metric_names();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy.join("grafana/runner.json")).unwrap()).unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    exprs.push(std::fs::read_to_string(deploy.join("prometheus/alerts.yaml")).unwrap());
+    for expr in &exprs {
+        for name in runner_tokens(expr, "runner_") {
+            let base = name.trim_end_matches("_bucket").to_string();
+            assert!(known.contains(&base), "`{name}` in {expr:?} is not a metric of the runner ({known:?})");
+        }
+    }
+}
