@@ -117,13 +117,10 @@ async fn the_compile_cache_lives_in_the_runners_state_directory() {
     let db = TestDb::new().await;
     let (dir, path) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
     let home = dir.path().join("home");
-    let out = runner(&path, &["check"])
-        .env("HOME", &home)
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("STATE_DIRECTORY")
-        .output()
-        .await
-        .unwrap();
+    let check = || {
+        runner(&path, &["check"]).env("HOME", &home).env_remove("XDG_STATE_HOME").env_remove("STATE_DIRECTORY").output()
+    };
+    let out = check().await.unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let cache = home.join(".local/state/runner/components");
     let cwasm = std::fs::read_dir(&cache)
@@ -135,13 +132,7 @@ async fn the_compile_cache_lives_in_the_runners_state_directory() {
     assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700, "private to the runner");
     // A folder others may write is not used.
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = runner(&path, &["check"])
-        .env("HOME", &home)
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("STATE_DIRECTORY")
-        .output()
-        .await
-        .unwrap();
+    let out = check().await.unwrap();
     assert!(out.status.success());
     assert!(text(&out).contains("it is writable by other users (mode 777); make it 0700"), "{}", text(&out));
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{Daemon, TestDb, config_with_own_plugins, http_get, http_post, job, run_ok, wait_count};
+use crate::util::{Daemon, TestDb, config_with_own_plugins, http_get, http_post, job, one_reading, run_ok, wait_count};
 
 const TOKEN: &str = "a-long-enough-admin-token";
 
@@ -12,16 +12,6 @@ fn with_token(config: &Path) {
     let text =
         std::fs::read_to_string(config).unwrap().replace("[http]\n", &format!("[http]\nadmin_token = \"{TOKEN}\"\n"));
     std::fs::write(config, text).unwrap();
-}
-
-async fn one_row(db: &TestDb, user: i64, day: &str) {
-    db.client
-        .execute(
-            &format!("INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '{day} 10:00Z', 'heart_rate', 60, 'bpm')"),
-            &[&user],
-        )
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -54,7 +44,7 @@ async fn actions_need_the_admin_token_and_do_what_they_say() {
     // Paused: rows wait; resumed: they are aggregated.
     let (code, body) = http_post(&addr, "/jobs/faulty/pause", Some(TOKEN), "").await;
     assert_eq!((code, body.as_str()), (200, r#"{"job":"faulty","paused":true}"#));
-    one_row(&db, 1, "2024-05-01").await;
+    one_reading(&db, 1, "2024-05-01").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'").await, 0);
     assert!(http_get(&addr, "/").await.1.contains("paused by an operator"));
@@ -62,9 +52,9 @@ async fn actions_need_the_admin_token_and_do_what_they_say() {
     wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 1, 60).await;
 
     // Failures grouped by cause on the page; retry with a filter.
-    one_row(&db, 13, "2024-05-01").await;
-    one_row(&db, 13, "2024-05-02").await;
-    one_row(&db, 14, "2024-05-01").await;
+    one_reading(&db, 13, "2024-05-01").await;
+    one_reading(&db, 13, "2024-05-02").await;
+    one_reading(&db, 14, "2024-05-01").await;
     wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 3, 60).await;
     let (_, page) = http_get(&addr, "/").await;
     assert!(page.contains("on user … day …: plugin error: user 13 is refused"), "{page}");
@@ -117,8 +107,8 @@ async fn the_console_in_a_real_browser_shows_jobs_and_errors_and_its_retry_butto
         config_with_own_plugins(&db.url, &job("faulty", "faulty.wasm", "max_attempts = 1"), &["faulty.wasm"]);
     with_token(&config);
     run_ok(&config, &["migrate"]).await;
-    one_row(&db, 1, "2024-05-01").await;
-    one_row(&db, 13, "2024-05-01").await;
+    one_reading(&db, 1, "2024-05-01").await;
+    one_reading(&db, 13, "2024-05-01").await;
     let daemon = Daemon::start(&config);
     let addr = daemon.http_address().await;
     wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 1, 60).await;

@@ -2,17 +2,7 @@
 //! tables: each is stopped with a message naming the cause, and the runner
 //! keeps serving the other jobs.
 
-use crate::util::{TestDb, job, job_on, migrated, run_ok, runner, text};
-
-async fn one_row(db: &TestDb, user: i64) {
-    db.client
-        .execute(
-            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '2024-05-01 10:00Z', 'heart_rate', 60, 'bpm')",
-            &[&user],
-        )
-        .await
-        .unwrap();
-}
+use crate::util::{TestDb, job, job_on, migrated, one_reading, run_ok, runner, text};
 
 async fn error_of(db: &TestDb, user: i64) -> (String, String) {
     let r = db
@@ -36,7 +26,7 @@ async fn hostile_plugins_hit_their_limits_and_other_jobs_carry_on() {
     );
     let (_dir, config) = migrated(&db, &jobs).await;
     for user in [1, 14, 15, 16, 17, 19, 20, 21, 22, 23, 2] {
-        one_row(&db, user).await;
+        one_reading(&db, user, "2024-05-01").await;
     }
     db.client
         .batch_execute("INSERT INTO nutrition_raw (user_id, consumed_at, meal, calories) VALUES (1, '2024-05-01 08:00Z', 'breakfast', 300)")
@@ -79,7 +69,7 @@ async fn hostile_plugins_hit_their_limits_and_other_jobs_carry_on() {
 async fn a_plugin_cannot_read_files_open_sockets_see_the_environment_or_the_clock() {
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", "max_attempts = 1")).await;
-    one_row(&db, 23).await;
+    one_reading(&db, 23, "2024-05-01").await;
     run_ok(&config, &["run", "--once"]).await;
     let (_, error) = error_of(&db, 23).await;
     assert!(error.contains("escape: file=denied socket=denied env_vars=0 clock_secs=0"), "{error}");

@@ -6,6 +6,7 @@ mod util;
 mod adopt;
 mod cli;
 mod console;
+mod deploy_preview;
 mod failures;
 mod faults;
 mod hostile;

@@ -78,13 +78,7 @@ async fn output_is_checked_before_sql_logs_are_bounded_and_results_are_determini
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("hostile", "hostile.wasm", "max_attempts = 1\nlog_lines = 100")).await;
     for user in 1..=7i64 {
-        db.client
-            .execute(
-                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '2024-05-01 10:00Z', 'heart_rate', 60, 'bpm')",
-                &[&user],
-            )
-            .await
-            .unwrap();
+        crate::util::one_reading(&db, user, "2024-05-01").await;
     }
     let out = text(&run_ok(&config, &["run", "--once"]).await);
     let error = |user: i64| {

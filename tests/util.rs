@@ -115,23 +115,13 @@ pub fn plugins_dir() -> &'static Path {
         };
         // The hostile plugin's describe() variants first, kept under their
         // own names; the plain build below then restores `hostile.wasm`.
-        for feature in ["amplify", "slow-describe"] {
-            build(&["--package", "hostile", "--features", feature]);
-            std::fs::copy(out.join("hostile.wasm"), out.join(format!("hostile_{}.wasm", feature.replace('-', "_"))))
-                .unwrap();
+        for (package, feature) in [("hostile", "amplify"), ("hostile", "slow-describe"), ("diffy", "changed-rule")] {
+            build(&["--package", package, "--features", feature]);
+            let variant = format!("{package}_{}.wasm", feature.replace('-', "_"));
+            std::fs::copy(out.join(format!("{package}.wasm")), out.join(variant)).unwrap();
         }
-        build(&[
-            "--package",
-            "vitals",
-            "--package",
-            "nutrition",
-            "--package",
-            "lab",
-            "--package",
-            "faulty",
-            "--package",
-            "hostile",
-        ]);
+        let packages = ["vitals", "nutrition", "lab", "faulty", "hostile", "diffy"];
+        build(&packages.iter().flat_map(|p| ["--package", p]).collect::<Vec<_>>());
         out
     })
 }
@@ -360,4 +350,15 @@ pub async fn http_post(addr: &str, path: &str, token: Option<&str>, body: &str) 
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, body.to_string())
+}
+
+/// One plausible heart-rate reading of `user` at 10:00 UTC on `day`.
+pub async fn one_reading(db: &TestDb, user: i64, day: &str) {
+    db.client
+        .execute(
+            &format!("INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '{day} 10:00Z', 'heart_rate', 60, 'bpm')"),
+            &[&user],
+        )
+        .await
+        .unwrap();
 }

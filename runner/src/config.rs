@@ -196,6 +196,11 @@ pub struct Job {
     /// `log_line_bytes`: bytes kept of one plugin log line.
     #[serde(default = "defaults::log_line_bytes", deserialize_with = "positive_usize")]
     pub log_line_bytes: usize,
+    /// `recompute_after_deploy`: once a new plugin version goes live,
+    /// recompute this many past days (whole days, today included) in the
+    /// background. Off when unset.
+    #[serde(default, with = "humantime_serde")]
+    pub recompute_after_deploy: Option<Duration>,
     /// Not a key: where the job is in its file, `<file>:<line of [jobs.name]>`,
     /// for problems found later (a missing plugin, an unknown time zone).
     #[serde(skip)]

@@ -73,6 +73,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "runner_queue_oldest_pending_seconds",
         "Age of the oldest pending raw row, by its timestamp; 0 when none is pending."
     );
+    metrics::describe_gauge!(
+        "runner_recompute_after_deploy_groups",
+        "Progress of the background recompute after a deploy, by state: done, total (groups)."
+    );
     metrics::describe_gauge!("runner_job_batch_size", "Raw rows a job claims per batch now (see backpressure).");
     metrics::describe_gauge!("runner_job_concurrency", "Groups a job runs at once now (see backpressure).");
     Ok(handle)

@@ -267,6 +267,12 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
         let deployer = Deployer::new(config.clone(), pool.clone(), runtime.clone(), jobs.clone());
         tokio::spawn(deployer.run(shutdown.clone()));
         tokio::spawn(pool::monitor(pool.clone(), shutdown.clone()));
+        for job in &jobs {
+            if let Some(window) = job.current().config.recompute_after_deploy {
+                let task = pipeline::after_deploy::run(pool.clone(), job.clone(), window, shutdown.clone());
+                tokio::spawn(task);
+            }
+        }
     }
     let started = Instant::now();
     let run = pipeline::run(config, pool.clone(), &jobs, mode, shutdown);

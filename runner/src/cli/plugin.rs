@@ -14,6 +14,7 @@ use runner::rows::Column;
 
 use super::connect;
 
+mod diff;
 mod template;
 mod try_rows;
 
@@ -66,6 +67,14 @@ pub enum Command {
         #[arg(long)]
         kit: Option<PathBuf>,
     },
+    /// Preview what a new plugin would change in a job's daily rows: read
+    /// real groups from the job's raw table (read-only, locking nothing,
+    /// writing nothing), run the live plugin and FILE on each, and compare.
+    /// Exits 0, or 1 with --fail-on-diff when anything differs (a plugin
+    /// failing on a group counts), or 2 for bad usage.
+    ///
+    /// Example: runner plugin diff target/plugins/vitals.wasm --job vitals --days 7 --fail-on-diff
+    Diff(diff::Args),
     /// Make a signing key pair: NAME.key (the secret, mode 0600: keep it in
     /// CI's secret store) and NAME.pub (one line to paste into `[plugins]
     /// trusted_keys`), in the current folder.
@@ -101,6 +110,7 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
             try_rows::run(&plugin, &input, json, limits)
         }
         Command::New { name, dir, kit } => template::create(&name, &dir, kit.as_deref()),
+        Command::Diff(args) => diff::run(args, config_path).await,
         Command::Keygen { name } => {
             let (secret, public, key) = trust::keygen(Path::new("."), &name)?;
             println!("Wrote {} (secret, mode 0600) and {}.", secret.display(), public.display());

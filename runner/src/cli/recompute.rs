@@ -44,7 +44,7 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
     let version = job.current().live.as_ref().map(|l| l.plugin.version.to_string()).unwrap_or_default();
-    let range = recompute::Range { from: args.from, to: args.to, users: args.users };
+    let range = recompute::Range { from: args.from, to: args.to, users: args.users, background: false };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} groups, {per_sec}, {eta} left")
             .expect("valid template"),

@@ -41,7 +41,22 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             },
             Err(e) => format!("not loadable: {e:#}"),
         };
-        jobs.push((name, cfg.enabled, q, errors, plugin));
+        let after_deploy = client
+            .query_opt(
+                "SELECT plugin_version, groups_done, finished_at IS NOT NULL FROM runner_recompute_progress
+                 WHERE job = $1 AND users = $2 ORDER BY updated_at DESC LIMIT 1",
+                &[name, &runner::pipeline::recompute::AFTER_DEPLOY],
+            )
+            .await?
+            .filter(|_| cfg.recompute_after_deploy.is_some())
+            .map(|r| {
+                let (version, done, finished): (String, i64, bool) = (r.get(0), r.get(1), r.get(2));
+                format!(
+                    "recompute after deploy of {version}: {done} groups, {}",
+                    if finished { "finished" } else { "in progress" }
+                )
+            });
+        jobs.push((name, cfg.enabled, q, errors, plugin, after_deploy));
     }
     let sessions: i64 =
         client.query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'", &[]).await?.get(0);
@@ -50,10 +65,10 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     if as_json {
         let jobs: Vec<_> = jobs
             .iter()
-            .map(|(name, enabled, q, errors, plugin)| {
+            .map(|(name, enabled, q, errors, plugin, after_deploy)| {
                 json!({
                     "job": name, "enabled": enabled, "plugin": plugin, "queue": q,
-                    "top_errors": errors,
+                    "top_errors": errors, "recompute_after_deploy": after_deploy,
                 })
             })
             .collect();
@@ -70,7 +85,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         "{:<12} {:>10} {:>10} {:>10} {:>8}  {:<14} plugin",
         "job", "pending", "processing", "completed", "failed", "oldest pending"
     );
-    for (name, enabled, q, errors, plugin) in &jobs {
+    for (name, enabled, q, errors, plugin, after_deploy) in &jobs {
         let plugin = if *enabled { plugin.clone() } else { format!("{plugin} (disabled)") };
         println!(
             "{name:<12} {:>10} {:>10} {:>10} {:>8}  {:<14} {plugin}",
@@ -80,6 +95,9 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             q.failed,
             age(q.oldest_pending_seconds)
         );
+        if let Some(line) = after_deploy {
+            println!("{:<12} {line}", "");
+        }
         for e in errors {
             println!("{:<12} {:>10} × {}", "", e.rows, e.error);
         }

@@ -179,8 +179,25 @@ async fn record_failure(
     Ok(Outcome::Failed { claimed: claimed.len(), error, last })
 }
 
+/// A day's rows as a plugin's input: id, timestamp, then the input columns
+/// up to `values_end` (as `claim` and `read_day` return them).
+pub(crate) fn input_rows(raw: &[tokio_postgres::Row], values_end: usize) -> Result<Vec<InputRow>, String> {
+    let mut rows = Vec::with_capacity(raw.len());
+    for r in raw {
+        let at: DateTime<Utc> = r.try_get(1).map_err(|e| e.to_string())?;
+        let values = (2..values_end).map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        rows.push(InputRow { id: r.try_get(0).map_err(|e| e.to_string())?, at: at.timestamp_micros(), values });
+    }
+    Ok(rows)
+}
+
 /// Runs a plugin on a blocking thread, so a slow plugin never stalls the runtime.
-async fn call(plugin: &Arc<Plugin>, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
+pub(crate) async fn call(
+    plugin: &Arc<Plugin>,
+    key: GroupKey,
+    rows: Vec<InputRow>,
+    limits: Limits,
+) -> Result<Output, CallError> {
     let plugin = plugin.clone();
     // The plugin's log lines belong to the group's span, on whatever thread.
     let span = tracing::Span::current();
@@ -201,13 +218,7 @@ async fn aggregate(
     values_end: usize,
 ) -> Result<(usize, u32), GroupError> {
     let sql_err = |source| GroupError::Sql { step: "writing", key, source };
-    let read_err = |e: tokio_postgres::Error| GroupError::Read { key, message: e.to_string() };
-    let mut rows = Vec::with_capacity(raw.len());
-    for r in raw {
-        let at: DateTime<Utc> = r.try_get(1).map_err(read_err)?;
-        let values = (2..values_end).map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(read_err)?;
-        rows.push(InputRow { id: r.try_get(0).map_err(read_err)?, at: at.timestamp_micros(), values });
-    }
+    let rows = input_rows(raw, values_end).map_err(|message| GroupError::Read { key, message })?;
 
     // The candidate gets the same rows; they are copied only when there is one.
     let shadow_rows = state.candidate.as_ref().map(|_| rows.clone());

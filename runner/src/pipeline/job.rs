@@ -27,6 +27,8 @@ pub struct Job {
     pub health: Mutex<Health>,
     /// The last minutes of work, for the console.
     pub activity: Mutex<Activity>,
+    /// The loop has a batch in hand (background recomputes wait for it).
+    pub busy: std::sync::atomic::AtomicBool,
 }
 
 /// Recent work of a job: rows completed per 10 s over the last 10 minutes,
@@ -169,6 +171,7 @@ impl Job {
             rows_completed: AtomicU64::new(0),
             health: Mutex::new(Health::default()),
             activity: Mutex::new(Activity::default()),
+            busy: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -224,6 +227,12 @@ pub struct Statements {
     pub day_users: String,
     /// ($1 from, $2 tz, $3 to, $4 users or NULL) → groups in a range (recompute).
     pub count_groups: String,
+    /// ($1 user_id, $2 day, $3 tz) → the day's input as `claim` returns it
+    /// (id, timestamp, input columns), read only: no lock, no claim.
+    pub read_day: String,
+    /// ($1 from, $2 tz, $3 to, $4 limit) → up to `limit` groups with input
+    /// in the range, a spread-out sample in a fixed order (`plugin diff`).
+    pub sample_groups: String,
     /// ($1 user_id, $2 day, $3 plugin_version, then one array per output
     /// column): makes the group's daily rows exactly the given ones. One
     /// statement per job, whatever the number of rows (see `replace`).
@@ -334,6 +343,22 @@ impl Statements {
                     SELECT user_id, day FROM {dst}
                     WHERE day BETWEEN $1::date AND $3::date AND ($4::int8[] IS NULL OR user_id = ANY($4::int8[]))
                  ) g",
+                at = at(""),
+                range = range("", "$1", "$3", "$2"),
+            ),
+            read_day: format!(
+                "SELECT s.id::int8, {at_s}{input_cols_s} FROM {src} s
+                 WHERE {read_range} AND s.aggregation_status <> 'failed'
+                 ORDER BY s.{ts}, s.id",
+                at_s = at("s."),
+                input_cols_s = plugin.description.input.iter().map(|c| format!(", s.{}", quote(&c.name))).collect::<String>(),
+                read_range = day_range("s."),
+            ),
+            sample_groups: format!(
+                "SELECT user_id, day FROM (
+                    SELECT DISTINCT user_id::int8 AS user_id, ({at} AT TIME ZONE $2)::date AS day FROM {src}
+                    WHERE {range} AND aggregation_status <> 'failed' AND user_id IS NOT NULL
+                 ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $4",
                 at = at(""),
                 range = range("", "$1", "$3", "$2"),
             ),

@@ -2,7 +2,9 @@
 //! job over a shared, bounded pool, while `deploy` swaps plugins and
 //! settings in as files change.
 
+pub mod after_deploy;
 pub mod deploy;
+pub mod diff;
 pub mod group;
 pub mod job;
 pub mod latency;

@@ -21,11 +21,21 @@ pub struct Range {
     pub to: NaiveDate,
     /// Only these users; `None` for all.
     pub users: Option<Vec<i64>>,
+    /// Run in the background beside the live pipeline
+    /// (`recompute_after_deploy`): one group at a time, each batch waiting
+    /// while the job has live work (at most a second), progress kept apart.
+    pub background: bool,
 }
+
+/// The `users` key of background runs in the progress table.
+pub const AFTER_DEPLOY: &str = "after-deploy";
 
 impl Range {
     /// The `--users` filter as stored in the progress table.
     fn users_key(&self) -> String {
+        if self.background {
+            return AFTER_DEPLOY.into();
+        }
         let mut users = self.users.clone().unwrap_or_default();
         users.sort_unstable();
         users.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
@@ -120,7 +130,8 @@ pub async fn recompute(
         summary.already_done = groups.is_empty();
         summary.retried_failures = !groups.is_empty();
         for chunk in groups.chunks(batch.max(1) as usize) {
-            run_groups(pool, job, &state, live, chunk, &params, &mut summary).await?;
+            let workers = if range.background { 1 } else { cfg.workers };
+            run_groups(pool, job, &state, live, chunk, &params, workers, &mut summary).await?;
         }
         return Ok(summary);
     }
@@ -141,7 +152,15 @@ pub async fn recompute(
             continue;
         };
         let groups: Vec<GroupKey> = users.iter().map(|&user_id| GroupKey { user_id, day }).collect();
-        run_groups(pool, job, &state, live, &groups, &params, &mut summary).await?;
+        if range.background {
+            // Live groups first: wait while the job has work in hand.
+            let waited = std::time::Instant::now();
+            while job.busy.load(std::sync::atomic::Ordering::Relaxed) && waited.elapsed() < Duration::from_secs(1) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let workers = if range.background { 1 } else { state.config.workers };
+        run_groups(pool, job, &state, live, &groups, &params, workers, &mut summary).await?;
         done += users.len() as u64;
         after_user = last;
         pool.get()
@@ -168,6 +187,7 @@ pub async fn recompute(
 
 /// Recomputes some groups, `workers` at once, counting each outcome; a
 /// failed group is remembered for the next run, a recomputed one forgotten.
+#[allow(clippy::too_many_arguments, reason = "one call site per mode; a struct would only rename them")]
 async fn run_groups(
     pool: &Pool,
     job: &Job,
@@ -175,6 +195,7 @@ async fn run_groups(
     live: &Live,
     groups: &[GroupKey],
     progress_key: &[&(dyn tokio_postgres::types::ToSql + Sync); 5],
+    workers: usize,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let outcomes: Vec<(GroupKey, anyhow::Result<Outcome>)> = futures::stream::iter(groups.iter().copied())
@@ -191,7 +212,7 @@ async fn run_groups(
             };
             (key, outcome.await)
         })
-        .buffer_unordered(state.config.workers)
+        .buffer_unordered(workers)
         .collect()
         .await;
     let client = pool.get().await?;

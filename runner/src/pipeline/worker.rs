@@ -97,6 +97,7 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
                 continue;
             }
         };
+        job.busy.store(batch.is_some(), std::sync::atomic::Ordering::Relaxed);
         let Some(mut batch) = batch else {
             if mode == Mode::Once {
                 break;

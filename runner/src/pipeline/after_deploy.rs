@@ -1,0 +1,125 @@
+//! `recompute_after_deploy`: once a new plugin version goes live, the past
+//! days follow it. A background task per job recomputes the configured
+//! window with the live version — one group at a time, each batch waiting
+//! while the job has live work, progress saved per batch (it resumes after
+//! a restart) — and starts over for a version that goes live meanwhile.
+//!
+//! Which version is "new" is kept in the progress table: a version with a
+//! row of its own (users `after-deploy`) has been or is being recomputed. At
+//! start, a live version without one is new if another version had one
+//! (it went live while the runner was down); the very first version only
+//! records itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+
+use super::job::Job;
+use super::recompute::{self, AFTER_DEPLOY, Range};
+
+/// Watches `job` until `shutdown`, recomputing after each deploy.
+pub async fn run(pool: Pool, job: Arc<Job>, window: Duration, mut shutdown: watch::Receiver<bool>) {
+    let days = window.as_secs().div_ceil(86_400).max(1);
+    let mut first = true;
+    loop {
+        let version = job.current().live.as_ref().map(|l| l.plugin.version.to_string());
+        if let Some(version) = &version {
+            let work = async {
+                match plan(&pool, &job, version, days, first).await {
+                    Ok(Some(range)) => recompute_window(&pool, &job, version, range).await,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(job = %job.name, error = %format!("{e:#}"),
+                        "Recompute after deploy could not start; it tries again at the next deploy or start."),
+                }
+            };
+            tokio::select! {
+                () = work => {}
+                // A newer version ends this run; the next one starts over for it.
+                () = version_changes(&job, Some(version)) => {
+                    tracing::info!(job = %job.name, "Another plugin version went live: recompute after deploy starts over for it.");
+                    first = false;
+                    continue;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+        first = false;
+        tokio::select! {
+            () = version_changes(&job, version.as_deref()) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Resolves once the job has a live version other than `version`.
+async fn version_changes(job: &Job, version: Option<&str>) {
+    loop {
+        let now = job.current().live.as_ref().map(|l| l.plugin.version.to_string());
+        if now.is_some() && now.as_deref() != version {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The window to recompute for `version`, if any: an unfinished run's, or
+/// a new one ending today.
+async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> anyhow::Result<Option<Range>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT plugin_version, from_day, to_day, finished_at IS NOT NULL FROM runner_recompute_progress
+             WHERE job = $1 AND users = $2 ORDER BY updated_at DESC",
+            &[&job.name, &AFTER_DEPLOY],
+        )
+        .await?;
+    let mine = rows.iter().find(|r| r.get::<_, String>(0) == version);
+    let range = |from: NaiveDate, to: NaiveDate| Range { from, to, users: None, background: true };
+    Ok(match mine {
+        Some(r) if r.get::<_, bool>(3) => None,
+        Some(r) => Some(range(r.get(1), r.get(2))),
+        // Started with a version never recorded and nothing before it: a baseline.
+        None if first && rows.is_empty() => {
+            let today = Utc::now().date_naive();
+            client
+                .execute(
+                    "INSERT INTO runner_recompute_progress (job, from_day, to_day, users, plugin_version, finished_at)
+                     VALUES ($1, $2, $2, $3, $4, now()) ON CONFLICT DO NOTHING",
+                    &[&job.name, &today, &AFTER_DEPLOY, &version],
+                )
+                .await?;
+            None
+        }
+        None => {
+            let to = Utc::now().date_naive();
+            Some(range(to - chrono::Days::new(days - 1), to))
+        }
+    })
+}
+
+async fn recompute_window(pool: &Pool, job: &Job, version: &str, range: Range) {
+    tracing::info!(job = %job.name, plugin = version, from = %range.from, to = %range.to,
+        "Recomputing past days after a deploy, in the background.");
+    let done = metrics::gauge!("runner_recompute_after_deploy_groups", "job" => job.name.clone(), "state" => "done");
+    let total = metrics::gauge!("runner_recompute_after_deploy_groups", "job" => job.name.clone(), "state" => "total");
+    let mut last_logged = 0u64;
+    let result = recompute::recompute(pool, job, &range, 20, false, |d, t| {
+        done.set(d as f64);
+        total.set(t as f64);
+        // About every tenth of the way.
+        if t > 0 && (d - last_logged.min(d)) * 10 >= t {
+            tracing::info!(job = %job.name, done = d, total = t, "Recompute after deploy progressing.");
+            last_logged = d;
+        }
+    })
+    .await;
+    match result {
+        Ok(s) => tracing::info!(job = %job.name, plugin = version, recomputed = s.recomputed, emptied = s.emptied,
+            failed = s.failed, "Recompute after deploy finished."),
+        Err(e) => tracing::warn!(job = %job.name, error = %format!("{e:#}"),
+            "Recompute after deploy stopped; it resumes at the next start or deploy."),
+    }
+}
