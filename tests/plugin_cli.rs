@@ -137,3 +137,82 @@ async fn a_new_plugin_from_the_template_builds_tests_validates_and_runs() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("user 1 day 2024-03-10: 3 input rows") && out.contains("1 rejected"), "{out}");
 }
+
+/// A toolchain `cargo xtask build-plugins` installed into `.tools/`.
+fn tool(path: &str) -> std::path::PathBuf {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools").join(path);
+    assert!(tool.exists(), "{} is missing: run `cargo xtask build-plugins` (`cargo xtask test` does)", tool.display());
+    tool
+}
+
+fn must(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{cmd:?}: {all}");
+    all
+}
+
+#[tokio::test]
+async fn new_python_and_javascript_plugins_build_test_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for (lang, test, build) in [
+        ("python", &["python3", "-m", "unittest", "-q"][..], "python"),
+        ("javascript", &["node", "--test"][..], "javascript"),
+    ] {
+        let name = format!("steps_{lang}");
+        let (code, out) =
+            plugin(&["plugin", "new", &name, "--lang", lang, "--dir", dir.path().to_str().unwrap()]).await;
+        assert_eq!(code, Some(0), "{out}");
+        let root = dir.path().join(&name);
+        assert!(root.join("wit/aggregator.wit").exists());
+        must(std::process::Command::new(test[0]).args(&test[1..]).current_dir(&root));
+        let wasm = root.join(format!("{name}.wasm"));
+        if build == "python" {
+            must(
+                std::process::Command::new(tool("python/bin/componentize-py"))
+                    .args(["-d", "wit", "-w", "aggregator", "componentize", "app", "--stub-wasi", "-o"])
+                    .arg(&wasm)
+                    .current_dir(&root),
+            );
+        } else {
+            must(
+                std::process::Command::new(tool("node/node_modules/.bin/componentize-js"))
+                    .args([
+                        "app.js",
+                        "--wit",
+                        "wit",
+                        "-n",
+                        "aggregator",
+                        "-d",
+                        "stdio",
+                        "random",
+                        "clocks",
+                        "http",
+                        "fetch-event",
+                        "-o",
+                    ])
+                    .arg(&wasm)
+                    .current_dir(&root),
+            );
+        }
+        let (code, out) = plugin(&["plugin", "validate", wasm.to_str().unwrap()]).await;
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains(&format!("{name}@0.1.0+sha256:")), "{out}");
+        let sample = root.join("sample.csv");
+        let (code, out) =
+            plugin(&["plugin", "test", wasm.to_str().unwrap(), "--input", sample.to_str().unwrap()]).await;
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("user 1 day 2024-03-10: 3 input rows") && out.contains("1 rejected"), "{lang}: {out}");
+    }
+}
+
+#[test]
+fn the_bundled_python_and_javascript_vitals_pass_their_own_unit_tests() {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let py = must(
+        std::process::Command::new("python3").args(["-m", "unittest", "-v"]).current_dir(plugins.join("vitals-py")),
+    );
+    assert!(py.contains("Ran 7 tests") && py.contains("OK"), "{py}");
+    let js = must(std::process::Command::new("node").arg("--test").current_dir(plugins.join("vitals-js")));
+    assert!(js.contains("# pass 7") && js.contains("# fail 0"), "{js}");
+}

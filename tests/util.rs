@@ -362,3 +362,18 @@ pub async fn one_reading(db: &TestDb, user: i64, day: &str) {
         .await
         .unwrap();
 }
+
+/// A plugin built by `cargo xtask build-plugins` into `target/plugins/`
+/// (the Python and JavaScript vitals: `cargo xtask test` builds them first).
+pub fn built_plugin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo xtask build-plugins` (`cargo xtask test` does)", path.display());
+    path
+}
+
+/// A config whose plugin folder holds `file` under the name `as_name`.
+pub fn config_with_plugin_file(db_url: &str, jobs: &str, file: &Path, as_name: &str) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path, own) = config_with_own_plugins(db_url, jobs, &[]);
+    std::fs::copy(file, own.join(as_name)).unwrap();
+    (dir, path)
+}

@@ -1,9 +1,23 @@
 //! The vitals rules of the spec, checked on rows in Postgres after
 //! `runner migrate` and `runner run --once`.
 
-use crate::util::{TestDb, job, migrated, run_ok};
+use std::path::PathBuf;
+
+use crate::util::{
+    TestDb, built_plugin, config_with_plugin_file, job, migrated, plugins_dir, run_ok, vitals_daily_text,
+};
 
 const VITALS: &str = "vitals.wasm";
+
+/// The three vitals plugins: Rust, Python (componentize-py) and JavaScript
+/// (componentize-js), each with its `plugin_version` prefix.
+fn vitals_plugins() -> [(PathBuf, &'static str); 3] {
+    [
+        (plugins_dir().join("vitals.wasm"), "vitals@1.0.0+sha256:"),
+        (built_plugin("vitals_py.wasm"), "vitals-py@1.0.0+sha256:"),
+        (built_plugin("vitals_js.wasm"), "vitals-js@1.0.0+sha256:"),
+    ]
+}
 
 /// (metric, unit, sample_count, rejected_count, min, max, avg, last)
 type Daily = (String, Option<String>, i32, i32, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
@@ -39,9 +53,43 @@ async fn insert(db: &TestDb, rows: &[(i64, &str, &str, Option<f64>, &str)]) {
 }
 
 #[tokio::test]
-async fn every_vitals_rule_on_rows_in_postgres() {
+async fn every_vitals_rule_on_rows_in_postgres_rust() {
+    let [(file, version), ..] = vitals_plugins();
+    every_vitals_rule(&file, version).await;
+}
+
+#[tokio::test]
+async fn every_vitals_rule_on_rows_in_postgres_python() {
+    let [_, (file, version), _] = vitals_plugins();
+    every_vitals_rule(&file, version).await;
+}
+
+#[tokio::test]
+async fn every_vitals_rule_on_rows_in_postgres_javascript() {
+    let [.., (file, version)] = vitals_plugins();
+    every_vitals_rule(&file, version).await;
+}
+
+#[tokio::test]
+async fn the_three_vitals_plugins_write_the_same_daily_rows() {
+    let mut results = Vec::new();
+    for (file, _) in vitals_plugins() {
+        let db = TestDb::new().await;
+        let (_dir, config) = config_with_plugin_file(&db.url, &job("vitals", VITALS, ""), &file, VITALS);
+        run_ok(&config, &["migrate"]).await;
+        runner::seed::vitals(&db.client, 15, 2, chrono::NaiveDate::from_ymd_opt(2024, 3, 9).unwrap()).await.unwrap();
+        run_ok(&config, &["run", "--once"]).await;
+        results.push(vitals_daily_text(&db.client).await);
+    }
+    assert!(results[0].lines().count() > 100);
+    assert_eq!(results[1], results[0], "Python differs from Rust");
+    assert_eq!(results[2], results[0], "JavaScript differs from Rust");
+}
+
+async fn every_vitals_rule(file: &std::path::Path, version_prefix: &str) {
     let db = TestDb::new().await;
-    let (_dir, config) = migrated(&db, &job("vitals", VITALS, "")).await;
+    let (_dir, config) = config_with_plugin_file(&db.url, &job("vitals", VITALS, ""), file, VITALS);
+    run_ok(&config, &["migrate"]).await;
     let day = "2024-03-10";
     insert(
         &db,
@@ -124,9 +172,9 @@ async fn every_vitals_rule_on_rows_in_postgres() {
     assert_eq!(daily(&db, 2, day).await.len(), 1);
     assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'").await, 0);
     let versions = db
-        .count(
-            "SELECT count(DISTINCT plugin_version) FROM vitals_daily WHERE plugin_version LIKE 'vitals@1.0.0+sha256:%'",
-        )
+        .count(&format!(
+            "SELECT count(DISTINCT plugin_version) FROM vitals_daily WHERE plugin_version LIKE '{version_prefix}%'"
+        ))
         .await;
     assert_eq!(versions, 1);
 

@@ -1,7 +1,9 @@
 //! Project tasks, runnable with nothing but cargo:
 //!
 //! - `cargo xtask build-plugins`: build the bundled plugins for
-//!   `wasm32-wasip2` and copy them to `target/plugins/`.
+//!   `wasm32-wasip2` and copy them to `target/plugins/`, the Python and
+//!   JavaScript vitals too (componentize-py and componentize-js, pinned,
+//!   installed into `.tools/` on first use: nothing global).
 //! - `cargo xtask demo [ARGS]`: build the plugins, then `runner demo ARGS`
 //!   (a throwaway Postgres, seeded, aggregated, summarised).
 //! - `cargo xtask test`: build everything and run the whole test suite.
@@ -89,8 +91,83 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
         std::fs::copy(built.join(&file), &tmp).with_context(|| format!("copying {file}"))?;
         std::fs::rename(&tmp, out.join(&file))?;
     }
+    build_python(&root, &out, "plugins/vitals-py", "vitals_py.wasm")?;
+    build_javascript(&root, &out, "plugins/vitals-js", "vitals_js.wasm")?;
     println!("plugins in {}", out.display());
     Ok(out)
+}
+
+/// The pinned plugin toolchains for other languages.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.0";
+const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.19.3";
+
+/// Runs a command in `dir`, failing with its name.
+fn run(dir: &Path, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> anyhow::Result<()> {
+    let program = program.as_ref();
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("running {}", program.to_string_lossy()))?;
+    if !status.success() {
+        bail!("{} {} failed", program.to_string_lossy(), args.join(" "));
+    }
+    Ok(())
+}
+
+/// Whether `out` is older than any file in `src` (or missing).
+fn stale(src: &Path, out: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else { return true };
+    let wit = root().join("wit/aggregator.wit");
+    std::fs::read_dir(src)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain([wit])
+        .filter(|p| p.is_file())
+        .any(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|t| t > built))
+}
+
+/// Builds a Python plugin with componentize-py, from a virtualenv in `.tools/python`.
+fn build_python(root: &Path, out: &Path, src: &str, file: &str) -> anyhow::Result<()> {
+    let target = out.join(file);
+    if !stale(&root.join(src), &target) {
+        return Ok(());
+    }
+    let venv = root.join(".tools/python");
+    let tool = venv.join("bin/componentize-py");
+    if !tool.exists() {
+        run(root, "python3", &["-m", "venv", venv.to_str().unwrap_or_default()])?;
+        run(root, venv.join("bin/pip"), &["install", "--quiet", COMPONENTIZE_PY])?;
+    }
+    let tmp = out.join(format!(".{file}.tmp"));
+    let args = ["-d", "wit", "-w", "aggregator", "componentize", "app", "-p", src, "--stub-wasi", "-o"];
+    run(root, &tool, &[&args[..], &[tmp.to_str().unwrap_or_default()]].concat())?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(())
+}
+
+/// Builds a JavaScript plugin with componentize-js, from `.tools/node`,
+/// with every optional WASI feature off (it imports nothing the runner lacks).
+fn build_javascript(root: &Path, out: &Path, src: &str, file: &str) -> anyhow::Result<()> {
+    let target = out.join(file);
+    if !stale(&root.join(src), &target) {
+        return Ok(());
+    }
+    let tools = root.join(".tools/node");
+    let tool = tools.join("node_modules/.bin/componentize-js");
+    if !tool.exists() {
+        std::fs::create_dir_all(&tools)?;
+        let prefix = tools.to_str().unwrap_or_default();
+        run(root, "npm", &["install", "--no-save", "--no-audit", "--no-fund", "--prefix", prefix, COMPONENTIZE_JS])?;
+    }
+    let tmp = out.join(format!(".{file}.tmp"));
+    let app = format!("{src}/app.js");
+    let args = ["--wit", "wit", "-n", "aggregator", "-d", "stdio", "random", "clocks", "http", "fetch-event", "-o"];
+    run(root, &tool, &[&[app.as_str()][..], &args, &[tmp.to_str().unwrap_or_default()]].concat())?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,18 +54,24 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime_serde::re::humantime::parse_duration)]
         time_limit: std::time::Duration,
     },
-    /// Create a new plugin crate that builds, passes its own test and validates.
+    /// Create a new plugin (a Rust crate, or a Python or JavaScript project)
+    /// that builds, passes its own test and validates.
     ///
-    /// Example: runner plugin new sleep --dir plugins
+    /// Example: runner plugin new sleep --dir plugins --lang python
     New {
         /// The plugin's name: lower-case letters, digits and `_`.
         name: String,
         /// Folder to create the crate in (as <dir>/<name>).
         #[arg(long, default_value = "plugins")]
         dir: PathBuf,
-        /// Path to the plugin kit crate (default: the one this runner was built from).
+        /// Path to the plugin kit crate (default: the one this runner was built
+        /// from); Rust only.
         #[arg(long)]
         kit: Option<PathBuf>,
+        /// The plugin's language: rust (a crate with the kit), python
+        /// (componentize-py) or javascript (componentize-js).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: template::Lang,
     },
     /// Preview what a new plugin would change in a job's daily rows: read
     /// real groups from the job's raw table (read-only, locking nothing,
@@ -109,7 +115,7 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
             let plugin = Plugin::load(&Runtime::new(None)?, &file, limits)?;
             try_rows::run(&plugin, &input, json, limits)
         }
-        Command::New { name, dir, kit } => template::create(&name, &dir, kit.as_deref()),
+        Command::New { name, dir, kit, lang } => template::create(&name, &dir, kit.as_deref(), lang),
         Command::Diff(args) => diff::run(args, config_path).await,
         Command::Keygen { name } => {
             let (secret, public, key) = trust::keygen(Path::new("."), &name)?;

@@ -92,12 +92,73 @@ mod tests {
 
 const SAMPLE_CSV: &str = "user_id,at,value\n1,2024-03-10T08:00:00Z,1.5\n1,2024-03-10T09:00:00Z,2.5\n1,2024-03-10T10:00:00Z,\n2,2024-03-10T08:00:00Z,7\n";
 
-pub fn create(name: &str, dir: &Path, kit: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// The languages `runner plugin new` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Javascript,
+}
+
+/// Files of the Python and JavaScript templates: (path, text with `{name}`).
+const PYTHON: &[(&str, &str)] = &[
+    ("rules.py", include_str!("templates/rules.py")),
+    ("app.py", include_str!("templates/app.py")),
+    ("test_rules.py", include_str!("templates/test_rules.py")),
+    ("README.md", include_str!("templates/README-python.md")),
+    (".gitignore", "__pycache__/\n.venv/\n*.wasm\n"),
+];
+const JAVASCRIPT: &[(&str, &str)] = &[
+    ("rules.js", include_str!("templates/rules.js")),
+    ("app.js", include_str!("templates/app.js")),
+    ("rules.test.js", include_str!("templates/rules.test.js")),
+    ("package.json", include_str!("templates/package.json")),
+    ("README.md", include_str!("templates/README-javascript.md")),
+    (".gitignore", "node_modules/\n*.wasm\n"),
+];
+/// The contract, copied into Python and JavaScript plugins (their
+/// toolchains generate bindings from it).
+const WIT: &str = include_str!("../../../../wit/aggregator.wit");
+
+pub fn create(name: &str, dir: &Path, kit: Option<&Path>, lang: Lang) -> anyhow::Result<ExitCode> {
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid {
         bail!("`{name}` is not a valid plugin name: use lower-case letters, digits and `_`, starting with a letter");
     }
+    let files = match lang {
+        Lang::Rust => return create_rust(name, dir, kit),
+        Lang::Python => PYTHON,
+        Lang::Javascript => JAVASCRIPT,
+    };
+    let root = dir.join(name);
+    if root.exists() {
+        bail!("{} already exists", root.display());
+    }
+    std::fs::create_dir_all(root.join("wit"))?;
+    std::fs::write(root.join("wit/aggregator.wit"), WIT)?;
+    std::fs::write(root.join("sample.csv"), SAMPLE_CSV)?;
+    for (file, text) in files {
+        std::fs::write(root.join(file), text.replace("{name}", name))?;
+    }
+    println!("Created {}. Next, as its README.md says:", root.display());
+    println!("  cd {}", root.display());
+    match lang {
+        Lang::Python => {
+            println!("  python3 -m unittest                               # your logic, natively");
+            println!("  componentize-py -d wit -w aggregator componentize app --stub-wasi -o {name}.wasm");
+        }
+        _ => {
+            println!("  node --test                                       # your logic, natively");
+            println!("  npm install && npm run build                      # {name}.wasm");
+        }
+    }
+    println!("  runner plugin validate {name}.wasm");
+    println!("  runner plugin test {name}.wasm --input sample.csv");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn create_rust(name: &str, dir: &Path, kit: Option<&Path>) -> anyhow::Result<ExitCode> {
     let kit: PathBuf = match kit {
         Some(k) => k.to_path_buf(),
         None => PathBuf::from(KIT),

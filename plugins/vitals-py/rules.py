@@ -1,0 +1,119 @@
+"""The vitals rules of docs/aggregation-spec.md in plain Python: unit
+conversion, plausibility, and the daily figures. No WebAssembly here, so
+`python -m unittest` tests them as they are."""
+
+from dataclasses import dataclass
+from math import isfinite
+from typing import Callable, Optional
+
+KPA_TO_MMHG = 7.50062
+LB_TO_KG = 0.45359237
+
+
+def identity(v: float) -> float:
+    return v
+
+
+def factor(f: float) -> Callable[[float], float]:
+    return lambda v: v * f
+
+
+def fahrenheit_to_celsius(v: float) -> float:
+    return (v - 32.0) * 5.0 / 9.0
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    canonical: str
+    units: dict  # accepted unit -> conversion to the canonical unit
+    low: float
+    high: float
+
+
+# The spec's metric table, in output order.
+METRICS = [
+    Metric("heart_rate", "bpm", {"bpm": identity}, 20.0, 300.0),
+    Metric("systolic_bp", "mmHg", {"mmHg": identity, "kPa": factor(KPA_TO_MMHG)}, 50.0, 300.0),
+    Metric("diastolic_bp", "mmHg", {"mmHg": identity, "kPa": factor(KPA_TO_MMHG)}, 20.0, 200.0),
+    Metric("spo2", "%", {"%": identity, "fraction": factor(100.0)}, 50.0, 100.0),
+    Metric(
+        "temperature",
+        "C",
+        {"C": identity, "celsius": identity, "F": fahrenheit_to_celsius, "fahrenheit": fahrenheit_to_celsius},
+        25.0,
+        45.0,
+    ),
+    Metric("weight", "kg", {"kg": identity, "lb": factor(LB_TO_KG), "lbs": factor(LB_TO_KG)}, 1.0, 500.0),
+    Metric("respiratory_rate", "breaths/min", {"breaths/min": identity}, 1.0, 100.0),
+]
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def unit_matches(given: str, accepted: str) -> bool:
+    """Units match after trimming, ignoring ASCII case only (as the Rust kit)."""
+    return given.strip().translate(_ASCII_LOWER) == accepted.strip().translate(_ASCII_LOWER)
+
+
+@dataclass
+class Reading:
+    id: int
+    at: int  # microseconds since the epoch
+    metric: Optional[str]
+    value: Optional[float]
+    unit: Optional[str]
+
+
+@dataclass
+class Daily:
+    metric: str
+    unit: str
+    sample_count: int = 0
+    rejected_count: int = 0
+    min_value: Optional[float] = None
+    max_value: Optional[float] = None
+    avg_value: Optional[float] = None
+    last_value: Optional[float] = None
+
+
+def canonical_value(metric: Metric, value: Optional[float], unit: Optional[str]) -> Optional[float]:
+    """The canonical value of an acceptable reading, or None when rejected."""
+    if value is None or not isfinite(value) or unit is None:
+        return None
+    convert = next((c for u, c in metric.units.items() if unit_matches(unit, u)), None)
+    if convert is None:
+        return None
+    canonical = convert(value)
+    return canonical if metric.low <= canonical <= metric.high else None
+
+
+def aggregate(readings: list[Reading]) -> tuple[list[Daily], int]:
+    """One row per known metric seen that day, and the rows rejected.
+    Readings of unknown metrics are ignored, not counted."""
+    out = []
+    rejected = 0
+    for metric in METRICS:
+        mine = [r for r in readings if r.metric == metric.name]
+        if not mine:
+            continue
+        daily = Daily(metric.name, metric.canonical)
+        total = 0.0
+        latest = None  # ((at, id), value)
+        for r in mine:
+            v = canonical_value(metric, r.value, r.unit)
+            if v is None:
+                daily.rejected_count += 1
+                continue
+            daily.sample_count += 1
+            total += v
+            daily.min_value = v if daily.min_value is None else min(daily.min_value, v)
+            daily.max_value = v if daily.max_value is None else max(daily.max_value, v)
+            if latest is None or (r.at, r.id) >= latest[0]:
+                latest = ((r.at, r.id), v)
+        if daily.sample_count:
+            daily.avg_value = total / daily.sample_count
+            daily.last_value = latest[1]
+        rejected += daily.rejected_count
+        out.append(daily)
+    return out, rejected

@@ -1,0 +1,24 @@
+// The `{name}` plugin: the WIT glue around `rules.js`. Build it with
+// componentize-js (see README.md).
+import { aggregate as rules } from './rules.js';
+
+export function describe() {
+  return {
+    name: '{name}',
+    version: '0.1.0',
+    input: [{ name: 'value', kind: 'float' }],
+    output: [
+      { name: 'reading_count', kind: 'integer' },
+      { name: 'rejected_count', kind: 'integer' },
+      { name: 'total', kind: 'float' },
+    ],
+    key: [],
+  };
+}
+
+export function aggregate(group) {
+  const values = group.rows.map((r) => (r.values[0].tag === 'float' ? r.values[0].val : null));
+  const { count, rejected, total } = rules(values);
+  const row = [{ tag: 'integer', val: BigInt(count) }, { tag: 'integer', val: BigInt(rejected) }, { tag: 'float', val: total }];
+  return { rows: [row], rejected };
+}

@@ -1,0 +1,28 @@
+"""The `{name}` plugin: the WIT glue around `rules`. Build it with
+componentize-py (see README.md)."""
+
+import wit_world
+from wit_world.imports import types as t
+
+import rules
+
+
+class WitWorld(wit_world.WitWorld):
+    def describe(self) -> t.Description:
+        return t.Description(
+            name="{name}",
+            version="0.1.0",
+            input=[t.Column("value", t.ColumnType.FLOAT)],
+            output=[
+                t.Column("reading_count", t.ColumnType.INTEGER),
+                t.Column("rejected_count", t.ColumnType.INTEGER),
+                t.Column("total", t.ColumnType.FLOAT),
+            ],
+            key=[],
+        )
+
+    def aggregate(self, group: t.Group) -> t.Output:
+        values = [r.values[0].value if isinstance(r.values[0], t.Value_Float) else None for r in group.rows]
+        count, rejected, total = rules.aggregate(values)
+        row = [t.Value_Integer(count), t.Value_Integer(rejected), t.Value_Float(float(total))]
+        return t.Output(rows=[row], rejected=rejected)
