@@ -5,6 +5,7 @@
 //! and busy. Prints figures and the ratios between them. See
 //! docs/performance.md.
 
+mod languages;
 mod native;
 mod reads;
 mod setbased;
@@ -392,6 +393,20 @@ async fn main() -> anyhow::Result<()> {
         wasm.max_connections_seen.max(busy.max_connections_seen) <= args.max_connections as i64
     );
     println!("  daily rows identical across the three:     {same}");
+    println!();
+    println!("plugin call per group, by language (one day of 34 readings, median of 200 calls)");
+    let per_language = languages::measure(&args.plugins, 200);
+    let rust = per_language.first().and_then(|(_, t)| *t);
+    for (language, time) in &per_language {
+        match (time, rust) {
+            (Some(t), Some(r)) => println!(
+                "  {language:<12} {:>9.1} µs   × {:.1} of Rust",
+                t.as_secs_f64() * 1e6,
+                t.as_secs_f64() / r.as_secs_f64()
+            ),
+            _ => println!("  {language:<12} not built (cargo xtask build-plugins)"),
+        }
+    }
     drop(pg);
     let _ = std::fs::remove_dir_all(&work);
     anyhow::ensure!(same, "the runner's daily rows differ from the set-based reference");
