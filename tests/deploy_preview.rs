@@ -168,3 +168,17 @@ async fn past_days_follow_a_deploy_resume_after_a_kill_and_live_rows_still_flow(
     assert!(log.contains("Recomputing past days after a deploy"), "{log}");
     assert!(log.contains("Recompute after deploy finished."), "{log}");
 }
+
+#[tokio::test]
+async fn a_shadow_candidate_reading_other_columns_is_refused_with_a_pointer_to_diff() {
+    let db = TestDb::new().await;
+    let (_dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 60).await;
+    // diffy reads (metric, value); vitals reads (metric, value, unit).
+    deploy(&plugins.join("vitals.candidate.wasm"), &std::fs::read(plugins_dir().join("diffy.wasm")).unwrap());
+    daemon.wait_for("Shadow candidate rejected.", 1, 60).await;
+    let log = daemon.stop().await;
+    assert!(log.contains("reads other input columns than the live plugin") && log.contains("runner plugin diff"), "{log}");
+}

@@ -266,7 +266,18 @@ impl Deployer {
             }
             Look::Missing => {}
             Look::Unreadable(reason) => warn!(job = %job.name, reason = %reason, "Shadow candidate cannot be read."),
-            look => match self.attempt(&state.config, &path, look, None).await {
+            look => match self.attempt(&state.config, &path, look, None).await.map(|r| {
+                // A candidate is given the live plugin's input rows: it must read the same columns.
+                r.and_then(|(shape, plugin)| match &job.current().live {
+                    Some(live) if live.plugin.description.input != plugin.description.input => Err(Rejection {
+                        reason: "it reads other input columns than the live plugin, so it cannot run beside it; \
+                                 compare it with `runner plugin diff` instead"
+                            .into(),
+                        retry: None,
+                    }),
+                    _ => Ok((shape, plugin)),
+                })
+            }) {
                 Some(Ok((_, plugin))) => {
                     self.candidate_errors.remove(&path);
                     info!(job = %job.name, candidate = %plugin.version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
