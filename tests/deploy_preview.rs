@@ -180,5 +180,8 @@ async fn a_shadow_candidate_reading_other_columns_is_refused_with_a_pointer_to_d
     deploy(&plugins.join("vitals.candidate.wasm"), &std::fs::read(plugins_dir().join("diffy.wasm")).unwrap());
     daemon.wait_for("Shadow candidate rejected.", 1, 60).await;
     let log = daemon.stop().await;
-    assert!(log.contains("reads other input columns than the live plugin") && log.contains("runner plugin diff"), "{log}");
+    assert!(
+        log.contains("reads other input columns than the live plugin") && log.contains("runner plugin diff"),
+        "{log}"
+    );
 }

@@ -5,6 +5,7 @@
 //! and busy. Prints figures and the ratios between them. See
 //! docs/performance.md.
 
+mod freshness;
 mod languages;
 mod native;
 mod reads;
@@ -55,6 +56,12 @@ struct Args {
     /// a slow mode shows instead of hiding in one lucky run.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Rows a second for the freshness runs (live ingest beside the runner).
+    #[arg(long, default_value_t = 2000)]
+    ingest_rate: u32,
+    /// Seconds of each freshness run (0: none).
+    #[arg(long, default_value_t = 10)]
+    ingest_seconds: u64,
     /// The folder holding vitals.wasm (`cargo xtask build-plugins`).
     #[arg(long, default_value = "target/plugins")]
     plugins: PathBuf,
@@ -62,7 +69,7 @@ struct Args {
 
 const START: (i32, u32, u32) = (2024, 1, 1);
 
-async fn connect(url: &str) -> anyhow::Result<Client> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(conn);
     Ok(client)
@@ -393,6 +400,27 @@ async fn main() -> anyhow::Result<()> {
         wasm.max_connections_seen.max(busy.max_connections_seen) <= args.max_connections as i64
     );
     println!("  daily rows identical across the three:     {same}");
+    if args.ingest_seconds > 0 {
+        println!();
+        println!(
+            "freshness under live ingest at {} rows/s for {} s (raw row written -> its daily row written)",
+            args.ingest_rate, args.ingest_seconds
+        );
+        for (shape, per_commit) in [("device syncs, 20 rows a commit", 20), ("one-row groups", 1)] {
+            copy(&admin, "bench_fresh").await?;
+            let url = pg.url("bench_fresh");
+            let f =
+                freshness::run(&config(&url, &args, &work)?, &url, args.ingest_rate, per_commit, args.ingest_seconds)
+                    .await?;
+            println!(
+                "  {shape:<32} {:>7} rows   p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms",
+                f.rows,
+                f.p50 * 1e3,
+                f.p99 * 1e3,
+                f.max * 1e3
+            );
+        }
+    }
     println!();
     println!("plugin call per group, by language (one day of 34 readings, median of 200 calls)");
     let per_language = languages::measure(&args.plugins, 200);

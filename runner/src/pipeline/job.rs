@@ -386,7 +386,7 @@ impl Statements {
                 format!(
                     "WITH up AS (
                         INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {cols})
-                        SELECT $1::int8, $2::date, $3::text, now(), {cols}
+                        SELECT $1::int8, $2::date, $3::text, clock_timestamp(), {cols}
                         FROM unnest({arrays}) AS v({cols})
                         ON CONFLICT ({conflict}) DO UPDATE SET {set}
                         RETURNING {returning}

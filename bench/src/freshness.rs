@@ -1,0 +1,91 @@
+//! Freshness under live ingest: rows arrive at a set rate while the runner
+//! runs as a daemon (woken by NOTIFY); each raw row's commit is compared
+//! with the write of its daily row. Two shapes: device syncs (a user's
+//! readings in one commit) and one-row groups (every row a new group).
+//!
+//! A raw row's `recorded_at` is `clock_timestamp()` at its insert and a
+//! daily row's `updated_at` is `clock_timestamp()` at its write, so the
+//! figure is from insert to write, a hair under commit to commit.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use runner::config::Config;
+use runner::db::pool;
+use runner::pipeline::{self, Mode};
+use runner::plugin::Runtime;
+
+/// p50, p99 and max of the delay from a raw row to its daily row.
+pub struct Freshness {
+    pub rows: i64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// Inserts `rate` rows a second for `seconds`, `per_commit` rows (of one
+/// user, a new one each commit) at a time, with the runner running.
+pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds: u64) -> anyhow::Result<Freshness> {
+    let pool = pool::build(&config.database, "runner")?;
+    let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let jobs = pipeline::prepare(config, &pool, &runtime).await.map_err(|p| anyhow::anyhow!(p.join("\n")))?;
+    let (stop, shutdown) = watch::channel(false);
+    let runner = {
+        let (config, pool, jobs) = (config.clone(), pool.clone(), jobs.clone());
+        tokio::spawn(async move { pipeline::run(&config, pool, &jobs, Mode::Daemon, shutdown).await })
+    };
+    let producer = crate::connect(url).await?;
+    // Users far above the seeded ones: every commit starts new groups.
+    let first_user: i64 = 1_000_000 + i64::from(per_commit) * 1_000_000;
+    let every = Duration::from_secs_f64(f64::from(per_commit) / f64::from(rate.max(1)));
+    let mut tick = tokio::time::interval(every);
+    let started = Instant::now();
+    let mut commit = 0i64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        let user = first_user + commit;
+        producer
+            .execute(
+                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+                 SELECT $1::int8, clock_timestamp(), 'heart_rate', 60 + g % 40, 'bpm' FROM generate_series(1, $2::int) g",
+                &[&user, &(per_commit as i32)],
+            )
+            .await?;
+        commit += 1;
+    }
+    // Let the runner finish what arrived.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let pending: i64 = producer
+            .query_one(
+                "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'pending' AND user_id >= $1",
+                &[&first_user],
+            )
+            .await?
+            .get(0);
+        if pending == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(30), runner).await;
+    pool.close();
+    let row = producer
+        .query_one(
+            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), max(lag)
+             FROM (SELECT extract(epoch FROM d.written - r.arrived)::float8 AS lag
+                   FROM (SELECT user_id, max(recorded_at) AS arrived FROM vitals_raw WHERE user_id >= $1 GROUP BY 1) r
+                   JOIN (SELECT user_id, max(updated_at) AS written FROM vitals_daily WHERE user_id >= $1 GROUP BY 1) d
+                   USING (user_id)) x",
+            &[&first_user],
+        )
+        .await?;
+    Ok(Freshness {
+        rows: commit * i64::from(per_commit),
+        p50: row.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
+        p99: row.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
+        max: row.get::<_, Option<f64>>(3).unwrap_or(f64::NAN),
+    })
+}
