@@ -176,7 +176,7 @@ async fn a_shadow_candidate_reading_other_columns_is_refused_with_a_pointer_to_d
     run_ok(&config, &["migrate"]).await;
     let daemon = Daemon::start(&config);
     daemon.wait_for("Job started.", 1, 60).await;
-    // diffy reads (metric, value); vitals reads (metric, value, unit).
+    // diffy reads (value, metric); vitals reads (metric, value, unit).
     deploy(&plugins.join("vitals.candidate.wasm"), &std::fs::read(plugins_dir().join("diffy.wasm")).unwrap());
     daemon.wait_for("Shadow candidate rejected.", 1, 60).await;
     let log = daemon.stop().await;

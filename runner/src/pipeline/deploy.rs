@@ -267,14 +267,17 @@ impl Deployer {
             Look::Missing => {}
             Look::Unreadable(reason) => warn!(job = %job.name, reason = %reason, "Shadow candidate cannot be read."),
             look => match self.attempt(&state.config, &path, look, None).await.map(|r| {
-                // A candidate is given the live plugin's input rows: it must read the same columns.
+                // A candidate is given the live plugin's input rows (cut to its
+                // width): it must read the live plugin's first input columns.
                 r.and_then(|(shape, plugin)| match &job.current().live {
-                    Some(live) if live.plugin.description.input != plugin.description.input => Err(Rejection {
-                        reason: "it reads other input columns than the live plugin, so it cannot run beside it; \
-                                 compare it with `runner plugin diff` instead"
-                            .into(),
-                        retry: None,
-                    }),
+                    Some(live) if !live.plugin.description.input.starts_with(&plugin.description.input) => {
+                        Err(Rejection {
+                            reason: "it reads other input columns than the live plugin, so it cannot run beside it; \
+                                     compare it with `runner plugin diff` instead"
+                                .into(),
+                            retry: None,
+                        })
+                    }
                     _ => Ok((shape, plugin)),
                 })
             }) {

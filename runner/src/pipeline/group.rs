@@ -221,7 +221,13 @@ async fn aggregate(
     let rows = input_rows(raw, values_end).map_err(|message| GroupError::Read { key, message })?;
 
     // The candidate gets the same rows; they are copied only when there is one.
-    let shadow_rows = state.candidate.as_ref().map(|_| rows.clone());
+    let shadow_rows = state.candidate.as_ref().map(|candidate| {
+        // It reads the live plugin's first input columns (checked when it was loaded).
+        let width = candidate.description.input.len();
+        rows.iter()
+            .map(|r| InputRow { id: r.id, at: r.at, values: r.values.iter().take(width).cloned().collect() })
+            .collect::<Vec<_>>()
+    });
     let plugin = &live.plugin;
     let output = call(plugin, key, rows, state.limits).await.map_err(|source| GroupError::Plugin {
         plugin: plugin.version.clone(),

@@ -15,7 +15,8 @@ impl Guest for Diffy {
         Description {
             name: "diffy".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            input: vec![column("metric", ColumnType::Text), column("value", ColumnType::Float)],
+            // Value first: not the order the vitals plugin reads them in.
+            input: vec![column("value", ColumnType::Float), column("metric", ColumnType::Text)],
             output: vec![
                 column("metric", ColumnType::Text),
                 column("sample_count", ColumnType::Integer),
@@ -29,7 +30,7 @@ impl Guest for Diffy {
         let mut per_metric: Vec<(String, i64, f64)> = Vec::new();
         let mut rejected = 0;
         for row in &group.rows {
-            let (Some(Value::Text(metric)), Some(Value::Float(value))) = (row.values.first(), row.values.get(1)) else {
+            let (Some(Value::Float(value)), Some(Value::Text(metric))) = (row.values.first(), row.values.get(1)) else {
                 rejected += 1;
                 continue;
             };
