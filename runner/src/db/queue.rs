@@ -129,19 +129,19 @@ pub async fn retry_failed(
         )
         .await?
         .try_get(0)?;
-    let at = if naive { format!("({ts} AT TIME ZONE $4::text)") } else { ts };
-    // $4 is typed by the last condition even when the column is not naive.
+    // The zone was checked when the config was parsed (no quotes can reach
+    // it), as for the pipeline's own statements.
+    let at = if naive { format!("({ts} AT TIME ZONE '{}')", job.timestamp_zone) } else { ts };
     let n = client
         .execute(
             &format!(
                 "UPDATE {src} SET aggregation_status = 'pending', aggregation_attempts = 0, aggregation_not_before = NULL
                  WHERE aggregation_status = 'failed'
-                   AND ($1::date IS NULL OR ({at} AT TIME ZONE $5::text)::date >= $1)
+                   AND ($1::date IS NULL OR ({at} AT TIME ZONE $4::text)::date >= $1)
                    AND ($2::timestamptz IS NULL OR {at} >= $2)
-                   AND ($3::text IS NULL OR strpos(lower(aggregation_error), lower($3)) > 0)
-                   AND $4::text IS NOT DISTINCT FROM $4::text"
+                   AND ($3::text IS NULL OR strpos(lower(aggregation_error), lower($3)) > 0)"
             ),
-            &[&filter.since_day, &filter.since, &filter.error_contains, &job.timestamp_zone, &job.timezone],
+            &[&filter.since_day, &filter.since, &filter.error_contains, &job.timezone],
         )
         .await?;
     // Wake running runners now rather than at their next poll.
