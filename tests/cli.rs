@@ -109,7 +109,7 @@ async fn compiled_plugins_are_cached_and_a_bad_cache_entry_is_recompiled() {
     let out = text(&run_ok(&path, &["check"]).await);
     assert!(out.contains("Unusable cached component; compiling again."), "{out}");
     assert!(out.contains("its bytes do not match the hash recorded when it was written"), "{out}");
-    assert!(out.contains("job vitals: plugin vitals@1.0.0"), "{out}");
+    assert!(out.contains("job vitals: plugin vitals@1.1.0"), "{out}");
 }
 
 #[tokio::test]

@@ -100,7 +100,7 @@ async fn a_raw_table_missing_a_column_fails_check_naming_it() {
     let out = runner(&config, &["check"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     let out = text(&out);
-    assert!(out.contains("job vitals: table vitals_raw has no column `unit` (plugin vitals@1.0.0"), "{out}");
+    assert!(out.contains("job vitals: table vitals_raw has no column `unit` (plugin vitals@1.1.0"), "{out}");
     assert!(out.contains("reads it as text"), "{out}");
 }
 

@@ -18,6 +18,7 @@ mod plugin_cli;
 mod recompute;
 mod recovery;
 mod reload;
+mod settings;
 mod signing;
 mod timeouts;
 mod untrusted;

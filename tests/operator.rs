@@ -51,7 +51,7 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
         "runner_group_seconds_bucket{job=\"vitals\",le=".to_string(),
         "runner_batch_seconds_count{job=\"vitals\"}".to_string(),
         "runner_rows_rejected_total{job=\"vitals\"}".to_string(),
-        "runner_plugin_info{job=\"vitals\",version=\"vitals@1.0.0+sha256:".to_string(),
+        "runner_plugin_info{job=\"vitals\",version=\"vitals@1.1.0+sha256:".to_string(),
         "runner_queue_oldest_pending_seconds{job=\"vitals\"} 0".to_string(),
     ] {
         assert!(metrics.contains(&expected), "no `{expected}` in:\n{metrics}");
@@ -63,7 +63,7 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
     let plugins_json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let vitals = &plugins_json["jobs"][0];
     assert_eq!(vitals["job"], "vitals");
-    assert!(vitals["plugin"]["version"].as_str().unwrap().starts_with("vitals@1.0.0+sha256:"));
+    assert!(vitals["plugin"]["version"].as_str().unwrap().starts_with("vitals@1.1.0+sha256:"));
     assert_eq!(vitals["plugin"]["hash"].as_str().unwrap().len(), 64);
     assert!(vitals["plugin"]["loaded_at_unix"].as_u64().unwrap() > 0);
     seen.push_str(&body);

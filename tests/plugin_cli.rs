@@ -18,10 +18,19 @@ fn built(name: &str) -> String {
 async fn validate_describes_a_good_plugin() {
     let (code, out) = plugin(&["plugin", "validate", &built("lab.wasm")]).await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("a component of health:aggregation/aggregator@0.1.0"), "{out}");
-    assert!(out.contains("built against: health:aggregation@0.1.0"), "{out}");
+    assert!(out.contains("a component of health:aggregation/aggregator@0.2.0"), "{out}");
     assert!(out.contains("plugin:        lab@1.0.0+sha256:"), "{out}");
     assert!(out.contains("key:           (user_id, day, test_code)"), "{out}");
+    // Declared settings are listed; a plugin of the first package version still validates.
+    let (code, out) = plugin(&["plugin", "validate", &built("vitals.wasm")]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("setting:       heart_rate_max float (default 300.0): highest plausible heart_rate, bpm"),
+        "{out}"
+    );
+    let (code, out) = plugin(&["plugin", "validate", &built("faulty.wasm")]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("a component of health:aggregation/aggregator@0.1.0"), "{out}");
 }
 
 #[tokio::test]
@@ -33,7 +42,7 @@ async fn validate_rejects_files_that_are_not_our_components() {
         (
             "other-world.wasm",
             b"\0asm\x0d\0\x01\0",
-            "is not a component of the world health:aggregation/aggregator@0.1.0",
+            "is not a component of the world health:aggregation/aggregator@0.2.0",
         ),
         (
             "truncated.wasm",

@@ -316,7 +316,7 @@ impl Daemon {
 pub fn vitals_version(wasm: &[u8]) -> String {
     use sha2::{Digest as _, Sha256};
     let hash: String = Sha256::digest(wasm).iter().map(|b| format!("{b:02x}")).collect();
-    format!("vitals@1.0.0+sha256:{}", &hash[..12])
+    format!("vitals@1.1.0+sha256:{}", &hash[..12])
 }
 
 /// Every vitals daily row as one text, for comparing whole results.

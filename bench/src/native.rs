@@ -55,6 +55,7 @@ pub fn vitals() -> Plugin {
         input: d.input.into_iter().map(column).collect(),
         output: d.output.into_iter().map(column).collect(),
         key: d.key,
+        settings: Vec::new(),
     };
     Plugin::native(
         description,

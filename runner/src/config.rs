@@ -201,10 +201,40 @@ pub struct Job {
     /// background. Off when unset.
     #[serde(default, with = "humantime_serde")]
     pub recompute_after_deploy: Option<Duration>,
+    /// `[jobs.<name>.settings]`: values for the settings the plugin
+    /// declares (strings, integers, floats, booleans), checked against the
+    /// plugin on every load; a change applies live.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Value>,
     /// Not a key: where the job is in its file, `<file>:<line of [jobs.name]>`,
     /// for problems found later (a missing plugin, an unknown time zone).
     #[serde(skip)]
     pub origin: String,
+    /// Not a key: `<file>:<line>` of each setting, and of the settings
+    /// table itself under `""`, for problems found against the plugin.
+    #[serde(skip)]
+    pub settings_origin: BTreeMap<String, String>,
+}
+
+impl Job {
+    /// The settings as typed values (the file is checked to hold only these).
+    pub fn setting_values(&self) -> BTreeMap<String, crate::rows::Value> {
+        use crate::rows::Value;
+        let typed = |v: &toml::Value| match v {
+            toml::Value::Boolean(b) => Some(Value::Boolean(*b)),
+            toml::Value::Integer(i) => Some(Value::Integer(*i)),
+            toml::Value::Float(f) => Some(Value::Float(*f)),
+            toml::Value::String(s) => Some(Value::Text(s.clone())),
+            _ => None,
+        };
+        self.settings.iter().filter_map(|(k, v)| Some((k.clone(), typed(v)?))).collect()
+    }
+
+    /// Where a setting is written (`None`: the settings table, or the job).
+    pub fn setting_origin(&self, name: Option<&str>) -> String {
+        let at = |key: &str| self.settings_origin.get(key).cloned();
+        name.and_then(at).or_else(|| at("")).unwrap_or_else(|| self.origin.clone())
+    }
 }
 
 mod defaults {
@@ -438,8 +468,30 @@ impl Config {
                     problems.push(format!("line {}: jobs.{name}.{key}: `{zone}` is not a time zone name", at(key)));
                 }
             }
+            let section = format!("jobs.{name}.settings");
+            let mut settings_origin = BTreeMap::new();
+            let table_line = text
+                .lines()
+                .position(|l| l.trim().trim_start_matches('[').trim_end_matches(']').trim() == section)
+                .map_or(at("settings"), |i| i + 1);
+            settings_origin.insert(String::new(), format!("{}:{table_line}", path.display()));
+            for (key, value) in &job.settings {
+                let line = key_line(text, &section, key).unwrap_or(table_line);
+                settings_origin.insert(key.clone(), format!("{}:{line}", path.display()));
+                if !matches!(
+                    value,
+                    toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+                ) {
+                    problems.push(format!(
+                        "line {line}: {section}.{key}: expected a string, number or boolean, got {} {value}",
+                        value.type_str()
+                    ));
+                } else if value.as_float().is_some_and(|f| !f.is_finite()) {
+                    problems.push(format!("line {line}: {section}.{key}: expected a finite number, got {value}"));
+                }
+            }
             lines.insert(name.clone(), line);
-            let job = Job { origin: format!("{}:{line}", path.display()), ..job };
+            let job = Job { origin: format!("{}:{line}", path.display()), settings_origin, ..job };
             jobs.insert(name, job);
         }
         problems.extend(overlaps(&jobs, &lines));

@@ -85,6 +85,21 @@ pub struct Description {
     pub input: Vec<Column>,
     pub output: Vec<Column>,
     pub key: Vec<String>,
+    /// The settings it reads (none for plugins built against WIT 0.1).
+    pub settings: Vec<SettingSpec>,
+}
+
+/// A setting a plugin declares: its value comes from the job's
+/// `[jobs.<name>.settings]`, or else from `default`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingSpec {
+    pub name: String,
+    /// Boolean, integer, float or text.
+    pub kind: ColumnType,
+    /// `None`: the job must set it.
+    pub default: Option<Value>,
+    /// One line for operators.
+    pub doc: String,
 }
 
 /// One raw row handed to a plugin.

@@ -91,8 +91,10 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
         std::fs::copy(built.join(&file), &tmp).with_context(|| format!("copying {file}"))?;
         std::fs::rename(&tmp, out.join(&file))?;
     }
-    build_python(&root, &out, "plugins/vitals-py", "vitals_py.wasm")?;
-    build_javascript(&root, &out, "plugins/vitals-js", "vitals_js.wasm")?;
+    // Built against the frozen 0.1.0 WIT: they prove that plugins of the
+    // first package version keep running unchanged.
+    build_python(&root, &out, "plugins/vitals-py", "wit/0.1.0", "vitals_py.wasm")?;
+    build_javascript(&root, &out, "plugins/vitals-js", "wit/0.1.0", "vitals_js.wasm")?;
     println!("plugins in {}", out.display());
     Ok(out)
 }
@@ -115,10 +117,10 @@ fn run(dir: &Path, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> anyho
     Ok(())
 }
 
-/// Whether `out` is older than any file in `src` (or missing).
-fn stale(src: &Path, out: &Path) -> bool {
+/// Whether `out` is older than any file in `src` or the WIT (or missing).
+fn stale(src: &Path, wit: &str, out: &Path) -> bool {
     let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else { return true };
-    let wit = root().join("wit/aggregator.wit");
+    let wit = root().join(wit).join("aggregator.wit");
     std::fs::read_dir(src)
         .into_iter()
         .flatten()
@@ -130,9 +132,9 @@ fn stale(src: &Path, out: &Path) -> bool {
 }
 
 /// Builds a Python plugin with componentize-py, from a virtualenv in `.tools/python`.
-fn build_python(root: &Path, out: &Path, src: &str, file: &str) -> anyhow::Result<()> {
+fn build_python(root: &Path, out: &Path, src: &str, wit: &str, file: &str) -> anyhow::Result<()> {
     let target = out.join(file);
-    if !stale(&root.join(src), &target) {
+    if !stale(&root.join(src), wit, &target) {
         return Ok(());
     }
     let venv = root.join(".tools/python");
@@ -142,7 +144,7 @@ fn build_python(root: &Path, out: &Path, src: &str, file: &str) -> anyhow::Resul
         run(root, venv.join("bin/pip"), &["install", "--quiet", COMPONENTIZE_PY])?;
     }
     let tmp = out.join(format!(".{file}.tmp"));
-    let args = ["-d", "wit", "-w", "aggregator", "componentize", "app", "-p", src, "--stub-wasi", "-o"];
+    let args = ["-d", wit, "-w", "aggregator", "componentize", "app", "-p", src, "--stub-wasi", "-o"];
     run(root, &tool, &[&args[..], &[tmp.to_str().unwrap_or_default()]].concat())?;
     std::fs::rename(&tmp, &target)?;
     Ok(())
@@ -150,9 +152,9 @@ fn build_python(root: &Path, out: &Path, src: &str, file: &str) -> anyhow::Resul
 
 /// Builds a JavaScript plugin with componentize-js, from `.tools/node`,
 /// with every optional WASI feature off (it imports nothing the runner lacks).
-fn build_javascript(root: &Path, out: &Path, src: &str, file: &str) -> anyhow::Result<()> {
+fn build_javascript(root: &Path, out: &Path, src: &str, wit: &str, file: &str) -> anyhow::Result<()> {
     let target = out.join(file);
-    if !stale(&root.join(src), &target) {
+    if !stale(&root.join(src), wit, &target) {
         return Ok(());
     }
     let tools = root.join(".tools/node");
@@ -164,7 +166,7 @@ fn build_javascript(root: &Path, out: &Path, src: &str, file: &str) -> anyhow::R
     }
     let tmp = out.join(format!(".{file}.tmp"));
     let app = format!("{src}/app.js");
-    let args = ["--wit", "wit", "-n", "aggregator", "-d", "stdio", "random", "clocks", "http", "fetch-event", "-o"];
+    let args = ["--wit", wit, "-n", "aggregator", "-d", "stdio", "random", "clocks", "http", "fetch-event", "-o"];
     run(root, &tool, &[&[app.as_str()][..], &args, &[tmp.to_str().unwrap_or_default()]].concat())?;
     std::fs::rename(&tmp, &target)?;
     Ok(())

@@ -31,6 +31,7 @@
 mod output;
 mod row;
 mod schema;
+mod settings;
 pub mod testing;
 pub mod units;
 
@@ -46,10 +47,11 @@ pub mod bindings {
 }
 
 pub use bindings::health::aggregation::host::Level;
-pub use bindings::health::aggregation::types::{ColumnType, Value};
+pub use bindings::health::aggregation::types::{ColumnType, SettingType, Value};
 pub use output::{Output, RowBuilder};
 pub use row::{Day, Row};
 pub use schema::Schema;
+pub use settings::Settings;
 
 /// An aggregation plugin: what it reads and writes, and how it turns one
 /// day of one user's rows into daily rows.
@@ -109,7 +111,7 @@ pub mod glue {
     use std::sync::OnceLock;
 
     use super::bindings::health::aggregation::types as wit;
-    use super::{Day, Output, Plugin, Schema};
+    use super::{Day, Output, Plugin, Schema, Settings};
 
     pub fn describe<P: Plugin>(schema: &'static OnceLock<Schema>) -> wit::Description {
         schema.get_or_init(P::schema).to_description()
@@ -120,7 +122,17 @@ pub mod glue {
         group: wit::Group,
     ) -> Result<wit::Output, wit::PluginError> {
         let schema = schema.get_or_init(P::schema);
-        let day = Day::new(schema, group.user_id, group.day, &group.rows);
+        // Asked of the host once per group (an instance serves one group);
+        // compiled natively (benchmarks), the declared defaults.
+        #[cfg(target_arch = "wasm32")]
+        let settings = if schema.settings.is_empty() {
+            Settings::default()
+        } else {
+            Settings::new(super::bindings::health::aggregation::host::settings())
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let settings = Settings::resolved(schema, &[]);
+        let day = Day::new(schema, &settings, group.user_id, group.day, &group.rows);
         let mut out = Output::new(schema);
         P::aggregate(&day, &mut out).map_err(|e| wit::PluginError { message: e.0 })?;
         Ok(out.into_wit())

@@ -1,7 +1,7 @@
 //! Typed, by-name access to a group's input rows.
 
 use crate::bindings::health::aggregation::types::{InputRow, Value};
-use crate::{Error, Schema};
+use crate::{Error, Schema, Settings};
 
 /// One group: one user's one day, with its rows ordered by time, then id.
 pub struct Day<'a> {
@@ -10,12 +10,24 @@ pub struct Day<'a> {
     /// The group's calendar day, as days since 1970-01-01.
     pub day: i32,
     schema: &'a Schema,
+    settings: &'a Settings,
     rows: &'a [InputRow],
 }
 
 impl<'a> Day<'a> {
-    pub(crate) fn new(schema: &'a Schema, user_id: i64, day: i32, rows: &'a [InputRow]) -> Self {
-        Day { user_id, day, schema, rows }
+    pub(crate) fn new(
+        schema: &'a Schema,
+        settings: &'a Settings,
+        user_id: i64,
+        day: i32,
+        rows: &'a [InputRow],
+    ) -> Self {
+        Day { user_id, day, schema, settings, rows }
+    }
+
+    /// The job's settings (declared with `Schema::setting`).
+    pub fn settings(&self) -> &'a Settings {
+        self.settings
     }
 
     /// The day's rows, ordered by timestamp, then id.

@@ -1,6 +1,6 @@
 //! A plugin's self-description, built fluently.
 
-use crate::bindings::health::aggregation::types::{Column, ColumnType, Description};
+use crate::bindings::health::aggregation::types::{Column, ColumnType, Description, Setting, SettingType, Value};
 
 /// What a plugin reads and writes. Input values arrive in the order of the
 /// `input` calls; output rows are built by name and sent in `output` order.
@@ -11,13 +11,21 @@ pub struct Schema {
     pub(crate) input: Vec<(String, ColumnType)>,
     pub(crate) output: Vec<(String, ColumnType)>,
     pub(crate) key: Vec<String>,
+    pub(crate) settings: Vec<Setting>,
 }
 
 impl Schema {
     /// `name` appears in logs and `plugin_version`; `version` is semver
     /// (use `env!("CARGO_PKG_VERSION")`).
     pub fn new(name: &str, version: &str) -> Self {
-        Schema { name: name.into(), version: version.into(), input: Vec::new(), output: Vec::new(), key: Vec::new() }
+        Schema {
+            name: name.into(),
+            version: version.into(),
+            input: Vec::new(),
+            output: Vec::new(),
+            key: Vec::new(),
+            settings: Vec::new(),
+        }
     }
 
     /// A raw-table column the plugin reads (besides `id`, `user_id` and the timestamp).
@@ -39,6 +47,19 @@ impl Schema {
         self
     }
 
+    /// A setting operators may set in `[jobs.<name>.settings]`, with the
+    /// value used when they do not. Read it with `day.settings()`.
+    pub fn setting(mut self, name: &str, kind: SettingType, default: impl Into<Value>, doc: &str) -> Self {
+        self.settings.push(Setting { name: name.into(), kind, default: Some(default.into()), doc: doc.into() });
+        self
+    }
+
+    /// A setting every job must set: the runner refuses a job without it.
+    pub fn required_setting(mut self, name: &str, kind: SettingType, doc: &str) -> Self {
+        self.settings.push(Setting { name: name.into(), kind, default: None, doc: doc.into() });
+        self
+    }
+
     pub(crate) fn input_index(&self, column: &str) -> Option<usize> {
         self.input.iter().position(|(c, _)| c == column)
     }
@@ -57,6 +78,7 @@ impl Schema {
             input: columns(&self.input),
             output: columns(&self.output),
             key: self.key.clone(),
+            settings: self.settings.clone(),
         }
     }
 }

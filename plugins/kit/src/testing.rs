@@ -10,19 +10,20 @@
 //! ```
 
 use crate::bindings::health::aggregation::types::{InputRow, Value};
-use crate::{Day, Error, Output, Plugin};
+use crate::{Day, Error, Output, Plugin, Settings};
 
 /// A group built by hand for a test.
 pub struct Group {
     user_id: i64,
     day: i32,
     rows: Vec<InputRow>,
+    settings: Vec<(String, Value)>,
 }
 
 impl Group {
     /// A group of `user_id` on `day` (`YYYY-MM-DD`).
     pub fn new(user_id: i64, day: &str) -> Self {
-        Group { user_id, day: days(day), rows: Vec::new() }
+        Group { user_id, day: days(day), rows: Vec::new(), settings: Vec::new() }
     }
 
     /// Adds a row; ids count up from 1 in the order rows are added.
@@ -37,12 +38,20 @@ impl Group {
         self
     }
 
+    /// Sets a setting as a job's `[jobs.<name>.settings]` would; the rest
+    /// keep their declared defaults.
+    pub fn setting(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
     /// Runs plugin `P` on the group, as the runner would (rows ordered by
     /// time, then id).
     pub fn run<P: Plugin>(mut self) -> Result<Outcome, Error> {
         self.rows.sort_by_key(|r| (r.at, r.id));
         let schema = P::schema();
-        let day = Day::new(&schema, self.user_id, self.day, &self.rows);
+        let settings = Settings::resolved(&schema, &self.settings);
+        let day = Day::new(&schema, &settings, self.user_id, self.day, &self.rows);
         let mut out = Output::new(&schema);
         P::aggregate(&day, &mut out)?;
         let names: Vec<String> = schema.output.iter().map(|(n, _)| n.clone()).collect();

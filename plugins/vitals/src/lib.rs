@@ -1,17 +1,19 @@
 //! The `vitals` aggregation plugin: daily min/max/avg/last per metric, with
 //! unit conversion and plausibility checks. The rules live in `rules.rs`;
-//! this file maps columns to them.
+//! this file maps columns and settings to them. Settings: `<metric>_min`
+//! and `<metric>_max` for every metric, the plausible range in canonical
+//! units (default: the spec's).
 
 pub mod rules;
 
 use plugin_kit::ColumnType::{Float, Integer, Text};
-use plugin_kit::{Day, Error, Output, Plugin, Schema};
+use plugin_kit::{Day, Error, Output, Plugin, Schema, SettingType};
 
 pub struct Vitals;
 
 impl Plugin for Vitals {
     fn schema() -> Schema {
-        Schema::new("vitals", env!("CARGO_PKG_VERSION"))
+        let schema = Schema::new("vitals", env!("CARGO_PKG_VERSION"))
             .input("metric", Text)
             .input("value", Float)
             .input("unit", Text)
@@ -23,7 +25,22 @@ impl Plugin for Vitals {
             .output("max_value", Float)
             .output("avg_value", Float)
             .output("last_value", Float)
-            .key("metric")
+            .key("metric");
+        rules::Ranges::metrics().fold(schema, |schema, (metric, unit, (low, high))| {
+            schema
+                .setting(
+                    &format!("{metric}_min"),
+                    SettingType::Float,
+                    low,
+                    &format!("lowest plausible {metric}, {unit}"),
+                )
+                .setting(
+                    &format!("{metric}_max"),
+                    SettingType::Float,
+                    high,
+                    &format!("highest plausible {metric}, {unit}"),
+                )
+        })
     }
 
     fn aggregate(day: &Day<'_>, out: &mut Output<'_>) -> Result<(), Error> {
@@ -39,7 +56,12 @@ impl Plugin for Vitals {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let (daily, rejected) = rules::aggregate(&readings);
+        let mut ranges = rules::Ranges::default();
+        for (metric, _, _) in rules::Ranges::metrics() {
+            let setting = |bound: &str| day.settings().float(&format!("{metric}_{bound}"));
+            ranges.set(metric, setting("min")?, setting("max")?)?;
+        }
+        let (daily, rejected) = rules::aggregate(&readings, &ranges);
         for d in daily {
             out.row(|r| {
                 r.set("metric", d.metric)

@@ -98,25 +98,54 @@ const METRICS: &[Metric] = &[
     },
 ];
 
+/// The plausible range of each metric, in canonical units (inclusive):
+/// the spec's by default, narrowed or widened by a job's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranges([(f64, f64); METRICS.len()]);
+
+impl Default for Ranges {
+    fn default() -> Self {
+        Ranges(std::array::from_fn(|i| METRICS[i].range))
+    }
+}
+
+impl Ranges {
+    /// Every metric with its canonical unit and default range, in output order.
+    pub fn metrics() -> impl Iterator<Item = (&'static str, &'static str, (f64, f64))> {
+        METRICS.iter().map(|m| (m.name, m.canonical, m.range))
+    }
+
+    /// Sets a metric's range; an unknown metric or an empty range is an error.
+    pub fn set(&mut self, metric: &str, low: f64, high: f64) -> Result<(), String> {
+        let i = METRICS.iter().position(|m| m.name == metric).ok_or_else(|| format!("no metric `{metric}`"))?;
+        if low.is_nan() || high.is_nan() || low > high {
+            return Err(format!(
+                "{metric}_min ({low}) is above {metric}_max ({high}): every reading would be rejected"
+            ));
+        }
+        self.0[i] = (low, high);
+        Ok(())
+    }
+}
+
 impl Metric {
     /// The canonical value of an acceptable reading, or `None` when the
     /// reading is rejected (missing or non-finite value, unit not accepted,
     /// implausible value).
-    fn canonical_value(&self, value: Option<f64>, unit: &str) -> Option<f64> {
+    fn canonical_value(&self, value: Option<f64>, unit: &str, (low, high): (f64, f64)) -> Option<f64> {
         let value = value.filter(|v| v.is_finite())?;
         let (_, conversion) = self.units.iter().find(|(u, _)| units::matches(unit, u))?;
         let canonical = conversion.apply(value);
-        let (low, high) = self.range;
         (low..=high).contains(&canonical).then_some(canonical)
     }
 }
 
 /// Aggregates one group's readings into one row per known metric seen that
 /// day. Readings of unknown metrics are ignored, not counted.
-pub fn aggregate(readings: &[Reading<'_>]) -> (Vec<Daily>, u32) {
+pub fn aggregate(readings: &[Reading<'_>], ranges: &Ranges) -> (Vec<Daily>, u32) {
     let mut rejected_total = 0;
     let mut out = Vec::new();
-    for metric in METRICS {
+    for (metric, &range) in METRICS.iter().zip(&ranges.0) {
         let mut seen = false;
         let mut daily = Daily {
             metric: metric.name,
@@ -132,7 +161,7 @@ pub fn aggregate(readings: &[Reading<'_>]) -> (Vec<Daily>, u32) {
         let mut last = Latest::default();
         for r in readings.iter().filter(|r| r.metric == metric.name) {
             seen = true;
-            let Some(v) = metric.canonical_value(r.value, r.unit) else {
+            let Some(v) = metric.canonical_value(r.value, r.unit, range) else {
                 daily.rejected_count += 1;
                 continue;
             };
@@ -164,7 +193,7 @@ mod tests {
     }
 
     fn one(readings: &[Reading<'_>]) -> Daily {
-        let (rows, _) = aggregate(readings);
+        let (rows, _) = aggregate(readings, &Ranges::default());
         assert_eq!(rows.len(), 1, "{rows:?}");
         rows.into_iter().next().unwrap()
     }
@@ -234,23 +263,42 @@ mod tests {
 
     #[test]
     fn unknown_metrics_are_ignored_and_not_counted() {
-        let (rows, rejected) =
-            aggregate(&[r(1, 0, "steps", Some(1000.0), "count"), r(2, 0, "Heart_Rate", Some(60.0), "bpm")]);
+        let (rows, rejected) = aggregate(
+            &[r(1, 0, "steps", Some(1000.0), "count"), r(2, 0, "Heart_Rate", Some(60.0), "bpm")],
+            &Ranges::default(),
+        );
         assert!(rows.is_empty());
         assert_eq!(rejected, 0);
     }
 
     #[test]
     fn one_row_per_metric_seen() {
-        let (rows, rejected) = aggregate(&[
-            r(1, 0, "weight", Some(70.0), "kg"),
-            r(2, 0, "heart_rate", Some(60.0), "bpm"),
-            r(3, 0, "heart_rate", Some(80.0), "bpm"),
-            r(4, 0, "heart_rate", Some(8.0), "bpm"),
-        ]);
+        let (rows, rejected) = aggregate(
+            &[
+                r(1, 0, "weight", Some(70.0), "kg"),
+                r(2, 0, "heart_rate", Some(60.0), "bpm"),
+                r(3, 0, "heart_rate", Some(80.0), "bpm"),
+                r(4, 0, "heart_rate", Some(8.0), "bpm"),
+            ],
+            &Ranges::default(),
+        );
         let names: Vec<_> = rows.iter().map(|d| d.metric).collect();
         assert_eq!(names, ["heart_rate", "weight"]);
         assert_eq!(rows[0].avg_value, Some(70.0));
         assert_eq!(rejected, 1);
+    }
+
+    #[test]
+    fn ranges_come_from_settings() {
+        let mut ranges = Ranges::default();
+        ranges.set("heart_rate", 30.0, 200.0).unwrap();
+        let readings = [r(1, 0, "heart_rate", Some(25.0), "bpm"), r(2, 0, "heart_rate", Some(210.0), "bpm")];
+        let (rows, rejected) = aggregate(&readings, &ranges);
+        assert_eq!((rows[0].sample_count, rejected), (0, 2));
+        let (rows, rejected) = aggregate(&readings, &Ranges::default());
+        assert_eq!((rows[0].sample_count, rejected), (2, 0));
+        assert!(ranges.set("heart_rate", 200.0, 30.0).unwrap_err().contains("heart_rate_min (200) is above"));
+        assert!(ranges.set("heart_rate", f64::NAN, 30.0).is_err());
+        assert!(ranges.set("steps", 1.0, 2.0).is_err());
     }
 }

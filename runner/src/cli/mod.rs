@@ -224,6 +224,9 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
                         for line in &live.shape.reading {
                             println!("  {line}");
                         }
+                        if !live.plugin.settings.values.is_empty() {
+                            println!("  settings {}", live.plugin.settings.json());
+                        }
                     }
                     None => println!("job {}: disabled", job.name),
                 }

@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use runner::config::Config;
 use runner::pipeline;
-use runner::plugin::{Limits, Plugin, Runtime, WORLD, trust};
+use runner::plugin::{Limits, Plugin, Runtime, WORLD, settings, trust};
 use runner::rows::Column;
 
 use super::connect;
@@ -113,7 +113,11 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
         Command::Test { file, input, json, memory_limit_mb, time_limit } => {
             let limits = Limits::new(memory_limit_mb << 20, time_limit);
             let plugin = Plugin::load(&Runtime::new(None)?, &file, limits)?;
-            try_rows::run(&plugin, &input, json, limits)
+            // With the declared defaults: a required setting has none to use.
+            let at = |_: Option<&str>| file.display().to_string();
+            let settings = settings::resolve(&plugin.description.settings, &Default::default(), &at)
+                .map_err(|problems| anyhow::anyhow!("{}", problems.join("\n")))?;
+            try_rows::run(&plugin.configure(settings), &input, json, limits)
         }
         Command::New { name, dir, kit, lang } => template::create(&name, &dir, kit.as_deref(), lang),
         Command::Diff(args) => diff::run(args, config_path).await,
@@ -176,19 +180,35 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
         }
     };
     let d = &plugin.description;
-    println!("{}: a component of {WORLD}", file.display());
-    println!("  built against: health:aggregation@{}", plugin.wit_version.as_deref().unwrap_or("?"));
+    let wit_version = plugin.wit_version.as_deref().unwrap_or("?");
+    println!("{}: a component of {WORLD}@{wit_version}", file.display());
     println!("  plugin:        {}", plugin.version);
     println!("  input:         {}", columns(&d.input));
     println!("  output:        {}", columns(&d.output));
     let key: Vec<&str> = ["user_id", "day"].into_iter().chain(d.key.iter().map(String::as_str)).collect();
     println!("  key:           ({})", key.join(", "));
+    for s in &d.settings {
+        let default = s
+            .default
+            .as_ref()
+            .map_or_else(|| "required".to_string(), |v| format!("default {}", settings::json_value(v)));
+        println!("  setting:       {} {} ({default}): {}", s.name, s.kind, s.doc);
+    }
     let Some((config, name)) = config else { return Ok(ExitCode::SUCCESS) };
     let cfg = &config.jobs[&name];
-    let pool = connect(&config).await?;
-    match pipeline::check_tables(&pool.get().await?, cfg, Some(&plugin)).await {
-        Ok(_) => {
+    let checked = match pipeline::configure(cfg, &plugin) {
+        Ok(plugin) => {
+            let pool = connect(&config).await?;
+            pipeline::check_tables(&pool.get().await?, cfg, Some(&plugin)).await.map(|_| plugin)
+        }
+        Err(problems) => Err(problems),
+    };
+    match checked {
+        Ok(plugin) => {
             println!("job {name}: fits {} -> {}", cfg.source, cfg.target);
+            if !plugin.settings.values.is_empty() {
+                println!("  settings:      {} as {}", plugin.settings.json(), plugin.version);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {

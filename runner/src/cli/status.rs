@@ -35,9 +35,10 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             .map_err(|e| anyhow::anyhow!("job {name}: {}", runner::db::describe_error(&e)))?;
         let errors = queue::top_errors(&**client, cfg, 3).await?;
         let plugin = match Plugin::load(&runtime, &config.plugin_path(cfg), pipeline::job_limits(cfg)) {
-            Ok(p) => match &p.signer {
-                Some(s) => format!("{} (signed by {} {})", p.version, s.key_id, s.name),
-                None => p.version.to_string(),
+            Ok(p) => match (pipeline::configure(cfg, &p), &p.signer) {
+                (Err(problems), _) => format!("{}: its settings do not fit: {}", p.version, problems.join("; ")),
+                (Ok(p), Some(s)) => format!("{} (signed by {} {})", p.version, s.key_id, s.name),
+                (Ok(p), None) => p.version.to_string(),
             },
             Err(e) => format!("not loadable: {e:#}"),
         };

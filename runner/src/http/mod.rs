@@ -142,6 +142,7 @@ async fn plugins(State(s): State<AppState>) -> Json<serde_json::Value> {
                     "hash": l.plugin.hash,
                     "file": l.plugin.path.display().to_string(),
                     "wit": l.plugin.wit_version,
+                    "settings": l.plugin.settings.to_json(),
                     "loaded_at_unix": unix(l.plugin.loaded_at),
                     "signer": l.plugin.signer.as_ref().map(|s| json!({"key_id": s.key_id, "name": s.name})),
                 })

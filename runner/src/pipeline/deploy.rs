@@ -161,14 +161,20 @@ impl Deployer {
         self.fit(cfg, Arc::new(plugin)).await
     }
 
-    /// Checks a built plugin against the job's tables.
+    /// Configures a built plugin with the job's settings and checks it
+    /// against the job's tables. Either may heal without a new file (a
+    /// config fix, a migration), so the plugin is kept for a retry.
     async fn fit(&self, cfg: &config::Job, plugin: Arc<Plugin>) -> Result<(SourceShape, Arc<Plugin>), Rejection> {
+        let configured = match super::configure(cfg, &plugin) {
+            Ok(configured) => Arc::new(configured),
+            Err(problems) => return Err(Rejection { reason: problems.join("; "), retry: Some(plugin) }),
+        };
         let checked = match self.pool.get().await {
-            Ok(client) => check_tables(&client, cfg, Some(&plugin)).await.map_err(|p| p.join("; ")),
+            Ok(client) => check_tables(&client, cfg, Some(&configured)).await.map_err(|p| p.join("; ")),
             Err(e) => Err(format!("cannot check it against the tables: {e}")),
         };
         match checked {
-            Ok(shape) => Ok((shape, plugin)),
+            Ok(shape) => Ok((shape, configured)),
             Err(reason) => Err(Rejection { reason, retry: Some(plugin) }),
         }
     }
@@ -354,7 +360,7 @@ impl Deployer {
                 ));
             }
             // Everything else applies to the next batch and group.
-            let live = config::Job {
+            let mut live = config::Job {
                 plugin: old.plugin.clone(),
                 source: old.source.clone(),
                 target: old.target.clone(),
@@ -363,9 +369,45 @@ impl Deployer {
                 timestamp_zone: old.timestamp_zone.clone(),
                 ..new.clone()
             };
+            // Settings apply to the live plugin and the candidate at once, or
+            // not at all: the old ones stay while the new ones do not fit.
+            let state = job.current();
+            let mut reconfigured = None;
+            if live.settings != old.settings {
+                let apply = |p: &Plugin| super::configure(&live, p).map(Arc::new);
+                let plugin = state.live.as_ref().map(|l| apply(&l.plugin)).transpose();
+                let candidate = state.candidate.as_deref().map(apply).transpose();
+                match (plugin, candidate) {
+                    (Ok(plugin), Ok(candidate)) => {
+                        if let Some(p) = &plugin {
+                            info!(job = %job.name, plugin = %p.version, settings = %p.settings.json(), "Settings applied.");
+                        }
+                        *job.last_reload_error.lock().expect("lock") = None;
+                        reconfigured = Some((plugin, candidate));
+                    }
+                    (Err(problems), _) | (_, Err(problems)) => {
+                        let reason = problems.join("; ");
+                        error!(job = %job.name, reason = %reason, "Settings rejected; the previous settings stay in force.");
+                        metrics::counter!("runner_config_reloads_total", "result" => "rejected").increment(1);
+                        *job.last_reload_error.lock().expect("lock") = Some(reason);
+                        live.settings = old.settings.clone();
+                        live.settings_origin = old.settings_origin.clone();
+                    }
+                }
+            }
             *old = live.clone();
             let poll_interval = self.config.runner.poll_interval;
-            job.update(|s| JobState { limits: job_limits(&live), config: live, poll_interval, ..s.clone() });
+            job.update(|s| {
+                let mut next = JobState { limits: job_limits(&live), poll_interval, ..s.clone() };
+                if let Some((plugin, candidate)) = reconfigured {
+                    next.live = match (&s.live, plugin) {
+                        (Some(l), Some(p)) => Some(l.with_plugin(&live, p)),
+                        (l, _) => l.clone(),
+                    };
+                    next.candidate = candidate;
+                }
+                JobState { config: live, ..next }
+            });
         }
         metrics::counter!("runner_config_reloads_total", "result" => "applied").increment(1);
         info!(path = %self.config.path.display(), "Config reloaded.");

@@ -53,7 +53,13 @@ pub async fn prepare_job(config: &Config, pool: &Pool, runtime: &Runtime, name: 
     let mut problems = Vec::new();
     let path = config.plugin_path(cfg);
     let plugin = match Plugin::load(runtime, &path, job_limits(cfg)) {
-        Ok(p) => Some(Arc::new(p)),
+        Ok(p) => match configure(cfg, &p) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(p) => {
+                problems.extend(p);
+                None
+            }
+        },
         Err(_) if !path.exists() => {
             problems.push(format!(
                 "its plugin file {} does not exist (plugin = \"{}\", {}): build or deploy it \
@@ -87,6 +93,25 @@ pub fn job_limits(cfg: &config::Job) -> Limits {
         log_lines: cfg.log_lines,
         log_line_bytes: cfg.log_line_bytes,
         ..Limits::new(cfg.memory_limit_mb << 20, cfg.time_limit)
+    }
+}
+
+/// The plugin with the job's settings, or every problem with them (each
+/// naming the file and line of the setting, or of the job).
+pub fn configure(cfg: &config::Job, plugin: &Plugin) -> Result<Plugin, Vec<String>> {
+    let origin = |name: Option<&str>| cfg.setting_origin(name);
+    match crate::plugin::settings::resolve(&plugin.description.settings, &cfg.setting_values(), &origin) {
+        Ok(settings) => Ok(plugin.configure(settings)),
+        Err(mut problems) => {
+            if plugin.wit_version.as_deref() == Some("0.1.0") {
+                problems.push(format!(
+                    "{} is built against health:aggregation@0.1.0, which has no settings: rebuild it against 0.2.0 \
+                     to read them",
+                    plugin.path.display()
+                ));
+            }
+            Err(problems)
+        }
     }
 }
 

@@ -5,17 +5,91 @@ use std::time::Duration;
 
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
-use wasmtime::StoreLimits;
-use wasmtime::component::{ResourceTable, bindgen};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits};
 
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use crate::rows;
 
-bindgen!({ path: "../wit", world: "aggregator" });
+/// `health:aggregation@0.1.0`, frozen in `wit/0.1.0/`: plugins built
+/// against it keep working unchanged.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({ path: "../wit/0.1.0", world: "aggregator" });
+}
 
-use health::aggregation::host::Level;
-use health::aggregation::types as wit;
+/// `health:aggregation@0.2.0` (`wit/`): adds job settings.
+pub mod v0_2 {
+    wasmtime::component::bindgen!({ path: "../wit", world: "aggregator" });
+}
+
+/// The package versions this runner provides, oldest first.
+pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+
+/// A linked plugin, of whichever package version it was built against.
+#[derive(Clone)]
+pub enum Pre {
+    V0_1(v0_1::AggregatorPre<HostState>),
+    V0_2(v0_2::AggregatorPre<HostState>),
+}
+
+/// An instance of a linked plugin.
+pub enum Instance {
+    V0_1(v0_1::Aggregator),
+    V0_2(v0_2::Aggregator),
+}
+
+impl Pre {
+    /// Type-checks the exports of a linked component against the world of
+    /// the package version it imports (`None`: it imports none; the newest).
+    pub fn new(pre: wasmtime::component::InstancePre<HostState>, wit_version: Option<&str>) -> wasmtime::Result<Pre> {
+        Ok(match wit_version {
+            Some("0.1.0") => Pre::V0_1(v0_1::AggregatorPre::new(pre)?),
+            _ => Pre::V0_2(v0_2::AggregatorPre::new(pre)?),
+        })
+    }
+
+    pub fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store)?),
+            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(store)?),
+        })
+    }
+}
+
+impl Instance {
+    pub fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<rows::Description> {
+        Ok(match self {
+            Instance::V0_1(i) => i.call_describe(store)?.into(),
+            Instance::V0_2(i) => i.call_describe(store)?.into(),
+        })
+    }
+
+    /// The plugin's output, or its own error message.
+    pub fn aggregate(
+        &self,
+        store: &mut Store<HostState>,
+        key: rows::GroupKey,
+        rows: Vec<rows::InputRow>,
+    ) -> wasmtime::Result<Result<rows::Output, String>> {
+        Ok(match self {
+            Instance::V0_1(i) => {
+                i.call_aggregate(store, &v0_1_types::group(key, rows))?.map(Into::into).map_err(|e| e.message)
+            }
+            Instance::V0_2(i) => {
+                i.call_aggregate(store, &v0_2_types::group(key, rows))?.map(Into::into).map_err(|e| e.message)
+            }
+        })
+    }
+}
+
+/// Adds both package versions' host interfaces to `linker`.
+pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    v0_1::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    v0_2::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    Ok(())
+}
 
 /// Per-call store data: a capability-free WASI context, the memory limiter,
 /// and what the plugin's log lines are tagged with.
@@ -27,6 +101,8 @@ pub struct HostState {
     pub plugin: std::sync::Arc<str>,
     /// The group being aggregated, for log lines (empty while describing).
     pub group: String,
+    /// The job's settings, for `host.settings` (WIT 0.2).
+    settings: super::Settings,
     /// Log lines still allowed in this call, the longest line kept, and
     /// how many were dropped.
     log_left: u32,
@@ -35,7 +111,13 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(limits: StoreLimits, plugin: std::sync::Arc<str>, group: String, call: super::Limits) -> Self {
+    pub fn new(
+        limits: StoreLimits,
+        plugin: std::sync::Arc<str>,
+        group: String,
+        call: super::Limits,
+        settings: super::Settings,
+    ) -> Self {
         // No preopened directories, environment, arguments, stdin or network:
         // a plugin sees only its input. Output to stdout/stderr is discarded.
         // Both clocks are stopped at zero and randomness is a fixed
@@ -59,6 +141,7 @@ impl HostState {
             limits,
             plugin,
             group,
+            settings,
             log_left: call.log_lines,
             log_line_bytes: call.log_line_bytes,
             log_dropped: 0,
@@ -104,106 +187,176 @@ impl WasiView for HostState {
     }
 }
 
-impl wit::Host for HostState {}
-
-impl health::aggregation::host::Host for HostState {
-    fn log(&mut self, level: Level, message: String) {
+impl HostState {
+    /// `host.log`, bounded (see the WIT).
+    fn log(&mut self, level: tracing::Level, message: &str) {
         if self.log_left == 0 {
             self.log_dropped += 1;
             return;
         }
         self.log_left -= 1;
-        let message = super::contract::sanitize(&message, self.log_line_bytes);
+        let message = super::contract::sanitize(message, self.log_line_bytes);
         let (plugin, group) = (&*self.plugin, &self.group);
         match level {
-            Level::Trace => tracing::trace!(target: "plugin", plugin, group, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", plugin, group, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", plugin, group, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", plugin, group, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", plugin, group, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "plugin", plugin, group, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "plugin", plugin, group, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "plugin", plugin, group, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "plugin", plugin, group, "{message}"),
+            tracing::Level::ERROR => tracing::error!(target: "plugin", plugin, group, "{message}"),
         }
     }
 }
 
-impl From<rows::Value> for wit::Value {
-    fn from(v: rows::Value) -> Self {
-        match v {
-            rows::Value::Null => wit::Value::Null,
-            rows::Value::Boolean(b) => wit::Value::Boolean(b),
-            rows::Value::Integer(i) => wit::Value::Integer(i),
-            rows::Value::Float(f) => wit::Value::Float(f),
-            rows::Value::Text(s) => wit::Value::Text(s),
-            rows::Value::Timestamp(t) => wit::Value::Timestamp(t),
-            rows::Value::Date(d) => wit::Value::Date(d),
+/// Conversions between `crate::rows` and one package version's types, which
+/// are the same in every version but `description`.
+macro_rules! row_conversions {
+    ($module:ident, $version:ident) => {
+        mod $module {
+            use super::$version::health::aggregation::host::{Host, Level};
+            use super::$version::health::aggregation::types as wit;
+            use super::{HostState, rows};
+
+            impl wit::Host for HostState {}
+
+            impl Host for HostState {
+                fn log(&mut self, level: Level, message: String) {
+                    let level = match level {
+                        Level::Trace => tracing::Level::TRACE,
+                        Level::Debug => tracing::Level::DEBUG,
+                        Level::Info => tracing::Level::INFO,
+                        Level::Warn => tracing::Level::WARN,
+                        Level::Error => tracing::Level::ERROR,
+                    };
+                    HostState::log(self, level, &message);
+                }
+                settings_import!($version);
+            }
+
+            impl From<rows::Value> for wit::Value {
+                fn from(v: rows::Value) -> Self {
+                    match v {
+                        rows::Value::Null => wit::Value::Null,
+                        rows::Value::Boolean(b) => wit::Value::Boolean(b),
+                        rows::Value::Integer(i) => wit::Value::Integer(i),
+                        rows::Value::Float(f) => wit::Value::Float(f),
+                        rows::Value::Text(s) => wit::Value::Text(s),
+                        rows::Value::Timestamp(t) => wit::Value::Timestamp(t),
+                        rows::Value::Date(d) => wit::Value::Date(d),
+                    }
+                }
+            }
+
+            impl From<wit::Value> for rows::Value {
+                fn from(v: wit::Value) -> Self {
+                    match v {
+                        wit::Value::Null => rows::Value::Null,
+                        wit::Value::Boolean(b) => rows::Value::Boolean(b),
+                        wit::Value::Integer(i) => rows::Value::Integer(i),
+                        wit::Value::Float(f) => rows::Value::Float(f),
+                        wit::Value::Text(s) => rows::Value::Text(s),
+                        wit::Value::Timestamp(t) => rows::Value::Timestamp(t),
+                        wit::Value::Date(d) => rows::Value::Date(d),
+                    }
+                }
+            }
+
+            impl From<wit::ColumnType> for rows::ColumnType {
+                fn from(t: wit::ColumnType) -> Self {
+                    match t {
+                        wit::ColumnType::Boolean => rows::ColumnType::Boolean,
+                        wit::ColumnType::Integer => rows::ColumnType::Integer,
+                        wit::ColumnType::Float => rows::ColumnType::Float,
+                        wit::ColumnType::Text => rows::ColumnType::Text,
+                        wit::ColumnType::Timestamp => rows::ColumnType::Timestamp,
+                        wit::ColumnType::Date => rows::ColumnType::Date,
+                    }
+                }
+            }
+
+            impl From<wit::Column> for rows::Column {
+                fn from(c: wit::Column) -> Self {
+                    rows::Column { name: c.name, kind: c.kind.into() }
+                }
+            }
+
+            impl From<wit::Output> for rows::Output {
+                fn from(o: wit::Output) -> Self {
+                    rows::Output {
+                        rows: o.rows.into_iter().map(|r| r.into_iter().map(Into::into).collect()).collect(),
+                        rejected: o.rejected,
+                    }
+                }
+            }
+
+            /// Builds the WIT group from a key and its rows.
+            pub fn group(key: rows::GroupKey, rows: Vec<rows::InputRow>) -> wit::Group {
+                let rows = rows
+                    .into_iter()
+                    .map(|r| wit::InputRow {
+                        id: r.id,
+                        at: r.at,
+                        values: r.values.into_iter().map(Into::into).collect(),
+                    })
+                    .collect();
+                wit::Group { user_id: key.user_id, day: rows::days_since_epoch(key.day), rows }
+            }
+
+            impl From<wit::Description> for rows::Description {
+                fn from(d: wit::Description) -> Self {
+                    description!($version, d)
+                }
+            }
         }
-    }
+    };
 }
 
-impl From<wit::Value> for rows::Value {
-    fn from(v: wit::Value) -> Self {
-        match v {
-            wit::Value::Null => rows::Value::Null,
-            wit::Value::Boolean(b) => rows::Value::Boolean(b),
-            wit::Value::Integer(i) => rows::Value::Integer(i),
-            wit::Value::Float(f) => rows::Value::Float(f),
-            wit::Value::Text(s) => rows::Value::Text(s),
-            wit::Value::Timestamp(t) => rows::Value::Timestamp(t),
-            wit::Value::Date(d) => rows::Value::Date(d),
+/// `host.settings`: only in 0.2 and later.
+macro_rules! settings_import {
+    (v0_1) => {};
+    ($version:ident) => {
+        fn settings(&mut self) -> Vec<(String, wit::Value)> {
+            self.settings.values.iter().map(|(name, value)| (name.clone(), value.clone().into())).collect()
         }
-    }
+    };
 }
 
-impl From<wit::ColumnType> for rows::ColumnType {
-    fn from(t: wit::ColumnType) -> Self {
-        match t {
-            wit::ColumnType::Boolean => rows::ColumnType::Boolean,
-            wit::ColumnType::Integer => rows::ColumnType::Integer,
-            wit::ColumnType::Float => rows::ColumnType::Float,
-            wit::ColumnType::Text => rows::ColumnType::Text,
-            wit::ColumnType::Timestamp => rows::ColumnType::Timestamp,
-            wit::ColumnType::Date => rows::ColumnType::Date,
-        }
-    }
-}
-
-impl From<wit::Column> for rows::Column {
-    fn from(c: wit::Column) -> Self {
-        rows::Column { name: c.name, kind: c.kind.into() }
-    }
-}
-
-impl From<wit::Description> for rows::Description {
-    fn from(d: wit::Description) -> Self {
+/// A description's settings: only in 0.2 and later.
+macro_rules! description {
+    (v0_1, $d:ident) => {
         rows::Description {
-            name: d.name,
-            version: d.version,
-            input: d.input.into_iter().map(Into::into).collect(),
-            output: d.output.into_iter().map(Into::into).collect(),
-            key: d.key,
+            name: $d.name,
+            version: $d.version,
+            input: $d.input.into_iter().map(Into::into).collect(),
+            output: $d.output.into_iter().map(Into::into).collect(),
+            key: $d.key,
+            settings: Vec::new(),
         }
-    }
-}
-
-impl From<rows::InputRow> for wit::InputRow {
-    fn from(r: rows::InputRow) -> Self {
-        wit::InputRow { id: r.id, at: r.at, values: r.values.into_iter().map(Into::into).collect() }
-    }
-}
-
-impl From<wit::Output> for rows::Output {
-    fn from(o: wit::Output) -> Self {
-        rows::Output {
-            rows: o.rows.into_iter().map(|r| r.into_iter().map(Into::into).collect()).collect(),
-            rejected: o.rejected,
+    };
+    ($version:ident, $d:ident) => {
+        rows::Description {
+            name: $d.name,
+            version: $d.version,
+            input: $d.input.into_iter().map(Into::into).collect(),
+            output: $d.output.into_iter().map(Into::into).collect(),
+            key: $d.key,
+            settings: $d
+                .settings
+                .into_iter()
+                .map(|s| rows::SettingSpec {
+                    name: s.name,
+                    kind: match s.kind {
+                        wit::SettingType::Boolean => rows::ColumnType::Boolean,
+                        wit::SettingType::Integer => rows::ColumnType::Integer,
+                        wit::SettingType::Float => rows::ColumnType::Float,
+                        wit::SettingType::Text => rows::ColumnType::Text,
+                    },
+                    default: s.default.map(Into::into),
+                    doc: s.doc,
+                })
+                .collect(),
         }
-    }
+    };
 }
 
-/// Builds the WIT group from a key and its rows.
-pub fn group(key: rows::GroupKey, rows: Vec<rows::InputRow>) -> wit::Group {
-    wit::Group {
-        user_id: key.user_id,
-        day: rows::days_since_epoch(key.day),
-        rows: rows.into_iter().map(Into::into).collect(),
-    }
-}
+row_conversions!(v0_1_types, v0_1);
+row_conversions!(v0_2_types, v0_2);

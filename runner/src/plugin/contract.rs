@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use crate::config::Identifier;
-use crate::rows::{Description, Output, Value};
+use crate::rows::{ColumnType, Description, Output, Value};
 
 /// The longest plugin name, in bytes.
 pub const MAX_NAME: usize = 64;
@@ -59,7 +59,53 @@ pub fn check_description(d: &Description) -> Result<(), Vec<String>> {
             }
         }
     }
+    check_settings(d, &mut problems);
     if problems.is_empty() { Ok(()) } else { Err(bounded(problems)) }
+}
+
+/// The declared settings: bounded in number, valid distinct names, a doc
+/// line of bounded length, and a default (if any) of the declared kind.
+fn check_settings(d: &Description, problems: &mut Vec<String>) {
+    use super::settings::{MAX_DOC_BYTES, MAX_SETTINGS, coerce};
+    if d.settings.len() > MAX_SETTINGS {
+        problems.push(format!("it declares {} settings; at most {MAX_SETTINGS} are allowed", d.settings.len()));
+        return;
+    }
+    let mut seen = HashSet::new();
+    for s in &d.settings {
+        if Identifier::parse(&s.name).is_err() || s.name.contains('.') {
+            problems.push(format!("setting {} is not a valid setting name", excerpt(&s.name)));
+            continue;
+        }
+        if !seen.insert(s.name.as_str()) {
+            problems.push(format!("setting `{}` is declared twice", s.name));
+        }
+        if !matches!(s.kind, ColumnType::Boolean | ColumnType::Integer | ColumnType::Float | ColumnType::Text) {
+            problems.push(format!(
+                "setting `{}` has the type {}; settings are boolean, integer, float or text",
+                s.name, s.kind
+            ));
+        }
+        if s.doc.len() > MAX_DOC_BYTES {
+            problems.push(format!("setting `{}` has a doc of {} bytes; at most {MAX_DOC_BYTES}", s.name, s.doc.len()));
+        }
+        match &s.default {
+            Some(Value::Float(f)) if !f.is_finite() => {
+                problems.push(format!("setting `{}` has a default that is not finite", s.name));
+            }
+            Some(Value::Text(t)) if t.len() > MAX_DOC_BYTES * 5 || t.contains('\0') => {
+                problems.push(format!(
+                    "setting `{}` has a text default over {} bytes or with a NUL",
+                    s.name,
+                    MAX_DOC_BYTES * 5
+                ));
+            }
+            Some(default) if coerce(default, s.kind).is_none() => {
+                problems.push(format!("setting `{}` is declared {} but its default is not", s.name, s.kind));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Keeps the first [`MAX_PROBLEMS`] problems and counts the rest.
@@ -176,7 +222,36 @@ mod tests {
                 Column { name: "avg_value".into(), kind: ColumnType::Float },
             ],
             key: vec!["metric".into()],
+            settings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn settings_declarations_are_checked() {
+        use crate::rows::SettingSpec;
+        let spec = |name: &str, kind, default| SettingSpec { name: name.into(), kind, default, doc: String::new() };
+        let mut d = description();
+        d.settings = vec![
+            spec("max", ColumnType::Float, Some(Value::Integer(3))),
+            spec("max", ColumnType::Float, None),
+            spec("Bad Name", ColumnType::Text, None),
+            spec("strict", ColumnType::Boolean, Some(Value::Text("yes".into()))),
+            spec("since", ColumnType::Date, None),
+            spec("ratio", ColumnType::Float, Some(Value::Float(f64::NAN))),
+        ];
+        let problems = check_description(&d).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "setting `max` is declared twice",
+                "setting `Bad Name` is not a valid setting name",
+                "setting `strict` is declared boolean but its default is not",
+                "setting `since` has the type date; settings are boolean, integer, float or text",
+                "setting `ratio` has a default that is not finite",
+            ]
+        );
+        d.settings = (0..1000).map(|i| spec(&format!("s{i}"), ColumnType::Text, None)).collect();
+        assert_eq!(check_description(&d).unwrap_err(), ["it declares 1000 settings; at most 64 are allowed"]);
     }
 
     #[test]

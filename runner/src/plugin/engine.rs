@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{Aggregator, HostState};
+use super::bindings::HostState;
 use super::cache::Cache;
 use super::trust::TrustedKey;
 
@@ -100,7 +100,7 @@ impl Runtime {
         // Rust std guests import wasi:cli/io even when they use none of it;
         // the context behind them grants nothing (see `HostState::new`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("linking WASI")?;
-        Aggregator::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).context("linking the host interface")?;
+        super::bindings::add_to_linker(&mut linker).context("linking the host interface")?;
 
         // The ticker holds only a weak engine handle, so it ends with the engine.
         let weak = engine.weak();

@@ -5,6 +5,7 @@ mod bindings;
 pub mod cache;
 pub mod contract;
 pub mod engine;
+pub mod settings;
 pub mod trust;
 pub mod watch;
 
@@ -18,8 +19,10 @@ use wasmtime::error::Context as _;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use crate::rows::{Description, GroupKey, InputRow, Output};
-use bindings::{AggregatorPre, HostState};
+pub use bindings::WIT_VERSIONS;
+use bindings::{HostState, Pre};
 pub use engine::Runtime;
+pub use settings::Settings;
 
 /// Memory, time and log lines a plugin may use for one call.
 #[derive(Debug, Clone, Copy)]
@@ -40,12 +43,21 @@ impl Limits {
 }
 
 /// A loaded plugin: compiled once, instantiated afresh for every group.
+/// Cloning is cheap (the compiled code is shared): a job's plugin is a
+/// clone [configured](Plugin::configure) with the job's settings.
+#[derive(Clone)]
 pub struct Plugin {
     backend: Backend,
     pub path: PathBuf,
     pub description: Description,
-    /// `name@version+sha256:<12 hex>`: names the exact component.
+    /// `name@version+sha256:<12 hex>`, then `+settings:<12 hex>` when the
+    /// job sets any setting: names the exact component and settings that
+    /// produced a row (`plugin_version`).
     pub version: Arc<str>,
+    /// The version without settings: the file alone.
+    pub file_version: Arc<str>,
+    /// The settings every call sees (`host.settings`).
+    pub settings: Settings,
     /// Full SHA-256 of the file, hex.
     pub hash: String,
     /// The `health:aggregation` package version the plugin was built against.
@@ -60,16 +72,17 @@ pub struct Plugin {
 pub type NativeFn = dyn Fn(GroupKey, Vec<InputRow>) -> Result<Output, String> + Send + Sync;
 
 /// Where a plugin's code runs.
+#[derive(Clone)]
 enum Backend {
     /// A WebAssembly component, sandboxed.
-    Wasm { pre: AggregatorPre<HostState>, runtime: Runtime },
+    Wasm { pre: Pre, runtime: Runtime },
     /// The same logic compiled into the host, unsandboxed: only for
     /// measuring what the WebAssembly boundary costs (the benchmark).
-    Native(Box<NativeFn>),
+    Native(Arc<NativeFn>),
 }
 
-/// The WIT world every plugin implements.
-pub const WORLD: &str = "health:aggregation/aggregator@0.1.0";
+/// The WIT world every plugin implements (any of [`WIT_VERSIONS`]).
+pub const WORLD: &str = "health:aggregation/aggregator";
 
 /// What the first bytes of a file say it is.
 fn file_kind(bytes: &[u8]) -> Result<(), &'static str> {
@@ -154,27 +167,36 @@ impl Plugin {
             let (package, version) = name.split_once('@')?;
             package.starts_with("health:aggregation/").then(|| version.to_string())
         });
-        let other_world =
-            |why: &str| format!("plugin {} is not a component of the world {WORLD}: {why}", path.display());
+        if let Some(version) = wit_version.as_deref().filter(|v| !WIT_VERSIONS.contains(v)) {
+            anyhow::bail!(
+                "plugin {} is built against health:aggregation@{version}, which this runner does not provide \
+                 (it provides {}): upgrade the runner, or build the plugin against a version it provides",
+                path.display(),
+                WIT_VERSIONS.join(", ")
+            );
+        }
+        let other_world = |why: &str| {
+            let version = wit_version.as_deref().unwrap_or(WIT_VERSIONS[WIT_VERSIONS.len() - 1]);
+            format!("plugin {} is not a component of the world {WORLD}@{version}: {why}", path.display())
+        };
         let instance_pre = runtime
             .linker
             .instantiate_pre(&component)
             .with_context(|| other_world("it imports something the runner does not provide"))?;
-        let pre = AggregatorPre::new(instance_pre)
+        let pre = Pre::new(instance_pre, wit_version.as_deref())
             .with_context(|| other_world("it does not export `describe` and `aggregate` with the expected types"))?;
 
         let placeholder: Arc<str> = Arc::from(format!("{} (loading)", path.display()));
-        let mut store = new_store(runtime, placeholder, String::new(), limits);
+        let mut store = new_store(runtime, placeholder, String::new(), limits, Settings::default());
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| call_error(e, limits))
             .with_context(|| format!("instantiating plugin {}", path.display()))?;
         store.set_epoch_deadline(engine::ticks(limits.time));
         let description: Description = instance
-            .call_describe(&mut store)
+            .describe(&mut store)
             .map_err(|e| call_error(e, limits))
-            .with_context(|| format!("plugin {}: `describe` failed", path.display()))?
-            .into();
+            .with_context(|| format!("plugin {}: `describe` failed", path.display()))?;
         store.data_mut().finish_logs();
         // Before anything else reads it: the description is untrusted input.
         if let Err(problems) = contract::check_description(&description) {
@@ -186,7 +208,9 @@ impl Plugin {
             backend: Backend::Wasm { pre, runtime: runtime.clone() },
             path: path.to_path_buf(),
             description,
+            file_version: version.clone(),
             version,
+            settings: Settings::default(),
             hash,
             wit_version,
             loaded_at: std::time::SystemTime::now(),
@@ -201,14 +225,14 @@ impl Plugin {
             Backend::Wasm { pre, runtime } => (pre, runtime),
             Backend::Native(f) => return f(key, rows).map_err(CallError::Plugin),
         };
-        let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits);
+        let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits, self.settings.clone());
         let result = (|| {
             let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, limits))?;
             // The deadline counts from now: arm it right before the call.
             store.set_epoch_deadline(engine::ticks(limits.time));
-            match instance.call_aggregate(&mut store, &bindings::group(key, rows)).map_err(|e| call_error(e, limits))? {
-                Ok(output) => Ok(output.into()),
-                Err(e) => Err(CallError::Plugin(contract::excerpt_long(&e.message))),
+            match instance.aggregate(&mut store, key, rows).map_err(|e| call_error(e, limits))? {
+                Ok(output) => Ok(output),
+                Err(message) => Err(CallError::Plugin(contract::excerpt_long(&message))),
             }
         })();
         store.data_mut().finish_logs();
@@ -234,15 +258,27 @@ impl Plugin {
     pub fn native(description: Description, f: Box<NativeFn>) -> Plugin {
         let version: Arc<str> = Arc::from(format!("{}@{}+native", description.name, description.version));
         Plugin {
-            backend: Backend::Native(f),
+            backend: Backend::Native(Arc::from(f)),
             path: PathBuf::from("<native>"),
             description,
+            file_version: version.clone(),
             version,
+            settings: Settings::default(),
             hash: String::new(),
             wit_version: None,
             loaded_at: std::time::SystemTime::now(),
             signer: None,
         }
+    }
+
+    /// This plugin with a job's settings: every call sees them, and its
+    /// version names them when the job sets any.
+    pub fn configure(&self, settings: Settings) -> Plugin {
+        let version = match &settings.hash {
+            Some(hash) => Arc::from(format!("{}+settings:{hash}", self.file_version)),
+            None => self.file_version.clone(),
+        };
+        Plugin { version, settings, ..self.clone() }
     }
 
     /// Checks a group's output against the contract (`contract::check_output`).
@@ -256,13 +292,19 @@ impl Plugin {
 /// this only bounds a hostile one.
 const MAX_CORE_INSTANCES: usize = 1000;
 
-fn new_store(runtime: &Runtime, plugin: Arc<str>, group: String, limits: Limits) -> Store<HostState> {
+fn new_store(
+    runtime: &Runtime,
+    plugin: Arc<str>,
+    group: String,
+    limits: Limits,
+    settings: Settings,
+) -> Store<HostState> {
     let store_limits = StoreLimitsBuilder::new()
         .memory_size(limits.memory_bytes)
         .instances(MAX_CORE_INSTANCES)
         .trap_on_grow_failure(true)
         .build();
-    let mut store = Store::new(&runtime.engine, HostState::new(store_limits, plugin, group, limits));
+    let mut store = Store::new(&runtime.engine, HostState::new(store_limits, plugin, group, limits, settings));
     store.limiter(|s| &mut s.limits);
     // Instantiation runs guest code (start functions) too.
     store.set_epoch_deadline(engine::ticks(limits.time));

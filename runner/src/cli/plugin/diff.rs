@@ -67,9 +67,15 @@ pub async fn run(args: Args, config_path: &Path) -> anyhow::Result<ExitCode> {
     // The new file is not deployed yet: it need not be signed.
     let limits = pipeline::job_limits(&cfg);
     let plugin = Plugin::load(&Runtime::new(config.plugins.cache_dir.clone())?, &args.file, limits)?;
-    let shape = pipeline::check_tables(&pool.get().await?, &cfg, Some(&plugin)).await;
-    let new = match shape {
-        Ok(shape) => Live::new(&cfg, shape, std::sync::Arc::new(plugin)),
+    let shape = match pipeline::configure(&cfg, &plugin) {
+        Ok(configured) => {
+            let shape = pipeline::check_tables(&pool.get().await?, &cfg, Some(&configured)).await;
+            shape.map(|shape| (shape, configured))
+        }
+        Err(problems) => Err(problems),
+    };
+    let new = match shape.map(|(shape, plugin)| (shape, std::sync::Arc::new(plugin))) {
+        Ok((shape, plugin)) => Live::new(&cfg, shape, plugin),
         Err(problems) => {
             for p in problems {
                 println!("problem: {p}");

@@ -3,7 +3,7 @@
 //! feature `changed-rule`, under which heart rates above 100 are rejected —
 //! one rule changed, so a diff must show exactly the groups it touches.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "aggregator" });
+wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "aggregator" });
 
 use health::aggregation::types::{Column, ColumnType, Value};
 

@@ -6,7 +6,7 @@
 //! environment, clock) and reports what it got. Every other group gets one
 //! row per metric with its reading count.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "aggregator" });
+wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "aggregator" });
 
 use health::aggregation::host::{Level, log};
 use health::aggregation::types::{Column, ColumnType, Value};

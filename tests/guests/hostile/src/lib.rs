@@ -2,7 +2,8 @@
 //! hostile author. Per user: 1 floods the host log (a million calls, one of
 //! them 10 MB), 2 returns NaN, 3 infinity, 4 a NUL in text, 5 the same key
 //! twice, 6 reports what the clocks and randomness give it. With feature
-//! `amplify`, `describe` returns an 8 MiB name and 100,000 columns; with
+//! `amplify`, `describe` returns an 8 MiB name, 100,000 columns and 100,000
+//! settings; with
 //! `slow-describe` it never returns.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "aggregator" });
@@ -10,7 +11,7 @@ wit_bindgen::generate!({ path: "../../../wit", world: "aggregator" });
 use std::hash::{BuildHasher as _, Hasher as _};
 
 use health::aggregation::host::{Level, log};
-use health::aggregation::types::{Column, ColumnType, Value};
+use health::aggregation::types::{Column, ColumnType, Setting, SettingType, Value};
 
 struct Hostile;
 
@@ -33,6 +34,14 @@ impl Guest for Hostile {
                 input: (0..100_000).map(|i| column(&format!("c{i}"), ColumnType::Text)).collect(),
                 output: vec![column("metric", ColumnType::Text)],
                 key: vec!["metric".into()],
+                settings: (0..100_000)
+                    .map(|i| Setting {
+                        name: format!("s{i}"),
+                        kind: SettingType::Text,
+                        default: None,
+                        doc: "z".repeat(100),
+                    })
+                    .collect(),
             };
         }
         Description {
@@ -41,6 +50,7 @@ impl Guest for Hostile {
             input: vec![column("metric", ColumnType::Text)],
             output: vec![column("metric", ColumnType::Text), column("avg_value", ColumnType::Float)],
             key: vec!["metric".into()],
+            settings: Vec::new(),
         }
     }
 

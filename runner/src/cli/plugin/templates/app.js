@@ -1,5 +1,6 @@
 // The `{name}` plugin: the WIT glue around `rules.js`. Build it with
 // componentize-js (see README.md).
+import { settings } from 'health:aggregation/host@0.2.0';
 import { aggregate as rules } from './rules.js';
 
 export function describe() {
@@ -13,12 +14,20 @@ export function describe() {
       { name: 'total', kind: 'float' },
     ],
     key: [],
+    // Operators set these in `[jobs.<name>.settings]`; a setting without a
+    // default must be set there.
+    settings: [{ name: 'scale', kind: 'float', default: { tag: 'float', val: 1.0 }, doc: 'multiplies the total' }],
   };
 }
 
 export function aggregate(group) {
   const values = group.rows.map((r) => (r.values[0].tag === 'float' ? r.values[0].val : null));
   const { count, rejected, total } = rules(values);
-  const row = [{ tag: 'integer', val: BigInt(count) }, { tag: 'integer', val: BigInt(rejected) }, { tag: 'float', val: total }];
+  const scale = new Map(settings()).get('scale').val;
+  const row = [
+    { tag: 'integer', val: BigInt(count) },
+    { tag: 'integer', val: BigInt(rejected) },
+    { tag: 'float', val: total * scale },
+  ];
   return { rows: [row], rejected };
 }

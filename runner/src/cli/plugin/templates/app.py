@@ -2,6 +2,7 @@
 componentize-py (see README.md)."""
 
 import wit_world
+from wit_world.imports import host
 from wit_world.imports import types as t
 
 import rules
@@ -19,10 +20,14 @@ class WitWorld(wit_world.WitWorld):
                 t.Column("total", t.ColumnType.FLOAT),
             ],
             key=[],
+            # Operators set these in `[jobs.<name>.settings]`; a setting
+            # whose default is None must be set there.
+            settings=[t.Setting("scale", t.SettingType.FLOAT, t.Value_Float(1.0), "multiplies the total")],
         )
 
     def aggregate(self, group: t.Group) -> t.Output:
         values = [r.values[0].value if isinstance(r.values[0], t.Value_Float) else None for r in group.rows]
         count, rejected, total = rules.aggregate(values)
-        row = [t.Value_Integer(count), t.Value_Integer(rejected), t.Value_Float(float(total))]
+        scale = dict(host.settings())["scale"].value
+        row = [t.Value_Integer(count), t.Value_Integer(rejected), t.Value_Float(float(total) * scale)]
         return t.Output(rows=[row], rejected=rejected)
