@@ -144,6 +144,30 @@ async fn output_is_checked_before_sql_logs_are_bounded_and_results_are_determini
 }
 
 #[tokio::test]
+async fn no_state_carries_from_one_group_to_the_next() {
+    // One worker: every group reuses the same pooled slot, reset in place.
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("hostile", "hostile.wasm", "workers = 1")).await;
+    for day in ["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04"] {
+        for user in [7, 8] {
+            crate::util::one_reading(&db, user, day).await;
+        }
+    }
+    run_ok(&config, &["run", "--once"]).await;
+    let rows = db
+        .client
+        .query("SELECT metric, avg_value FROM vitals_daily WHERE user_id IN (7, 8) ORDER BY user_id, day, metric", &[])
+        .await
+        .unwrap();
+    let seen: Vec<(String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(seen.len(), 16, "{seen:?}");
+    for (metric, value) in &seen {
+        let fresh = if metric == "calls" { 1.0 } else { 0.0 };
+        assert_eq!(*value, fresh, "{metric}: every group starts from the plugin's initial state: {seen:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_plugin_refused_for_a_missing_column_heals_when_the_column_is_added() {
     let db = TestDb::new().await;
     let jobs = job_on("h", "h.wasm", "vitals_raw", "h_daily", "recorded_at", "");

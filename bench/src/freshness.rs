@@ -7,6 +7,8 @@
 //! daily row's `updated_at` is `clock_timestamp()` at its write, so the
 //! figure is from insert to write, a hair under commit to commit.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -15,6 +17,9 @@ use runner::config::Config;
 use runner::db::pool;
 use runner::pipeline::{self, Mode};
 use runner::plugin::Runtime;
+
+/// Concurrent producer connections, sharing the rate.
+const PRODUCERS: usize = 4;
 
 /// p50, p99 and max of the delay from a raw row to its daily row.
 pub struct Freshness {
@@ -27,6 +32,14 @@ pub struct Freshness {
 /// Inserts `rate` rows a second for `seconds`, `per_commit` rows (of one
 /// user, a new one each commit) at a time, with the runner running.
 pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds: u64) -> anyhow::Result<Freshness> {
+    // Steady state: the seeded backlog already aggregated (and vacuumed,
+    // as autovacuum would have), so only the live rows are pending.
+    let setup = crate::connect(url).await?;
+    setup
+        .batch_execute("UPDATE vitals_raw SET aggregation_status = 'completed' WHERE aggregation_status = 'pending'")
+        .await?;
+    setup.batch_execute("VACUUM (ANALYZE) vitals_raw").await?;
+    drop(setup);
     let pool = pool::build(&config.database, "runner")?;
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
     let jobs = pipeline::prepare(config, &pool, &runtime).await.map_err(|p| anyhow::anyhow!(p.join("\n")))?;
@@ -38,22 +51,36 @@ pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds
     let producer = crate::connect(url).await?;
     // Users far above the seeded ones: every commit starts new groups.
     let first_user: i64 = 1_000_000 + i64::from(per_commit) * 1_000_000;
-    let every = Duration::from_secs_f64(f64::from(per_commit) / f64::from(rate.max(1)));
-    let mut tick = tokio::time::interval(every);
-    let started = Instant::now();
-    let mut commit = 0i64;
-    while started.elapsed() < Duration::from_secs(seconds) {
-        tick.tick().await;
-        let user = first_user + commit;
-        producer
-            .execute(
-                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
-                 SELECT $1::int8, clock_timestamp(), 'heart_rate', 60 + g % 40, 'bpm' FROM generate_series(1, $2::int) g",
-                &[&user, &(per_commit as i32)],
-            )
-            .await?;
-        commit += 1;
+    // Several producers, as many devices sync at once: one connection
+    // cannot commit a row every 0.5 ms.
+    let commits = Arc::new(AtomicI64::new(0));
+    let mut producers = Vec::new();
+    for _ in 0..PRODUCERS {
+        let (url, commits) = (url.to_string(), commits.clone());
+        producers.push(tokio::spawn(async move {
+            let client = crate::connect(&url).await?;
+            let every = Duration::from_secs_f64(f64::from(per_commit) * PRODUCERS as f64 / f64::from(rate.max(1)));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(seconds) {
+                tick.tick().await;
+                let user = first_user + commits.fetch_add(1, Ordering::Relaxed);
+                client
+                    .execute(
+                        "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+                         SELECT $1::int8, clock_timestamp(), 'heart_rate', 60 + g % 40, 'bpm' FROM generate_series(1, $2::int) g",
+                        &[&user, &(per_commit as i32)],
+                    )
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
     }
+    for p in producers {
+        p.await??;
+    }
+    let commit = commits.load(Ordering::Relaxed);
     // Let the runner finish what arrived.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -6,9 +6,11 @@
 //! docs/performance.md.
 
 mod freshness;
+mod history;
 mod languages;
 mod native;
 mod reads;
+mod replay;
 mod setbased;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +64,19 @@ struct Args {
     /// Seconds of each freshness run (0: none).
     #[arg(long, default_value_t = 10)]
     ingest_seconds: u64,
+    /// A durable server: fsync and full_page_writes on (the default server
+    /// trades durability for speed, as a test server may).
+    #[arg(long)]
+    durable: bool,
+    /// `synchronous_commit` of the server (with `--durable`, what an
+    /// operator chooses between: on waits for each commit's flush).
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    synchronous_commit: String,
+    /// Completed raw rows already in the table before the pending ones
+    /// (history: older days of other users), to show the cost per row
+    /// stays flat as the table grows.
+    #[arg(long, default_value_t = 0)]
+    history: i64,
     /// The folder holding vitals.wasm (`cargo xtask build-plugins`).
     #[arg(long, default_value = "target/plugins")]
     plugins: PathBuf,
@@ -232,9 +247,16 @@ fn ms(d: Duration) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let work = tempfile_dir()?;
-    println!("Starting a throwaway PostgreSQL (jit = off)...");
-    let pg = TempPostgres::start()?;
+    let pg = if args.durable {
+        println!("Starting a throwaway PostgreSQL (jit = off; durable: fsync on, full_page_writes on)...");
+        TempPostgres::start_durable()?
+    } else {
+        println!("Starting a throwaway PostgreSQL (jit = off; fsync off)...");
+        TempPostgres::start()?
+    };
     let admin = connect(&pg.url("postgres")).await?;
+    admin.batch_execute(&format!("ALTER SYSTEM SET synchronous_commit = {}", args.synchronous_commit)).await?;
+    admin.batch_execute("SELECT pg_reload_conf()").await?;
     admin.batch_execute("CREATE DATABASE bench_seed").await?;
 
     let seed_url = pg.url("bench_seed");
@@ -246,6 +268,11 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let start = NaiveDate::from_ymd_opt(START.0, START.1, START.2).expect("valid date");
         let rows = seed::seed(&**client, Kind::Vitals, args.users, args.days, start, |_| {}).await?;
+        if args.history > 0 {
+            let started = Instant::now();
+            client.batch_execute(&history::insert(args.history, args.users)).await?;
+            println!("Added {} completed history rows in {:.1?}.", args.history, started.elapsed());
+        }
         // Hint bits and statistics settled once, so every copy starts equal.
         client.batch_execute("VACUUM (ANALYZE) vitals_raw").await?;
         println!(
@@ -259,8 +286,10 @@ async fn main() -> anyhow::Result<()> {
 
     // 1.–3. The set-based reference and the runner (WebAssembly, native),
     // interleaved run by run so that the machine's moods touch all three.
-    let (mut set_runs, mut wasm_runs, mut native_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut set_runs, mut wasm_runs, mut native_runs, mut replay_runs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (set_url, wasm_url, native_url) = (pg.url("bench_set"), pg.url("bench_wasm"), pg.url("bench_native"));
+    let replay_url = pg.url("bench_replay");
     let mut set_pg_cpu = 0.0;
     for run in 1..=args.runs.max(1) {
         copy(&admin, "bench_set").await?;
@@ -276,11 +305,14 @@ async fn main() -> anyhow::Result<()> {
         wasm_runs.push(run_runner(&config(&wasm_url, &args, &work)?, false, "bench_wasm").await?);
         copy(&admin, "bench_native").await?;
         native_runs.push(run_runner(&config(&native_url, &args, &work)?, true, "bench_native").await?);
+        copy(&admin, "bench_replay").await?;
+        replay_runs.push(replay::run(&config(&replay_url, &args, &work)?, args.workers).await?);
         println!(
-            "run {run}: set-based {:.2} s, runner (WebAssembly) {:.2} s, runner (native) {:.2} s",
+            "run {run}: set-based {:.2} s, runner (WebAssembly) {:.2} s, runner (native) {:.2} s, replay {:.2} s",
             set_runs[run - 1],
             wasm_runs[run - 1].seconds,
-            native_runs[run - 1].seconds
+            native_runs[run - 1].seconds,
+            replay_runs[run - 1]
         );
     }
     let median_run = |runs: &mut Vec<RunnerRun>| {
@@ -296,6 +328,8 @@ async fn main() -> anyhow::Result<()> {
     let native_secs: Vec<f64> = native_runs.iter().map(|r| r.seconds).collect();
     let set_vs_wasm = ratio_runs(&set_runs, &wasm_secs);
     let native_vs_wasm = ratio_runs(&native_secs, &wasm_secs);
+    let replay_vs_wasm = ratio_runs(&replay_runs, &wasm_secs);
+    let replay_spread = spread(replay_runs.clone());
     let (set_min, set_secs, set_max) = spread(set_runs.clone());
     let wasm_spread = spread(wasm_secs.clone());
     let native_spread = spread(native_secs.clone());
@@ -381,6 +415,7 @@ async fn main() -> anyhow::Result<()> {
         ("set-based SQL", (set_min, set_secs, set_max)),
         ("runner, WebAssembly", wasm_spread),
         ("runner, native", native_spread),
+        ("replay of its statements", replay_spread),
     ] {
         println!("  {name:<28} {lo:>7.2} {mid:>7.2} {hi:>7.2}");
     }
@@ -390,6 +425,13 @@ async fn main() -> anyhow::Result<()> {
     println!("  runner ÷ set-based (speed, ≥ 1 is faster): {lo:.2} / {mid:.2} / {hi:.2}");
     let (lo, mid, hi) = native_vs_wasm;
     println!("  WebAssembly ÷ native (speed):              {lo:.2} / {mid:.2} / {hi:.2}");
+    let (lo, mid, hi) = replay_vs_wasm;
+    println!("  runner ÷ replay of its statements (speed): {lo:.2} / {mid:.2} / {hi:.2}");
+    println!(
+        "  runner seconds per million rows:           {:.2} (history: {} completed rows)",
+        wasm.seconds / rows * 1e6,
+        args.history
+    );
     println!(
         "  read p99 busy ÷ idle:                      {:.2}",
         busy_reads.latency.quantile(0.99).as_secs_f64() / idle.latency.quantile(0.99).as_secs_f64()

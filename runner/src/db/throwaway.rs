@@ -19,6 +19,8 @@ pub struct TempPostgres {
     /// The (uid, gid) the server runs as, when we are root.
     account: Option<(u32, u32)>,
     die_with_parent: bool,
+    /// Postgres' durable defaults instead of fsync off.
+    durable: bool,
     /// `None` once `keep` was called: nothing is stopped or deleted on drop.
     dir: Option<tempfile::TempDir>,
     port: u16,
@@ -29,15 +31,22 @@ impl TempPostgres {
     /// server also stops if the thread that started it exits (Linux), so a
     /// crashed test run leaves no server behind.
     pub fn start() -> anyhow::Result<TempPostgres> {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
     /// As `start`, for a server that may outlive this process (`keep`).
     pub fn start_detached() -> anyhow::Result<TempPostgres> {
-        Self::start_with(false)
+        Self::start_with(false, false)
     }
 
-    fn start_with(die_with_parent: bool) -> anyhow::Result<TempPostgres> {
+    /// As `start`, with Postgres' durable defaults (fsync and
+    /// full_page_writes on; `synchronous_commit` left to `ALTER SYSTEM`):
+    /// for measuring what a real server costs.
+    pub fn start_durable() -> anyhow::Result<TempPostgres> {
+        Self::start_with(true, true)
+    }
+
+    fn start_with(die_with_parent: bool, durable: bool) -> anyhow::Result<TempPostgres> {
         let bin = find_bin_dir()?;
         let account = unprivileged_account()?;
         let dir = tempfile::Builder::new().prefix("runner-pg-").tempdir().context("creating a temporary folder")?;
@@ -60,7 +69,7 @@ impl TempPostgres {
         }
 
         let port = free_port()?;
-        let mut server = TempPostgres { child: None, dir: Some(dir), port, bin, account, die_with_parent };
+        let mut server = TempPostgres { child: None, dir: Some(dir), port, bin, account, die_with_parent, durable };
         server.spawn()?;
         Ok(server)
     }
@@ -68,6 +77,10 @@ impl TempPostgres {
     /// Starts the server process on the existing data folder and waits for it.
     fn spawn(&mut self) -> anyhow::Result<()> {
         let (bin, account, port, die_with_parent) = (&self.bin, self.account, self.port, self.die_with_parent);
+        // A throwaway server trades durability for speed unless asked not
+        // to; JIT only slows short queries.
+        let fast: &[&str] =
+            if self.durable { &[] } else { &["fsync=off", "synchronous_commit=off", "full_page_writes=off"] };
         let dir = self.dir.as_ref().context("the server was kept")?.path().to_path_buf();
         let data = dir.join("data");
         // One log across restarts; readiness is looked for after `from`.
@@ -80,9 +93,7 @@ impl TempPostgres {
         let mut postgres = Command::new(bin.join("postgres"));
         postgres.arg("-D").arg(&data).args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"]);
         postgres.arg("-c").arg(format!("unix_socket_directories={}", dir.display()));
-        // A throwaway server trades durability for speed; JIT only slows short queries.
-        for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "jit=off", "max_connections=200"]
-        {
+        for setting in fast.iter().chain(&["jit=off", "max_connections=200"]) {
             postgres.args(["-c", setting]);
         }
         if let Some((uid, gid)) = account {

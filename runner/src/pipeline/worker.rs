@@ -121,11 +121,11 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
             }
             continue;
         }
-        let rest = state.config.retry_backoff.min(Duration::from_secs(1));
-        let seen = run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report, |key| {
-            resting.insert(key, Instant::now() + rest);
-        })
-        .await;
+        let seen =
+            run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report, |key, rest| {
+                resting.insert(key, Instant::now() + rest);
+            })
+            .await;
         stalled = if seen.deferred > 0 && seen.completed == 0 { stalled + 1 } else { 0 };
         if mode == Mode::Once && stalled >= MAX_STALLED_BATCHES {
             report.db_errors += 1;
@@ -166,6 +166,9 @@ async fn claim_batch(pool: &Pool, state: &JobState, batch_size: i64) -> anyhow::
 
 /// Runs a batch's groups, `concurrency` at once; returns what the throttle
 /// needs. `rest(key)` is told of each group deferred by the database.
+/// How long a group another worker or runner holds is left out of batches.
+const BUSY_REST: Duration = Duration::from_millis(50);
+
 async fn run_batch(
     pool: &Pool,
     job: &Job,
@@ -173,8 +176,11 @@ async fn run_batch(
     concurrency: usize,
     shutdown: &watch::Receiver<bool>,
     report: &mut Report,
-    mut rest: impl FnMut(GroupKey),
+    mut rest: impl FnMut(GroupKey, Duration),
 ) -> Observed {
+    // A deferred group waits out what held it (at most a second); a busy
+    // one only as long as another worker needs to finish a group.
+    let deferral = job.current().config.retry_backoff.min(Duration::from_secs(1));
     pool::log_status(pool, &job.name, "before batch");
     let groups = batch.len();
     let started = Instant::now();
@@ -240,7 +246,7 @@ async fn run_batch(
             }
             Ok(Outcome::Deferred { kind, error }) => {
                 deferred += 1;
-                rest(*key);
+                rest(*key, deferral);
                 report.deferred += 1;
                 counter("deferred").increment(1);
                 metrics::counter!("runner_db_timeouts_total", "job" => job.name.clone(), "kind" => kind.label())
@@ -254,7 +260,9 @@ async fn run_batch(
                     }
                 });
             }
-            Ok(Outcome::Busy | Outcome::Empty | Outcome::Emptied { .. }) => {}
+            // Another worker or runner has it: not peeked again until it had time to finish.
+            Ok(Outcome::Busy) => rest(*key, BUSY_REST),
+            Ok(Outcome::Empty | Outcome::Emptied { .. }) => {}
             Err(e) => {
                 // One outage fails every group of the batch alike: say it once.
                 db_errors += 1;

@@ -126,6 +126,10 @@ impl Runtime {
     }
 }
 
+/// Bytes of a plugin's memory and tables kept resident between groups.
+const KEEP_RESIDENT: usize = 2 << 20;
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+
 /// Pool sizes: enough for every group in flight across jobs, their shadow
 /// candidates, and plugins being loaded beside them.
 fn pooling() -> PoolingAllocationConfig {
@@ -138,6 +142,18 @@ fn pooling() -> PoolingAllocationConfig {
         .max_memories_per_component(4)
         .max_core_instances_per_component(16)
         .max_tables_per_component(16);
+    // Resetting a slot for the next group. With Linux's PAGEMAP_SCAN (6.7+)
+    // only the pages the last group wrote are reset to the image, in place
+    // (up to these many bytes): no madvise, and no page faults when the
+    // next group touches them again; it halves a small group's call.
+    // Without it, keeping bytes resident means a memset of all of them per
+    // group, which costs more than it saves: the default (madvise) stays.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pooling
+            .pagemap_scan(wasmtime::Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT_TABLE);
+    }
     pooling
 }
 

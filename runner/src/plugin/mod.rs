@@ -204,13 +204,16 @@ impl Plugin {
         }
         let version: Arc<str> =
             Arc::from(format!("{}@{}+sha256:{}", description.name, description.version, &hash[..12]));
+        // Until a job configures it: the declared defaults (all there is
+        // for `plugin test` and the benchmark).
+        let defaults = settings::resolve(&description.settings, &Default::default(), &|_| String::new());
         Ok(Plugin {
             backend: Backend::Wasm { pre, runtime: runtime.clone() },
             path: path.to_path_buf(),
             description,
             file_version: version.clone(),
             version,
-            settings: Settings::default(),
+            settings: defaults.unwrap_or_default(),
             hash,
             wit_version,
             loaded_at: std::time::SystemTime::now(),

@@ -1,7 +1,9 @@
 //! A plugin written straight against `wit/aggregator.wit` by a careless or
 //! hostile author. Per user: 1 floods the host log (a million calls, one of
 //! them 10 MB), 2 returns NaN, 3 infinity, 4 a NUL in text, 5 the same key
-//! twice, 6 reports what the clocks and randomness give it. With feature
+//! twice, 6 reports what the clocks and randomness give it, 7 and 8 try to
+//! carry state from one group to the next (a static counter, a heap list of
+//! the users seen). With feature
 //! `amplify`, `describe` returns an 8 MiB name, 100,000 columns and 100,000
 //! settings; with
 //! `slow-describe` it never returns.
@@ -9,6 +11,8 @@
 wit_bindgen::generate!({ path: "../../../wit", world: "aggregator" });
 
 use std::hash::{BuildHasher as _, Hasher as _};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use health::aggregation::host::{Level, log};
 use health::aggregation::types::{Column, ColumnType, Setting, SettingType, Value};
@@ -81,6 +85,15 @@ impl Guest for Hostile {
                         0.0
                     }),
                 ]
+            }
+            7 | 8 => {
+                static CALLS: AtomicU32 = AtomicU32::new(0);
+                static SEEN: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+                let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let before = seen.len();
+                seen.push(group.user_id);
+                vec![row("calls", f64::from(calls)), row("seen_before", before as f64)]
             }
             _ => vec![row("ok", group.rows.len() as f64)],
         };
