@@ -68,8 +68,9 @@ struct Args {
     /// trades durability for speed, as a test server may).
     #[arg(long)]
     durable: bool,
-    /// `synchronous_commit` of the server (with `--durable`, what an
-    /// operator chooses between: on waits for each commit's flush).
+    /// `synchronous_commit` of the server and of the runner's sessions
+    /// (`[database] synchronous_commit`): with `--durable`, what an operator
+    /// chooses between (on: each group's commit waits for its WAL flush).
     #[arg(long, default_value = "off", value_parser = ["on", "off"])]
     synchronous_commit: String,
     /// Completed raw rows already in the table before the pending ones
@@ -92,10 +93,11 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
 
 fn config(url: &str, args: &Args, dir: &Path) -> anyhow::Result<Config> {
     let text = format!(
-        "[database]\nurl = \"{url}\"\nmax_connections = {}\n\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\n\
+        "[database]\nurl = \"{url}\"\nmax_connections = {}\nsynchronous_commit = {}\n\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\n\
          [jobs.vitals]\nplugin = \"vitals.wasm\"\nsource = \"vitals_raw\"\ntarget = \"vitals_daily\"\n\
          timestamp_column = \"recorded_at\"\nworkers = {}\nbatch_size = {}\n",
         args.max_connections,
+        args.synchronous_commit == "on",
         args.plugins.canonicalize().context("the plugin folder (run `cargo xtask build-plugins`)")?.display(),
         dir.join("cache").display(),
         args.workers,
@@ -268,6 +270,8 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let start = NaiveDate::from_ymd_opt(START.0, START.1, START.2).expect("valid date");
         let rows = seed::seed(&**client, Kind::Vitals, args.users, args.days, start, |_| {}).await?;
+        // Seeding and vacuuming a large table outlast the runner's statement timeout.
+        client.batch_execute("SET statement_timeout = 0").await?;
         if args.history > 0 {
             let started = Instant::now();
             client.batch_execute(&history::insert(args.history, args.users)).await?;
