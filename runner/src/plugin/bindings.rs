@@ -303,7 +303,14 @@ macro_rules! row_conversions {
 
             impl From<wit::Description> for rows::Description {
                 fn from(d: wit::Description) -> Self {
-                    description!($version, d)
+                    rows::Description {
+                        name: d.name,
+                        version: d.version,
+                        input: d.input.into_iter().map(Into::into).collect(),
+                        output: d.output.into_iter().map(Into::into).collect(),
+                        key: d.key,
+                        settings: description_settings!($version, d),
+                    }
                 }
             }
         }
@@ -321,40 +328,25 @@ macro_rules! settings_import {
 }
 
 /// A description's settings: only in 0.2 and later.
-macro_rules! description {
+macro_rules! description_settings {
     (v0_1, $d:ident) => {
-        rows::Description {
-            name: $d.name,
-            version: $d.version,
-            input: $d.input.into_iter().map(Into::into).collect(),
-            output: $d.output.into_iter().map(Into::into).collect(),
-            key: $d.key,
-            settings: Vec::new(),
-        }
+        Vec::new()
     };
     ($version:ident, $d:ident) => {
-        rows::Description {
-            name: $d.name,
-            version: $d.version,
-            input: $d.input.into_iter().map(Into::into).collect(),
-            output: $d.output.into_iter().map(Into::into).collect(),
-            key: $d.key,
-            settings: $d
-                .settings
-                .into_iter()
-                .map(|s| rows::SettingSpec {
-                    name: s.name,
-                    kind: match s.kind {
-                        wit::SettingType::Boolean => rows::ColumnType::Boolean,
-                        wit::SettingType::Integer => rows::ColumnType::Integer,
-                        wit::SettingType::Float => rows::ColumnType::Float,
-                        wit::SettingType::Text => rows::ColumnType::Text,
-                    },
-                    default: s.default.map(Into::into),
-                    doc: s.doc,
-                })
-                .collect(),
-        }
+        $d.settings
+            .into_iter()
+            .map(|s| rows::SettingSpec {
+                name: s.name,
+                kind: match s.kind {
+                    wit::SettingType::Boolean => rows::ColumnType::Boolean,
+                    wit::SettingType::Integer => rows::ColumnType::Integer,
+                    wit::SettingType::Float => rows::ColumnType::Float,
+                    wit::SettingType::Text => rows::ColumnType::Text,
+                },
+                default: s.default.map(Into::into),
+                doc: s.doc,
+            })
+            .collect()
     };
 }
 
