@@ -832,6 +832,23 @@ timestamp_column = "recorded_at"
     }
 
     #[test]
+    fn settings_are_scalars_with_their_lines() {
+        let e = parse(&format!("{GOOD}\n[jobs.vitals.settings]\nmax = nan\nwhen = 2024-01-01\n")).unwrap_err();
+        let all = e.problems.join("\n");
+        assert!(all.contains("jobs.vitals.settings.max: expected a finite number, got nan"), "{e}");
+        assert!(all.contains("jobs.vitals.settings.when: expected a string, number or boolean, got datetime"), "{e}");
+        let c = parse(&format!("{GOOD}\n[jobs.vitals.settings]\nmax = 220\nstrict = true\n")).unwrap();
+        let job = &c.jobs["vitals"];
+        let line = |n: usize| format!("{}:{n}", c.path.display());
+        let table = GOOD.lines().count() + 2;
+        assert_eq!(job.setting_origin(None), line(table));
+        assert_eq!(job.setting_origin(Some("strict")), line(table + 2));
+        assert_eq!(job.setting_origin(Some("unknown")), line(table));
+        use crate::rows::Value;
+        assert_eq!(job.setting_values()["max"], Value::Integer(220));
+    }
+
+    #[test]
     fn overlapping_jobs_are_refused_naming_both() {
         let other = "\n[jobs.more]\nplugin = \"more.wasm\"\nsource = \"public.vitals_raw\"\ntarget = \"vitals_daily\"\ntimestamp_column = \"t\"\n";
         let e = parse(&format!("{GOOD}{other}")).unwrap_err();
