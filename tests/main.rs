@@ -13,6 +13,7 @@ mod hostile;
 mod lab;
 mod nutrition;
 mod operator;
+mod pipelined;
 mod plans;
 mod plugin_cli;
 mod recompute;

@@ -49,8 +49,8 @@ pub async fn run(config: &Config, workers: usize) -> anyhow::Result<f64> {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&key) = groups.get(i) else { return anyhow::Ok(()) };
-                let mut client = pool.get().await?;
-                match group::process(&mut client, &name, &state, &live, key, Purpose::Pending).await? {
+                let client = pool.get().await?;
+                match group::process(client, &name, &state, &live, key, Purpose::Pending).await? {
                     Outcome::Completed { .. } => {}
                     other => anyhow::bail!("replaying {key}: {other:?}"),
                 }

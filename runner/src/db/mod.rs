@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod health;
 pub mod listen;
 pub mod migrate;
+pub mod pipelined;
 pub mod pool;
 pub mod queue;
 pub mod schema;

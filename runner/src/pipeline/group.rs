@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Client, Transaction};
+use deadpool_postgres::{Client, Object};
 use tokio_postgres::types::ToSql;
 
-use super::job::{JobState, Live};
+use super::job::{JobState, Live, Statements};
 use super::shadow;
 use crate::db::Transient;
+use crate::db::pipelined::Pipelined;
 use crate::db::sql::{self, ColumnArray};
 use crate::plugin::{CallError, Limits, Plugin};
 use crate::rows::{GroupKey, InputRow, Output};
@@ -66,13 +67,14 @@ pub enum Purpose {
     Recompute,
 }
 
-/// Processes one group in one transaction of four statements: `BEGIN`;
-/// one that locks the group, claims its pending rows and reads the day; one
-/// that replaces the day's daily rows; `COMMIT`. An `Err` is a lost
+/// Processes one group in one transaction of two round trips: `BEGIN` with
+/// the statement that locks the group, claims its pending rows and reads
+/// the day; then, after the plugin, the statement that replaces the day's
+/// daily rows with `COMMIT` (see `db::pipelined`). An `Err` is a lost
 /// connection: everything is rolled back and the rows stay pending
 /// untouched, to be retried without spending an attempt.
 pub async fn process(
-    client: &mut Client,
+    client: Object,
     job: &str,
     state: &JobState,
     live: &Live,
@@ -82,15 +84,14 @@ pub async fn process(
     let config = &state.config;
     let sql = &live.sql;
     let claim = client.prepare_cached(&sql.claim).await?;
-    let tx = client.transaction().await?;
-    // One statement: the group lock, the claim, and the day's input.
     let target = config.target.as_str();
-    let raw = tx.query(&claim, &[&key.user_id, &key.day, &config.timezone, &target]).await;
+    // One statement: the group lock, the claim, and the day's input.
+    let (tx, raw) = Pipelined::begin_with(client, &claim, &[&key.user_id, &key.day, &config.timezone, &target]).await?;
     let raw = match raw {
         Ok(raw) => raw,
         Err(source) => {
             let e = GroupError::Sql { step: "claiming and reading", key, source };
-            tx.rollback().await?;
+            let client = tx.rollback_keeping().await?;
             if let Some(kind) = e.transient() {
                 return Ok(Outcome::Deferred { kind, error: e.to_string() });
             }
@@ -99,30 +100,12 @@ pub async fn process(
             let pending = client.prepare_cached(&sql.pending).await?;
             let rows = client.query(&pending, &[&key.user_id, &key.day, &config.timezone]).await?;
             let ids: Vec<i64> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
-            return record_failure(client, state, live, &ids, e).await;
+            return record_failure(&client, state, live, &ids, e).await;
         }
     };
     if raw.is_empty() {
         if purpose == Purpose::Recompute {
-            // No input left: the day's daily rows go, under the group's lock.
-            let row = tx.query_one(&sql.empty_day, &[&key.user_id, &key.day, &target]).await;
-            return match row.as_ref().map(|r| (r.try_get::<_, bool>(0), r.try_get::<_, i64>(1))) {
-                Ok((Ok(true), Ok(deleted))) => {
-                    tx.commit().await?;
-                    Ok(if deleted > 0 { Outcome::Emptied { deleted } } else { Outcome::Empty })
-                }
-                Ok(_) => {
-                    tx.rollback().await?;
-                    Ok(Outcome::Busy)
-                }
-                Err(_) => {
-                    tx.rollback().await?;
-                    let source = row.expect_err("matched Err");
-                    let e = GroupError::Sql { step: "deleting the daily rows of", key, source };
-                    let kind = e.transient().unwrap_or(Transient::Conflict);
-                    Ok(Outcome::Deferred { kind, error: e.to_string() })
-                }
-            };
+            return empty_day(tx, sql, key, target).await;
         }
         tx.rollback().await?;
         return Ok(Outcome::Empty);
@@ -141,20 +124,65 @@ pub async fn process(
         tx.rollback().await?;
         return Ok(Outcome::Empty);
     }
-    let result = aggregate(&tx, job, state, live, key, &raw, width - 2).await;
-    match result {
-        Ok((written, rejected)) => {
-            tx.commit().await?;
-            Ok(Outcome::Completed { claimed: claimed.len(), written, rejected })
+    let result = aggregate(tx.client(), job, state, live, key, &raw, width - 2).await;
+    // Prepared here, not before `BEGIN`: a statement the daily table cannot
+    // take (a lock held on it, a column gone) fails the group like the write
+    // itself, instead of looking like a lost connection.
+    let result = match result {
+        Ok(write) => tx
+            .client()
+            .prepare_cached(&sql.replace)
+            .await
+            .map(|replace| (write, replace))
+            .map_err(|source| GroupError::Sql { step: "writing", key, source }),
+        Err(e) => Err(e),
+    };
+    let (client, result) = match result {
+        Ok((write, replace)) => {
+            let version: &str = &write.version;
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key.user_id, &key.day, &version];
+            params.extend(write.columns.iter().map(ColumnArray::as_param));
+            let (client, done) = tx.commit_with(&replace, &params).await;
+            let result = done.map(|_| (write.rows, write.rejected));
+            (client, result.map_err(|source| GroupError::Sql { step: "writing", key, source }))
         }
-        Err(e) => {
-            // Undo everything, claim included. If the connection is gone,
-            // the rollback fails and the rows simply stay pending.
+        // Undo everything, claim included. If the connection is gone, the
+        // rollback fails and the rows simply stay pending.
+        Err(e) => (tx.rollback_keeping().await?, Err(e)),
+    };
+    match result {
+        Ok((written, rejected)) => Ok(Outcome::Completed { claimed: claimed.len(), written, rejected }),
+        Err(e) => match e.transient() {
+            Some(kind) => Ok(Outcome::Deferred { kind, error: e.to_string() }),
+            None => record_failure(&client, state, live, &claimed, e).await,
+        },
+    }
+}
+
+/// `runner recompute` of a day with no input left: the day's daily rows
+/// go, under the group's lock.
+async fn empty_day(
+    tx: Pipelined,
+    sql: &Statements,
+    key: GroupKey,
+    target: &str,
+) -> Result<Outcome, tokio_postgres::Error> {
+    let row = tx.client().query_one(&sql.empty_day, &[&key.user_id, &key.day, &target]).await;
+    match row.as_ref().map(|r| (r.try_get::<_, bool>(0), r.try_get::<_, i64>(1))) {
+        Ok((Ok(true), Ok(deleted))) => {
+            tx.commit().await?;
+            Ok(if deleted > 0 { Outcome::Emptied { deleted } } else { Outcome::Empty })
+        }
+        Ok(_) => {
             tx.rollback().await?;
-            match e.transient() {
-                Some(kind) => Ok(Outcome::Deferred { kind, error: e.to_string() }),
-                None => record_failure(client, state, live, &claimed, e).await,
-            }
+            Ok(Outcome::Busy)
+        }
+        Err(_) => {
+            tx.rollback().await?;
+            let source = row.expect_err("matched Err");
+            let e = GroupError::Sql { step: "deleting the daily rows of", key, source };
+            let kind = e.transient().unwrap_or(Transient::Conflict);
+            Ok(Outcome::Deferred { kind, error: e.to_string() })
         }
     }
 }
@@ -206,18 +234,25 @@ pub(crate) async fn call(
         .expect("plugin call panicked in the host")
 }
 
-/// Runs the plugin (and the shadow candidate) on the day's rows, then
-/// replaces the daily rows. Returns (rows written, rows rejected).
+/// A group's daily rows, ready to write: one typed array per output column.
+struct Write {
+    version: Arc<str>,
+    columns: Vec<ColumnArray>,
+    rows: usize,
+    rejected: u32,
+}
+
+/// Runs the plugin (and the shadow candidate) on the day's rows and returns
+/// the daily rows to write.
 async fn aggregate(
-    tx: &Transaction<'_>,
+    client: &deadpool_postgres::ClientWrapper,
     job: &str,
     state: &JobState,
     live: &Live,
     key: GroupKey,
     raw: &[tokio_postgres::Row],
     values_end: usize,
-) -> Result<(usize, u32), GroupError> {
-    let sql_err = |source| GroupError::Sql { step: "writing", key, source };
+) -> Result<Write, GroupError> {
     let rows = input_rows(raw, values_end).map_err(|message| GroupError::Read { key, message })?;
 
     // The candidate gets the same rows; they are copied only when there is one.
@@ -244,7 +279,11 @@ async fn aggregate(
         let result = call(candidate, key, rows, state.limits).await.map_err(|e| e.to_string());
         let result = result.and_then(|out| candidate.check_output(&out).map(|()| out));
         if let Some(diff) = shadow::compare(plugin, candidate, &output, result) {
-            shadow::record(tx, job, key, plugin, candidate, &diff).await.map_err(sql_err)?;
+            shadow::record(client, job, key, plugin, candidate, &diff).await.map_err(|source| GroupError::Sql {
+                step: "writing",
+                key,
+                source,
+            })?;
         }
     }
 
@@ -258,10 +297,5 @@ async fn aggregate(
         .map(|(i, c)| ColumnArray::collect(c.kind, &output.rows, i))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|message| GroupError::InvalidOutput { plugin: plugin.version.clone(), key, message })?;
-    let version: &str = &plugin.version;
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key.user_id, &key.day, &version];
-    params.extend(columns.iter().map(ColumnArray::as_param));
-    let replace = tx.prepare_cached(&live.sql.replace).await.map_err(sql_err)?;
-    tx.execute(&replace, &params).await.map_err(sql_err)?;
-    Ok((output.rows.len(), output.rejected))
+    Ok(Write { version: plugin.version.clone(), columns, rows: output.rows.len(), rejected: output.rejected })
 }

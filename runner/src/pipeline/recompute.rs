@@ -202,8 +202,8 @@ async fn run_groups(
         .map(|key| async move {
             let outcome = async {
                 for _ in 0..BUSY_RETRIES {
-                    let mut client = pool.get().await?;
-                    match group::process(&mut client, &job.name, state, live, key, Purpose::Recompute).await? {
+                    let client = pool.get().await?;
+                    match group::process(client, &job.name, state, live, key, Purpose::Recompute).await? {
                         Outcome::Busy | Outcome::Deferred { .. } => tokio::time::sleep(Duration::from_millis(50)).await,
                         outcome => return Ok(outcome),
                     }

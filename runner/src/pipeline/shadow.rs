@@ -3,8 +3,6 @@
 //! outputs differ, the group and the differing rows are recorded in
 //! `runner_shadow_diffs`. Promoting the candidate is a rename.
 
-use deadpool_postgres::Transaction;
-
 use crate::plugin::Plugin;
 use crate::rows::{GroupKey, Output, Value};
 
@@ -55,7 +53,7 @@ pub fn compare(live: &Plugin, candidate: &Plugin, output: &Output, result: Resul
 
 /// Records a difference in the group's transaction.
 pub async fn record(
-    tx: &Transaction<'_>,
+    client: &deadpool_postgres::ClientWrapper,
     job: &str,
     key: GroupKey,
     live: &Plugin,
@@ -66,7 +64,7 @@ pub async fn record(
     tracing::info!(job, user = key.user_id, day = %key.day, live = %live.version, candidate = %candidate.version,
         live_only = diff.live_only.len(), candidate_only = diff.candidate_only.len(),
         error = diff.candidate_error.as_deref().unwrap_or(""), "Shadow candidate differs.");
-    let statement = tx
+    let statement = client
         .prepare_cached(
             "INSERT INTO runner_shadow_diffs (job, user_id, day, live_version, candidate_version, live_only, candidate_only, candidate_error)
              VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8)",
@@ -76,19 +74,20 @@ pub async fn record(
         serde_json::Value::from(diff.live_only.clone()).to_string(),
         serde_json::Value::from(diff.candidate_only.clone()).to_string(),
     );
-    tx.execute(
-        &statement,
-        &[
-            &job,
-            &key.user_id,
-            &key.day,
-            &&*live.version,
-            &&*candidate.version,
-            &live_only,
-            &candidate_only,
-            &diff.candidate_error,
-        ],
-    )
-    .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &job,
+                &key.user_id,
+                &key.day,
+                &&*live.version,
+                &&*candidate.version,
+                &live_only,
+                &candidate_only,
+                &diff.candidate_error,
+            ],
+        )
+        .await?;
     Ok(())
 }

@@ -197,12 +197,12 @@ async fn run_batch(
             let started = Instant::now();
             let mut waited = Duration::ZERO;
             let result = async {
-                let mut client = pool.get().await?;
+                let client = pool.get().await?;
                 waited = started.elapsed();
                 pool::usage(pool); // records the peak
                 // Cancelled on shutdown past the grace period.
                 let _in_flight = cancel::register(&client);
-                anyhow::Ok(group::process(&mut client, &job.name, &state, live, key, Purpose::Pending).await?)
+                anyhow::Ok(group::process(client, &job.name, &state, live, key, Purpose::Pending).await?)
             }
             .instrument(span)
             .await;
