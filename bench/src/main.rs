@@ -8,6 +8,7 @@
 mod freshness;
 mod history;
 mod languages;
+mod messy;
 mod native;
 mod reads;
 mod replay;
@@ -78,6 +79,15 @@ struct Args {
     /// stays flat as the table grows.
     #[arg(long, default_value_t = 0)]
     history: i64,
+    /// The shape of the seeded rows: `ordered` (34 readings per user and
+    /// day, in time order across users) or `messy` (uneven groups from 1
+    /// to ~130 rows, arriving as shuffled device syncs; see `messy.rs`).
+    #[arg(long, default_value = "ordered", value_parser = ["ordered", "messy"])]
+    data: String,
+    /// Take `max_connections`, `workers` and `batch_size` from the shipped
+    /// `config/runner.toml` (its `vitals` job) instead of the flags.
+    #[arg(long)]
+    shipped: bool,
     /// The folder holding vitals.wasm (`cargo xtask build-plugins`).
     #[arg(long, default_value = "target/plugins")]
     plugins: PathBuf,
@@ -245,9 +255,24 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
+/// With `--shipped`: the pool and job settings of the shipped
+/// `config/runner.toml` replace the flags.
+fn apply_shipped(args: &mut Args) -> anyhow::Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/runner.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let shipped = Config::parse(&text, &path)?;
+    let job = shipped.jobs.get("vitals").context("config/runner.toml has no vitals job")?;
+    (args.max_connections, args.workers, args.batch_size) =
+        (shipped.database.max_connections, job.workers, job.batch_size);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.shipped {
+        apply_shipped(&mut args)?;
+    }
     let work = tempfile_dir()?;
     let pg = if args.durable {
         println!("Starting a throwaway PostgreSQL (jit = off; durable: fsync on, full_page_writes on)...");
@@ -272,6 +297,9 @@ async fn main() -> anyhow::Result<()> {
         let rows = seed::seed(&**client, Kind::Vitals, args.users, args.days, start, |_| {}).await?;
         // Seeding and vacuuming a large table outlast the runner's statement timeout.
         client.batch_execute("SET statement_timeout = 0").await?;
+        if args.data == "messy" {
+            client.batch_execute(messy::RESHAPE).await?;
+        }
         if args.history > 0 {
             let started = Instant::now();
             client.batch_execute(&history::insert(args.history, args.users)).await?;
@@ -279,12 +307,40 @@ async fn main() -> anyhow::Result<()> {
         }
         // Hint bits and statistics settled once, so every copy starts equal.
         client.batch_execute("VACUUM (ANALYZE) vitals_raw").await?;
-        println!(
-            "Seeded {rows} raw vitals rows ({} users x {} days x 34), in time order across users, in {:.1?}.",
-            args.users,
-            args.days,
-            started.elapsed()
-        );
+        if args.data == "messy" {
+            let shape = client
+                .query_one(
+                    "SELECT count(*), count(DISTINCT (user_id, (recorded_at AT TIME ZONE 'UTC')::date)) FROM vitals_raw WHERE aggregation_status = 'pending'",
+                    &[],
+                )
+                .await?;
+            let sizes = client
+                .query_one(
+                    "SELECT min(n), percentile_disc(0.5) WITHIN GROUP (ORDER BY n), max(n)
+                     FROM (SELECT count(*) n FROM vitals_raw GROUP BY user_id, (recorded_at AT TIME ZONE 'UTC')::date) g",
+                    &[],
+                )
+                .await?;
+            println!(
+                "Seeded {} raw vitals rows in {} groups ({} users x {} days, messy: rows per group min {} / median {} / max {}, \
+                 arriving as shuffled device syncs), in {:.1?}.",
+                shape.get::<_, i64>(0),
+                shape.get::<_, i64>(1),
+                args.users,
+                args.days,
+                sizes.get::<_, i64>(0),
+                sizes.get::<_, i64>(1),
+                sizes.get::<_, i64>(2),
+                started.elapsed()
+            );
+        } else {
+            println!(
+                "Seeded {rows} raw vitals rows ({} users x {} days x 34), in time order across users, in {:.1?}.",
+                args.users,
+                args.days,
+                started.elapsed()
+            );
+        }
         pool.close();
     }
 
