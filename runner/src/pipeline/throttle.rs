@@ -11,7 +11,7 @@ use crate::config;
 
 /// Group time above this multiple of the baseline counts as pressure.
 const SLOWDOWN: f64 = 3.0;
-/// Waiting this long for a pooled connection counts as pressure.
+/// Groups waiting this long for a pooled connection count as pressure.
 const POOL_WAIT: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone)]
@@ -27,8 +27,9 @@ pub struct Throttle {
 pub struct Observed {
     /// Median group transaction time of the batch.
     pub group_p50: Duration,
-    /// The longest wait for a pooled connection in the batch.
-    pub longest_pool_wait: Duration,
+    /// The batch's waits for a pooled connection, 75th percentile: when
+    /// most groups wait, the pool is short; one slow hand-over is not.
+    pub pool_wait: Duration,
     /// Groups that ran (took a connection); the median is over these.
     pub ran: usize,
     /// Groups completed.
@@ -69,7 +70,7 @@ impl Throttle {
             Some(b) => b.mul_f64(1.02).min(seen.group_p50),
         };
         let pressure = seen.deferred > 0
-            || seen.longest_pool_wait >= POOL_WAIT
+            || seen.pool_wait >= POOL_WAIT
             || seen.group_p50.as_secs_f64() > SLOWDOWN * baseline.as_secs_f64();
         // A baseline of zero would make every later batch look slow.
         if !baseline.is_zero() {
@@ -108,7 +109,7 @@ mod tests {
         }
         assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (400, 8));
         // Callers waiting on the pool: halve at once.
-        assert!(t.observe(&cfg, &Observed { longest_pool_wait: Duration::from_millis(50), ..calm(2) }));
+        assert!(t.observe(&cfg, &Observed { pool_wait: Duration::from_millis(50), ..calm(2) }));
         assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (200, 4));
         // Groups four times slower than usual: halve again.
         assert!(t.observe(&cfg, &calm(8)));
@@ -127,7 +128,7 @@ mod tests {
         let cfg = job();
         let mut t = Throttle::new(&cfg);
         for _ in 0..50 {
-            t.observe(&cfg, &Observed { longest_pool_wait: Duration::from_secs(1), ..calm(2) });
+            t.observe(&cfg, &Observed { pool_wait: Duration::from_secs(1), ..calm(2) });
         }
         assert_eq!((t.batch(&cfg), t.concurrency(&cfg)), (100, 1));
     }

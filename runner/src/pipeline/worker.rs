@@ -138,7 +138,7 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
         if throttle.observe(&state.config, &seen) {
             report.backoffs += 1;
             debug!(job = %job.name, batch = throttle.batch(&state.config), concurrency = throttle.concurrency(&state.config),
-                group_p50 = ?seen.group_p50, pool_wait = ?seen.longest_pool_wait, deferred = seen.deferred, "Backing off.");
+                group_p50 = ?seen.group_p50, pool_wait = ?seen.pool_wait, deferred = seen.deferred, "Backing off.");
         }
         metrics::gauge!("runner_job_batch_size", "job" => job.name.clone()).set(throttle.batch(&state.config) as f64);
         metrics::gauge!("runner_job_concurrency", "job" => job.name.clone())
@@ -198,7 +198,12 @@ async fn run_batch(
             let mut waited = Duration::ZERO;
             let result = async {
                 let client = pool.get().await?;
-                waited = started.elapsed();
+                // A connection opened for this group (the pool growing, as
+                // at start-up) waited for the connect, not for other groups:
+                // not pressure the throttle should back off from.
+                if deadpool_postgres::Object::metrics(&client).recycle_count > 0 {
+                    waited = started.elapsed();
+                }
                 pool::usage(pool); // records the peak
                 // Cancelled on shutdown past the grace period.
                 let _in_flight = cancel::register(&client);
@@ -283,7 +288,11 @@ async fn run_batch(
     info!(parent: &span, completed, failed, deferred, "Batch done.");
     Observed {
         group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
-        longest_pool_wait: results.iter().map(|r| r.3).max().unwrap_or_default(),
+        pool_wait: {
+            let mut waits: Vec<Duration> = results.iter().filter(|r| r.2.is_some()).map(|r| r.3).collect();
+            waits.sort_unstable();
+            waits.get(waits.len() * 3 / 4).copied().unwrap_or_default()
+        },
         ran: times.len(),
         completed,
         deferred,
