@@ -38,6 +38,14 @@ pub struct Observed {
     pub deferred: u64,
 }
 
+/// The wait for a pooled connection that stands for a batch: its 75th
+/// percentile. When most groups wait, the pool is short; one slow
+/// hand-over among many is not.
+pub fn typical_wait(mut waits: Vec<Duration>) -> Duration {
+    waits.sort_unstable();
+    waits.get(waits.len() * 3 / 4).copied().unwrap_or_default()
+}
+
 impl Throttle {
     pub fn new(cfg: &config::Job) -> Self {
         Throttle { batch: cfg.batch_size as f64, concurrency: cfg.workers as f64, baseline: None }
@@ -98,6 +106,20 @@ mod tests {
 
     fn calm(ms: u64) -> Observed {
         Observed { group_p50: Duration::from_millis(ms), ran: 4, completed: 4, ..Observed::default() }
+    }
+
+    #[test]
+    fn one_slow_hand_over_is_not_a_short_pool_but_most_groups_waiting_is() {
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        let one_outlier = typical_wait(ms(&[0, 0, 1, 0, 8, 0, 0, 1]));
+        assert!(one_outlier < POOL_WAIT, "{one_outlier:?}");
+        let short_pool = typical_wait(ms(&[9, 7, 0, 12, 8, 6, 1, 10]));
+        assert!(short_pool >= POOL_WAIT, "{short_pool:?}");
+        assert_eq!(typical_wait(Vec::new()), Duration::ZERO);
+        let cfg = job();
+        let mut t = Throttle::new(&cfg);
+        assert!(!t.observe(&cfg, &Observed { pool_wait: one_outlier, ..calm(2) }));
+        assert!(t.observe(&cfg, &Observed { pool_wait: short_pool, ..calm(2) }));
     }
 
     #[test]

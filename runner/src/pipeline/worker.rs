@@ -288,11 +288,7 @@ async fn run_batch(
     info!(parent: &span, completed, failed, deferred, "Batch done.");
     Observed {
         group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
-        pool_wait: {
-            let mut waits: Vec<Duration> = results.iter().filter(|r| r.2.is_some()).map(|r| r.3).collect();
-            waits.sort_unstable();
-            waits.get(waits.len() * 3 / 4).copied().unwrap_or_default()
-        },
+        pool_wait: super::throttle::typical_wait(results.iter().filter(|r| r.2.is_some()).map(|r| r.3).collect()),
         ran: times.len(),
         completed,
         deferred,
