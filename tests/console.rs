@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{Daemon, TestDb, config_with_own_plugins, http_get, http_post, job, one_reading, run_ok, wait_count};
+use crate::util::{
+    Daemon, TestDb, config_with_own_plugins, http_get, http_post, job, one_reading, run_ok, wait_count, wait_http,
+};
 
 const TOKEN: &str = "a-long-enough-admin-token";
 
@@ -56,7 +58,7 @@ async fn actions_need_the_admin_token_and_do_what_they_say() {
     one_reading(&db, 13, "2024-05-02").await;
     one_reading(&db, 14, "2024-05-01").await;
     wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 3, 60).await;
-    let (_, page) = http_get(&addr, "/").await;
+    let page = wait_http(&daemon, &addr, "/", 60, |_, p| p.contains("user 13 is refused")).await;
     assert!(page.contains("on user … day …: plugin error: user 13 is refused"), "{page}");
     assert!(!page.contains("heart_rate"), "no raw readings on the page");
     assert!(!page.contains(&db.url), "no database URL on the page");
@@ -65,6 +67,36 @@ async fn actions_need_the_admin_token_and_do_what_they_say() {
     assert_eq!((code, body.as_str()), (200, r#"{"job":"faulty","retried":1}"#), "{body}");
     let (code, body) = http_post(&addr, "/jobs/faulty/retry-failed", Some(TOKEN), "{bad json").await;
     assert_eq!(code, 400, "{body}");
+    // A mistyped filter is refused by name, not read as "retry everything".
+    let (code, body) =
+        http_post(&addr, "/jobs/faulty/retry-failed", Some(TOKEN), r#"{"errorContains": "refused"}"#).await;
+    assert!(code == 400 && body.contains("unknown field `errorContains`"), "{code} {body}");
+
+    // A cause whose own text names a group: its button retries exactly its
+    // rows. Six causes: the page shows five and says one more exists.
+    for user in [24, 16, 17, 21] {
+        one_reading(&db, user, "2024-05-01").await;
+    }
+    one_reading(&db, 24, "2024-05-02").await;
+    // Users 13 (two days) and 14 (retried above, failed again), and these five.
+    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 8, 60).await;
+    let button = "user … day …: plugin error: user … day … has no baseline'>retry these 2</button>";
+    let page = wait_http(&daemon, &addr, "/", 60, |_, p| p.contains(button)).await;
+    let end = page.find(button).unwrap() + button.find('\'').unwrap();
+    let cause = &page[page[..end].rfind("data-cause='").unwrap() + "data-cause='".len()..end];
+    assert!(cause.starts_with("plugin faulty@") && cause.contains("on user … day …:"), "{cause}");
+    assert!(page.contains("1 more cause(s) not shown"), "{page}");
+    let (code, body) =
+        http_post(&addr, "/jobs/faulty/retry-failed", Some(TOKEN), &serde_json::json!({ "cause": cause }).to_string())
+            .await;
+    assert_eq!((code, body.as_str()), (200, r#"{"job":"faulty","retried":2}"#), "{body}");
+    // Not framed; no inline script (the CSP allows the runner's own file only).
+    let (_, head, _) = crate::util::http_get_with_head(&addr, "/").await;
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self';"), "{head}");
+    assert!(!page.contains("<script>") && page.contains("<script src=/console.js></script>"), "{page}");
+    let (code, script) = http_get(&addr, "/console.js").await;
+    assert!(code == 200 && script.contains("dataset.cause"), "{code} {script}");
 
     // Promote a shadow candidate: a rename, then the hot reload.
     assert_eq!(http_post(&addr, "/jobs/faulty/promote", Some(TOKEN), "").await.0, 404);
@@ -189,4 +221,61 @@ async fn alert_rules_pass_promtool_and_the_dashboard_uses_only_real_metrics() {
             assert!(known.contains(&base), "`{name}` in {expr:?} is not a metric of the runner ({known:?})");
         }
     }
+}
+
+#[tokio::test]
+async fn many_clients_on_the_console_take_no_worker_connection_and_share_one_snapshot() {
+    let db = TestDb::new().await;
+    let (_dir, config) = crate::util::migrated(&db, &job("vitals", "vitals.wasm", "workers = 1")).await;
+    // Room for a second connection beside the one worker: a console read
+    // that borrowed from the workers' pool would show as a peak of 2.
+    let text = std::fs::read_to_string(&config).unwrap().replace("[database]\n", "[database]\nmax_connections = 2\n");
+    std::fs::write(&config, text).unwrap();
+    runner::seed::vitals(&db.client, 60, 2, chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap()).await.unwrap();
+    let total = db.count("SELECT count(*) FROM vitals_raw").await;
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    let started = std::time::Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let (addr, stop) = (addr.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut requests = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let path = if i % 2 == 0 { "/" } else { "/metrics" };
+                    assert_eq!(http_get(&addr, path).await.0, 200);
+                    requests += 1;
+                }
+                requests
+            })
+        })
+        .collect();
+    let operator_sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner-operator' AND datname = current_database()";
+    let completed = "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'";
+    let mut most_sessions = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while db.count(completed).await < total {
+        most_sessions = most_sessions.max(db.count(operator_sessions).await);
+        assert!(std::time::Instant::now() < deadline, "the backlog did not drain:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut requests = 0;
+    for client in clients {
+        requests += client.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(most_sessions <= 1, "{most_sessions} operator sessions at once");
+    assert_eq!(value("runner_pool_peak_in_use"), 1.0, "an HTTP read used a worker connection");
+    // At most one snapshot per 2 s, however many requests.
+    let snapshots = value("runner_operator_snapshots_total");
+    assert!(snapshots <= elapsed / 2.0 + 2.0, "{snapshots} snapshots in {elapsed:.1} s");
+    assert!(requests as f64 > 2.0 * snapshots, "{requests} requests, {snapshots} snapshots");
+    daemon.stop().await;
 }

@@ -120,6 +120,47 @@ async fn diff_locks_nothing_a_running_runner_needs() {
 }
 
 #[tokio::test]
+async fn a_slow_diff_holds_no_transaction_that_an_alter_table_would_wait_for() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("diffy", "diffy.wasm", "")).await;
+    // 200 groups whose every call spins (diffy's `slow` metric): tens of
+    // seconds of preview, a few milliseconds of reading per group.
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+             SELECT u, '2024-06-01 08:00Z', 'slow', 50000000, 'n' FROM generate_series(1, 200) u",
+        )
+        .await
+        .unwrap();
+    let changed = plugins_dir().join("diffy_changed_rule.wasm");
+    let args =
+        ["plugin", "diff", changed.to_str().unwrap(), "--job", "diffy", "--from", "2024-06-01", "--to", "2024-06-01"];
+    let mut diff = runner(&config, &args).spawn().unwrap();
+    wait_count(
+        &db,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner-cli' AND datname = current_database()
+         AND query LIKE '%vitals_raw%'",
+        1,
+        120,
+    )
+    .await;
+    // With one transaction for the whole preview, this waits for all of it
+    // and gives up; with one per group, it waits for one group's read.
+    let alter = db.client.batch_execute("SET lock_timeout = '5s'; ALTER TABLE vitals_raw ADD COLUMN note text").await;
+    let still_running = diff.try_wait().unwrap().is_none();
+    assert!(alter.is_ok(), "ALTER TABLE waited on the diff: {alter:?}");
+    assert!(still_running, "the diff ended before the ALTER: the test proved nothing");
+    let open = db
+        .count(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner-cli'
+             AND datname = current_database() AND state = 'idle in transaction' AND xact_start < now() - interval '2 seconds'",
+        )
+        .await;
+    assert_eq!(open, 0, "a preview session sat in a transaction");
+    diff.kill().await.unwrap();
+}
+
+#[tokio::test]
 async fn past_days_follow_a_deploy_resume_after_a_kill_and_live_rows_still_flow() {
     let db = TestDb::new().await;
     let (_dir, config, plugins) = config_with_own_plugins(

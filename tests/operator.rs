@@ -43,7 +43,9 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
     let (code, body) = http_get(&addr, "/ready").await;
     assert_eq!(code, 200, "{body}");
     seen.push_str(&body);
-    let (_, metrics) = http_get(&addr, "/metrics").await;
+    // The queue gauges come from a snapshot up to 2 s old.
+    let done = format!("runner_queue_rows{{job=\"vitals\",status=\"completed\"}} {total}\n");
+    let metrics = crate::util::wait_http(&daemon, &addr, "/metrics", 60, |_, m| m.contains(&done)).await;
     for expected in [
         format!("runner_queue_rows{{job=\"vitals\",status=\"completed\"}} {total}"),
         "runner_queue_rows{job=\"vitals\",status=\"pending\"} 0".to_string(),

@@ -146,6 +146,12 @@ async fn a_settings_change_applies_live_and_a_bad_one_keeps_the_old() {
     reading(&db, 3, 150.0).await;
     wait_count(&db, &completed(3), 1, 30).await;
     assert_eq!(heart_rate(&db, 3).await, (0, 1, after));
+
+    // Edited back to the settings in force: the rejection is cleared.
+    std::fs::write(&config, format!("{original}\n[jobs.vitals.settings]\nheart_rate_max = 100\n")).unwrap();
+    daemon.wait_for("Settings are back to those in force; the rejection is cleared.", 1, 30).await;
+    let (_, plugins) = http_get(&addr, "/plugins").await;
+    assert!(plugins.contains(r#""last_reload_error":null"#), "{plugins}");
     daemon.stop().await;
 }
 

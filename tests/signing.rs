@@ -93,17 +93,22 @@ async fn only_plugins_signed_by_a_trusted_key_go_live_and_keys_rotate() {
     let (_, body) = http_get(&addr, "/plugins").await;
     assert!(live(&body, &v4), "{body}");
 
-    // Rotation: trust rogue, drop ci. The live plugin keeps running, and the
-    // log says its next reload will be refused; a file signed by ci is.
+    // Rotation: trust rogue, drop ci. The live plugin keeps running, named
+    // at error level and on /ready; its file, checked again, is refused, and
+    // so is a new one signed by ci.
     with_keys(&["rogue"]);
-    daemon.wait_for("The live plugin was signed by a key no longer trusted", 1, 60).await;
-    signed_deploy(&staging, &config, "ci.key", &plugins, "vitals.wasm", &variant(&vitals, "v5")).await;
+    daemon.wait_for("a key no longer trusted", 1, 60).await;
+    let (code, body) = http_get(&addr, "/ready").await;
+    assert!(code == 503 && body.contains("it runs unverified code"), "{code} {body}");
     daemon.wait_for(&format!("signed by key {ci}, which is not among [plugins] trusted_keys"), 1, 60).await;
+    signed_deploy(&staging, &config, "ci.key", &plugins, "vitals.wasm", &variant(&vitals, "v5")).await;
+    daemon.wait_for(&format!("signed by key {ci}, which is not among [plugins] trusted_keys"), 2, 60).await;
     let v6 = variant(&vitals, "v6");
     signed_deploy(&staging, &config, "rogue.key", &plugins, "vitals.wasm", &v6).await;
     daemon.wait_for("Plugin swapped.", 3, 60).await;
     let (_, body) = http_get(&addr, "/plugins").await;
     assert!(live(&body, &v6) && body.contains(&format!("\"key_id\":\"{rogue}\"")), "{body}");
+    assert_eq!(http_get(&addr, "/ready").await.0, 200, "verified again");
     let log = daemon.stop().await;
     assert!(
         log.contains(&format!("signer=\"{rogue} (rogue)\"")) || log.contains(&format!("signer={rogue} (rogue)")),
@@ -119,4 +124,71 @@ async fn without_trusted_keys_the_runner_says_plugins_are_not_verified() {
     run_ok(&config, &["migrate"]).await;
     let out = text(&run_ok(&config, &["run", "--once"]).await);
     assert_eq!(out.matches("Plugins are not verified").count(), 1, "{out}");
+}
+
+#[tokio::test]
+async fn keys_turned_on_name_unverified_code_and_a_refused_candidate_is_never_promoted() {
+    const TOKEN: &str = "a-long-enough-admin-token";
+    let db = TestDb::new().await;
+    let (dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    plugin(&staging, &config, &["keygen", "ci"]).await;
+    let pub_line = std::fs::read_to_string(staging.join("ci.pub")).unwrap().trim().to_string();
+    let text_of = || std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text_of().replace("[http]\n", &format!("[http]\nadmin_token = \"{TOKEN}\"\n"))).unwrap();
+    run_ok(&config, &["migrate"]).await;
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    daemon.wait_for("Job started.", 1, 60).await;
+    assert_eq!(http_get(&addr, "/ready").await.0, 200);
+
+    // Keys turned on while the unsigned plugin runs: it keeps running, and
+    // says so at error level and on /ready.
+    std::fs::write(&config, text_of().replace("[plugins]\n", &format!("[plugins]\ntrusted_keys = [\"{pub_line}\"]\n")))
+        .unwrap();
+    daemon.wait_for("is not signed, and trusted_keys is now set", 1, 60).await;
+    assert!(daemon.log().lines().any(|l| l.contains("ERROR") && l.contains("is not signed")), "{}", daemon.log());
+    let (code, body) = http_get(&addr, "/ready").await;
+    assert!(code == 503 && body.contains("vitals") && body.contains("it runs unverified code"), "{code} {body}");
+
+    // An unsigned candidate: refused, shown with its reason, never promoted.
+    let vitals = std::fs::read(plugins_dir().join("vitals.wasm")).unwrap();
+    deploy(&plugins.join("vitals.candidate.wasm"), &variant(&vitals, "candidate"));
+    daemon.wait_for("Shadow candidate rejected.", 1, 60).await;
+    let (_, body) = http_get(&addr, "/plugins").await;
+    let plugins_json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let refused = plugins_json["jobs"][0]["candidate_refused"].as_str().unwrap_or_default().to_string();
+    assert!(refused.contains("vitals.candidate.wasm") && refused.contains("unsigned"), "{body}");
+    let (code, body) = crate::util::http_post(&addr, "/jobs/vitals/promote", Some(TOKEN), "").await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("the candidate was refused") && body.contains("unsigned"), "{body}");
+    assert_eq!(std::fs::read(plugins.join("vitals.wasm")).unwrap(), vitals, "the live file is untouched");
+    let (_, page) = http_get(&addr, "/").await;
+    assert!(page.contains("shadow candidate refused:"), "{page}");
+    // `runner status` asks the daemon, on its real address.
+    let listen = format!("listen = \"{addr}\"");
+    std::fs::write(&config, text_of().replace("listen = \"127.0.0.1:0\"", &listen)).unwrap();
+    let status = text(&run_ok(&config, &["status"]).await);
+    assert!(status.contains("shadow candidate refused:") && status.contains("unsigned"), "{status}");
+
+    // Signed: the candidate loads and may be promoted; the live file, signed
+    // in place, is verified again and /ready recovers.
+    let sign = |file: std::path::PathBuf| {
+        let staging = staging.clone();
+        let config = config.clone();
+        async move {
+            let (code, out) = plugin(&staging, &config, &["sign", file.to_str().unwrap(), "--key", "ci.key"]).await;
+            assert_eq!(code, Some(0), "{out}");
+        }
+    };
+    sign(plugins.join("vitals.wasm")).await;
+    daemon.wait_for("Plugin swapped.", 1, 60).await;
+    assert_eq!(http_get(&addr, "/ready").await.0, 200, "{}", daemon.log());
+    sign(plugins.join("vitals.candidate.wasm")).await;
+    daemon.wait_for("Shadow candidate loaded", 1, 60).await;
+    let (code, body) = crate::util::http_post(&addr, "/jobs/vitals/promote", Some(TOKEN), "").await;
+    assert_eq!(code, 200, "{body}");
+    daemon.wait_for("Plugin swapped.", 2, 60).await;
+    daemon.stop().await;
 }

@@ -7,26 +7,13 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use runner::db::throwaway::TempPostgres;
 
-use crate::util::{Daemon, TestDb, config, connect, http_get, job, migrated, run_ok, runner, wait_count};
+use crate::util::{Daemon, TestDb, config, connect, http_get, job, migrated, run_ok, runner, wait_count, wait_http};
 
 const NOT_DONE: &str = "SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'";
 
 /// The oldest open transaction among the runner's sessions, in seconds.
 const RUNNER_XACT_AGE: &str = "SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0)::float8
     FROM pg_stat_activity WHERE application_name = 'runner' AND xact_start IS NOT NULL AND datname = current_database()";
-
-/// Polls `GET path` until `pred(status, body)` holds; panics with the log after `secs`.
-async fn wait_http(daemon: &Daemon, addr: &str, path: &str, secs: u64, pred: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (status, body) = http_get(addr, path).await;
-        if pred(status, &body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{path} never matched; last {status} {body}; log:\n{}", daemon.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn a_foreign_lock_never_holds_a_runner_transaction_and_every_row_completes_after() {

@@ -74,6 +74,18 @@ async fn a_describe_that_never_returns_names_the_limit_it_hit() {
 }
 
 #[tokio::test]
+async fn a_setting_doc_reaches_the_terminal_with_its_control_characters_escaped() {
+    let file = plugins_dir().join("hostile.wasm");
+    let out =
+        runner(Path::new("/nonexistent.toml"), &["plugin", "validate", file.to_str().unwrap()]).output().await.unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains('\x1b'), "a raw escape code reached the terminal: {said:?}");
+    assert!(said.contains(r"\u{1b}[2J\u{1b}[31mred\u{1b}[0m\nproblem: none"), "{said}");
+    assert!(!said.lines().any(|l| l.starts_with("problem:")), "a forged line: {said}");
+}
+
+#[tokio::test]
 async fn output_is_checked_before_sql_logs_are_bounded_and_results_are_deterministic() {
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("hostile", "hostile.wasm", "max_attempts = 1\nlog_lines = 100")).await;

@@ -288,6 +288,13 @@ pub fn config_with_own_plugins(db_url: &str, jobs: &str, plugins: &[&str]) -> (t
 
 /// A plain HTTP/1.1 GET; returns the status code and the body.
 pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_get_with_head(addr, path).await;
+    (status, body)
+}
+
+/// A plain HTTP/1.1 GET; returns the status code, the head (status line
+/// and headers, lowercase) and the body.
+pub async fn http_get_with_head(addr: &str, path: &str) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
@@ -298,7 +305,26 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     stream.read_to_string(&mut response).await.unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, body.to_string())
+    (status, head.to_lowercase(), body.to_string())
+}
+
+/// GETs `path` until `pred(status, body)` holds; returns that body. The
+/// console's and `/metrics`' queue figures are a snapshot up to 2 s old, so
+/// a test waits for them rather than reading them once.
+pub async fn wait_http(daemon: &Daemon, addr: &str, path: &str, secs: u64, pred: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let (status, body) = http_get(addr, path).await;
+        if pred(status, &body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never matched; last {status} {body}; log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 impl Daemon {

@@ -5,6 +5,7 @@
 //! and busy. Prints figures and the ratios between them. See
 //! docs/performance.md.
 
+mod console;
 mod freshness;
 mod history;
 mod languages;
@@ -16,7 +17,7 @@ mod setbased;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -88,6 +89,11 @@ struct Args {
     /// `config/runner.toml` (its `vitals` job) instead of the flags.
     #[arg(long)]
     shipped: bool,
+    /// HTTP clients reloading the console and scraping `/metrics` in a loop
+    /// during one more runner run (0: none), to show what operators
+    /// watching cost the pipeline.
+    #[arg(long, default_value_t = 8)]
+    console_clients: usize,
     /// The folder holding vitals.wasm (`cargo xtask build-plugins`).
     #[arg(long, default_value = "target/plugins")]
     plugins: PathBuf,
@@ -169,10 +175,15 @@ struct RunnerRun {
     /// CPU seconds used by this process (the runner) and by Postgres.
     runner_cpu: f64,
     postgres_cpu: f64,
+    /// The most callers seen waiting for a pooled connection at once.
+    max_waiting: usize,
+    /// Console and `/metrics` requests answered during the run.
+    console_requests: u64,
 }
 
-/// Runs the runner in this process until every row is done.
-async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<RunnerRun> {
+/// Runs the runner in this process until every row is done; with
+/// `console_clients`, its HTTP endpoints too, reloaded by that many clients.
+async fn run_runner(config: &Config, native: bool, db: &str, console_clients: usize) -> anyhow::Result<RunnerRun> {
     let pool = pool::build(&config.database, "runner")?;
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
     let jobs = pipeline::prepare(config, &pool, &runtime).await.map_err(|p| anyhow::anyhow!(p.join("\n")))?;
@@ -183,11 +194,14 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
     // Sample the runner's sessions as Postgres sees them.
     let sampler = connect(&config.database.url).await?;
     let seen = Arc::new(AtomicI64::new(0));
+    let waiting = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let sampling = {
-        let (seen, stop, db) = (seen.clone(), stop.clone(), db.to_string());
+        let (seen, waiting, stop, db, pool) =
+            (seen.clone(), waiting.clone(), stop.clone(), db.to_string(), pool.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
+                waiting.fetch_max(pool.status().waiting, Ordering::Relaxed);
                 let n: i64 = sampler
                     .query_one(
                         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = $1",
@@ -202,11 +216,28 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
     };
     reset_peak_rss();
     let (_stop, shutdown) = watch::channel(false);
+    let load = if console_clients > 0 {
+        static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+        let metrics = match METRICS.get() {
+            Some(m) => m.clone(),
+            None => METRICS.get_or_init(|| runner::telemetry::install().expect("one recorder")).clone(),
+        };
+        let mut config = config.clone();
+        config.http.listen = "127.0.0.1:0".into();
+        let (addr, _) = runner::http::serve(&config, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?;
+        Some(console::start(addr, console_clients))
+    } else {
+        None
+    };
     let (cpu0, pg0) = (cpu_seconds(None), cpu_seconds(Some("postgres")));
     let started = Instant::now();
     let reports = pipeline::run(config, pool.clone(), &jobs, Mode::Once, shutdown).await?;
     let seconds = started.elapsed().as_secs_f64();
     let (runner_cpu, postgres_cpu) = (cpu_seconds(None) - cpu0, cpu_seconds(Some("postgres")) - pg0);
+    let console_requests = match load {
+        Some(load) => load.stop().await,
+        None => 0,
+    };
     stop.store(true, Ordering::Relaxed);
     sampling.await?;
     pool.close();
@@ -224,6 +255,8 @@ async fn run_runner(config: &Config, native: bool, db: &str) -> anyhow::Result<R
         backoffs: r.backoffs,
         runner_cpu,
         postgres_cpu,
+        max_waiting: waiting.load(Ordering::Relaxed),
+        console_requests,
     })
 }
 
@@ -362,9 +395,9 @@ async fn main() -> anyhow::Result<()> {
         set_pg_cpu = cpu_seconds(Some("postgres")) - pg0;
         drop(client);
         copy(&admin, "bench_wasm").await?;
-        wasm_runs.push(run_runner(&config(&wasm_url, &args, &work)?, false, "bench_wasm").await?);
+        wasm_runs.push(run_runner(&config(&wasm_url, &args, &work)?, false, "bench_wasm", 0).await?);
         copy(&admin, "bench_native").await?;
-        native_runs.push(run_runner(&config(&native_url, &args, &work)?, true, "bench_native").await?);
+        native_runs.push(run_runner(&config(&native_url, &args, &work)?, true, "bench_native", 0).await?);
         copy(&admin, "bench_replay").await?;
         replay_runs.push(replay::run(&config(&replay_url, &args, &work)?, args.workers).await?);
         println!(
@@ -410,9 +443,19 @@ async fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let busy_reads =
         tokio::spawn(reads::run_owned(busy_url.clone(), args.readers, args.users, args.days, stop.clone()));
-    let busy = run_runner(&config(&busy_url, &args, &work)?, false, "bench_busy").await?;
+    let busy = run_runner(&config(&busy_url, &args, &work)?, false, "bench_busy", 0).await?;
     stop.store(true, Ordering::Relaxed);
     let busy_reads = busy_reads.await??;
+
+    // 5. Operators watching: the console and /metrics reloaded in a loop
+    // while the runner drains a fresh copy.
+    let watched = if args.console_clients > 0 {
+        copy(&admin, "bench_console").await?;
+        let url = pg.url("bench_console");
+        Some(run_runner(&config(&url, &args, &work)?, false, "bench_console", args.console_clients).await?)
+    } else {
+        None
+    };
 
     let rows = wasm.rows as f64;
     println!();
@@ -502,6 +545,16 @@ async fn main() -> anyhow::Result<()> {
         wasm.max_connections_seen.max(busy.max_connections_seen) <= args.max_connections as i64
     );
     println!("  daily rows identical across the three:     {same}");
+    if let Some(w) = &watched {
+        println!(
+            "  drain with {} console clients ÷ quiet:      {:.2} ({} requests answered; pool waiters at most {} vs {} quiet)",
+            args.console_clients,
+            w.seconds / wasm.seconds,
+            w.console_requests,
+            w.max_waiting,
+            wasm.max_waiting
+        );
+    }
     if args.ingest_seconds > 0 {
         println!();
         println!(

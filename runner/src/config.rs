@@ -102,6 +102,30 @@ impl Default for Http {
     }
 }
 
+impl Http {
+    /// A warning when the endpoints are reachable from other hosts with no
+    /// admin token: anyone on the network then reads the console, the
+    /// queue figures and the errors. Loopback addresses and `localhost` are
+    /// quiet; so is an address that does not parse (binding reports it).
+    pub fn exposure_warning(&self) -> Option<String> {
+        if self.listen.is_empty() || self.admin_token.is_some() {
+            return None;
+        }
+        let host = self.listen.rsplit_once(':').map_or(self.listen.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        (!loopback && !host.is_empty()).then(|| {
+            format!(
+                "[http] listen = \"{}\" is reachable from other hosts and no admin_token is set: whoever \
+                 reaches it reads the console, /metrics and /plugins (queue figures, errors, plugin versions); \
+                 listen on a loopback address (behind an authenticating proxy) unless that is intended, and set \
+                 admin_token (or RUNNER_ADMIN_TOKEN) if operators act from it",
+                self.listen
+            )
+        })
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -535,7 +559,7 @@ impl Config {
             None => crate::plugin::cache::default_dir(),
         };
         if let Some(cache) = &plugins.cache_dir
-            && normalized(cache).starts_with(normalized(&plugins.dir))
+            && resolved(cache).starts_with(resolved(&plugins.dir))
         {
             // Cached artifacts are native code loaded as trusted: whoever may
             // deploy a plugin must not be able to plant one.
@@ -629,6 +653,27 @@ fn is_zone_name(zone: &str) -> bool {
 
 /// A path with `.` and `..` resolved lexically, for comparing folders that
 /// may not exist yet.
+/// `path` as the file system will resolve it: the longest part that exists
+/// with its symlinks followed (canonicalized), the rest normalized. A cache
+/// folder reached through a symlink into the plugin folder is inside it.
+fn resolved(path: &Path) -> PathBuf {
+    let path = normalized(path);
+    let mut rest = Vec::new();
+    let mut existing = path.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path,
+        }
+    }
+}
+
 fn normalized(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
@@ -881,6 +926,23 @@ timestamp_column = "recorded_at"
     }
 
     #[test]
+    fn a_cache_folder_reached_through_a_symlink_into_the_plugin_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("plugins"), dir.path().join("looks-elsewhere")).unwrap();
+        let path = dir.path().join("runner.toml");
+        for cache in ["looks-elsewhere/cache", "looks-elsewhere", "looks-elsewhere/a/../b"] {
+            let text = GOOD.replace("dir = \"plugins\"", &format!("dir = \"plugins\"\ncache_dir = \"{cache}\""));
+            let e = Config::parse(&text, &path).unwrap_err().to_string();
+            assert!(e.contains("is inside the plugin folder"), "{cache}: {e}");
+        }
+        // A symlinked plugin folder and a real cache beside it are fine.
+        std::fs::create_dir(dir.path().join("cache")).unwrap();
+        let text = GOOD.replace("dir = \"plugins\"", "dir = \"looks-elsewhere\"\ncache_dir = \"cache\"");
+        assert!(Config::parse(&text, &path).is_ok());
+    }
+
+    #[test]
     fn zero_waits_and_a_busy_poll_are_refused_at_their_lines() {
         let text = GOOD.replace("[plugins]", "wait_timeout = \"0s\"\n\n[runner]\npoll_interval = \"0s\"\n\n[plugins]");
         let e = parse(&text).unwrap_err();
@@ -903,6 +965,20 @@ timestamp_column = "recorded_at"
         assert_eq!(e.problems.len(), 2, "{e}");
         assert!(e.problems[0].starts_with("line 5, column 19: invalid type: string \"many\""), "{e}");
         assert!(e.problems[1].starts_with("line 14, column 11: invalid value: integer `-1`"), "{e}");
+    }
+
+    #[test]
+    fn a_listen_address_other_hosts_reach_without_a_token_is_warned_about() {
+        let http =
+            |listen: &str, token: Option<&str>| Http { listen: listen.into(), admin_token: token.map(Into::into) };
+        for quiet in ["127.0.0.1:9187", "127.0.0.2:1", "[::1]:9187", "localhost:9187", ""] {
+            assert_eq!(http(quiet, None).exposure_warning(), None, "{quiet}");
+        }
+        for open in ["0.0.0.0:9187", "[::]:9187", "10.1.2.3:80", "runner.internal:9187"] {
+            let warning = http(open, None).exposure_warning().unwrap_or_default();
+            assert!(warning.contains(&format!("listen = \"{open}\" is reachable from other hosts")), "{warning}");
+            assert_eq!(http(open, Some("a-long-enough-admin-token")).exposure_warning(), None);
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::UNIX_EPOCH;
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::db::{pool, queue};
+use crate::db::pool;
+use crate::http::snapshot::Snapshot;
 use crate::pipeline::Job;
 
 /// Installs the process-wide recorder; returns the handle that renders it.
@@ -77,13 +78,19 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "runner_recompute_after_deploy_groups",
         "Progress of the background recompute after a deploy, by state: done, total (groups)."
     );
+    metrics::describe_counter!(
+        "runner_operator_snapshots_total",
+        "Snapshots of the queue figures taken for the console and /metrics (at most one per 2 s, on the operator's own connection)."
+    );
     metrics::describe_gauge!("runner_job_batch_size", "Raw rows a job claims per batch now (see backpressure).");
     metrics::describe_gauge!("runner_job_concurrency", "Groups a job runs at once now (see backpressure).");
     Ok(handle)
 }
 
-/// Refreshes the gauges, then renders every metric.
-pub async fn render(handle: &PrometheusHandle, pool: &Pool, jobs: &[Arc<Job>]) -> String {
+/// Refreshes the gauges (the queue's from the operator's shared
+/// `snapshot`: a scrape takes no connection of its own), then renders every
+/// metric.
+pub fn render(handle: &PrometheusHandle, pool: &Pool, jobs: &[Arc<Job>], snapshot: &Snapshot) -> String {
     let u = pool::usage(pool);
     metrics::gauge!("runner_pool_connections", "state" => "in_use").set(u.in_use as f64);
     metrics::gauge!("runner_pool_connections", "state" => "available").set(u.available as f64);
@@ -91,7 +98,6 @@ pub async fn render(handle: &PrometheusHandle, pool: &Pool, jobs: &[Arc<Job>]) -
     metrics::gauge!("runner_pool_waiting").set(u.waiting as f64);
     metrics::gauge!("runner_pool_peak_in_use").set(pool::peak_in_use() as f64);
 
-    let client = pool.get().await;
     for job in jobs {
         let state = job.current();
         let name = job.name.clone();
@@ -102,24 +108,15 @@ pub async fn render(handle: &PrometheusHandle, pool: &Pool, jobs: &[Arc<Job>]) -
             metrics::gauge!("runner_plugin_loaded_timestamp_seconds", "job" => name.clone()).set(loaded);
         }
         metrics::gauge!("runner_job_paused", "job" => name.clone()).set(f64::from(u8::from(state.running().is_none())));
-        let Ok(client) = &client else { continue };
-        match queue::queue(&***client, &state.config).await {
-            Ok(q) => {
-                for (status, n) in [
-                    ("pending", q.pending),
-                    ("processing", q.processing),
-                    ("completed", q.completed),
-                    ("failed", q.failed),
-                ] {
-                    metrics::gauge!("runner_queue_rows", "job" => name.clone(), "status" => status).set(n as f64);
-                }
-                metrics::gauge!("runner_queue_oldest_pending_seconds", "job" => name.clone())
-                    .set(q.oldest_pending_seconds.unwrap_or(0.0));
-            }
-            Err(e) => {
-                tracing::warn!(job = %name, error = %crate::db::describe_error(&e), "Cannot read the queue for /metrics.")
-            }
+        let Some(figures) = snapshot.jobs.get(&name) else { continue };
+        let q = &figures.queue;
+        for (status, n) in
+            [("pending", q.pending), ("processing", q.processing), ("completed", q.completed), ("failed", q.failed)]
+        {
+            metrics::gauge!("runner_queue_rows", "job" => name.clone(), "status" => status).set(n as f64);
         }
+        metrics::gauge!("runner_queue_oldest_pending_seconds", "job" => name.clone())
+            .set(q.oldest_pending_seconds.unwrap_or(0.0));
     }
     handle.render()
 }

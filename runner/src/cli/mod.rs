@@ -208,6 +208,9 @@ async fn migrate_cmd(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
+    if let Some(warning) = config.http.exposure_warning() {
+        println!("warning: {warning}");
+    }
     let pool = connect(config).await?;
     println!("database {} reachable", pool::describe(&config.database.url));
     let runtime = runtime(config)?;
@@ -253,6 +256,9 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
             tracing::info!(keys = %keys.iter().map(|k| format!("{} ({})", k.id, k.name)).collect::<Vec<_>>().join(", "),
             "Plugins must be signed by a trusted key.")
         }
+    }
+    if let Some(warning) = config.http.exposure_warning() {
+        tracing::warn!("{warning}");
     }
     let loading = Instant::now();
     let jobs = pipeline::prepare(config, &pool, &runtime)

@@ -192,7 +192,10 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
             .default
             .as_ref()
             .map_or_else(|| "required".to_string(), |v| format!("default {}", settings::json_value(v)));
-        println!("  setting:       {} {} ({default}): {}", s.name, s.kind, s.doc);
+        // The doc is the plugin's text: escaped like every plugin string
+        // that reaches a terminal (no escape codes, no forged lines).
+        let doc = runner::plugin::contract::sanitize(&s.doc, settings::MAX_DOC_BYTES);
+        println!("  setting:       {} {} ({default}): {doc}", s.name, s.kind);
     }
     let Some((config, name)) = config else { return Ok(ExitCode::SUCCESS) };
     let cfg = &config.jobs[&name];

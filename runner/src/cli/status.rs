@@ -9,7 +9,7 @@ use serde_json::json;
 use runner::config::Config;
 use runner::db::{pool, queue};
 use runner::pipeline;
-use runner::plugin::Plugin;
+use runner::plugin::{Plugin, contract};
 
 use super::connect;
 
@@ -62,14 +62,26 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     let sessions: i64 =
         client.query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'", &[]).await?.get(0);
     let server_max: String = client.query_one("SHOW max_connections", &[]).await?.get(0);
-    let daemon = daemon_readiness(&config.http.listen).await;
+    let daemon = daemon_get(&config.http.listen, "/ready").await;
+    // The daemon's own word on its plugins: what runs, and what it refused.
+    let daemon_plugins = daemon_get(&config.http.listen, "/plugins").await;
+    let refused = |job: &str| -> Vec<String> {
+        let Some((_, answer)) = &daemon_plugins else { return Vec::new() };
+        let jobs = answer["body"]["jobs"].as_array().into_iter().flatten();
+        let Some(j) = jobs.into_iter().find(|j| j["job"] == job) else { return Vec::new() };
+        [("plugin reload refused", &j["last_reload_error"]), ("shadow candidate refused", &j["candidate_refused"])]
+            .into_iter()
+            .filter_map(|(what, why)| Some(format!("{what}: {}", contract::sanitize(why.as_str()?, 2048))))
+            .collect()
+    };
     if as_json {
         let jobs: Vec<_> = jobs
             .iter()
             .map(|(name, enabled, q, errors, plugin, after_deploy)| {
                 json!({
                     "job": name, "enabled": enabled, "plugin": plugin, "queue": q,
-                    "top_errors": errors, "recompute_after_deploy": after_deploy,
+                    "top_errors": errors.shown, "causes_total": errors.total,
+                    "recompute_after_deploy": after_deploy, "daemon_refused": refused(name),
                 })
             })
             .collect();
@@ -99,8 +111,15 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         if let Some(line) = after_deploy {
             println!("{:<12} {line}", "");
         }
-        for e in errors {
+        for e in &errors.shown {
             println!("{:<12} {:>10} × {}", "", e.rows, e.error);
+        }
+        let hidden = errors.total - errors.shown.len() as i64;
+        if hidden > 0 {
+            println!("{:<12} {:>10}   and {hidden} more cause(s)", "", "");
+        }
+        for line in refused(name) {
+            println!("{:<12} {line}", "");
         }
     }
     match &daemon {
@@ -156,27 +175,27 @@ pub async fn retry_failed(config: &Config, args: RetryArgs) -> anyhow::Result<Ex
     };
     let pool = connect(config).await?;
     let client = pool.get().await?;
-    let filter = queue::RetryFilter { since_day, since: since_at, error_contains: args.error_contains };
+    let filter = queue::RetryFilter { since_day, since: since_at, error_contains: args.error_contains, cause: None };
     let n = queue::retry_failed(&**client, cfg, &filter).await?;
     println!("{n} failed row(s) of job {} are pending again.", args.job);
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the daemon on `[http] listen` says of itself (`GET /ready`): its
-/// jobs' health lives in that process, not in the database. `None` when no
-/// daemon answers there within a second.
-async fn daemon_readiness(listen: &str) -> Option<(String, serde_json::Value)> {
+/// What the daemon on `[http] listen` says of itself (`GET path`: `/ready`,
+/// `/plugins`): its jobs' health and plugins live in that process, not in
+/// the database. `None` when no daemon answers there within a second.
+async fn daemon_get(listen: &str, path: &str) -> Option<(String, serde_json::Value)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     if listen.is_empty() || listen.ends_with(":0") {
         return None;
     }
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(listen).await.ok()?;
-        let request = format!("GET /ready HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = Vec::new();
-        // /ready answers a few hundred bytes; read no more than that could be.
-        stream.take(64 * 1024).read_to_end(&mut response).await.ok()?;
+        // Both answer a few kilobytes at most; read no more than that could be.
+        stream.take(1024 * 1024).read_to_end(&mut response).await.ok()?;
         let response = String::from_utf8_lossy(&response).into_owned();
         let (head, body) = response.split_once("\r\n\r\n")?;
         let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;

@@ -64,6 +64,22 @@ pub fn build(db: &config::Database, application_name: &str) -> anyhow::Result<Po
         .context("building the connection pool")
 }
 
+/// The operator's budget (`http::snapshot`): a pool of its own, apart from
+/// the workers', of one connection whose statements and waits are short.
+/// Its sessions show as `runner-operator`.
+pub fn build_operator(db: &config::Database) -> anyhow::Result<Pool> {
+    const STATEMENT: Duration = Duration::from_secs(5);
+    const WAIT: Duration = Duration::from_secs(2);
+    let db = config::Database {
+        max_connections: 1,
+        statement_timeout: db.statement_timeout.min(STATEMENT),
+        lock_timeout: db.lock_timeout.min(STATEMENT),
+        wait_timeout: db.wait_timeout.min(WAIT),
+        ..db.clone()
+    };
+    build(&db, "runner-operator")
+}
+
 /// Parses a connection URL, without ever echoing it (it may hold a password).
 /// Sessions are named `runner` in `pg_stat_activity` unless the URL says otherwise.
 pub fn pg_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {

@@ -64,44 +64,73 @@ pub async fn queue(client: &impl GenericClient, job: &config::Job) -> Result<Que
 }
 
 /// The `n` most common errors among failed and retrying rows, with counts
-/// and one example each. The user and the day are taken out of each message
-/// first, so that one cause on many groups counts as one error.
+/// and one example each, and how many distinct causes there are in all. The
+/// user and the day are taken out of each message first ([`CAUSE`]), so
+/// that one cause on many groups counts as one error.
 pub async fn top_errors(
     client: &impl GenericClient,
     job: &config::Job,
     n: i64,
-) -> Result<Vec<TopError>, tokio_postgres::Error> {
+) -> Result<Causes, tokio_postgres::Error> {
     let src = job.source.quoted();
     let rows = client
         .query(
             &format!(
-                "SELECT regexp_replace(aggregation_error, '{GROUP_PATTERN}', 'user … day …', 'g') AS error,
-                        count(*), min(aggregation_error)
-                 FROM {src}
-                 WHERE aggregation_status IN ('pending', 'failed') AND aggregation_error IS NOT NULL
-                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1"
+                "SELECT cause, rows, failed, example, count(*) OVER () FROM (
+                     SELECT {CAUSE} AS cause, count(*) AS rows,
+                            count(*) FILTER (WHERE aggregation_status = 'failed') AS failed,
+                            min(aggregation_error) AS example
+                     FROM {src}
+                     WHERE aggregation_status IN ('pending', 'failed') AND aggregation_error IS NOT NULL
+                     GROUP BY 1) causes
+                 ORDER BY rows DESC, cause LIMIT $1"
             ),
             &[&n],
         )
         .await?;
-    rows.iter().map(|r| Ok(TopError { error: r.try_get(0)?, rows: r.try_get(1)?, example: r.try_get(2)? })).collect()
+    let total = match rows.first() {
+        Some(r) => r.try_get::<_, i64>(4)?,
+        None => 0,
+    };
+    let shown = rows
+        .iter()
+        .map(|r| {
+            Ok(TopError { error: r.try_get(0)?, rows: r.try_get(1)?, failed: r.try_get(2)?, example: r.try_get(3)? })
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    Ok(Causes { shown, total })
 }
 
-/// How the runner names a group in its messages (`GroupKey`'s display).
-const GROUP_PATTERN: &str = "user -?[0-9]+ day [0-9]{4}-[0-9]{2}-[0-9]{2}";
+/// A row's cause: its error with every group name replaced by `user … day
+/// …`. The console groups by it and its "retry these" button filters on it,
+/// so the button retries exactly the rows of its line.
+const CAUSE: &str =
+    "regexp_replace(aggregation_error, 'user -?[0-9]+ day [0-9]{4}-[0-9]{2}-[0-9]{2}', 'user … day …', 'g')";
+
+/// The most common causes of a job's failures, and how many there are.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Causes {
+    pub shown: Vec<TopError>,
+    /// Distinct causes in all (`shown` may be fewer).
+    pub total: i64,
+}
 
 /// One kind of error and how many rows carry it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TopError {
     /// The message without the user and the day.
     pub error: String,
+    /// Rows with this cause, failed or retrying.
     pub rows: i64,
+    /// Of those, rows that are `failed` (what a retry puts back).
+    pub failed: i64,
     /// One full message of this kind.
     pub example: String,
 }
 
 /// Which failed rows to put back to pending.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetryFilter {
     /// That day and later, in the job's time zone (whole days: a group's
     /// rows are never split).
@@ -110,6 +139,9 @@ pub struct RetryFilter {
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// Rows whose error contains this text (case-insensitive).
     pub error_contains: Option<String>,
+    /// Rows of exactly this cause (`TopError::error`: the message with its
+    /// group names replaced), as the console's "retry these" sends it.
+    pub cause: Option<String>,
 }
 
 /// Puts a job's failed rows matching `filter` back to pending (attempts
@@ -139,9 +171,10 @@ pub async fn retry_failed(
                  WHERE aggregation_status = 'failed'
                    AND ($1::date IS NULL OR ({at} AT TIME ZONE $4::text)::date >= $1)
                    AND ($2::timestamptz IS NULL OR {at} >= $2)
-                   AND ($3::text IS NULL OR strpos(lower(aggregation_error), lower($3)) > 0)"
+                   AND ($3::text IS NULL OR strpos(lower(aggregation_error), lower($3)) > 0)
+                   AND ($5::text IS NULL OR {CAUSE} = $5)"
             ),
-            &[&filter.since_day, &filter.since, &filter.error_contains, &job.timezone],
+            &[&filter.since_day, &filter.since, &filter.error_contains, &job.timezone, &filter.cause],
         )
         .await?;
     // Wake running runners now rather than at their next poll.

@@ -1,7 +1,9 @@
 //! The operator's actions, guarded by `Authorization: Bearer <[http]
 //! admin_token>`: retry a job's failed rows, pause or resume a job, promote
 //! its shadow candidate. With no token configured the runner is read-only
-//! (403); a missing or wrong token is 401. The console's buttons call these.
+//! (403); a missing or wrong token is 401; a body with a key the action does
+//! not know is 400 naming it. The console's buttons call these. Their SQL
+//! runs on the operator's connection (`snapshot::Reads`), never the workers'.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -49,7 +51,8 @@ fn find<'a>(s: &'a AppState, name: &str) -> Result<&'a Job, Refusal> {
 }
 
 /// `POST /jobs/{job}/retry-failed`, optionally with a JSON body of filters
-/// (`since_day`, `since`, `error_contains`, as the CLI's).
+/// (`since_day`, `since`, `error_contains` as the CLI's; `cause`, a cause as
+/// the console lists it).
 pub async fn retry_failed(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -64,7 +67,8 @@ pub async fn retry_failed(
         serde_json::from_slice(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("filters: {e}")))?
     };
     let client = s
-        .pool
+        .reads
+        .pool()
         .get()
         .await
         .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("no database connection: {e}")))?;
@@ -98,13 +102,34 @@ fn set_paused(State(s): State<AppState>, Path(name): Path<String>, headers: Head
 
 /// `POST /jobs/{job}/promote`: renames the shadow candidate (and its
 /// signature) over the live plugin file; the hot reload takes it from there.
+/// Only the file that passed every check (signature, contract, settings,
+/// columns) goes live: a refused candidate, one not checked yet, or one
+/// whose bytes changed since it was checked is 409 with the reason.
 pub async fn promote(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Answer {
     authorize(&s, &headers)?;
     let job = find(&s, &name)?;
-    let cfg = job.current().config.clone();
-    let (from, to) = (s.config.candidate_path(&cfg), s.config.plugin_path(&cfg));
-    if !from.exists() {
-        return Err(refuse(StatusCode::NOT_FOUND, "this job has no shadow candidate"));
+    let state = job.current();
+    let (from, to) = (s.config.candidate_path(&state.config), s.config.plugin_path(&state.config));
+    let conflict = |why: String| Refusal(StatusCode::CONFLICT, why);
+    let bytes = match std::fs::read(&from) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(refuse(StatusCode::NOT_FOUND, "this job has no shadow candidate"));
+        }
+        Err(e) => return Err(conflict(format!("cannot read the candidate {}: {e}", from.display()))),
+    };
+    if let Some(why) = job.candidate_error() {
+        return Err(conflict(format!("the candidate was refused: {why}")));
+    }
+    let Some(candidate) = &state.candidate else {
+        return Err(conflict("the candidate has not been checked yet; try again in a few seconds".into()));
+    };
+    if crate::plugin::sha256_hex(&bytes) != candidate.hash {
+        return Err(conflict(format!(
+            "{} changed since {} was checked; try again once it has been checked",
+            from.display(),
+            candidate.version
+        )));
     }
     let (from_sig, to_sig) = (crate::plugin::trust::sig_path(&from), crate::plugin::trust::sig_path(&to));
     let failed =
@@ -114,7 +139,7 @@ pub async fn promote(State(s): State<AppState>, Path(name): Path<String>, header
         std::fs::rename(&from_sig, &to_sig).map_err(|e| failed("signature", e))?;
     }
     std::fs::rename(&from, &to).map_err(|e| failed("candidate", e))?;
-    tracing::info!(job = %name, file = %to.display(), "Shadow candidate promoted from HTTP.");
+    tracing::info!(job = %name, file = %to.display(), candidate = %candidate.version, "Shadow candidate promoted from HTTP.");
     job.wake.notify_one();
-    Ok(Json(json!({ "job": name, "promoted": to.display().to_string() })))
+    Ok(Json(json!({ "job": name, "promoted": to.display().to_string(), "version": &*candidate.version })))
 }

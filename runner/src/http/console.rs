@@ -1,6 +1,8 @@
 //! `GET /`: the operator's console. Server-rendered HTML with no build step
 //! and nothing fetched from elsewhere (it works with no internet); a few
-//! lines of script refresh it every five seconds and send the actions.
+//! lines of script (`/console.js`, served by the runner: the page's CSP
+//! allows no inline script) refresh it every five seconds and send the
+//! actions. Its database figures are the operator's shared snapshot.
 //!
 //! It shows what the JSON endpoints show — queue, throughput, group times,
 //! the pool, the plugins, failures grouped by cause — and never a raw
@@ -10,7 +12,8 @@ use std::fmt::Write as _;
 use std::time::UNIX_EPOCH;
 
 use super::AppState;
-use crate::db::{pool, queue};
+use super::snapshot::{Figures, Snapshot};
+use crate::db::pool;
 use crate::pipeline::Job;
 
 /// The whole page, or (`fragment`) only its `<main>`, which the script swaps in.
@@ -33,23 +36,25 @@ pub(super) async fn render(s: &AppState, fragment: bool) -> String {
             "read-only: no [http] admin_token is set"
         }
     );
-    let client = tokio::time::timeout(std::time::Duration::from_secs(2), s.pool.get()).await;
+    let snapshot = s.reads.snapshot().await;
+    if let Some(error) = &snapshot.error {
+        let _ = write!(main, "<p class=bad>figures incomplete: {}</p>", esc(error));
+    }
     for job in s.jobs.iter() {
-        let client = client.as_ref().ok().and_then(|c| c.as_ref().ok());
-        job_section(&mut main, job, client).await;
+        job_section(&mut main, job, &snapshot);
     }
     if fragment {
         return main;
     }
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>runner console</title>\
-         <meta name=viewport content='width=device-width,initial-scale=1'><style>{STYLE}</style></head>\
+         <meta name=viewport content='width=device-width,initial-scale=1'><link rel=stylesheet href=/console.css></head>\
          <body><header><h1>runner</h1><label>admin token <input id=token type=password autocomplete=off></label>\
-         <span id=said role=status></span></header><main id=main>{main}</main><script>{SCRIPT}</script></body></html>"
+         <span id=said role=status></span></header><main id=main>{main}</main><script src=/console.js></script></body></html>"
     )
 }
 
-async fn job_section(out: &mut String, job: &Job, client: Option<&deadpool_postgres::Client>) {
+fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
     let state = job.current();
     let name = esc(&job.name);
     let status = if !state.config.enabled {
@@ -66,25 +71,8 @@ async fn job_section(out: &mut String, job: &Job, client: Option<&deadpool_postg
     for problem in &health {
         let _ = write!(out, "<p class=bad>{}</p>", esc(problem));
     }
-    let (q, errors, diffs) = match client {
-        Some(c) => {
-            let q = queue::queue(&***c, &state.config).await.ok();
-            let errors = queue::top_errors(&***c, &state.config, 5).await.unwrap_or_default();
-            let diffs = match &state.candidate {
-                Some(candidate) => c
-                    .query_one(
-                        "SELECT count(*) FROM runner_shadow_diffs WHERE job = $1 AND candidate_version = $2",
-                        &[&job.name, &&*candidate.version],
-                    )
-                    .await
-                    .ok()
-                    .and_then(|r| r.try_get::<_, i64>(0).ok()),
-                None => None,
-            };
-            (q, errors, diffs)
-        }
-        None => (None, Vec::new(), None),
-    };
+    let figures = snapshot.jobs.get(&job.name);
+    let q = figures.map(|f| &f.queue);
     let (slots, p95) = {
         let a = job.activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         (a.rows_per_slot(), a.p95())
@@ -120,14 +108,21 @@ async fn job_section(out: &mut String, job: &Job, client: Option<&deadpool_postg
     if let Some(error) = job.last_reload_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
         let _ = write!(out, "<p class=bad>last reload refused: {}</p>", esc(error));
     }
-    if let Some(candidate) = &state.candidate {
-        let _ = write!(
-            out,
-            "<p>shadow candidate <code>{}</code>: {} group(s) differ \
-             <button data-action='/jobs/{name}/promote'>promote</button></p>",
-            esc(&candidate.version),
-            cell(diffs)
-        );
+    let candidate_refused = job.candidate_error();
+    match (&state.candidate, &candidate_refused) {
+        (_, Some(why)) => {
+            let _ = write!(out, "<p class=bad>shadow candidate refused: {}</p>", esc(why));
+        }
+        (Some(candidate), None) => {
+            let _ = write!(
+                out,
+                "<p>shadow candidate <code>{}</code>: {} group(s) differ \
+                 <button data-action='/jobs/{name}/promote'>promote</button></p>",
+                esc(&candidate.version),
+                cell(figures.and_then(|f| f.shadow_diffs))
+            );
+        }
+        (None, None) => {}
     }
     let _ = write!(
         out,
@@ -136,24 +131,41 @@ async fn job_section(out: &mut String, job: &Job, client: Option<&deadpool_postg
         if state.operator_paused { "resume" } else { "pause" },
         if state.operator_paused { "resume" } else { "pause" },
     );
-    if !errors.is_empty() {
+    if let Some(Figures { causes, .. }) = figures
+        && !causes.shown.is_empty()
+    {
         out.push_str(
             "<table><thead><tr><th>rows</th><th>failing because</th><th>for example</th><th></th></tr></thead><tbody>",
         );
-        for e in &errors {
-            // The cause: the message after the group's name.
-            let cause = e.error.rsplit("day …: ").next().unwrap_or(&e.error);
+        for e in &causes.shown {
+            // The button sends the cause as shown: the server matches it
+            // against each row's cause, so it retries exactly these rows.
+            let button = if e.failed > 0 {
+                format!(
+                    "<button data-action='/jobs/{name}/retry-failed' data-cause='{}'>retry these {}</button>",
+                    esc(&e.error),
+                    e.failed
+                )
+            } else {
+                "retrying".into()
+            };
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td class=error>{}</td><td class=example>{}</td>\
-                 <td><button data-action='/jobs/{name}/retry-failed' data-error='{}'>retry these</button></td></tr>",
+                "<tr><td>{}</td><td class=error>{}</td><td class=example>{}</td><td>{button}</td></tr>",
                 e.rows,
                 esc(&e.error),
                 esc(&e.example),
-                esc(cause)
             );
         }
         out.push_str("</tbody></table>");
+        let hidden = causes.total - causes.shown.len() as i64;
+        if hidden > 0 {
+            let _ = write!(
+                out,
+                "<p class=more>{hidden} more cause(s) not shown; <code>runner status</code> and \
+                 <code>runner retry-failed --error-contains</code> reach them</p>"
+            );
+        }
     }
     out.push_str("</section>");
 }
@@ -201,7 +213,7 @@ fn esc(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}\
+pub(super) const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}\
 header{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#24292f;color:#fff}\
 header h1{font-size:1.1em;margin:0}main{padding:1em;display:grid;gap:1em}\
 section.job{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:.5em 1em}\
@@ -212,7 +224,7 @@ td,th{border-top:1px solid #d0d7de;padding:.3em;text-align:left;vertical-align:t
 td.example{color:#57606a;font-size:.85em}.spark{color:#0969da}#said{margin-left:auto}";
 
 /// Refreshes `<main>` every 5 s; sends a button's action with the token.
-const SCRIPT: &str = r#"
+pub(super) const SCRIPT: &str = r#"
 const token = document.getElementById('token');
 const said = document.getElementById('said');
 token.value = sessionStorage.getItem('runner-token') || '';
@@ -227,7 +239,7 @@ setInterval(refresh, 5000);
 document.addEventListener('click', async (ev) => {
   const b = ev.target.closest('button[data-action]');
   if (!b) return;
-  const body = b.dataset.error ? JSON.stringify({error_contains: b.dataset.error}) : '';
+  const body = b.dataset.cause ? JSON.stringify({cause: b.dataset.cause}) : '';
   const r = await fetch(b.dataset.action, {method: 'POST', body,
     headers: {'Authorization': 'Bearer ' + token.value, 'Content-Type': 'application/json'}});
   const text = await r.text();

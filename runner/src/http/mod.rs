@@ -1,9 +1,11 @@
 //! The operator's HTTP endpoints, off the hot path: `/` (the console),
 //! `/health`, `/ready`, `/health/db-pool`, `/metrics`, `/plugins`, and the
-//! guarded actions under `/jobs/{job}/`.
+//! guarded actions under `/jobs/{job}/`. None of them takes a connection of
+//! the workers' pool: database reads go through `snapshot`'s budget.
 
 mod actions;
 mod console;
+pub mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +25,10 @@ use crate::pipeline::Job;
 
 #[derive(Clone)]
 struct AppState {
+    /// The workers' pool: only its figures are read here, never a connection.
     pool: Pool,
+    /// The operator's own connection and the shared snapshot.
+    reads: Arc<snapshot::Reads>,
     jobs: Arc<[Arc<Job>]>,
     metrics: PrometheusHandle,
     /// Paths of plugins and candidates.
@@ -46,8 +51,12 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("[http] listen = \"{listen}\": cannot listen there: {e}"))?;
     let addr = listener.local_addr()?;
+    let jobs: Arc<[Arc<Job>]> = jobs.into();
+    let reads = Arc::new(snapshot::Reads::new(&config.database, jobs.clone())?);
     let app = axum::Router::new()
         .route("/", get(page))
+        .route("/console.js", get(|| async { asset("text/javascript", console::SCRIPT) }))
+        .route("/console.css", get(|| async { asset("text/css", console::STYLE) }))
         .route("/jobs/{job}/retry-failed", post(actions::retry_failed))
         .route("/jobs/{job}/pause", post(actions::pause))
         .route("/jobs/{job}/resume", post(actions::resume))
@@ -57,9 +66,11 @@ pub async fn serve(
         .route("/health/db-pool", get(db_pool))
         .route("/metrics", get(render_metrics))
         .route("/plugins", get(plugins))
+        .layer(axum::middleware::map_response(secure))
         .with_state(AppState {
             pool,
-            jobs: jobs.into(),
+            reads,
+            jobs,
             metrics,
             config: Arc::new(config.clone()),
             admin_token: config.http.admin_token.clone(),
@@ -73,6 +84,27 @@ pub async fn serve(
         }
     });
     Ok((addr, task))
+}
+
+/// Every answer: not to be framed, sniffed or cached; scripts and styles
+/// only from the runner itself (the console has no inline script).
+async fn secure(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 /// Ready when the database answers, every enabled job has a plugin, and
@@ -125,7 +157,7 @@ async fn page(State(s): State<AppState>, query: axum::extract::RawQuery) -> Resp
 }
 
 async fn render_metrics(State(s): State<AppState>) -> Response {
-    let text = crate::telemetry::render(&s.metrics, &s.pool, &s.jobs).await;
+    let text = crate::telemetry::render(&s.metrics, &s.pool, &s.jobs, &*s.reads.snapshot().await);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -153,6 +185,7 @@ async fn plugins(State(s): State<AppState>) -> Json<serde_json::Value> {
                 "paused": state.running().is_none(),
                 "plugin": plugin,
                 "candidate": state.candidate.as_ref().map(|c| c.version.to_string()),
+                "candidate_refused": job.candidate_error(),
                 "last_reload_error": job.last_reload_error.lock().expect("lock").clone(),
                 "health": job.health(),
             })

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -21,7 +20,7 @@ use super::{check_tables, job_limits};
 use crate::config::{self, Config};
 use crate::db::schema::SourceShape;
 use crate::plugin::watch::FolderWatch;
-use crate::plugin::{Plugin, Runtime};
+use crate::plugin::{Plugin, Runtime, sha256_hex};
 
 /// Quiet time that ends a burst of file events.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -69,6 +68,9 @@ pub struct Deployer {
     waiting: HashMap<PathBuf, Arc<Plugin>>,
     /// The last reason each shadow candidate was refused.
     candidate_errors: HashMap<PathBuf, String>,
+    /// Per job, the settings rejection it shows: cleared once the config
+    /// says again what is in force (edited back) or new settings apply.
+    settings_rejections: HashMap<String, String>,
 }
 
 /// Why a file was not swapped in.
@@ -80,7 +82,7 @@ struct Rejection {
 
 impl Deployer {
     pub fn new(config: Config, pool: Pool, runtime: Runtime, jobs: Vec<Arc<Job>>) -> Self {
-        let config_hash = std::fs::read(&config.path).map(|b| hex(&Sha256::digest(b))).unwrap_or_default();
+        let config_hash = std::fs::read(&config.path).map(|b| sha256_hex(&b)).unwrap_or_default();
         Deployer {
             runtime,
             pool,
@@ -90,6 +92,7 @@ impl Deployer {
             seen: HashMap::new(),
             waiting: HashMap::new(),
             candidate_errors: HashMap::new(),
+            settings_rejections: HashMap::new(),
         }
     }
 
@@ -139,7 +142,7 @@ impl Deployer {
                 return Look::Unreadable(format!("cannot read {}: {e}", path.display()));
             }
         };
-        let hash = hex(&Sha256::digest(&bytes));
+        let hash = sha256_hex(&bytes);
         let unchanged = self.seen.get(path).is_some_and(|s| s.hash == hash && s.sig == sig);
         self.seen.insert(path.to_path_buf(), Seen { len: bytes.len() as u64, mtime, hash: hash.clone(), sig });
         if unchanged { Look::Unchanged } else { Look::Changed(bytes, hash) }
@@ -214,7 +217,10 @@ impl Deployer {
             return;
         }
         let path = self.config.plugin_path(&state.config);
-        let live_hash = state.live.as_ref().map(|l| l.plugin.hash.clone());
+        // An unverified live plugin is built again whenever its file or
+        // signature is looked at anew: a signature added later clears it.
+        let unverified = job.health().unverified.is_some();
+        let live_hash = state.live.as_ref().filter(|_| !unverified).map(|l| l.plugin.hash.clone());
         let look = self.look(&path);
         // A recheck of a waiting file (nothing changed on disk) is logged only when its reason changes.
         let recheck = matches!(look, Look::Unchanged);
@@ -243,6 +249,8 @@ impl Deployer {
                     metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped")
                         .increment(1);
                     *job.last_reload_error.lock().expect("lock") = None;
+                    // Loaded under the keys in force: verified if any are.
+                    job.set_health(|h| h.unverified = None);
                     job.update(|s| JobState { live: Some(Live::new(&s.config, shape, plugin)), ..s.clone() });
                 }
                 Some(Err(Rejection { reason, retry })) => {
@@ -265,13 +273,16 @@ impl Deployer {
         let path = self.config.candidate_path(&state.config);
         let look = self.look(&path);
         match look {
-            Look::Missing if job.current().candidate.is_some() => {
-                info!(job = %job.name, file = %path.display(), "Shadow candidate removed.");
+            Look::Missing => {
+                if job.current().candidate.is_some() {
+                    info!(job = %job.name, file = %path.display(), "Shadow candidate removed.");
+                    job.update(|s| JobState { candidate: None, ..s.clone() });
+                }
                 self.waiting.remove(&path);
-                job.update(|s| JobState { candidate: None, ..s.clone() });
+                self.candidate_errors.remove(&path);
+                job.set_candidate_error(None);
             }
-            Look::Missing => {}
-            Look::Unreadable(reason) => warn!(job = %job.name, reason = %reason, "Shadow candidate cannot be read."),
+            Look::Unreadable(reason) => self.refuse_candidate(job, &path, reason),
             look => match self.attempt(&state.config, &path, look, None).await.map(|r| {
                 // A candidate is given the live plugin's input rows (cut to its
                 // width): it must read the live plugin's first input columns.
@@ -289,26 +300,36 @@ impl Deployer {
             }) {
                 Some(Ok((_, plugin))) => {
                     self.candidate_errors.remove(&path);
+                    job.set_candidate_error(None);
                     info!(job = %job.name, candidate = %plugin.version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
                     job.update(|s| JobState { candidate: Some(plugin), ..s.clone() });
                 }
-                // A waiting candidate is checked again on every rescan: say it once per reason.
-                Some(Err(Rejection { reason, .. }))
-                    if self.candidate_errors.insert(path.clone(), reason.clone()).as_ref() != Some(&reason) =>
-                {
-                    warn!(job = %job.name, file = %path.display(), reason = %reason, "Shadow candidate rejected.");
-                    metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "rejected")
-                        .increment(1);
-                }
-                Some(Err(_)) | None => {}
+                Some(Err(Rejection { reason, .. })) => self.refuse_candidate(job, &path, reason),
+                None => {}
             },
+        }
+    }
+
+    /// A candidate file that did not pass: the shadow stops (what runs
+    /// beside the live plugin is always the file in the folder), promote
+    /// refuses it, and `/plugins`, the console and `status` say why. Logged
+    /// once per reason: a waiting candidate is checked on every rescan.
+    fn refuse_candidate(&mut self, job: &Job, path: &Path, reason: String) {
+        job.set_candidate_error(Some(format!("{}: {reason}", path.display())));
+        if job.current().candidate.is_some() {
+            job.update(|s| JobState { candidate: None, ..s.clone() });
+        }
+        if self.candidate_errors.insert(path.to_path_buf(), reason.clone()).as_ref() != Some(&reason) {
+            warn!(job = %job.name, file = %path.display(), reason = %reason, "Shadow candidate rejected.");
+            metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "rejected")
+                .increment(1);
         }
     }
 
     /// Applies a changed config file: live settings now, a warning for the rest.
     async fn sync_config(&mut self) {
         let Ok(bytes) = std::fs::read(&self.config.path) else { return };
-        let hash = hex(&Sha256::digest(&bytes));
+        let hash = sha256_hex(&bytes);
         if hash == self.config_hash {
             return;
         }
@@ -373,6 +394,15 @@ impl Deployer {
             // not at all: the old ones stay while the new ones do not fit.
             let state = job.current();
             let mut reconfigured = None;
+            if live.settings == old.settings
+                && let Some(shown) = self.settings_rejections.remove(&job.name)
+            {
+                let mut last = job.last_reload_error.lock().expect("lock");
+                if last.as_deref() == Some(shown.as_str()) {
+                    info!(job = %job.name, "Settings are back to those in force; the rejection is cleared.");
+                    *last = None;
+                }
+            }
             if live.settings != old.settings {
                 let apply = |p: &Plugin| super::configure(&live, p).map(Arc::new);
                 let plugin = state.live.as_ref().map(|l| apply(&l.plugin)).transpose();
@@ -383,13 +413,15 @@ impl Deployer {
                             info!(job = %job.name, plugin = %p.version, settings = %p.settings.json(), "Settings applied.");
                         }
                         *job.last_reload_error.lock().expect("lock") = None;
+                        self.settings_rejections.remove(&job.name);
                         reconfigured = Some((plugin, candidate));
                     }
                     (Err(problems), _) | (_, Err(problems)) => {
                         let reason = problems.join("; ");
                         error!(job = %job.name, reason = %reason, "Settings rejected; the previous settings stay in force.");
                         metrics::counter!("runner_config_reloads_total", "result" => "rejected").increment(1);
-                        *job.last_reload_error.lock().expect("lock") = Some(reason);
+                        *job.last_reload_error.lock().expect("lock") = Some(reason.clone());
+                        self.settings_rejections.insert(job.name.clone(), reason);
                         live.settings = old.settings.clone();
                         live.settings_origin = old.settings_origin.clone();
                     }
@@ -416,20 +448,29 @@ impl Deployer {
 
 impl Deployer {
     /// Key rotation, live: the next load of any file checks the new keys
-    /// (every file is looked at again now); a live plugin signed by a
-    /// removed key keeps running until its next reload, which it will fail,
-    /// and the log says so.
+    /// (every file is looked at again now). A live plugin that the new keys
+    /// would not load (unsigned while keys were off, or signed by a removed
+    /// key) keeps running, since stopping would stop aggregation; it is
+    /// logged at error level and named on `/ready` until a verified file
+    /// replaces it or the keys trust it again.
     fn apply_trusted_keys(&mut self, new: &Config) {
-        let ids = |c: &Config| -> Vec<String> { c.plugins.trusted.iter().flatten().map(|k| k.id.clone()).collect() };
-        let (before, after) = (ids(&self.config), ids(new));
-        let removed: Vec<&String> = before.iter().filter(|k| !after.contains(k)).collect();
-        info!(trusted_keys = ?after, removed = ?removed, "Trusted keys changed; they apply to every load from now on.");
+        let ids: Vec<&str> = new.plugins.trusted.iter().flatten().map(|k| k.id.as_str()).collect();
+        info!(trusted_keys = ?ids, "Trusted keys changed; they apply to every load from now on.");
         for job in &self.jobs {
             let state = job.current();
-            let signer = state.live.as_ref().and_then(|l| l.plugin.signer.clone());
-            if let Some(signer) = signer.filter(|s| removed.contains(&&s.key_id)) {
-                warn!(job = %job.name, key = %signer.key_id, "The live plugin was signed by a key no longer trusted: it keeps running, but its next reload will be refused.");
+            let Some(live) = &state.live else { continue };
+            let why = match (&new.plugins.trusted, &live.plugin.signer) {
+                (None, _) => None,
+                (Some(_), None) => Some(format!("{} is not signed, and trusted_keys is now set", live.plugin.version)),
+                (Some(_), Some(s)) if !ids.contains(&s.key_id.as_str()) => {
+                    Some(format!("{} was signed by {}, a key no longer trusted", live.plugin.version, s.key_id))
+                }
+                (Some(_), Some(_)) => None,
+            };
+            if let Some(why) = &why {
+                error!(job = %job.name, reason = %why, "The live plugin is not verified by a trusted key: it keeps running until a signed file replaces it, and its next reload will be refused.");
             }
+            job.set_health(|h| h.unverified = why);
         }
         self.runtime.set_trusted_keys(new.plugins.trusted.clone());
         self.config.plugins.trusted = new.plugins.trusted.clone();
@@ -443,8 +484,4 @@ impl Deployer {
 /// `key-id (name)`, or `unverified`.
 fn signer_of(plugin: &Plugin) -> String {
     plugin.signer.as_ref().map_or_else(|| "unverified".into(), |s| format!("{} ({})", s.key_id, s.name))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

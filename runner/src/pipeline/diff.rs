@@ -1,10 +1,12 @@
 //! `runner plugin diff`: what a new plugin would change in a job's daily
-//! rows, before it is deployed. Real groups are read from the raw table in
-//! one read-only, repeatable-read transaction on one pooled connection
-//! (plain selects: no row lock, no claim, nothing written, every statement
-//! under the runner's timeouts); the live plugin and the new one each
-//! aggregate every group, and their outputs are compared row by row on the
-//! daily key.
+//! rows, before it is deployed. Each group is read from the raw table in a
+//! short read-only transaction of its own (plain selects: no row lock, no
+//! claim, nothing written, every statement under the runner's timeouts),
+//! which ends before any plugin runs: a slow plugin or a long preview never
+//! keeps a snapshot, a lock or an idle transaction open, so an `ALTER
+//! TABLE` waits at most one group's read. The live plugin and the new one
+//! each aggregate every group, and their outputs are compared row by row on
+//! the daily key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -85,15 +87,10 @@ pub async fn compare(
     (from, to): (NaiveDate, NaiveDate),
     sample: i64,
 ) -> anyhow::Result<Report> {
-    let mut client = pool.get().await?;
-    let tx = client
-        .build_transaction()
-        .read_only(true)
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .start()
-        .await?;
     let tz = &cfg.timezone;
-    let groups: Vec<GroupKey> = tx
+    let groups: Vec<GroupKey> = pool
+        .get()
+        .await?
         .query(&live.sql.sample_groups, &[&from, tz, &to, &sample])
         .await?
         .iter()
@@ -101,11 +98,12 @@ pub async fn compare(
         .collect();
     let mut report = Report::default();
     for key in groups {
+        let (first, second) = read_day(pool, [live, new], key, tz).await?;
+        let days = [&first, second.as_ref().unwrap_or(&first)];
         let mut outputs = Vec::new();
-        for (side, plugin) in [("live", live), ("new", new)] {
-            let raw = tx.query(&plugin.sql.read_day, &[&key.user_id, &key.day, tz]).await?;
+        for ((side, plugin), raw) in [("live", live), ("new", new)].into_iter().zip(days) {
             let width = 2 + plugin.plugin.description.input.len();
-            let result = match input_rows(&raw, width) {
+            let result = match input_rows(raw, width) {
                 Ok(rows) => call(&plugin.plugin, key, rows, limits).await.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("reading the day: {e}")),
             };
@@ -127,8 +125,34 @@ pub async fn compare(
         };
         report.groups_differing += u64::from(differs);
     }
-    tx.rollback().await?;
     Ok(report)
+}
+
+/// One group's rows as each plugin reads them (`None` for the second: the
+/// same statement as the first), from one snapshot so both plugins see the
+/// same rows, in a transaction that ends, and a connection that goes back
+/// to the pool, before either plugin runs.
+async fn read_day(
+    pool: &Pool,
+    plugins: [&Live; 2],
+    key: GroupKey,
+    tz: &str,
+) -> anyhow::Result<(Vec<tokio_postgres::Row>, Option<Vec<tokio_postgres::Row>>)> {
+    let mut client = pool.get().await?;
+    let tx = client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await?;
+    let first = tx.query(&plugins[0].sql.read_day, &[&key.user_id, &key.day, &tz]).await?;
+    let second = if plugins[1].sql.read_day == plugins[0].sql.read_day {
+        None
+    } else {
+        Some(tx.query(&plugins[1].sql.read_day, &[&key.user_id, &key.day, &tz]).await?)
+    };
+    tx.commit().await?;
+    Ok((first, second))
 }
 
 /// A row as column → value, and its key as text.

@@ -21,6 +21,9 @@ pub struct Job {
     pub wake: Arc<Notify>,
     /// Why the last plugin change was refused, if it was.
     pub last_reload_error: Mutex<Option<String>>,
+    /// Why the shadow candidate file now in the folder was refused, if it
+    /// was: such a file is never promoted.
+    candidate_error: Mutex<Option<String>>,
     /// Raw rows completed since start (for progress displays).
     pub rows_completed: AtomicU64,
     /// What keeps the job from working, if anything (`/ready`, `status`).
@@ -91,6 +94,9 @@ pub struct Health {
     /// Its groups keep hitting lock or statement timeouts (or conflicts)
     /// with none completing in between: the last such error.
     pub timing_out: Option<String>,
+    /// The live plugin was not verified by a key trusted now (keys were
+    /// turned on or rotated while it ran): which plugin and why.
+    pub unverified: Option<String>,
     /// Groups deferred since the last completed one.
     #[serde(skip)]
     pub deferred_in_a_row: u32,
@@ -104,7 +110,8 @@ impl Health {
     pub fn problems(&self) -> Vec<String> {
         let down = self.loop_down.iter().map(|r| format!("its loop stopped and is restarting: {r}"));
         let slow = self.timing_out.iter().map(|r| format!("its groups keep timing out: {r}"));
-        down.chain(slow).collect()
+        let unverified = self.unverified.iter().map(|r| format!("it runs unverified code: {r}"));
+        down.chain(slow).chain(unverified).collect()
     }
 }
 
@@ -168,6 +175,7 @@ impl Job {
             state: RwLock::new(Arc::new(state)),
             wake: Arc::new(Notify::new()),
             last_reload_error: Mutex::new(None),
+            candidate_error: Mutex::new(None),
             rows_completed: AtomicU64::new(0),
             health: Mutex::new(Health::default()),
             activity: Mutex::new(Activity::default()),
@@ -183,6 +191,16 @@ impl Job {
     /// The job's health now.
     pub fn health(&self) -> Health {
         self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Why the candidate file in the folder was refused, if it was.
+    pub fn candidate_error(&self) -> Option<String> {
+        self.candidate_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Records (or, with `None`, clears) why the candidate file was refused.
+    pub fn set_candidate_error(&self, why: Option<String>) {
+        *self.candidate_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = why;
     }
 
     /// The current state; cheap (an `Arc` clone under a read lock).

@@ -14,7 +14,6 @@ use std::hash::{Hash as _, Hasher as _};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -79,7 +78,7 @@ impl Cache {
             None
         };
         let recorded = std::fs::read_to_string(sidecar(&path)).unwrap_or_default();
-        if recorded.trim() != hex(&Sha256::digest(&bytes)) {
+        if recorded.trim() != super::sha256_hex(&bytes) {
             return unusable("its bytes do not match the hash recorded when it was written");
         }
         // SAFETY: the bytes are those `put` wrote from a component this
@@ -99,7 +98,7 @@ impl Cache {
             let bytes = component.serialize()?;
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
             // The hash first: an artifact is never there without it.
-            std::fs::write(sidecar(&tmp), hex(&Sha256::digest(&bytes)))?;
+            std::fs::write(sidecar(&tmp), super::sha256_hex(&bytes))?;
             std::fs::rename(sidecar(&tmp), sidecar(&path))?;
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
@@ -115,8 +114,4 @@ fn sidecar(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".sha256");
     PathBuf::from(name)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

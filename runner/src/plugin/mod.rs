@@ -146,7 +146,7 @@ impl Plugin {
     }
 
     fn from_bytes_on(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
-        let hash = hex(&Sha256::digest(bytes));
+        let hash = sha256_hex(bytes);
         if let Err(why) = file_kind(bytes) {
             anyhow::bail!("plugin {} {why}", path.display());
         }
@@ -314,6 +314,8 @@ fn new_store(
     store
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The SHA-256 of `bytes` in lowercase hex: how a plugin file is known
+/// (its `hash`, its cache key, what the deployer last saw, what promote renames).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

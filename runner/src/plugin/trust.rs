@@ -104,7 +104,19 @@ pub fn keygen(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf, Trust
 }
 
 /// `runner plugin sign FILE --key NAME.key`: writes `FILE.sig`.
+/// Refused, as ssh refuses such a key, when others may read the secret:
+/// whoever can read it can sign plugins.
 pub fn sign(file: &Path, secret: &Path) -> anyhow::Result<(PathBuf, String)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(secret).map_err(|e| anyhow::anyhow!("reading {}: {e}", secret.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "{} is readable or writable by others (mode {mode:04o}): a secret key must be private to its owner; \
+         run `chmod 600 {}` (CI: write it with `umask 077`)",
+        secret.display(),
+        secret.display()
+    );
     let text = std::fs::read_to_string(secret).map_err(|e| anyhow::anyhow!("reading {}: {e}", secret.display()))?;
     let parts: Vec<&str> = text.split_whitespace().collect();
     let [SECRET, seed, id, _name] = parts.as_slice() else {
@@ -172,6 +184,12 @@ mod tests {
         let (secret, public, key) = keygen(dir.path(), "ci").unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+        for loose in [0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(loose)).unwrap();
+            let e = sign(&dir.path().join("any.wasm"), &secret).unwrap_err().to_string();
+            assert!(e.contains(&format!("(mode {loose:04o})")) && e.contains("chmod 600"), "{e}");
+        }
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         let parsed = TrustedKey::parse(std::fs::read_to_string(&public).unwrap().trim()).unwrap();
         assert_eq!(parsed, key);
         let file = dir.path().join("p.wasm");

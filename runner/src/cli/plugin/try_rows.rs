@@ -101,7 +101,8 @@ fn show(v: &Value) -> String {
         Value::Boolean(b) => b.to_string(),
         Value::Integer(i) => i.to_string(),
         Value::Float(f) => format!("{}", (f * 1e6).round() / 1e6),
-        Value::Text(s) => s.clone(),
+        // A plugin's text reaches a terminal: control characters escaped.
+        Value::Text(s) => runner::plugin::contract::sanitize(s, 1024),
         Value::Timestamp(t) => DateTime::<Utc>::from_timestamp_micros(*t).map_or(t.to_string(), |t| t.to_rfc3339()),
         Value::Date(d) => (NaiveDate::default() + chrono::Days::new(*d as u64)).to_string(),
     }

@@ -1,7 +1,9 @@
 //! A small plugin for `runner plugin diff` tests: per metric, the number of
 //! readings with a value and the largest value. Built twice: as is, and with
 //! feature `changed-rule`, under which heart rates above 100 are rejected —
-//! one rule changed, so a diff must show exactly the groups it touches.
+//! one rule changed, so a diff must show exactly the groups it touches. A
+//! reading of metric `slow` makes the call spin for `value` iterations: a
+//! slow plugin on demand.
 
 wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "aggregator" });
 
@@ -34,6 +36,12 @@ impl Guest for Diffy {
                 rejected += 1;
                 continue;
             };
+            if metric == "slow" {
+                let mut n = 0u64;
+                for _ in 0..*value as u64 {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             if cfg!(feature = "changed-rule") && metric == "heart_rate" && *value > 100.0 {
                 rejected += 1;
                 continue;

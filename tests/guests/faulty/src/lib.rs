@@ -2,8 +2,9 @@
 //! group is isolated: user 13 gets a plugin error, 14 a panic (trap), 15 an
 //! endless loop (time limit), 16 a memory bomb (memory limit), 17 output of
 //! the wrong width, 19 a stack overflow, 20 a huge output, 21 a value of the
-//! wrong type, 22 a large valid output (6,000 rows), and 23 tries to escape the sandbox (file, socket,
-//! environment, clock) and reports what it got. Every other group gets one
+//! wrong type, 22 a large valid output (6,000 rows), 23 tries to escape the sandbox (file, socket,
+//! environment, clock) and reports what it got, and 24 an error that names a
+//! group in the runner's own words. Every other group gets one
 //! row per metric with its reading count.
 
 wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "aggregator" });
@@ -62,6 +63,8 @@ impl Guest for Faulty {
                 });
             }
             23 => return Err(PluginError { message: escape_attempts() }),
+            // A message that names a group itself, as the runner's prefix does.
+            24 => return Err(PluginError { message: "user 24 day 2000-01-01 has no baseline".into() }),
             22 => {
                 // Large but valid: more rows than one INSERT can carry.
                 let rows = (0..6000).map(|i| vec![Value::Text(format!("m-{i:04}")), Value::Integer(i)]).collect();

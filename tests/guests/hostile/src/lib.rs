@@ -3,7 +3,7 @@
 //! them 10 MB), 2 returns NaN, 3 infinity, 4 a NUL in text, 5 the same key
 //! twice, 6 reports what the clocks and randomness give it, 7 and 8 try to
 //! carry state from one group to the next (a static counter, a heap list of
-//! the users seen). With feature
+//! the users seen). Its one setting's doc holds terminal escape codes. With feature
 //! `amplify`, `describe` returns an 8 MiB name, 100,000 columns and 100,000
 //! settings; with
 //! `slow-describe` it never returns.
@@ -54,7 +54,13 @@ impl Guest for Hostile {
             input: vec![column("metric", ColumnType::Text)],
             output: vec![column("metric", ColumnType::Text), column("avg_value", ColumnType::Float)],
             key: vec!["metric".into()],
-            settings: Vec::new(),
+            // A doc that would clear an operator's terminal and forge a line.
+            settings: vec![Setting {
+                name: "note".into(),
+                kind: SettingType::Text,
+                default: Some(Value::Text(String::new())),
+                doc: "\x1b[2J\x1b[31mred\x1b[0m\nproblem: none, all is well".into(),
+            }],
         }
     }
 
