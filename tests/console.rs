@@ -51,13 +51,13 @@ async fn actions_need_the_admin_token_and_do_what_they_say() {
     assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'").await, 0);
     assert!(http_get(&addr, "/").await.1.contains("paused by an operator"));
     http_post(&addr, "/jobs/faulty/resume", Some(TOKEN), "").await;
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 1, 60).await;
+    crate::util::wait_settled(&db, 60).await;
 
     // Failures grouped by cause on the page; retry with a filter.
     one_reading(&db, 13, "2024-05-01").await;
     one_reading(&db, 13, "2024-05-02").await;
     one_reading(&db, 14, "2024-05-01").await;
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 3, 60).await;
+    wait_count(&db, crate::util::FAILED_GROUPS, 3, 60).await;
     let page = wait_http(&daemon, &addr, "/", 60, |_, p| p.contains("user 13 is refused")).await;
     assert!(page.contains("on user … day …: plugin error: user 13 is refused"), "{page}");
     assert!(!page.contains("heart_rate"), "no raw readings on the page");
@@ -79,7 +79,7 @@ async fn actions_need_the_admin_token_and_do_what_they_say() {
     }
     one_reading(&db, 24, "2024-05-02").await;
     // Users 13 (two days) and 14 (retried above, failed again), and these five.
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 8, 60).await;
+    wait_count(&db, crate::util::FAILED_GROUPS, 8, 60).await;
     let button = "user … day …: plugin error: user … day … has no baseline'>retry these 2</button>";
     let page = wait_http(&daemon, &addr, "/", 60, |_, p| p.contains(button)).await;
     let end = page.find(button).unwrap() + button.find('\'').unwrap();
@@ -143,7 +143,7 @@ async fn the_console_in_a_real_browser_shows_jobs_and_errors_and_its_retry_butto
     one_reading(&db, 13, "2024-05-01").await;
     let daemon = Daemon::start(&config);
     let addr = daemon.http_address().await;
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", 1, 60).await;
+    wait_count(&db, crate::util::FAILED_GROUPS, 1, 60).await;
 
     let screenshot = std::env::temp_dir().join(format!("console-{}.png", std::process::id()));
     let out = tokio::process::Command::new("node")

@@ -110,7 +110,7 @@ async fn diff_locks_nothing_a_running_runner_needs() {
         "--fail-on-diff",
     ];
     let (diff, ()) = tokio::join!(runner(&config, &args).output(), async {
-        wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 40 * 4 * 34, 120)
+        crate::util::wait_settled(&db, 120)
             .await;
     });
     let diff = diff.unwrap();

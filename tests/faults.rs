@@ -97,7 +97,7 @@ async fn backends_terminated_under_the_runner_are_survived() {
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 20")).await;
     runner::seed::vitals(&db.client, 150, 4, start()).await.unwrap();
     let daemon = Daemon::start(&config);
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 1, 30).await;
+    crate::util::wait_settled(&db, 30).await;
     let mut terminated = 0i64;
     for _ in 0..15 {
         let row = db

@@ -86,5 +86,5 @@ async fn every_lab_rule_on_rows_in_postgres() {
     let none = get("X-2");
     assert_eq!(none, ("b".to_string(), 0, 2, None, None, None, None, 0));
 
-    assert_eq!(db.count("SELECT count(*) FROM lab_raw WHERE aggregation_status <> 'completed'").await, 0);
+    assert_eq!(db.count(crate::util::QUEUED).await, 0);
 }

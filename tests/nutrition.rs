@@ -64,5 +64,5 @@ async fn every_nutrition_rule_on_rows_in_postgres() {
     assert_eq!(r.get::<_, Option<f64>>(11), None);
 
     assert_eq!(db.count("SELECT count(*) FROM nutrition_daily").await, 3);
-    assert_eq!(db.count("SELECT count(*) FROM nutrition_raw WHERE aggregation_status <> 'completed'").await, 0);
+    assert_eq!(db.count(crate::util::QUEUED).await, 0);
 }

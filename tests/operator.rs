@@ -39,7 +39,7 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
     assert!(body.contains("runner_pool_connections{state=\"max\"} 4"), "{body}");
     seen.push_str(&body);
 
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", total, 60).await;
+    crate::util::wait_settled(&db, 60).await;
     let (code, body) = http_get(&addr, "/ready").await;
     assert_eq!(code, 200, "{body}");
     seen.push_str(&body);
@@ -182,7 +182,7 @@ async fn sigterm_mid_run_exits_zero_and_loses_nothing() {
     runner::seed::vitals(&db.client, 200, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     let total = db.count("SELECT count(*) FROM vitals_raw").await;
     let daemon = Daemon::start(&config);
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 1, 60).await;
+    crate::util::wait_settled(&db, 60).await;
     // `stop` waits for the exit with a generous limit of its own.
     let log = daemon.stop().await;
     assert!(log.contains("Shutting down: no new claims") && log.contains("every connection released"), "{log}");

@@ -48,7 +48,7 @@ async fn recompute_rewrites_only_the_range_and_resumes_after_a_kill() {
     assert!(out.contains(&format!("Resumed after {done_before} groups")), "{out}");
     assert_eq!(db.count(&format!("{by_day}'{v2}'")).await, 160);
     assert_eq!(db.count("SELECT count(*) FROM runner_recompute_progress WHERE finished_at IS NOT NULL").await, 2);
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'").await, 0);
+    assert_eq!(db.count(crate::util::QUEUED).await, 0);
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ async fn sigkill_mid_run_loses_nothing_and_a_rerun_finishes_at_once() {
     // The dead runner's claims died with its connections: a rerun takes
     // every row at once, with no timeout to wait for.
     run_ok(&config, &["run", "--once"]).await;
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'").await, 0);
+    assert_eq!(db.count(crate::util::QUEUED).await, 0);
 
     // Same data, never interrupted: the daily rows are identical.
     let (clean, _dir2, config2) = seeded(150, 3, extra).await;

@@ -47,7 +47,7 @@ async fn a_foreign_lock_never_holds_a_runner_transaction_and_every_row_completes
     assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_attempts > 0").await, 0, "no attempt spent");
     lock.rollback().await.unwrap();
 
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 30 * 2 * 34, 120).await;
+    crate::util::wait_settled(&db, 120).await;
     wait_http(&daemon, &addr, "/ready", 60, |s, _| s == 200).await;
     let (_, metrics) = http_get(&addr, "/metrics").await;
     assert!(metrics.contains("runner_db_timeouts_total{job=\"vitals\",kind=\"lock_timeout\"}"), "{metrics}");
@@ -141,7 +141,7 @@ async fn a_job_loop_that_dies_is_logged_shown_and_restarted() {
     assert!(status.contains(&format!("runner daemon at 127.0.0.1:{port}: NOT READY")), "{status}");
     assert!(status.contains("its loop stopped and is restarting"), "{status}");
     daemon.wait_for("Job loop stopped unexpectedly; restarting it.", 4, 60).await;
-    wait_count(&db, "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'", 5 * 34, 60).await;
+    crate::util::wait_settled(&db, 60).await;
     wait_http(&daemon, &addr, "/ready", 30, |s, _| s == 200).await;
     let (_, metrics) = http_get(&addr, "/metrics").await;
     assert!(metrics.contains("runner_job_restarts_total{job=\"vitals\"} 4"), "{metrics}");

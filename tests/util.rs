@@ -248,6 +248,19 @@ pub async fn wait_count(db: &TestDb, sql: &str, n: i64, secs: u64) {
     }
 }
 
+/// Queued changes of groups still due (not failed): 0 once every change so
+/// far has been aggregated (or its group has failed for good).
+pub const QUEUED: &str = "SELECT count(*) FROM runner_changes c WHERE NOT EXISTS (
+    SELECT 1 FROM runner_group_failures f WHERE f.job = c.job AND f.user_id = c.user_id AND f.day = c.day AND f.failed)";
+
+/// Groups that reached `max_attempts`.
+pub const FAILED_GROUPS: &str = "SELECT count(*) FROM runner_group_failures WHERE failed";
+
+/// Waits until every queued change has been aggregated (or its group failed).
+pub async fn wait_settled(db: &TestDb, secs: u64) {
+    wait_count(db, QUEUED, 0, secs).await;
+}
+
 /// Puts `bytes` at `dest` the way CI deploys: write aside, then rename.
 pub fn deploy(dest: &Path, bytes: &[u8]) {
     let tmp = dest.with_file_name(format!(".{}.tmp", dest.file_name().unwrap().to_str().unwrap()));

@@ -170,7 +170,7 @@ async fn every_vitals_rule(file: &std::path::Path, version_prefix: &str) {
     assert_eq!(next[0].7, Some(80.0));
 
     assert_eq!(daily(&db, 2, day).await.len(), 1);
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'").await, 0);
+    assert_eq!(db.count(crate::util::QUEUED).await, 0);
     let versions = db
         .count(&format!(
             "SELECT count(DISTINCT plugin_version) FROM vitals_daily WHERE plugin_version LIKE '{version_prefix}%'"
@@ -183,7 +183,7 @@ async fn every_vitals_rule(file: &std::path::Path, version_prefix: &str) {
     run_ok(&config, &["run", "--once"]).await;
     let hr = daily(&db, 1, day).await.into_iter().find(|r| r.0 == "heart_rate").unwrap();
     assert_eq!((hr.2, hr.3, hr.5, hr.6, hr.7), (3, 5, Some(100.0), Some(80.0), Some(100.0)));
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'").await, 0);
+    assert_eq!(db.count(crate::util::QUEUED).await, 0);
 }
 
 #[tokio::test]

@@ -225,11 +225,20 @@ pub struct Job {
     /// background. Off when unset.
     #[serde(default, with = "humantime_serde")]
     pub recompute_after_deploy: Option<Duration>,
+    /// `frozen_before`: raw rows older than this many days (whole days,
+    /// counted back from today in `timezone`) may be purged for retention:
+    /// changes to days before it are dropped, not aggregated, and no
+    /// recompute ever empties such a day. Daily history stays. Off when unset.
+    #[serde(default, with = "humantime_serde")]
+    pub frozen_before: Option<Duration>,
     /// `[jobs.<name>.settings]`: values for the settings the plugin
     /// declares (strings, integers, floats, booleans), checked against the
     /// plugin on every load; a change applies live.
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,
+    /// Not a key: the job's name (`[jobs.<name>]`).
+    #[serde(skip)]
+    pub name: String,
     /// Not a key: where the job is in its file, `<file>:<line of [jobs.name]>`,
     /// for problems found later (a missing plugin, an unknown time zone).
     #[serde(skip)]
@@ -241,6 +250,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// `frozen_before` in whole days (rounded up), if set.
+    pub fn frozen_days(&self) -> Option<i32> {
+        self.frozen_before.map(|d| d.as_secs().div_ceil(86_400).min(i32::MAX as u64) as i32)
+    }
+
     /// The settings as typed values (the file is checked to hold only these).
     pub fn setting_values(&self) -> BTreeMap<String, crate::rows::Value> {
         use crate::rows::Value;
@@ -515,7 +529,7 @@ impl Config {
                 }
             }
             lines.insert(name.clone(), line);
-            let job = Job { origin: format!("{}:{line}", path.display()), settings_origin, ..job };
+            let job = Job { name: name.clone(), origin: format!("{}:{line}", path.display()), settings_origin, ..job };
             jobs.insert(name, job);
         }
         problems.extend(overlaps(&jobs, &lines));

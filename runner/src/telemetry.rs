@@ -67,12 +67,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_gauge!("runner_job_up", "0 while a job's loop is down and waiting to be restarted.");
     metrics::describe_gauge!(
-        "runner_queue_rows",
-        "Raw rows by status (completed is estimated from planner statistics on large tables)."
+        "runner_queue_groups",
+        "Groups (a user's day) by state: pending (changes queued, backoff included), in_backoff, failed."
     );
     metrics::describe_gauge!(
         "runner_queue_oldest_pending_seconds",
-        "Age of the oldest pending raw row, by its timestamp; 0 when none is pending."
+        "Age of the oldest queued change, since it was recorded; 0 when none is queued."
     );
     metrics::describe_gauge!(
         "runner_recompute_after_deploy_groups",
@@ -110,10 +110,8 @@ pub fn render(handle: &PrometheusHandle, pool: &Pool, jobs: &[Arc<Job>], snapsho
         metrics::gauge!("runner_job_paused", "job" => name.clone()).set(f64::from(u8::from(state.running().is_none())));
         let Some(figures) = snapshot.jobs.get(&name) else { continue };
         let q = &figures.queue;
-        for (status, n) in
-            [("pending", q.pending), ("processing", q.processing), ("completed", q.completed), ("failed", q.failed)]
-        {
-            metrics::gauge!("runner_queue_rows", "job" => name.clone(), "status" => status).set(n as f64);
+        for (status, n) in [("pending", q.pending), ("in_backoff", q.in_backoff), ("failed", q.failed)] {
+            metrics::gauge!("runner_queue_groups", "job" => name.clone(), "status" => status).set(n as f64);
         }
         metrics::gauge!("runner_queue_oldest_pending_seconds", "job" => name.clone())
             .set(q.oldest_pending_seconds.unwrap_or(0.0));

@@ -53,8 +53,10 @@ fn init_logging(format: config::LogFormat, level: Option<&str>, default: &str) {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create or update the schema: the reference tables, and the bookkeeping
-    /// columns, indexes and notify trigger of every enabled job's raw table.
+    /// Create or update the schema: the runner's tables, the reference tables,
+    /// and the change-capture triggers on every enabled job's source (no
+    /// column or index is added to it). Exits 2, changing nothing, when a job
+    /// cannot be prepared.
     ///
     /// Example: runner migrate --config config/runner.toml
     Migrate,
@@ -197,7 +199,12 @@ async fn connect_as(config: &Config, application_name: &str) -> anyhow::Result<d
 async fn migrate_cmd(config: &Config) -> anyhow::Result<ExitCode> {
     let pool = connect(config).await?;
     let mut client = pool.get().await?;
-    let changes = migrate::migrate(&mut client, config).await?;
+    let changes = match migrate::migrate(&mut client, config).await {
+        Ok(changes) => changes,
+        // A job that cannot be prepared is the config's or the schema's problem.
+        Err(e) if e.is::<migrate::Refused>() => return Err(Usage(format!("nothing was changed:\n{e}")).into()),
+        Err(e) => return Err(e),
+    };
     if changes.is_empty() {
         println!("schema is up to date");
     }
@@ -229,6 +236,17 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
                         }
                         if !live.plugin.settings.values.is_empty() {
                             println!("  settings {}", live.plugin.settings.json());
+                        }
+                        let client = pool.get().await?;
+                        let cfg = &state.config;
+                        if let Some(warning) = runner::db::capture::missing_index(&**client, cfg).await? {
+                            println!("  warning: {warning}");
+                        }
+                        let ungrouped = runner::db::queue::ungrouped(&**client, cfg, &live.shape).await?;
+                        if ungrouped > 0 {
+                            println!(
+                                "  {ungrouped} raw row(s) belong to no group (NULL user or timestamp): they are never aggregated"
+                            );
                         }
                     }
                     None => println!("job {}: disabled", job.name),

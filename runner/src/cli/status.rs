@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
 use runner::config::Config;
-use runner::db::{pool, queue};
+use runner::db::{pool, queue, schema};
 use runner::pipeline;
 use runner::plugin::{Plugin, contract};
 
@@ -30,10 +30,19 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     let runtime = super::runtime(config)?;
     let mut jobs = Vec::new();
     for (name, cfg) in &config.jobs {
-        let q = queue::queue(&**client, cfg)
+        let q = queue::queue(&**client, name)
             .await
             .map_err(|e| anyhow::anyhow!("job {name}: {}", runner::db::describe_error(&e)))?;
-        let errors = queue::top_errors(&**client, cfg, 3).await?;
+        let errors = queue::top_errors(&**client, name, 3).await?;
+        // Rows no change can ever name: said, since they are never aggregated.
+        let shape = match schema::table(&**client, &cfg.source).await {
+            Ok(Some(table)) => schema::check_source(cfg, &table).ok(),
+            _ => None,
+        };
+        let ungrouped = match &shape {
+            Some(shape) => queue::ungrouped(&**client, cfg, shape).await.ok(),
+            None => None,
+        };
         let plugin = match Plugin::load(&runtime, &config.plugin_path(cfg), pipeline::job_limits(cfg)) {
             Ok(p) => match (pipeline::configure(cfg, &p), &p.signer) {
                 (Err(problems), _) => format!("{}: its settings do not fit: {}", p.version, problems.join("; ")),
@@ -57,7 +66,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
                     if finished { "finished" } else { "in progress" }
                 )
             });
-        jobs.push((name, cfg.enabled, q, errors, plugin, after_deploy));
+        jobs.push((name, cfg.enabled, q, errors, plugin, after_deploy, ungrouped));
     }
     let sessions: i64 =
         client.query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'", &[]).await?.get(0);
@@ -77,9 +86,9 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     if as_json {
         let jobs: Vec<_> = jobs
             .iter()
-            .map(|(name, enabled, q, errors, plugin, after_deploy)| {
+            .map(|(name, enabled, q, errors, plugin, after_deploy, ungrouped)| {
                 json!({
-                    "job": name, "enabled": enabled, "plugin": plugin, "queue": q,
+                    "job": name, "enabled": enabled, "plugin": plugin, "queue": q, "ungrouped_rows": ungrouped,
                     "top_errors": errors.shown, "causes_total": errors.total,
                     "recompute_after_deploy": after_deploy, "daemon_refused": refused(name),
                 })
@@ -94,25 +103,25 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<12} {:>10} {:>10} {:>10} {:>8}  {:<14} plugin",
-        "job", "pending", "processing", "completed", "failed", "oldest pending"
-    );
-    for (name, enabled, q, errors, plugin, after_deploy) in &jobs {
+    println!("groups (a user's day) per job:");
+    println!("{:<12} {:>10} {:>10} {:>8}  {:<14} plugin", "job", "pending", "in backoff", "failed", "oldest pending");
+    for (name, enabled, q, errors, plugin, after_deploy, ungrouped) in &jobs {
         let plugin = if *enabled { plugin.clone() } else { format!("{plugin} (disabled)") };
+        let pending = if q.pending_capped { format!("{}+", q.pending) } else { q.pending.to_string() };
         println!(
-            "{name:<12} {:>10} {:>10} {:>10} {:>8}  {:<14} {plugin}",
-            q.pending,
-            q.processing,
-            q.completed,
+            "{name:<12} {pending:>10} {:>10} {:>8}  {:<14} {plugin}",
+            q.in_backoff,
             q.failed,
             age(q.oldest_pending_seconds)
         );
+        if let Some(n) = ungrouped.filter(|n| *n > 0) {
+            println!("{:<12} {n} raw row(s) belong to no group (NULL user or timestamp): never aggregated", "");
+        }
         if let Some(line) = after_deploy {
             println!("{:<12} {line}", "");
         }
         for e in &errors.shown {
-            println!("{:<12} {:>10} × {}", "", e.rows, e.error);
+            println!("{:<12} {:>10} × {}", "", e.groups, e.error);
         }
         let hidden = errors.total - errors.shown.len() as i64;
         if hidden > 0 {
@@ -176,8 +185,8 @@ pub async fn retry_failed(config: &Config, args: RetryArgs) -> anyhow::Result<Ex
     let pool = connect(config).await?;
     let client = pool.get().await?;
     let filter = queue::RetryFilter { since_day, since: since_at, error_contains: args.error_contains, cause: None };
-    let n = queue::retry_failed(&**client, cfg, &filter).await?;
-    println!("{n} failed row(s) of job {} are pending again.", args.job);
+    let n = queue::retry_failed(&**client, &args.job, cfg, &filter).await?;
+    println!("{n} failed group(s) of job {} are queued again.", args.job);
     Ok(ExitCode::SUCCESS)
 }
 

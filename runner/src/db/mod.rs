@@ -3,6 +3,7 @@
 //! notification listener, and a throwaway server for demos and tests.
 
 pub mod cancel;
+pub mod capture;
 pub mod health;
 pub mod listen;
 pub mod migrate;
@@ -11,6 +12,7 @@ pub mod pool;
 pub mod queue;
 pub mod schema;
 pub mod sql;
+pub mod statements;
 pub mod throwaway;
 
 /// A Postgres error in one line: the server's message (with its detail),

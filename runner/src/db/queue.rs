@@ -1,91 +1,91 @@
-//! The queue as the database sees it: rows per status, the oldest pending
-//! row, and the most common recent errors of a job's raw table.
+//! The queue as the database sees it, counted in groups (a user's day):
+//! groups due (their changes queued), in backoff, failed; the oldest queued
+//! change; the most common causes of failure; and putting failed groups
+//! back. Everything reads `runner_changes` and `runner_group_failures`
+//! through their indexes, never the source table's history.
 
 use tokio_postgres::GenericClient;
 
 use crate::config;
 
-/// Rows of one raw table by `aggregation_status`.
+/// A job's queue, in groups.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Queue {
+    /// Groups with queued changes, not failed (in backoff included): 0 is
+    /// the stable answer to "is this job caught up?".
     pub pending: i64,
-    /// Pending rows waiting out a retry backoff (`aggregation_not_before` ahead).
+    /// Of those, groups waiting out a retry backoff.
     pub in_backoff: i64,
-    /// Always 0: a claim is a transaction's row locks, not a status (kept
-    /// for the output's shape).
-    pub processing: i64,
-    pub completed: i64,
-    /// `completed` is the planner's estimate (a large table), not a count.
-    pub completed_estimated: bool,
+    /// Groups that reached `max_attempts`, until retried.
     pub failed: i64,
-    /// Seconds since the timestamp of the oldest pending row.
+    /// Seconds since the oldest queued change was recorded.
     pub oldest_pending_seconds: Option<f64>,
+    /// `pending` stopped counting at [`COUNT_CAP`] (a backlog that large).
+    pub pending_capped: bool,
 }
 
-/// Below this many bytes of table, completed rows are counted exactly.
-const EXACT_COUNT_BYTES: i64 = 16 << 20;
+/// Queued groups are counted up to this many: the count stays a bounded
+/// index walk with a million keys queued.
+pub const COUNT_CAP: i64 = 100_000;
 
-/// A job's queue. Its cost does not grow with history: pending and failed
-/// rows are read through their partial indexes, and completed rows are
-/// counted only while the table is small, estimated from the planner's
-/// statistics after that.
-pub async fn queue(client: &impl GenericClient, job: &config::Job) -> Result<Queue, tokio_postgres::Error> {
-    let (src, ts) = (job.source.quoted(), job.timestamp_column.quoted());
+/// A job's queue.
+pub async fn queue(client: &impl GenericClient, job: &str) -> Result<Queue, tokio_postgres::Error> {
     let row = client
         .query_one(
-            &format!(
-                "SELECT (SELECT count(*) FROM {src} WHERE aggregation_status = 'pending'),
-                        (SELECT count(*) FROM {src} WHERE aggregation_status = 'pending' AND aggregation_not_before > now()),
-                        (SELECT extract(epoch FROM now() - min({ts}))::float8 FROM {src} WHERE aggregation_status = 'pending'),
-                        (SELECT count(*) FROM {src} WHERE aggregation_status = 'failed'),
-                        sum(pg_relation_size(c.oid))::int8, sum(greatest(c.reltuples, 0))::int8
-                 FROM pg_partition_tree(to_regclass($1::text)) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
-            ),
-            &[&job.source.quoted()],
+            "SELECT
+                (SELECT count(*) FROM (
+                    SELECT DISTINCT c.day, c.user_id FROM runner_changes c
+                    WHERE c.job = $1 AND NOT EXISTS (SELECT 1 FROM runner_group_failures f
+                        WHERE f.job = $1 AND f.user_id = c.user_id AND f.day = c.day AND f.failed)
+                    LIMIT $2) k),
+                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND NOT failed AND not_before > now()),
+                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND failed),
+                (SELECT extract(epoch FROM now() - queued_at)::float8 FROM runner_changes WHERE job = $1 ORDER BY id LIMIT 1)",
+            &[&job, &(COUNT_CAP + 1)],
         )
         .await?;
-    let mut q = Queue {
-        pending: row.try_get::<_, Option<i64>>(0)?.unwrap_or(0),
-        in_backoff: row.try_get::<_, Option<i64>>(1)?.unwrap_or(0),
-        oldest_pending_seconds: row.try_get(2)?,
-        failed: row.try_get::<_, Option<i64>>(3)?.unwrap_or(0),
-        ..Queue::default()
-    };
-    let bytes = row.try_get::<_, Option<i64>>(4)?.unwrap_or(0);
-    let estimate = row.try_get::<_, Option<i64>>(5)?.unwrap_or(0);
-    if bytes < EXACT_COUNT_BYTES {
-        let sql = format!("SELECT count(*) FROM {src} WHERE aggregation_status = 'completed'");
-        q.completed = client.query_one(&sql, &[]).await?.try_get(0)?;
-    } else {
-        q.completed = (estimate - q.pending - q.failed).max(0);
-        q.completed_estimated = true;
-    }
-    Ok(q)
+    let pending: i64 = row.try_get(0)?;
+    Ok(Queue {
+        pending: pending.min(COUNT_CAP),
+        pending_capped: pending > COUNT_CAP,
+        in_backoff: row.try_get(1)?,
+        failed: row.try_get(2)?,
+        oldest_pending_seconds: row.try_get(3)?,
+    })
 }
 
-/// The `n` most common errors among failed and retrying rows, with counts
-/// and one example each, and how many distinct causes there are in all. The
-/// user and the day are taken out of each message first ([`CAUSE`]), so
-/// that one cause on many groups counts as one error.
-pub async fn top_errors(
+/// Rows of a job's source that belong to no group (a NULL user or
+/// timestamp, or a timestamp out of range): no change is queued for them,
+/// so they are never aggregated. Reads the whole source: for `check`,
+/// `status` and the console's slow figures, not for every scrape.
+pub async fn ungrouped(
     client: &impl GenericClient,
     job: &config::Job,
-    n: i64,
-) -> Result<Causes, tokio_postgres::Error> {
-    let src = job.source.quoted();
+    shape: &crate::db::schema::SourceShape,
+) -> Result<i64, tokio_postgres::Error> {
+    let grouped = crate::db::capture::in_a_group(job, shape, "");
+    client
+        .query_one(&format!("SELECT count(*) FROM {} WHERE NOT coalesce({grouped}, false)", job.source.quoted()), &[])
+        .await?
+        .try_get(0)
+}
+
+/// The `n` most common causes among failed and retrying groups, with
+/// counts and one example each, and how many distinct causes there are in
+/// all. The user and the day are taken out of each message first
+/// ([`CAUSE`]), so that one cause on many groups counts as one.
+pub async fn top_errors(client: &impl GenericClient, job: &str, n: i64) -> Result<Causes, tokio_postgres::Error> {
     let rows = client
         .query(
             &format!(
-                "SELECT cause, rows, failed, example, count(*) OVER () FROM (
-                     SELECT {CAUSE} AS cause, count(*) AS rows,
-                            count(*) FILTER (WHERE aggregation_status = 'failed') AS failed,
-                            min(aggregation_error) AS example
-                     FROM {src}
-                     WHERE aggregation_status IN ('pending', 'failed') AND aggregation_error IS NOT NULL
+                "SELECT cause, groups, failed, example, count(*) OVER () FROM (
+                     SELECT {CAUSE} AS cause, count(*) AS groups, count(*) FILTER (WHERE failed) AS failed,
+                            min(error) AS example
+                     FROM runner_group_failures WHERE job = $1
                      GROUP BY 1) causes
-                 ORDER BY rows DESC, cause LIMIT $1"
+                 ORDER BY groups DESC, cause LIMIT $2"
             ),
-            &[&n],
+            &[&job, &n],
         )
         .await?;
     let total = match rows.first() {
@@ -95,7 +95,7 @@ pub async fn top_errors(
     let shown = rows
         .iter()
         .map(|r| {
-            Ok(TopError { error: r.try_get(0)?, rows: r.try_get(1)?, failed: r.try_get(2)?, example: r.try_get(3)? })
+            Ok(TopError { error: r.try_get(0)?, groups: r.try_get(1)?, failed: r.try_get(2)?, example: r.try_get(3)? })
         })
         .collect::<Result<_, tokio_postgres::Error>>()?;
     Ok(Causes { shown, total })
@@ -105,7 +105,7 @@ pub async fn top_errors(
 /// …`. The console groups by it and its "retry these" button filters on it,
 /// so the button retries exactly the rows of its line.
 const CAUSE: &str =
-    "regexp_replace(aggregation_error, 'user -?[0-9]+ day [0-9]{4}-[0-9]{2}-[0-9]{2}', 'user … day …', 'g')";
+    "regexp_replace(error, 'user -?[0-9]+ day [0-9]{4}-[0-9]{2}-[0-9]{2}', 'user … day …', 'g')";
 
 /// The most common causes of a job's failures, and how many there are.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -115,69 +115,63 @@ pub struct Causes {
     pub total: i64,
 }
 
-/// One kind of error and how many rows carry it.
+/// One kind of error and how many groups carry it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TopError {
     /// The message without the user and the day.
     pub error: String,
-    /// Rows with this cause, failed or retrying.
-    pub rows: i64,
-    /// Of those, rows that are `failed` (what a retry puts back).
+    /// Groups with this cause, failed or retrying.
+    pub groups: i64,
+    /// Of those, groups that are `failed` (what a retry puts back).
     pub failed: i64,
     /// One full message of this kind.
     pub example: String,
 }
 
-/// Which failed rows to put back to pending.
+/// Which failed groups to put back in the queue.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFilter {
-    /// That day and later, in the job's time zone (whole days: a group's
-    /// rows are never split).
+    /// That day and later, in the job's time zone.
     pub since_day: Option<chrono::NaiveDate>,
-    /// Rows at or after this instant.
+    /// Groups whose day (in the job's time zone) holds or follows this instant.
     pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// Rows whose error contains this text (case-insensitive).
+    /// Groups whose error contains this text (case-insensitive).
     pub error_contains: Option<String>,
-    /// Rows of exactly this cause (`TopError::error`: the message with its
-    /// group names replaced), as the console's "retry these" sends it.
+    /// Groups of exactly this cause (`TopError::error`: the message with
+    /// its group names replaced), as the console's "retry these" sends it.
     pub cause: Option<String>,
 }
 
-/// Puts a job's failed rows matching `filter` back to pending (attempts
-/// reset) and wakes the runners; returns how many.
+/// Puts a job's failed groups matching `filter` back in the queue (attempts
+/// reset) and wakes the runners; returns how many groups.
 pub async fn retry_failed(
     client: &impl GenericClient,
+    job_name: &str,
     job: &config::Job,
     filter: &RetryFilter,
 ) -> Result<u64, tokio_postgres::Error> {
-    let (src, ts) = (job.source.quoted(), job.timestamp_column.quoted());
-    // A naive timestamp column holds wall-clock times of `timestamp_zone`.
-    let naive: bool = client
+    let n: i64 = client
         .query_one(
-            "SELECT coalesce((SELECT atttypid = 'timestamp'::regtype FROM pg_attribute
-                WHERE attrelid = to_regclass($1) AND attname = $2), false)",
-            &[&src, &job.timestamp_column.as_str()],
+            &format!(
+                "WITH picked AS (
+                    DELETE FROM runner_group_failures
+                    WHERE job = $1 AND failed
+                      AND ($2::date IS NULL OR day >= $2)
+                      AND ($3::timestamptz IS NULL OR day >= ($3 AT TIME ZONE $4::text)::date)
+                      AND ($5::text IS NULL OR strpos(lower(error), lower($5)) > 0)
+                      AND ($6::text IS NULL OR {CAUSE} = $6)
+                    RETURNING user_id, day
+                 ), queued AS (
+                    INSERT INTO runner_changes (job, user_id, day) SELECT $1, user_id, day FROM picked
+                 )
+                 SELECT count(*) FROM picked"
+            ),
+            &[&job_name, &filter.since_day, &filter.since, &job.timezone, &filter.error_contains, &filter.cause],
         )
         .await?
         .try_get(0)?;
-    // The zone was checked when the config was parsed (no quotes can reach
-    // it), as for the pipeline's own statements.
-    let at = if naive { format!("({ts} AT TIME ZONE '{}')", job.timestamp_zone) } else { ts };
-    let n = client
-        .execute(
-            &format!(
-                "UPDATE {src} SET aggregation_status = 'pending', aggregation_attempts = 0, aggregation_not_before = NULL
-                 WHERE aggregation_status = 'failed'
-                   AND ($1::date IS NULL OR ({at} AT TIME ZONE $4::text)::date >= $1)
-                   AND ($2::timestamptz IS NULL OR {at} >= $2)
-                   AND ($3::text IS NULL OR strpos(lower(aggregation_error), lower($3)) > 0)
-                   AND ($5::text IS NULL OR {CAUSE} = $5)"
-            ),
-            &[&filter.since_day, &filter.since, &filter.error_contains, &job.timezone, &filter.cause],
-        )
-        .await?;
     // Wake running runners now rather than at their next poll.
     client.execute("SELECT pg_notify('runner_pending', $1)", &[&job.source.name()]).await?;
-    Ok(n)
+    Ok(n as u64)
 }

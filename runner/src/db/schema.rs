@@ -8,14 +8,6 @@ use tokio_postgres::GenericClient;
 use crate::config::{self, Identifier};
 use crate::rows::Description;
 
-/// The bookkeeping columns the runner needs on every raw table.
-pub const BOOKKEEPING: &[(&str, &str)] = &[
-    ("aggregation_status", "text"),
-    ("aggregation_error", "text"),
-    ("aggregation_attempts", "int4"),
-    ("aggregation_not_before", "timestamptz"),
-];
-
 /// Columns the runner fills itself in every daily table.
 pub const RUNNER_OUTPUT: &[(&str, &[&str])] = &[
     ("user_id", &["int8", "int4", "int2"]),
@@ -105,13 +97,10 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
     expect_type(&mut problems, source, "id", INTEGER_IDS, "the runner's row id");
     expect_type(&mut problems, source, "user_id", INTEGER_IDS, "the group's user");
     expect_type(&mut problems, source, ts, &["timestamptz", "timestamp"], "timestamp_column");
-    for (column, ty) in BOOKKEEPING {
-        expect_type(&mut problems, source, column, &[ty], "bookkeeping (`runner migrate` adds it)");
-    }
     if source.columns.get("id").is_some_and(|c| !c.not_null) {
-        // Failures are recorded by row id: a row without one could never be.
+        // Plugins see each row's id (ties in time go to the greatest).
         problems.push(format!(
-            "column {}.id may be NULL; the runner records each row's outcome by its id, so it must be NOT NULL",
+            "column {}.id may be NULL; plugins order a day's rows by time, then id, so it must be NOT NULL",
             source.name
         ));
     }
@@ -121,11 +110,11 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
     let column = |name: &str| &source.columns[name];
     let int = |name: &str| {
         let c = column(name);
-        let nulls = if c.not_null { "" } else { "; a row where it is NULL is marked failed" };
+        let nulls = if c.not_null { "" } else { "; a row where it is NULL belongs to no group" };
         format!("{name} is {}: read as bigint{nulls}", c.sql_type)
     };
     let naive = column(ts).sql_type == "timestamp";
-    let nulls = if column(ts).not_null { "" } else { "; a row where it is NULL is marked failed" };
+    let nulls = if column(ts).not_null { "" } else { "; a row where it is NULL belongs to no group" };
     let time = if naive {
         format!("{ts} is timestamp without time zone: read as {}{nulls}", job.timestamp_zone)
     } else {

@@ -72,10 +72,10 @@ pub async fn retry_failed(
         .get()
         .await
         .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("no database connection: {e}")))?;
-    let n = queue::retry_failed(&**client, &job.current().config, &filter)
+    let n = queue::retry_failed(&**client, &name, &job.current().config, &filter)
         .await
         .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &crate::db::describe_error(&e)))?;
-    tracing::info!(job = %name, rows = n, filter = ?filter, "Failed rows put back to pending from HTTP.");
+    tracing::info!(job = %name, groups = n, filter = ?filter, "Failed groups queued again from HTTP.");
     job.wake.notify_one();
     Ok(Json(json!({ "job": name, "retried": n })))
 }

@@ -135,7 +135,7 @@ fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
         && !causes.shown.is_empty()
     {
         out.push_str(
-            "<table><thead><tr><th>rows</th><th>failing because</th><th>for example</th><th></th></tr></thead><tbody>",
+            "<table><thead><tr><th>groups</th><th>failing because</th><th>for example</th><th></th></tr></thead><tbody>",
         );
         for e in &causes.shown {
             // The button sends the cause as shown: the server matches it
@@ -152,7 +152,7 @@ fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td class=error>{}</td><td class=example>{}</td><td>{button}</td></tr>",
-                e.rows,
+                e.groups,
                 esc(&e.error),
                 esc(&e.example),
             );

@@ -106,8 +106,8 @@ impl Reads {
 
 async fn figures(client: &deadpool_postgres::Client, job: &Job) -> Result<Figures, tokio_postgres::Error> {
     let state = job.current();
-    let queue = queue::queue(&***client, &state.config).await?;
-    let causes = queue::top_errors(&***client, &state.config, CAUSES).await?;
+    let queue = queue::queue(&***client, &job.name).await?;
+    let causes = queue::top_errors(&***client, &job.name, CAUSES).await?;
     let shadow_diffs = match &state.candidate {
         Some(candidate) => Some(
             client

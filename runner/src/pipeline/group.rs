@@ -1,6 +1,7 @@
-//! One group's short transaction: lock the group, claim its pending rows,
-//! read the whole day, call the plugin, replace the daily rows, mark the
-//! claimed rows completed — or roll the work back and record the failure.
+//! One group's short transaction: lock the group, take its queued keys
+//! and read the whole day (one statement, one snapshot), call the plugin,
+//! replace the daily rows — or roll back and record the group's failure.
+//! The source table is only read.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Client, Object};
 use tokio_postgres::types::ToSql;
 
-use super::job::{JobState, Live, Statements};
+use super::job::{JobState, Live};
 use super::shadow;
 use crate::db::Transient;
 use crate::db::pipelined::Pipelined;
@@ -19,20 +20,21 @@ use crate::rows::{GroupKey, InputRow, Output};
 /// What happened to a group.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Another worker or runner holds the group; its rows stay pending for later.
+    /// Another worker or runner holds the group; its keys stay queued for later.
     Busy,
-    /// Nothing pending was left (another runner finished it first).
+    /// Nothing was queued any more (another runner did it first), or a day
+    /// before the frozen horizon lost its raw rows (its daily rows stay).
     Empty,
-    /// Daily rows written, claimed rows completed.
-    Completed { claimed: usize, written: usize, rejected: u32 },
-    /// Rolled back; claimed rows were sent back to pending with a backoff,
-    /// or (`last`) marked failed after the job's `max_attempts`.
-    Failed { claimed: usize, error: String, last: bool },
+    /// Daily rows written from the day's `rows` raw rows; keys taken.
+    Completed { rows: usize, written: usize, rejected: u32 },
+    /// Rolled back; the group's keys stay queued with a backoff, or
+    /// (`last`) the group is `failed` after the job's `max_attempts`.
+    Failed { error: String, last: bool },
     /// Rolled back because of the database, not the group (a lock or
-    /// statement timeout, a conflict): the rows stay pending, no attempt spent.
+    /// statement timeout, a conflict): the keys stay queued, no attempt spent.
     Deferred { kind: Transient, error: String },
-    /// `runner recompute` of a day with no input left: its daily rows deleted.
-    Emptied { deleted: i64 },
+    /// A day with no raw rows left: its daily rows deleted.
+    Emptied { deleted: u64 },
 }
 
 /// Why a group failed inside its transaction.
@@ -61,18 +63,18 @@ impl GroupError {
 /// Why a group is processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// It has pending rows: aggregate it if any are still pending.
+    /// Its keys were queued: aggregate it if they still are.
     Pending,
-    /// `runner recompute`: aggregate it even if nothing is pending.
+    /// `runner recompute`: aggregate it even if nothing is queued.
     Recompute,
 }
 
 /// Processes one group in one transaction of two round trips: `BEGIN` with
-/// the statement that locks the group, claims its pending rows and reads
-/// the day; then, after the plugin, the statement that replaces the day's
-/// daily rows with `COMMIT` (see `db::pipelined`). An `Err` is a lost
-/// connection: everything is rolled back and the rows stay pending
-/// untouched, to be retried without spending an attempt.
+/// the statement that locks the group, takes its queued keys and reads the
+/// day; then, after the plugin, the statement that replaces the day's daily
+/// rows with `COMMIT` (see `db::pipelined`). An `Err` is a lost connection:
+/// everything is rolled back and the keys stay queued, to be retried
+/// without spending an attempt.
 pub async fn process(
     client: Object,
     job: &str,
@@ -85,8 +87,9 @@ pub async fn process(
     let sql = &live.sql;
     let claim = client.prepare_cached(&sql.claim).await?;
     let target = config.target.as_str();
-    // One statement: the group lock, the claim, and the day's input.
-    let (tx, raw) = Pipelined::begin_with(client, &claim, &[&key.user_id, &key.day, &config.timezone, &target]).await?;
+    // One statement: the group lock, the keys, and the day's input.
+    let params: [&(dyn ToSql + Sync); 5] = [&key.user_id, &key.day, &config.timezone, &target, &job];
+    let (tx, raw) = Pipelined::begin_with(client, &claim, &params).await?;
     let raw = match raw {
         Ok(raw) => raw,
         Err(source) => {
@@ -95,36 +98,40 @@ pub async fn process(
             if let Some(kind) = e.transient() {
                 return Ok(Outcome::Deferred { kind, error: e.to_string() });
             }
-            // The statement failed on the server for a reason of the group's
-            // own: the failure is recorded on its pending rows.
-            let pending = client.prepare_cached(&sql.pending).await?;
-            let rows = client.query(&pending, &[&key.user_id, &key.day, &config.timezone]).await?;
-            let ids: Vec<i64> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
-            return record_failure(&client, state, live, &ids, e).await;
+            // The statement failed on the server for a reason of the group's own.
+            return record_failure(&client, job, state, live, key, e).await;
         }
     };
-    if raw.is_empty() {
-        if purpose == Purpose::Recompute {
-            return empty_day(tx, sql, key, target).await;
-        }
+    // Always one row at least; the last two columns are `taken` and `locked`.
+    let Some(first) = raw.first() else {
         tx.rollback().await?;
         return Ok(Outcome::Empty);
-    }
-    // The last two columns are `claimed` and `locked`.
-    let width = raw[0].len();
-    let flag = |r: &tokio_postgres::Row, i: usize| r.try_get::<_, bool>(i).unwrap_or(false);
-    if !flag(&raw[0], width - 1) {
+    };
+    let width = first.len();
+    if !first.try_get::<_, bool>(width - 1).unwrap_or(false) {
         // Another worker or runner has the group.
         tx.rollback().await?;
         return Ok(Outcome::Busy);
     }
-    let claimed: Vec<i64> =
-        raw.iter().filter(|r| flag(r, width - 2)).filter_map(|r| r.try_get::<_, i64>(0).ok()).collect();
-    if claimed.is_empty() && purpose == Purpose::Pending {
+    let taken = first.try_get::<_, i64>(width - 2).unwrap_or(0);
+    if taken == 0 && purpose == Purpose::Pending {
         tx.rollback().await?;
         return Ok(Outcome::Empty);
     }
-    let result = aggregate(tx.client(), job, state, live, key, &raw, width - 2).await;
+    // A NULL id: the day has no raw rows.
+    let rows: &[tokio_postgres::Row] =
+        if first.try_get::<_, Option<i64>>(0).ok().flatten().is_some() { &raw } else { &[] };
+    if rows.is_empty() && frozen(config, key) {
+        // Raw rows purged for retention: the daily history stays.
+        tx.commit().await?;
+        return Ok(Outcome::Empty);
+    }
+    let result = if rows.is_empty() {
+        // No input left: the replace with no rows deletes the day's daily rows.
+        Ok(Write::nothing(&live.plugin))
+    } else {
+        aggregate(tx.client(), job, state, live, key, rows, width - 2).await
+    };
     // Prepared here, not before `BEGIN`: a statement the daily table cannot
     // take (a lock held on it, a column gone) fails the group like the write
     // itself, instead of looking like a lost connection.
@@ -143,68 +150,53 @@ pub async fn process(
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key.user_id, &key.day, &version];
             params.extend(write.columns.iter().map(ColumnArray::as_param));
             let (client, done) = tx.commit_with(&replace, &params).await;
-            let result = done.map(|_| (write.rows, write.rejected));
+            let result = done.map(|deleted| (write.rows, write.rejected, deleted));
             (client, result.map_err(|source| GroupError::Sql { step: "writing", key, source }))
         }
-        // Undo everything, claim included. If the connection is gone, the
-        // rollback fails and the rows simply stay pending.
+        // Undo everything, keys included. If the connection is gone, the
+        // rollback fails and the keys simply stay queued.
         Err(e) => (tx.rollback_keeping().await?, Err(e)),
     };
     match result {
-        Ok((written, rejected)) => Ok(Outcome::Completed { claimed: claimed.len(), written, rejected }),
+        Ok((_, _, deleted)) if rows.is_empty() => Ok(Outcome::Emptied { deleted }),
+        Ok((written, rejected, _)) => Ok(Outcome::Completed { rows: rows.len(), written, rejected }),
         Err(e) => match e.transient() {
             Some(kind) => Ok(Outcome::Deferred { kind, error: e.to_string() }),
-            None => record_failure(&client, state, live, &claimed, e).await,
+            None => record_failure(&client, job, state, live, key, e).await,
         },
     }
 }
 
-/// `runner recompute` of a day with no input left: the day's daily rows
-/// go, under the group's lock.
-async fn empty_day(
-    tx: Pipelined,
-    sql: &Statements,
-    key: GroupKey,
-    target: &str,
-) -> Result<Outcome, tokio_postgres::Error> {
-    let row = tx.client().query_one(&sql.empty_day, &[&key.user_id, &key.day, &target]).await;
-    match row.as_ref().map(|r| (r.try_get::<_, bool>(0), r.try_get::<_, i64>(1))) {
-        Ok((Ok(true), Ok(deleted))) => {
-            tx.commit().await?;
-            Ok(if deleted > 0 { Outcome::Emptied { deleted } } else { Outcome::Empty })
-        }
-        Ok(_) => {
-            tx.rollback().await?;
-            Ok(Outcome::Busy)
-        }
-        Err(_) => {
-            tx.rollback().await?;
-            let source = row.expect_err("matched Err");
-            let e = GroupError::Sql { step: "deleting the daily rows of", key, source };
-            let kind = e.transient().unwrap_or(Transient::Conflict);
-            Ok(Outcome::Deferred { kind, error: e.to_string() })
-        }
-    }
+/// Whether `key`'s day is before the job's frozen horizon. Counted from
+/// today in UTC with a day to spare, so that no zone's frozen day is ever
+/// emptied.
+fn frozen(config: &crate::config::Job, key: GroupKey) -> bool {
+    config.frozen_days().is_some_and(|days| {
+        let horizon = Utc::now().date_naive() - chrono::Days::new(u64::try_from(days).unwrap_or(0).saturating_sub(1));
+        key.day < horizon
+    })
 }
 
-/// Records a group's failure on its rows, pending again after the rollback:
-/// one more attempt, the error, and a backoff (or `failed` at
-/// `max_attempts`). Should another runner take them in between, it either
-/// completes them — and this update matches nothing — or fails them too.
+/// Records a group's failure after its rollback: one more attempt, the
+/// error, and a backoff (or `failed` at `max_attempts`, when its keys go).
 async fn record_failure(
     client: &Client,
+    job: &str,
     state: &JobState,
     live: &Live,
-    claimed: &[i64],
+    key: GroupKey,
     e: GroupError,
 ) -> Result<Outcome, tokio_postgres::Error> {
     let config = &state.config;
     let error = e.to_string();
     let backoff = config.retry_backoff.as_secs_f64();
+    let version: &str = &live.plugin.version;
     let fail = client.prepare_cached(&live.sql.fail).await?;
-    let rows = client.query(&fail, &[&claimed, &error, &config.max_attempts, &backoff]).await?;
-    let last = rows.iter().any(|r| r.get::<_, &str>(0) == "failed");
-    Ok(Outcome::Failed { claimed: claimed.len(), error, last })
+    let row = client
+        .query_one(&fail, &[&job, &key.user_id, &key.day, &error, &config.max_attempts, &backoff, &version])
+        .await?;
+    let last = row.try_get::<_, bool>(0).unwrap_or(false);
+    Ok(Outcome::Failed { error, last })
 }
 
 /// A day's rows as a plugin's input: id, timestamp, then the input columns
@@ -240,6 +232,21 @@ struct Write {
     columns: Vec<ColumnArray>,
     rows: usize,
     rejected: u32,
+}
+
+impl Write {
+    /// No daily rows: the replace deletes the day's.
+    fn nothing(plugin: &Plugin) -> Write {
+        let columns = plugin
+            .description
+            .output
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ColumnArray::collect(c.kind, &[], i))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_default();
+        Write { version: plugin.version.clone(), columns, rows: 0, rejected: 0 }
+    }
 }
 
 /// Runs the plugin (and the shadow candidate) on the day's rows and returns

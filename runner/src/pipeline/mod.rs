@@ -135,7 +135,14 @@ pub async fn check_tables(
     let mut shape = None;
     if let [source, target] = tables.as_slice() {
         match schema::check_source(cfg, source) {
-            Ok(s) => shape = Some(s),
+            Ok(s) => {
+                // The triggers must record changes as this config counts days.
+                match crate::db::capture::problems(&***client, &cfg.name, cfg, &s).await {
+                    Ok(p) => problems.extend(p),
+                    Err(e) => problems.push(format!("reading the change capture: {}", crate::db::describe_error(&e))),
+                }
+                shape = Some(s);
+            }
             Err(p) => problems.extend(p),
         }
         if let Some(p) = plugin {

@@ -72,7 +72,7 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
         let batch = if state.running().is_none() {
             Ok(None) // paused: nothing to claim
         } else {
-            claim_batch(&pool, &state, throttle.batch(&state.config)).await
+            claim_batch(&pool, &job.name, &state, throttle.batch(&state.config)).await
         };
         let batch = match batch {
             Ok(batch) => {
@@ -148,15 +148,21 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
     report
 }
 
-/// Claims a batch: the distinct groups of up to `batch_size` due pending
-/// rows that no other transaction holds; `None` when nothing is due. Rows
-/// without a user or a timestamp are marked failed by the same statement
-/// and form no group. The connection goes back to the pool right after.
-async fn claim_batch(pool: &Pool, state: &JobState, batch_size: i64) -> anyhow::Result<Option<Vec<GroupKey>>> {
+/// Peeks a batch: up to `batch_size` due groups, oldest change first,
+/// `None` when nothing is due. Claims nothing: each group's own
+/// transaction takes its keys. The connection goes back to the pool right
+/// after.
+async fn claim_batch(
+    pool: &Pool,
+    job: &str,
+    state: &JobState,
+    batch_size: i64,
+) -> anyhow::Result<Option<Vec<GroupKey>>> {
     let Some(live) = state.running() else { return Ok(None) };
     let client = pool.get().await?;
     let peek = client.prepare_cached(&live.sql.peek).await?;
-    let rows = client.query(&peek, &[&state.config.timezone, &batch_size]).await?;
+    let frozen = state.config.frozen_days();
+    let rows = client.query(&peek, &[&job, &batch_size, &frozen, &state.config.timezone]).await?;
     if rows.is_empty() {
         return Ok(None);
     }
@@ -230,7 +236,7 @@ async fn run_batch(
     for (key, result, took, _) in &results {
         let took = took.unwrap_or_default();
         match result {
-            Ok(Outcome::Completed { claimed, written, rejected }) => {
+            Ok(Outcome::Completed { rows: claimed, written, rejected }) => {
                 completed += 1;
                 report.group_latency.record(took);
                 report.rows_completed += *claimed as u64;
@@ -243,11 +249,11 @@ async fn run_batch(
                 metrics::counter!("runner_rows_rejected_total", "job" => job.name.clone())
                     .increment(u64::from(*rejected));
             }
-            Ok(Outcome::Failed { claimed, error, last }) => {
+            Ok(Outcome::Failed { error, last }) => {
                 failed += 1;
                 report.group_latency.record(took);
                 counter(if *last { "failed" } else { "retried" }).increment(1);
-                warn!(parent: &span, user = key.user_id, day = %key.day, rows = claimed, final_attempt = last, error = %error, "Group failed.");
+                warn!(parent: &span, user = key.user_id, day = %key.day, final_attempt = last, error = %error, "Group failed.");
             }
             Ok(Outcome::Deferred { kind, error }) => {
                 deferred += 1;

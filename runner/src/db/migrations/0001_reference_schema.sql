@@ -1,5 +1,8 @@
--- The reference schema of the aggregation spec: three raw tables with the
--- runner's bookkeeping columns, and their daily tables.
+-- The reference schema of the aggregation spec: three raw tables and their
+-- daily tables. The runner only reads the raw tables (change capture is
+-- installed per job by `runner migrate`); each has the (user_id, timestamp)
+-- index a group's read needs. (Databases migrated before change capture
+-- keep the old aggregation_status columns, which the runner ignores.)
 
 CREATE TABLE IF NOT EXISTS vitals_raw (
     id bigserial PRIMARY KEY,
@@ -7,10 +10,10 @@ CREATE TABLE IF NOT EXISTS vitals_raw (
     recorded_at timestamptz NOT NULL,
     metric text NOT NULL,
     value double precision,
-    unit text NOT NULL,
-    aggregation_status text NOT NULL DEFAULT 'pending',
-    aggregation_error text
+    unit text NOT NULL
 );
+
+CREATE INDEX IF NOT EXISTS vitals_raw_user_time_idx ON vitals_raw (user_id, recorded_at);
 
 CREATE TABLE IF NOT EXISTS vitals_daily (
     user_id bigint NOT NULL,
@@ -40,10 +43,10 @@ CREATE TABLE IF NOT EXISTS nutrition_raw (
     fiber_g double precision,
     sugar_g double precision,
     sodium_mg double precision,
-    water_ml double precision,
-    aggregation_status text NOT NULL DEFAULT 'pending',
-    aggregation_error text
+    water_ml double precision
 );
+
+CREATE INDEX IF NOT EXISTS nutrition_raw_user_time_idx ON nutrition_raw (user_id, consumed_at);
 
 CREATE TABLE IF NOT EXISTS nutrition_daily (
     user_id bigint NOT NULL,
@@ -75,10 +78,10 @@ CREATE TABLE IF NOT EXISTS lab_raw (
     value double precision,
     unit text NOT NULL,
     ref_low double precision,
-    ref_high double precision,
-    aggregation_status text NOT NULL DEFAULT 'pending',
-    aggregation_error text
+    ref_high double precision
 );
+
+CREATE INDEX IF NOT EXISTS lab_raw_user_time_idx ON lab_raw (user_id, collected_at);
 
 CREATE TABLE IF NOT EXISTS lab_daily (
     user_id bigint NOT NULL,
@@ -96,12 +99,3 @@ CREATE TABLE IF NOT EXISTS lab_daily (
     updated_at timestamptz,
     PRIMARY KEY (user_id, day, test_code)
 );
-
--- Wakes runners listening on `runner_pending` when raw rows arrive; one
--- notification per statement, so bulk loads do not flood the channel.
-CREATE OR REPLACE FUNCTION runner_notify_pending() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('runner_pending', TG_TABLE_NAME);
-    RETURN NULL;
-END
-$$;

@@ -1,0 +1,239 @@
+//! Every statement of a job's pipeline, built once per live plugin from the
+//! job's config, the source's shape and the plugin's columns (identifiers
+//! validated and quoted), with its parameters noted. The source table is
+//! only ever read: the queue is `runner_changes` (filled by the triggers
+//! of `db::capture`) and failures live in `runner_group_failures`.
+//!
+//! Ids and users are read as `bigint` and compared as `$n::int8`, whatever
+//! the integer width of the table's columns (Postgres compares integer
+//! widths within one index operator family, so the indexes still serve).
+
+use crate::config;
+use crate::db::capture;
+use crate::db::schema::SourceShape;
+use crate::plugin::Plugin;
+
+/// SQL text for one job.
+#[derive(Clone)]
+pub struct Statements {
+    /// ($1 job, $2 limit, $3 frozen days or NULL, $4 tz) → (user_id, day)
+    /// of a batch of due groups, oldest change first: queued, not failed,
+    /// not in backoff, not before the frozen horizon. Keys of days before
+    /// the horizon are dropped by the same statement.
+    pub peek: String,
+    /// ($1 user_id, $2 day, $3 tz, $4 target table, $5 job) in one
+    /// statement: takes the group's advisory lock; if it got it, takes the
+    /// group's queued keys and its failure record (both undone by a
+    /// rollback); returns the day's rows as id, timestamp, input
+    /// columns..., then `taken` (keys taken) and `locked`. Always at least
+    /// one row: with no input, one whose id is NULL.
+    pub claim: String,
+    /// ($1 day, $2 tz, $3 users or NULL, $4 after user, $5 limit) → the
+    /// users with daily rows or raw input on a day, in order (recompute).
+    pub day_users: String,
+    /// ($1 from, $2 tz, $3 to, $4 users or NULL) → groups in a range (recompute).
+    pub count_groups: String,
+    /// ($1 user_id, $2 day, $3 tz) → the day's input as `claim` returns it
+    /// (id, timestamp, input columns), read only: no lock, no claim.
+    pub read_day: String,
+    /// ($1 from, $2 tz, $3 to, $4 limit) → up to `limit` groups with input
+    /// in the range, a spread-out sample in a fixed order (`plugin diff`).
+    pub sample_groups: String,
+    /// ($1 user_id, $2 day, $3 plugin_version, then one array per output
+    /// column): makes the group's daily rows exactly the given ones (none:
+    /// the day's rows deleted). One statement per job, whatever the number
+    /// of rows.
+    pub replace: String,
+    /// ($1 job, $2 user_id, $3 day, $4 error, $5 max_attempts, $6 backoff
+    /// seconds, $7 plugin_version) → whether the group is now `failed`: one
+    /// more attempt and a backoff (doubling, at most an hour), or `failed`
+    /// at `max_attempts`, when its queued keys go (a retry queues it again).
+    pub fail: String,
+}
+
+impl Statements {
+    pub fn new(job: &config::Job, shape: &SourceShape, plugin: &Plugin) -> Self {
+        let src = job.source.quoted();
+        let dst = job.target.quoted();
+        let ts = job.timestamp_column.quoted();
+        let quote = |name: &str| format!("\"{name}\"");
+        // The timestamp column as a timestamptz (`t` qualifies it), and a
+        // timestamptz bound in the column's own type, so that comparisons
+        // stay on the column and its index serves. A naive column holds
+        // wall-clock times of `timestamp_zone` (validated: no quotes).
+        let at = |t: &str| match &shape.naive_zone {
+            None => format!("{t}{ts}"),
+            Some(zone) => format!("({t}{ts} AT TIME ZONE '{zone}')"),
+        };
+        let bound = |tstz: &str| match &shape.naive_zone {
+            None => tstz.to_string(),
+            Some(zone) => format!("({tstz} AT TIME ZONE '{zone}')"),
+        };
+        let range = |t: &str, from: &str, to: &str, tz: &str| {
+            format!(
+                "{t}{ts} >= {} AND {t}{ts} < {}",
+                bound(&format!("({from}::date::timestamp AT TIME ZONE {tz})")),
+                bound(&format!("(({to}::date + 1)::timestamp AT TIME ZONE {tz})"))
+            )
+        };
+        // The group's rows ($1 user, $2 day, $3 time zone) as an index range
+        // on (user_id, timestamp).
+        let day_range = |t: &str| format!("{t}user_id = $1::int8 AND {}", range(t, "$2", "$2", "$3"));
+        let grouped = |t: &str| capture::in_a_group(job, shape, t);
+        let output_cols: Vec<String> = plugin.description.output.iter().map(|c| quote(&c.name)).collect();
+        let input_cols = |t: &str, alias: bool| -> String {
+            plugin
+                .description
+                .input
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if alias { format!(", {t}{} AS c{i}", quote(&c.name)) } else { format!(", {t}c{i}") })
+                .collect()
+        };
+        // The lock key is (target table, user, day), hashed by Postgres so
+        // every runner computes the same one.
+        let lock = |table: &str| {
+            format!(
+                "pg_try_advisory_xact_lock(hashtextextended({table}::text || '/' || $1::bigint || '/' || $2::date, 0))"
+            )
+        };
+        Statements {
+            peek: "WITH frozen AS (
+                    DELETE FROM runner_changes
+                    WHERE job = $1 AND $3::int4 IS NOT NULL AND day < (now() AT TIME ZONE $4::text)::date - $3::int4
+                 )
+                 SELECT user_id, day FROM (
+                    SELECT c.user_id, c.day, c.id FROM runner_changes c
+                    WHERE c.job = $1
+                      AND ($3::int4 IS NULL OR c.day >= (now() AT TIME ZONE $4::text)::date - $3::int4)
+                      AND NOT EXISTS (
+                        SELECT 1 FROM runner_group_failures f
+                        WHERE f.job = $1 AND f.user_id = c.user_id AND f.day = c.day AND (f.failed OR f.not_before > now()))
+                    ORDER BY c.id LIMIT $2
+                 ) b GROUP BY 1, 2 ORDER BY min(id)"
+                .to_string(),
+            // The input is read in the same statement (one snapshot) as the
+            // keys are taken: a change committed after it is not taken and
+            // stays queued, so the group runs again (docs/architecture.md).
+            claim: format!(
+                "WITH locked AS (
+                    SELECT {lock} AS ok
+                 ), taken AS (
+                    DELETE FROM runner_changes
+                    WHERE job = $5::text AND day = $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked)
+                    RETURNING 1
+                 ), cleared AS (
+                    DELETE FROM runner_group_failures
+                    WHERE job = $5::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
+                 )
+                 SELECT r.id, r.at{input_cols_r}, (SELECT count(*) FROM taken), (SELECT ok FROM locked)
+                 FROM (SELECT 1) one LEFT JOIN LATERAL (
+                    SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
+                    WHERE {read_range}
+                 ) r ON (SELECT ok FROM locked)
+                 ORDER BY r.at, r.id",
+                lock = lock("$4"),
+                at_s = at("s."),
+                input_cols_s = input_cols("s.", true),
+                input_cols_r = input_cols("r.", false),
+                read_range = day_range("s."),
+            ),
+            day_users: format!(
+                "SELECT user_id::int8 FROM {src}
+                 WHERE {range} AND {grouped}
+                   AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[])) AND user_id > $4::int8
+                 UNION
+                 SELECT user_id::int8 FROM {dst}
+                 WHERE day = $1::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[])) AND user_id > $4::int8
+                 ORDER BY 1 LIMIT $5",
+                range = range("", "$1", "$1", "$2"),
+                grouped = grouped(""),
+            ),
+            count_groups: format!(
+                "SELECT count(*) FROM (
+                    SELECT user_id, ({at} AT TIME ZONE $2)::date FROM {src}
+                    WHERE {range} AND {grouped} AND ($4::int8[] IS NULL OR user_id = ANY($4::int8[]))
+                    UNION
+                    SELECT user_id, day FROM {dst}
+                    WHERE day BETWEEN $1::date AND $3::date AND ($4::int8[] IS NULL OR user_id = ANY($4::int8[]))
+                 ) g",
+                at = at(""),
+                range = range("", "$1", "$3", "$2"),
+                grouped = grouped(""),
+            ),
+            read_day: format!(
+                "SELECT s.id::int8, {at_s}{input_cols_s} FROM {src} s
+                 WHERE {read_range}
+                 ORDER BY s.{ts}, s.id",
+                at_s = at("s."),
+                input_cols_s = input_cols("s.", true),
+                read_range = day_range("s."),
+            ),
+            sample_groups: format!(
+                "SELECT user_id, day FROM (
+                    SELECT DISTINCT user_id::int8 AS user_id, ({at} AT TIME ZONE $2)::date AS day FROM {src}
+                    WHERE {range} AND {grouped}
+                 ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $4",
+                at = at(""),
+                range = range("", "$1", "$3", "$2"),
+                grouped = grouped(""),
+            ),
+            replace: {
+                let desc = &plugin.description;
+                let key: Vec<String> = desc.key.iter().map(|k| quote(k)).collect();
+                let conflict: Vec<&str> = ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
+                let set: Vec<String> = ["plugin_version".to_string(), "updated_at".to_string()]
+                    .into_iter()
+                    .chain(desc.output.iter().filter(|c| !desc.key.contains(&c.name)).map(|c| quote(&c.name)))
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
+                let arrays: Vec<String> = desc
+                    .output
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("${}::{}", i + 4, crate::db::sql::ColumnArray::sql_type(c.kind)))
+                    .collect();
+                // With no rows, the upsert does nothing and the delete takes the whole day.
+                let stale = if key.is_empty() {
+                    "NOT EXISTS (SELECT 1 FROM up)".to_string()
+                } else {
+                    format!("({k}) NOT IN (SELECT {k} FROM up)", k = key.join(", "))
+                };
+                format!(
+                    "WITH up AS (
+                        INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {cols})
+                        SELECT $1::int8, $2::date, $3::text, clock_timestamp(), {cols}
+                        FROM unnest({arrays}) AS v({cols})
+                        ON CONFLICT ({conflict}) DO UPDATE SET {set}
+                        RETURNING {returning}
+                     )
+                     DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2 AND {stale}",
+                    cols = output_cols.join(", "),
+                    arrays = arrays.join(", "),
+                    conflict = conflict.join(", "),
+                    set = set.join(", "),
+                    returning = if key.is_empty() { "1".to_string() } else { key.join(", ") },
+                )
+            },
+            fail: "WITH f AS (
+                    INSERT INTO runner_group_failures AS g
+                        (job, user_id, day, attempts, not_before, failed, error, plugin_version)
+                    VALUES ($1::text, $2::int8, $3::date, 1, now() + make_interval(secs => LEAST($6::float8, 3600)),
+                        1 >= $5::int4, $4::text, $7::text)
+                    ON CONFLICT (job, user_id, day) DO UPDATE SET
+                        attempts = g.attempts + 1,
+                        not_before = now() + make_interval(secs => LEAST($6::float8 * power(2, g.attempts), 3600)),
+                        failed = g.attempts + 1 >= $5::int4,
+                        error = excluded.error,
+                        plugin_version = excluded.plugin_version,
+                        updated_at = now()
+                    RETURNING failed
+                 ), dropped AS (
+                    DELETE FROM runner_changes
+                    WHERE job = $1::text AND day = $3::date AND user_id = $2::int8 AND (SELECT failed FROM f)
+                 )
+                 SELECT failed FROM f"
+                .to_string(),
+        }
+    }
+}
