@@ -78,16 +78,31 @@ async fn migrate_adopts_an_existing_raw_table_and_is_idempotent() {
         .unwrap();
     let jobs = "[jobs.readings]\nplugin = \"vitals.wasm\"\nsource = \"readings\"\ntarget = \"vitals_daily\"\ntimestamp_column = \"taken_at\"\n";
     let (_dir, path) = config(&db.url, jobs);
+    let columns = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'readings'::regclass AND attnum > 0";
+    let before = db.count(columns).await;
     let first = text(&run_ok(&path, &["migrate"]).await);
-    assert!(first.contains("applied migration 1") && first.contains("prepared raw table readings"), "{first}");
+    assert!(first.contains("applied migration 1") && first.contains("installed change capture on readings"), "{first}");
+    // The history from before: said, with the command that aggregates it.
+    let hint = "1 user-day(s) of readings have raw rows but no daily rows (from before change capture); \
+                aggregate them with `runner recompute --job readings --from 2024-02-02 --to 2024-02-02`";
+    assert!(first.contains(hint), "{first}");
     let second = text(&run_ok(&path, &["migrate"]).await);
     assert!(second.contains("schema is up to date"), "{second}");
+    assert_eq!(db.count(columns).await, before, "no column added");
     run_ok(&path, &["check"]).await;
-    run_ok(&path, &["run", "--once"]).await;
+    run_ok(&path, &["recompute", "--job", "readings", "--from", "2024-02-02", "--to", "2024-02-02"]).await;
     let avg: f64 =
         db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
     assert_eq!(avg, 80.0);
-    assert_eq!(db.count("SELECT count(*) FROM readings WHERE aggregation_status = 'completed'").await, 1);
+    // New rows are captured and aggregated with no command.
+    db.client
+        .batch_execute("INSERT INTO readings (user_id, taken_at, metric, value, unit) VALUES (1, '2024-02-02 11:00Z', 'weight', 82, 'kg')")
+        .await
+        .unwrap();
+    run_ok(&path, &["run", "--once"]).await;
+    let avg: f64 =
+        db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(avg, 81.0);
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
-//! Failure handling: a failing group rolls back alone, its rows are retried
-//! with backoff and marked `failed` after `max_attempts`, and the rest of
-//! the batch completes.
+//! Failure handling: a failing group rolls back alone, its keys stay queued
+//! with a backoff and the group is `failed` after `max_attempts`, and the
+//! rest of the batch completes. And a table from the seed's worker.
 
-use crate::util::{TestDb, job, migrated, run_ok, text};
+use crate::util::{TestDb, group_state as status, job, migrated, run_ok, text};
 
 /// One reading per user, each on its own day group.
 async fn one_row_per_user(db: &TestDb, users: &[i64]) {
@@ -17,18 +17,6 @@ async fn one_row_per_user(db: &TestDb, users: &[i64]) {
     }
 }
 
-async fn status(db: &TestDb, user: i64) -> (String, i32, Option<String>) {
-    let r = db
-        .client
-        .query_one(
-            "SELECT aggregation_status, aggregation_attempts, aggregation_error FROM vitals_raw WHERE user_id = $1",
-            &[&user],
-        )
-        .await
-        .unwrap();
-    (r.get(0), r.get(1), r.get(2))
-}
-
 #[tokio::test]
 async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
     let db = TestDb::new().await;
@@ -41,9 +29,15 @@ async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
              BEGIN IF NEW.user_id = 18 THEN RAISE EXCEPTION 'user 18 may not be written'; END IF; RETURN NEW; END $$;
              CREATE TRIGGER refuse_18 BEFORE INSERT ON vitals_daily FOR EACH ROW EXECUTE FUNCTION refuse_18();
              CREATE FUNCTION refuse_31() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN RAISE EXCEPTION 'user 31 may not be claimed'; END $$;
-             CREATE TRIGGER refuse_31 BEFORE UPDATE ON vitals_raw FOR EACH ROW
-                 WHEN (NEW.user_id = 31 AND NEW.aggregation_status = 'completed') EXECUTE FUNCTION refuse_31();",
+             BEGIN
+                 -- Only the claim, which holds the group's advisory lock.
+                 IF EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) THEN
+                     RAISE EXCEPTION 'user 31 may not be claimed';
+                 END IF;
+                 RETURN OLD;
+             END $$;
+             CREATE TRIGGER refuse_31 BEFORE DELETE ON runner_changes FOR EACH ROW
+                 WHEN (OLD.user_id = 31) EXECUTE FUNCTION refuse_31();",
         )
         .await
         .unwrap();
@@ -106,25 +100,41 @@ async fn retries_with_backoff_then_marks_failed_after_max_attempts() {
     assert_eq!((state.as_str(), attempts), ("pending", 1));
     assert!(error.is_some());
     let due_later =
-        db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_not_before > now() + interval '50 minutes'").await;
+        db.count("SELECT count(*) FROM runner_group_failures WHERE not_before > now() + interval '50 minutes'").await;
     assert_eq!(due_later, 1);
 }
 
 #[tokio::test]
-async fn failed_rows_are_left_out_of_the_days_input() {
+async fn a_table_of_the_seeds_worker_has_its_pending_groups_queued_once_and_its_columns_left_alone() {
     let db = TestDb::new().await;
-    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
     db.client
         .batch_execute(
-            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit, aggregation_status) VALUES
-                (1, '2024-05-01 08:00Z', 'heart_rate', 200, 'bpm', 'failed'),
-                (1, '2024-05-01 09:00Z', 'heart_rate', 60, 'bpm', 'pending')",
+            "CREATE TABLE legacy_raw (id bigserial PRIMARY KEY, user_id bigint NOT NULL, recorded_at timestamptz NOT NULL,
+                 metric text NOT NULL, value double precision, unit text NOT NULL,
+                 aggregation_status text NOT NULL DEFAULT 'pending', aggregation_error text);
+             INSERT INTO legacy_raw (user_id, recorded_at, metric, value, unit, aggregation_status) VALUES
+                 (1, '2024-05-01 08:00Z', 'heart_rate', 60, 'bpm', 'completed'),
+                 (2, '2024-05-01 08:00Z', 'heart_rate', 70, 'bpm', 'pending'),
+                 (2, '2024-05-01 09:00Z', 'heart_rate', 80, 'bpm', 'processing'),
+                 (3, '2024-05-02 08:00Z', 'heart_rate', 90, 'bpm', 'pending');",
         )
         .await
         .unwrap();
+    let jobs = crate::util::job_on("legacy", "vitals.wasm", "legacy_raw", "vitals_daily", "recorded_at", "");
+    let (_dir, config) = migrated(&db, &jobs).await;
+    let again = text(&run_ok(&config, &["migrate"]).await);
+    assert!(!again.contains("queued"), "queued once only: {again}");
+    assert_eq!(db.count("SELECT groups_queued FROM runner_adopted_sources").await, 2);
     run_ok(&config, &["run", "--once"]).await;
     let avg: f64 =
-        db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 1", &[]).await.unwrap().get(0);
-    assert_eq!(avg, 60.0);
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'").await, 1);
+        db.client.query_one("SELECT avg_value FROM vitals_daily WHERE user_id = 2", &[]).await.unwrap().get(0);
+    assert_eq!(avg, 75.0);
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 3").await, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 1").await,
+        0,
+        "completed before: not queued"
+    );
+    // The old columns are left as they were.
+    assert_eq!(db.count("SELECT count(*) FROM legacy_raw WHERE aggregation_status = 'pending'").await, 2);
 }

@@ -13,7 +13,7 @@ use crate::util::{
     Daemon, TestDb, config, connect, job, migrated, run_ok, runner, text, vitals_daily_text, wait_count,
 };
 
-const NOT_DONE: &str = "SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'";
+const NOT_DONE: &str = crate::util::QUEUED;
 
 fn start() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()
@@ -65,7 +65,7 @@ async fn a_postgres_restart_mid_run_is_survived() {
 
     let daemon = Daemon::start(&config);
     let progress = connect(&url).await;
-    let completed = "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'";
+    let completed = "SELECT count(*) FROM vitals_daily";
     while progress.query_one(completed, &[]).await.unwrap().get::<_, i64>(0) == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -81,14 +81,7 @@ async fn a_postgres_restart_mid_run_is_survived() {
     assert!(log.contains("Database connection lost; reconnecting with backoff."), "{log}");
     let result = vitals_daily_text(&client).await;
     assert_eq!(result, clean_daily(150, 4).await);
-    assert_eq!(
-        client
-            .query_one("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        0
-    );
+    assert_eq!(client.query_one(crate::util::FAILED_GROUPS, &[]).await.unwrap().get::<_, i64>(0), 0);
 }
 
 #[tokio::test]
@@ -97,7 +90,7 @@ async fn backends_terminated_under_the_runner_are_survived() {
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 20")).await;
     runner::seed::vitals(&db.client, 150, 4, start()).await.unwrap();
     let daemon = Daemon::start(&config);
-    crate::util::wait_settled(&db, 30).await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily", 1, 30).await;
     let mut terminated = 0i64;
     for _ in 0..15 {
         let row = db
@@ -120,7 +113,7 @@ async fn backends_terminated_under_the_runner_are_survived() {
     }
     let log = daemon.stop().await;
     assert!(log.contains("Database error"), "{log}");
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'").await, 0);
+    assert_eq!(db.count(crate::util::FAILED_GROUPS).await, 0);
     assert_eq!(daily(&db).await, clean_daily(150, 4).await);
 }
 
@@ -199,7 +192,7 @@ async fn three_runners_while_rows_arrive_equal_one_runner_and_never_share_a_grou
         worked += usize::from(log.contains("Batch done."));
     }
     assert!(worked >= 2, "the work was shared");
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'").await, 0);
+    assert_eq!(db.count(crate::util::FAILED_GROUPS).await, 0);
     // The seed is per day, so seeding the days one by one gives the same rows as at once.
     assert_eq!(daily(&db).await, clean_daily(100, 4).await);
 }

@@ -4,6 +4,7 @@
 mod util;
 
 mod adopt;
+mod capture;
 mod cli;
 mod console;
 mod deploy_preview;

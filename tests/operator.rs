@@ -17,7 +17,6 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
         config_with_own_plugins(&url, &job("vitals", "vitals.wasm", "batch_size = 50"), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
     runner::seed::vitals(&db.client, 60, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
-    let total = db.count("SELECT count(*) FROM vitals_raw").await;
 
     let daemon = Daemon::start(&config);
     let addr = daemon.http_address().await;
@@ -44,11 +43,10 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
     assert_eq!(code, 200, "{body}");
     seen.push_str(&body);
     // The queue gauges come from a snapshot up to 2 s old.
-    let done = format!("runner_queue_rows{{job=\"vitals\",status=\"completed\"}} {total}\n");
-    let metrics = crate::util::wait_http(&daemon, &addr, "/metrics", 60, |_, m| m.contains(&done)).await;
+    let done = "runner_queue_groups{job=\"vitals\",status=\"pending\"} 0\n";
+    let metrics = crate::util::wait_http(&daemon, &addr, "/metrics", 60, |_, m| m.contains(done)).await;
     for expected in [
-        format!("runner_queue_rows{{job=\"vitals\",status=\"completed\"}} {total}"),
-        "runner_queue_rows{job=\"vitals\",status=\"pending\"} 0".to_string(),
+        "runner_queue_groups{job=\"vitals\",status=\"failed\"} 0".to_string(),
         "runner_groups_total{job=\"vitals\",result=\"completed\"} 180".to_string(),
         "runner_group_seconds_bucket{job=\"vitals\",le=".to_string(),
         "runner_batch_seconds_count{job=\"vitals\"}".to_string(),
@@ -97,24 +95,27 @@ async fn status_shows_the_queue_and_retry_failed_puts_rows_back() {
     let out = text(&run_ok(&config, &["status"]).await);
     let line = out.lines().find(|l| l.starts_with("faulty")).unwrap_or_else(|| panic!("{out}"));
     let cells: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(&cells[1..5], ["1", "0", "2", "1"], "pending, processing, completed, failed: {out}");
+    assert_eq!(&cells[1..4], ["1", "0", "1"], "groups pending, in backoff, failed: {out}");
     assert!(line.contains("faulty@0.1.0+sha256:"), "{out}");
-    assert!(line.contains("1m "), "oldest pending age: {out}");
+
     assert!(out.contains("user 13 is refused"), "the most common errors: {out}");
     assert!(out.contains("runner session(s) connected"), "{out}");
 
     let json: serde_json::Value = serde_json::from_str(&text(&run_ok(&config, &["status", "--json"]).await)).unwrap();
     assert_eq!(json["jobs"][0]["queue"]["failed"], 1);
-    assert_eq!(json["jobs"][0]["top_errors"][0]["rows"], 1);
+    assert_eq!(json["jobs"][0]["queue"]["pending"], 1);
+    assert!(json["jobs"][0]["queue"]["oldest_pending_seconds"].as_f64().is_some(), "{json}");
+    assert_eq!(json["jobs"][0]["top_errors"][0]["groups"], 1);
 
     let out = text(&run_ok(&config, &["retry-failed", "--job", "faulty", "--error-contains", "no such error"]).await);
-    assert!(out.contains("0 failed row(s) of job faulty are pending again."), "{out}");
+    assert!(out.contains("0 failed group(s) of job faulty are queued again."), "{out}");
     let out = text(
         &run_ok(&config, &["retry-failed", "--job", "faulty", "--since", "2024-05-01", "--error-contains", "REFUSED"])
             .await,
     );
-    assert!(out.contains("1 failed row(s) of job faulty are pending again."), "{out}");
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE user_id = 13 AND aggregation_status = 'pending' AND aggregation_attempts = 0").await, 1);
+    assert!(out.contains("1 failed group(s) of job faulty are queued again."), "{out}");
+    assert_eq!(db.count("SELECT count(*) FROM runner_changes WHERE user_id = 13").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM runner_group_failures WHERE user_id = 13").await, 0, "attempts reset");
 }
 
 #[tokio::test]
@@ -180,16 +181,15 @@ async fn sigterm_mid_run_exits_zero_and_loses_nothing() {
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 10")).await;
     runner::seed::vitals(&db.client, 200, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
-    let total = db.count("SELECT count(*) FROM vitals_raw").await;
     let daemon = Daemon::start(&config);
-    crate::util::wait_settled(&db, 60).await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily", 1, 60).await;
     // `stop` waits for the exit with a generous limit of its own.
     let log = daemon.stop().await;
     assert!(log.contains("Shutting down: no new claims") && log.contains("every connection released"), "{log}");
-    let done = db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'").await;
-    assert!(done < total, "stopped before finishing");
+    assert!(db.count(crate::util::QUEUED).await > 0, "stopped before finishing");
     run_ok(&config, &["run", "--once"]).await;
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'").await, total);
+    assert_eq!(db.count(crate::util::QUEUED).await, 0);
+    assert_eq!(db.count("SELECT count(DISTINCT (user_id, day)) FROM vitals_daily").await, 200 * 3);
     let _ = config;
 }
 
@@ -247,7 +247,8 @@ async fn retry_failed_since_a_date_takes_whole_days_of_the_jobs_zone_and_status_
     let db = TestDb::new().await;
     let extra = "max_attempts = 1\ntimezone = \"America/New_York\"";
     let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", extra)).await;
-    // User 13 is refused on every day; 2024-05-01 23:00 in New York is already 2 May in UTC.
+    // User 13 is refused on every day (three New York days); 2024-05-01 23:00
+    // in New York is already 2 May in UTC.
     db.client
         .batch_execute(
             "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES
@@ -259,25 +260,25 @@ async fn retry_failed_since_a_date_takes_whole_days_of_the_jobs_zone_and_status_
         .await
         .unwrap();
     run_ok(&config, &["run", "--once"]).await;
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'failed'").await, 4);
+    assert_eq!(db.count(crate::util::FAILED_GROUPS).await, 3);
 
     // One cause on three groups is one line of the most common errors.
     let out = text(&run_ok(&config, &["status", "--json"]).await);
     let json: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
     let top = &json["jobs"][0]["top_errors"];
     assert_eq!(top.as_array().unwrap().len(), 1, "{top}");
-    assert_eq!(top[0]["rows"], 4, "{top}");
+    assert_eq!(top[0]["groups"], 3, "{top}");
     assert!(top[0]["error"].as_str().unwrap().contains("on user … day …: plugin error: user 13 is refused"), "{top}");
 
     let out = text(&run_ok(&config, &["retry-failed", "--job", "faulty", "--since", "2024-05-02"]).await);
-    assert!(out.contains("2 failed row(s) of job faulty are pending again."), "{out}");
+    assert!(out.contains("2 failed group(s) of job faulty are queued again."), "{out}");
     let pending: Vec<String> = db
         .client
-        .query("SELECT (recorded_at AT TIME ZONE 'America/New_York')::text FROM vitals_raw WHERE aggregation_status = 'pending' ORDER BY 1", &[])
+        .query("SELECT day::text FROM runner_changes ORDER BY 1", &[])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(pending, ["2024-05-02 01:00:00", "2024-05-03 09:00:00"], "whole New York days, none split");
+    assert_eq!(pending, ["2024-05-02", "2024-05-03"], "whole New York days");
 }

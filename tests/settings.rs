@@ -120,9 +120,7 @@ async fn a_settings_change_applies_live_and_a_bad_one_keeps_the_old() {
     let daemon = Daemon::start(&config);
     let addr = daemon.http_address().await;
     daemon.wait_for("Job started.", 1, 30).await;
-    let completed = |user: i64| {
-        format!("SELECT count(*) FROM vitals_raw WHERE user_id = {user} AND aggregation_status = 'completed'")
-    };
+    let completed = |user: i64| format!("SELECT count(*) FROM vitals_daily WHERE user_id = {user}");
 
     reading(&db, 1, 150.0).await;
     wait_count(&db, &completed(1), 1, 30).await;

@@ -9,7 +9,7 @@ use runner::db::throwaway::TempPostgres;
 
 use crate::util::{Daemon, TestDb, config, connect, http_get, job, migrated, run_ok, runner, wait_count, wait_http};
 
-const NOT_DONE: &str = "SELECT count(*) FROM vitals_raw WHERE aggregation_status <> 'completed'";
+const NOT_DONE: &str = crate::util::QUEUED;
 
 /// The oldest open transaction among the runner's sessions, in seconds.
 const RUNNER_XACT_AGE: &str = "SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0)::float8
@@ -44,7 +44,7 @@ async fn a_foreign_lock_never_holds_a_runner_transaction_and_every_row_completes
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(oldest < 4.0, "a runner transaction stayed open {oldest:.1} s behind a foreign lock held 8 s");
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_attempts > 0").await, 0, "no attempt spent");
+    assert_eq!(db.count("SELECT count(*) FROM runner_group_failures").await, 0, "no attempt spent");
     lock.rollback().await.unwrap();
 
     crate::util::wait_settled(&db, 120).await;
@@ -87,7 +87,7 @@ async fn sigterm_during_a_foreign_lock_leaves_no_backend_behind() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     lock.rollback().await.unwrap();
-    assert_eq!(db.count("SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'completed'").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 0);
 }
 
 #[tokio::test]

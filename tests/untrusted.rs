@@ -96,12 +96,8 @@ async fn output_is_checked_before_sql_logs_are_bounded_and_results_are_determini
     let error = |user: i64| {
         let db = &db;
         async move {
-            let r = db
-                .client
-                .query_one("SELECT aggregation_status, aggregation_error FROM vitals_raw WHERE user_id = $1", &[&user])
-                .await
-                .unwrap();
-            (r.get::<_, String>(0), r.get::<_, Option<String>>(1).unwrap_or_default())
+            let (state, _, error) = crate::util::group_state(db, user).await;
+            (state, error.unwrap_or_default())
         }
     };
     for (user, cause) in [

@@ -258,7 +258,34 @@ pub const FAILED_GROUPS: &str = "SELECT count(*) FROM runner_group_failures WHER
 
 /// Waits until every queued change has been aggregated (or its group failed).
 pub async fn wait_settled(db: &TestDb, secs: u64) {
-    wait_count(db, QUEUED, 0, secs).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let queued = db.count(QUEUED).await;
+        if queued == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{queued} change(s) still queued after {secs} s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A user's one group: `failed`, `pending` (queued, maybe in backoff) or
+/// `completed`, with its attempts and error.
+pub async fn group_state(db: &TestDb, user: i64) -> (String, i32, Option<String>) {
+    let failure = db
+        .client
+        .query_opt(
+            "SELECT CASE WHEN failed THEN 'failed' ELSE 'pending' END, attempts, error
+             FROM runner_group_failures WHERE user_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    if let Some(r) = failure {
+        return (r.get(0), r.get(1), Some(r.get(2)));
+    }
+    let queued = db.count(&format!("SELECT count(*) FROM runner_changes WHERE user_id = {user}")).await;
+    (if queued > 0 { "pending" } else { "completed" }.into(), 0, None)
 }
 
 /// Puts `bytes` at `dest` the way CI deploys: write aside, then rename.

@@ -57,13 +57,15 @@ impl Names {
     pub async fn resolve(client: &impl GenericClient, job: &config::Job) -> Result<Names, tokio_postgres::Error> {
         let row = client
             .query_one(
-                "SELECT quote_ident(current_schema()),
-                        (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c
-                         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1))",
-                &[&job.target.quoted()],
+                // A target not created yet resolves to where it will be.
+                "SELECT quote_ident(current_schema()), coalesce(
+                    (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)),
+                    quote_ident(coalesce($2, current_schema())) || '.' || quote_ident($3))",
+                &[&job.target.quoted(), &job.target.as_str().split_once('.').map(|(s, _)| s), &job.target.name()],
             )
             .await?;
-        Ok(Names { schema: row.try_get(0)?, target: row.try_get::<_, Option<String>>(1)?.unwrap_or_else(|| job.target.quoted()) })
+        Ok(Names { schema: row.try_get(0)?, target: row.try_get(1)? })
     }
 }
 
@@ -234,9 +236,6 @@ pub async fn install(
         return Err(vec![format!("source table {} does not exist", job.source)]);
     };
     let shape = super::schema::check_source(job, &source)?;
-    if super::schema::table(client, &job.target).await.map_err(|e| db("reading the target", e))?.is_none() {
-        return Err(vec![format!("target table {} does not exist", job.target)]);
-    }
     let names = Names::resolve(client, job).await.map_err(|e| db("resolving names", e))?;
     let before = problems(client, job_name, job, &shape).await.map_err(|e| db("reading the capture", e))?;
     let mut lines = Vec::new();
@@ -280,7 +279,8 @@ async fn adopt_status_columns(
     if adopted.is_some() {
         return Ok(Vec::new());
     }
-    let keys = group_keys(job, shape, &format!("(SELECT * FROM {src} WHERE aggregation_status IN ('pending', 'processing'))"));
+    let keys =
+        group_keys(job, shape, &format!("(SELECT * FROM {src} WHERE aggregation_status IN ('pending', 'processing'))"));
     let queued = client
         .execute(
             &format!("INSERT INTO runner_changes (job, user_id, day) SELECT DISTINCT $1::text, k.user_id, k.day FROM ({keys}) k"),
@@ -308,6 +308,11 @@ async fn history(
     job: &config::Job,
     shape: &SourceShape,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
+    let target_exists: bool =
+        client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&job.target.quoted()]).await?.try_get(0)?;
+    if !target_exists {
+        return Ok(Vec::new());
+    }
     let keys = group_keys(job, shape, &job.source.quoted());
     let row = client
         .query_one(

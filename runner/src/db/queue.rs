@@ -104,8 +104,7 @@ pub async fn top_errors(client: &impl GenericClient, job: &str, n: i64) -> Resul
 /// A row's cause: its error with every group name replaced by `user … day
 /// …`. The console groups by it and its "retry these" button filters on it,
 /// so the button retries exactly the rows of its line.
-const CAUSE: &str =
-    "regexp_replace(error, 'user -?[0-9]+ day [0-9]{4}-[0-9]{2}-[0-9]{2}', 'user … day …', 'g')";
+const CAUSE: &str = "regexp_replace(error, 'user -?[0-9]+ day [0-9]{4}-[0-9]{2}-[0-9]{2}', 'user … day …', 'g')";
 
 /// The most common causes of a job's failures, and how many there are.
 #[derive(Debug, Default, Clone, serde::Serialize)]

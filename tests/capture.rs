@@ -1,0 +1,358 @@
+//! Change capture: the daily rows follow every insert, correction, move,
+//! deletion and truncate of raw rows with no command, the runner never
+//! writes a source (it runs as a role that may only read them), and what
+//! the triggers record never makes an application's statement fail.
+
+use std::time::Duration;
+
+use crate::util::{
+    Daemon, TestDb, config, daily_text, job, job_on, migrated, run_ok, runner, text, wait_count, wait_settled,
+};
+
+/// The daily rows a fresh database computes from `db`'s current raw vitals
+/// rows, aggregated from scratch by `run --once`.
+async fn from_scratch(db: &TestDb) -> String {
+    let rows = db
+        .client
+        .query("SELECT user_id, recorded_at, metric, value, unit FROM vitals_raw ORDER BY id", &[])
+        .await
+        .unwrap();
+    let fresh = TestDb::new().await;
+    let (_dir, config) = migrated(&fresh, &job("vitals", "vitals.wasm", "")).await;
+    for r in &rows {
+        let (user, at, metric, value, unit): (i64, chrono::DateTime<chrono::Utc>, String, Option<f64>, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        fresh
+            .client
+            .execute(
+                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, $2, $3, $4, $5)",
+                &[&user, &at, &metric, &value, &unit],
+            )
+            .await
+            .unwrap();
+    }
+    run_ok(&config, &["run", "--once"]).await;
+    daily_text(&fresh.client, "vitals_daily").await
+}
+
+/// Runs `sql` on the raw table, waits for the runner, and checks the daily
+/// rows against a recomputation from scratch.
+async fn change_and_compare(db: &TestDb, daemon: &Daemon, what: &str, sql: &str) {
+    db.client.batch_execute(sql).await.unwrap();
+    wait_settled(db, 60).await;
+    let (now, expected) = (daily_text(&db.client, "vitals_daily").await, from_scratch(db).await);
+    assert_eq!(now, expected, "after {what}:\n{}", daemon.log());
+}
+
+#[tokio::test]
+async fn daily_rows_follow_corrections_moves_deletions_and_truncate_with_no_command() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 60).await;
+    let readings = "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES
+        (1, '2024-06-01 08:00Z', 'heart_rate', 60, 'bpm'), (1, '2024-06-01 09:00Z', 'heart_rate', 80, 'bpm'),
+        (1, '2024-06-01 09:30Z', 'weight', 81, 'kg'), (2, '2024-06-01 10:00Z', 'heart_rate', 70, 'bpm'),
+        (2, '2024-06-02 10:00Z', 'spo2', 97, '%'), (3, '2024-06-01 07:00Z', 'heart_rate', 55, 'bpm')";
+    change_and_compare(&db, &daemon, "inserts", readings).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 5);
+
+    let cases = [
+        ("a corrected value", "UPDATE vitals_raw SET value = 100 WHERE user_id = 1 AND value = 80"),
+        (
+            "a reading moved to the next day",
+            "UPDATE vitals_raw SET recorded_at = recorded_at + interval '1 day' WHERE metric = 'weight'",
+        ),
+        ("a reading moved to another user", "UPDATE vitals_raw SET user_id = 4 WHERE user_id = 3"),
+        ("a single deletion", "DELETE FROM vitals_raw WHERE user_id = 1 AND value = 60"),
+        ("a whole day deleted", "DELETE FROM vitals_raw WHERE user_id = 2 AND recorded_at < '2024-06-02'"),
+    ];
+    for (what, sql) in cases {
+        change_and_compare(&db, &daemon, what, sql).await;
+    }
+    // The emptied days lost their daily rows.
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 3").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 2 AND day = '2024-06-01'").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 4").await, 1);
+
+    // TRUNCATE: every day that had daily rows is queued, and emptied.
+    change_and_compare(&db, &daemon, "a TRUNCATE", "TRUNCATE vitals_raw").await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 0);
+    let log = daemon.stop().await;
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+#[tokio::test]
+async fn a_change_committed_while_its_group_runs_is_aggregated_after() {
+    let db = TestDb::new().await;
+    // diffy spins `value` iterations on a `slow` reading: the group's
+    // transaction stays open while the plugin runs.
+    let (_dir, config) = migrated(&db, &job("diffy", "diffy.wasm", "time_limit = \"60s\"")).await;
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 60).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+             VALUES (1, '2024-06-01 08:00Z', 'slow', 300000000, 'n')",
+        )
+        .await
+        .unwrap();
+    // The group has taken its key and read its day: its session waits on the plugin.
+    wait_count(
+        &db,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()
+         AND state = 'idle in transaction'",
+        1,
+        60,
+    )
+    .await;
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+             VALUES (1, '2024-06-01 09:00Z', 'heart_rate', 70, 'bpm')",
+        )
+        .await
+        .unwrap();
+    wait_settled(&db, 120).await;
+    let metrics: Vec<String> = db
+        .client
+        .query("SELECT metric FROM vitals_daily WHERE user_id = 1 ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(metrics, ["heart_rate", "slow"], "the reading that arrived mid-group is in:\n{}", daemon.log());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_daemon_needs_only_select_on_the_sources_and_the_api_no_right_on_the_queue() {
+    let db = TestDb::new().await;
+    let (_dir, owner_config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    db.client
+        .batch_execute(
+            "CREATE ROLE runner_app LOGIN; CREATE ROLE api_app LOGIN;
+             GRANT SELECT ON vitals_raw TO runner_app;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON vitals_daily, runner_changes, runner_group_failures,
+                 runner_recompute_progress, runner_recompute_failures, runner_shadow_diffs TO runner_app;
+             GRANT SELECT ON runner_schema_migrations TO runner_app;
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO runner_app;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON vitals_raw TO api_app;
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO api_app;",
+        )
+        .await
+        .unwrap();
+    let as_role = |role: &str| db.url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let text_of = std::fs::read_to_string(&owner_config).unwrap();
+    std::fs::write(&owner_config, text_of.replace(&db.url, &as_role("runner_app"))).unwrap();
+    let daemon = Daemon::start(&owner_config);
+    daemon.wait_for("Job started.", 1, 60).await;
+    let api = crate::util::connect(&as_role("api_app")).await;
+    api.batch_execute(
+        "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES
+            (1, '2024-06-01 08:00Z', 'heart_rate', 60, 'bpm'), (1, '2024-06-01 09:00Z', 'heart_rate', 80, 'bpm');
+         UPDATE vitals_raw SET value = 90 WHERE value = 80;",
+    )
+    .await
+    .unwrap();
+    wait_settled(&db, 60).await;
+    let avg: f64 = db.client.query_one("SELECT avg_value FROM vitals_daily", &[]).await.unwrap().get(0);
+    assert_eq!(avg, 75.0);
+    let writes: bool = db
+        .client
+        .query_one("SELECT has_table_privilege('runner_app', 'vitals_raw', 'INSERT, UPDATE, DELETE')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!writes);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn keys_of_no_group_and_timestamps_at_the_ends_of_time_never_fail_an_insert() {
+    let db = TestDb::new().await;
+    migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE loose_raw (id bigserial PRIMARY KEY, user_id bigint, recorded_at timestamptz,
+                 metric text, value double precision, unit text);
+             CREATE TABLE loose_daily (LIKE vitals_daily INCLUDING ALL);",
+        )
+        .await
+        .unwrap();
+    // A zone 14 hours ahead: the last representable instants overflow there.
+    let loose =
+        job_on("loose", "vitals.wasm", "loose_raw", "loose_daily", "recorded_at", "timezone = \"Pacific/Kiritimati\"");
+    let (_dir, config) = crate::util::config(&db.url, &format!("{}{loose}", job("vitals", "vitals.wasm", "")));
+    run_ok(&config, &["migrate"]).await;
+    for at in ["NULL", "'infinity'", "'-infinity'", "'4713-01-01 00:00:00+00 BC'", "'294276-12-31 23:00:00+00'"] {
+        db.client
+            .batch_execute(&format!(
+                "INSERT INTO loose_raw (user_id, recorded_at, metric, value, unit) VALUES (1, {at}, 'heart_rate', 60, 'bpm')"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("an insert at {at} failed: {e:?}"));
+    }
+    db.client
+        .batch_execute(
+            "INSERT INTO loose_raw (user_id, recorded_at, metric, value, unit) VALUES
+                 (NULL, '2024-06-01 08:00Z', 'heart_rate', 60, 'bpm'), (2, '2024-06-01 08:00Z', 'heart_rate', 61, 'bpm')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM runner_changes WHERE job = 'loose'").await, 1, "only user 2's day");
+    run_ok(&config, &["run", "--once"]).await;
+    assert_eq!(db.count("SELECT count(*) FROM loose_daily").await, 1);
+    let status = text(&run_ok(&config, &["status"]).await);
+    assert!(status.contains("6 raw row(s) belong to no group"), "{status}");
+    let check = text(&run_ok(&config, &["check"]).await);
+    assert!(check.contains("6 raw row(s) belong to no group"), "{check}");
+}
+
+#[tokio::test]
+async fn a_capture_that_no_longer_fits_the_config_is_named_and_migrate_fixes_it() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, original.replace("[jobs.vitals]\n", "[jobs.vitals]\ntimezone = \"America/New_York\"\n"))
+        .unwrap();
+    for command in [&["check"][..], &["run", "--once"]] {
+        let out = runner(&config, command).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("was installed for another configuration") && text(&out).contains("runner migrate"),
+            "{}",
+            text(&out)
+        );
+    }
+    run_ok(&config, &["migrate"]).await;
+    run_ok(&config, &["check"]).await;
+    // A trigger dropped by hand: named too.
+    db.client.batch_execute("DROP TRIGGER runner_capture_vitals_delete ON vitals_raw").await.unwrap();
+    let out = runner(&config, &["check"]).output().await.unwrap();
+    assert!(text(&out).contains("lacks 1 of the job's 4 change triggers"), "{}", text(&out));
+    run_ok(&config, &["migrate"]).await;
+    run_ok(&config, &["check"]).await;
+}
+
+#[tokio::test]
+async fn migrate_refuses_a_view_or_a_missing_column_naming_it_and_changes_nothing() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE base (id bigserial PRIMARY KEY, user_id bigint NOT NULL, recorded_at timestamptz NOT NULL,
+                 metric text, value double precision, unit text);
+             CREATE VIEW readings_view AS SELECT * FROM base;
+             CREATE TABLE no_time (id bigserial PRIMARY KEY, user_id bigint NOT NULL, metric text);
+             CREATE TABLE some_daily (LIKE base);",
+        )
+        .await
+        .unwrap();
+    let jobs = format!(
+        "{}{}",
+        job_on("viewed", "vitals.wasm", "readings_view", "some_daily", "recorded_at", ""),
+        job_on("timeless", "vitals.wasm", "no_time", "other_daily", "recorded_at", "")
+    );
+    let (_dir, config) = config(&db.url, &jobs);
+    let out = runner(&config, &["migrate"]).output().await.unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("job viewed: source readings_view is a view"), "{said}");
+    assert!(said.contains("job timeless: table no_time has no column `recorded_at`"), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'runner_%'").await, 0, "{said}");
+}
+
+#[tokio::test]
+async fn a_retention_purge_keeps_the_daily_history_before_the_frozen_horizon() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "frozen_before = \"30d\"")).await;
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 60).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES
+                 (1, now() - interval '90 days', 'heart_rate', 60, 'bpm'),
+                 (1, now() - interval '1 day', 'heart_rate', 70, 'bpm'),
+                 (1, now() - interval '1 day' + interval '1 minute', 'heart_rate', 80, 'bpm')",
+        )
+        .await
+        .unwrap();
+    // A day before the horizon is not aggregated any more; recent ones are.
+    wait_settled(&db, 60).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 1);
+    // History aggregated earlier (say, before the horizon was set) stays
+    // through a purge of its raw rows.
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = ((today - chrono::Days::new(100)).to_string(), (today + chrono::Days::new(1)).to_string());
+    run_ok(&config, &["recompute", "--job", "vitals", "--from", &from, "--to", &to]).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 2);
+    db.client.batch_execute("DELETE FROM vitals_raw WHERE recorded_at < now() - interval '60 days'").await.unwrap();
+    db.client.batch_execute("DELETE FROM vitals_raw WHERE value = 80").await.unwrap();
+    wait_settled(&db, 60).await;
+    run_ok(&config, &["recompute", "--job", "vitals", "--from", &from, "--to", &to, "--restart"]).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 2, "{}", daemon.log());
+    let recent: f64 = db
+        .client
+        .query_one("SELECT avg_value FROM vitals_daily WHERE day > current_date - 10", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recent, 70.0, "a recent correction still applies");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_inserts_updates_and_deletes_beside_two_runners_end_equal_to_a_recomputation() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 10")).await;
+    let first = Daemon::start(&config);
+    let second = Daemon::start(&config);
+    let producers: Vec<_> = (0..4u64)
+        .map(|p| {
+            let url = db.url.clone();
+            tokio::spawn(async move {
+                let client = crate::util::connect(&url).await;
+                // A fixed pseudo-random walk per producer: reproducible.
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ p;
+                let mut next = move |n: u64| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x % n
+                };
+                for _ in 0..150 {
+                    let (user, day, value) = (1 + next(6) as i64, next(3), 40.0 + next(120) as f64);
+                    let at = format!("2024-06-0{} {:02}:00Z", 1 + day, next(24));
+                    let sql = match next(10) {
+                        0..=5 => format!(
+                            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+                             VALUES ({user}, '{at}', 'heart_rate', {value}, 'bpm')"
+                        ),
+                        6 | 7 => format!(
+                            "UPDATE vitals_raw SET value = {value}, recorded_at = '{at}'
+                             WHERE id = (SELECT id FROM vitals_raw WHERE user_id = {user} ORDER BY id LIMIT 1)"
+                        ),
+                        8 => format!(
+                            "UPDATE vitals_raw SET user_id = {user} WHERE id = (SELECT max(id) FROM vitals_raw)"
+                        ),
+                        _ => format!(
+                            "DELETE FROM vitals_raw WHERE id = (SELECT min(id) FROM vitals_raw WHERE user_id = {user})"
+                        ),
+                    };
+                    client.batch_execute(&sql).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(next(15))).await;
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.unwrap();
+    }
+    wait_settled(&db, 120).await;
+    let (now, expected) = (daily_text(&db.client, "vitals_daily").await, from_scratch(&db).await);
+    assert_eq!(now, expected, "first runner:\n{}\nsecond:\n{}", first.log(), second.log());
+    first.stop().await;
+    second.stop().await;
+}
