@@ -35,9 +35,7 @@ pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds
     // Steady state: the seeded backlog already aggregated (and vacuumed,
     // as autovacuum would have), so only the live rows are pending.
     let setup = crate::connect(url).await?;
-    setup
-        .batch_execute("UPDATE vitals_raw SET aggregation_status = 'completed' WHERE aggregation_status = 'pending'")
-        .await?;
+    setup.batch_execute("TRUNCATE runner_changes").await?;
     setup.batch_execute("VACUUM (ANALYZE) vitals_raw").await?;
     drop(setup);
     let pool = pool::build(&config.database, "runner")?;
@@ -86,7 +84,7 @@ pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds
     loop {
         let pending: i64 = producer
             .query_one(
-                "SELECT count(*) FROM vitals_raw WHERE aggregation_status = 'pending' AND user_id >= $1",
+                "SELECT count(*) FROM runner_changes WHERE user_id >= $1",
                 &[&first_user],
             )
             .await?

@@ -8,6 +8,7 @@
 mod console;
 mod freshness;
 mod history;
+mod ingest;
 mod languages;
 mod messy;
 mod native;
@@ -343,7 +344,7 @@ async fn main() -> anyhow::Result<()> {
         if args.data == "messy" {
             let shape = client
                 .query_one(
-                    "SELECT count(*), count(DISTINCT (user_id, (recorded_at AT TIME ZONE 'UTC')::date)) FROM vitals_raw WHERE aggregation_status = 'pending'",
+                    "SELECT (SELECT count(*) FROM vitals_raw), (SELECT count(DISTINCT (user_id, day)) FROM runner_changes)",
                     &[],
                 )
                 .await?;
@@ -390,7 +391,6 @@ async fn main() -> anyhow::Result<()> {
         let pg0 = cpu_seconds(Some("postgres"));
         let started = Instant::now();
         client.batch_execute(setbased::AGGREGATE).await?;
-        client.batch_execute(setbased::COMPLETE).await?;
         set_runs.push(started.elapsed().as_secs_f64());
         set_pg_cpu = cpu_seconds(Some("postgres")) - pg0;
         drop(client);
@@ -447,7 +447,11 @@ async fn main() -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let busy_reads = busy_reads.await??;
 
-    // 5. Operators watching: the console and /metrics reloaded in a loop
+    // 5. Ingest with change capture ÷ without, on a copy (its rows go to users of their own).
+    copy(&admin, "bench_ingest").await?;
+    let (with_capture, without) = ingest::measure(&pg.url("bench_ingest"), args.idle_seconds.max(1) as f64).await?;
+
+    // 6. Operators watching: the console and /metrics reloaded in a loop
     // while the runner drains a fresh copy.
     let watched = if args.console_clients > 0 {
         copy(&admin, "bench_console").await?;
@@ -545,6 +549,12 @@ async fn main() -> anyhow::Result<()> {
         wasm.max_connections_seen.max(busy.max_connections_seen) <= args.max_connections as i64
     );
     println!("  daily rows identical across the three:     {same}");
+    println!(
+        "  ingest with change capture ÷ without:       {:.2} ({:.0} vs {:.0} rows/s, syncs of 20 rows, 4 producers)",
+        with_capture / without,
+        with_capture,
+        without
+    );
     if let Some(w) = &watched {
         println!(
             "  drain with {} console clients ÷ quiet:      {:.2} ({} requests answered; pool waiters at most {} vs {} quiet)",

@@ -28,6 +28,7 @@ FROM (
     WHERE random() < CASE hashint8(r.user_id) & 3 WHEN 0 THEN 1.0 WHEN 1 THEN 0.5 WHEN 2 THEN 0.1 ELSE 0.03 END
 ) kept;
 TRUNCATE vitals_raw;
+DELETE FROM runner_changes;
 INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
 SELECT user_id, recorded_at, metric, value, unit FROM arrived ORDER BY sync, recorded_at;
 DROP TABLE arrived;";

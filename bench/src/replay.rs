@@ -30,9 +30,8 @@ pub async fn run(config: &Config, workers: usize) -> anyhow::Result<f64> {
         pool.get()
             .await?
             .query(
-                "SELECT DISTINCT user_id, (recorded_at AT TIME ZONE $1)::date FROM vitals_raw
-                 WHERE aggregation_status = 'pending' ORDER BY 2, 1",
-                &[&state.config.timezone],
+                "SELECT DISTINCT user_id, day FROM runner_changes WHERE job = $1 ORDER BY 2, 1",
+                &[&job.name],
             )
             .await?
             .iter()

@@ -1,6 +1,7 @@
 //! The set-based reference: the spec's vitals rules as one `INSERT … SELECT
-//! … GROUP BY … ON CONFLICT` and one `UPDATE` — the fastest way Postgres
-//! itself knows, with no per-group commits and no plugin.
+//! … GROUP BY … ON CONFLICT` over every day — the fastest way Postgres
+//! itself knows, with no per-group commits and no plugin. With change
+//! capture nothing marks raw rows, so neither does the reference.
 
 pub const AGGREGATE: &str = "
 INSERT INTO vitals_daily (user_id, day, metric, unit, sample_count, rejected_count,
@@ -30,7 +31,6 @@ FROM (
             ('weight', 'kg', 1, 500, '{kg}', '{lb,lbs}', 0.45359237, '{}'),
             ('respiratory_rate', 'breaths/min', 1, 100, '{breaths/min}', '{}', 1, '{}')
         ) m(metric, canonical_unit, lo, hi, same, scaled, factor, fahrenheit) ON m.metric = r.metric
-        WHERE r.aggregation_status <> 'failed'
     ) converted
 ) readings
 GROUP BY user_id, day, metric
@@ -38,6 +38,3 @@ ON CONFLICT (user_id, day, metric) DO UPDATE SET
     unit = excluded.unit, sample_count = excluded.sample_count, rejected_count = excluded.rejected_count,
     min_value = excluded.min_value, max_value = excluded.max_value, avg_value = excluded.avg_value,
     last_value = excluded.last_value, plugin_version = excluded.plugin_version, updated_at = excluded.updated_at";
-
-pub const COMPLETE: &str =
-    "UPDATE vitals_raw SET aggregation_status = 'completed' WHERE aggregation_status = 'pending'";
