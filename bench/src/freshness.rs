@@ -82,13 +82,8 @@ pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds
     // Let the runner finish what arrived.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let pending: i64 = producer
-            .query_one(
-                "SELECT count(*) FROM runner_changes WHERE user_id >= $1",
-                &[&first_user],
-            )
-            .await?
-            .get(0);
+        let pending: i64 =
+            producer.query_one("SELECT count(*) FROM runner_changes WHERE user_id >= $1", &[&first_user]).await?.get(0);
         if pending == 0 || Instant::now() > deadline {
             break;
         }

@@ -29,10 +29,7 @@ pub async fn run(config: &Config, workers: usize) -> anyhow::Result<f64> {
     let groups: Arc<Vec<GroupKey>> = Arc::new(
         pool.get()
             .await?
-            .query(
-                "SELECT DISTINCT user_id, day FROM runner_changes WHERE job = $1 ORDER BY 2, 1",
-                &[&job.name],
-            )
+            .query("SELECT DISTINCT user_id, day FROM runner_changes WHERE job = $1 ORDER BY 2, 1", &[&job.name])
             .await?
             .iter()
             .map(|r| GroupKey { user_id: r.get(0), day: r.get(1) })

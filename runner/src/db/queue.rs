@@ -11,8 +11,8 @@ use crate::config;
 /// A job's queue, in groups.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Queue {
-    /// Groups with queued changes, not failed (in backoff included): 0 is
-    /// the stable answer to "is this job caught up?".
+    /// Groups with queued changes or waiting out a backoff: 0 is the stable
+    /// answer to "is this job caught up?".
     pub pending: i64,
     /// Of those, groups waiting out a retry backoff.
     pub in_backoff: i64,
@@ -33,11 +33,9 @@ pub async fn queue(client: &impl GenericClient, job: &str) -> Result<Queue, toki
     let row = client
         .query_one(
             "SELECT
-                (SELECT count(*) FROM (
-                    SELECT DISTINCT c.day, c.user_id FROM runner_changes c
-                    WHERE c.job = $1 AND NOT EXISTS (SELECT 1 FROM runner_group_failures f
-                        WHERE f.job = $1 AND f.user_id = c.user_id AND f.day = c.day AND f.failed)
-                    LIMIT $2) k),
+                (SELECT count(*) FROM (SELECT DISTINCT c.day, c.user_id FROM runner_changes c WHERE c.job = $1 LIMIT $2) k)
+                + (SELECT count(*) FROM runner_group_failures f WHERE f.job = $1 AND NOT f.failed
+                   AND NOT EXISTS (SELECT 1 FROM runner_changes c WHERE c.job = $1 AND c.day = f.day AND c.user_id = f.user_id)),
                 (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND NOT failed AND not_before > now()),
                 (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND failed),
                 (SELECT extract(epoch FROM now() - queued_at)::float8 FROM runner_changes WHERE job = $1 ORDER BY id LIMIT 1)",

@@ -17,15 +17,19 @@ use crate::plugin::Plugin;
 #[derive(Clone)]
 pub struct Statements {
     /// ($1 job, $2 limit, $3 frozen days or NULL, $4 tz) → (user_id, day)
-    /// of a batch of due groups, oldest change first: queued, not failed,
-    /// not in backoff, not before the frozen horizon. Keys of days before
-    /// the horizon are dropped by the same statement.
+    /// of a batch of due groups: failed groups whose backoff is over first,
+    /// then queued changes, oldest first, not before the frozen horizon.
+    /// Keys of days before the horizon are dropped by the same statement.
+    /// Every queued key is due: a failing group's keys move into its
+    /// failure record (`fail`), so the queue holds only work to do now — which
+    /// is what lets the triggers notify only into an empty queue.
     pub peek: String,
     /// ($1 user_id, $2 day, $3 tz, $4 target table, $5 job) in one
     /// statement: takes the group's advisory lock; if it got it, takes the
     /// group's queued keys and its failure record (both undone by a
     /// rollback); returns the day's rows as id, timestamp, input
-    /// columns..., then `taken` (keys taken) and `locked`. Always at least
+    /// columns..., then `taken` (keys, and a failure record due for a
+    /// retry) and `locked`. Always at least
     /// one row: with no input, one whose id is NULL.
     pub claim: String,
     /// ($1 day, $2 tz, $3 users or NULL, $4 after user, $5 limit) → the
@@ -47,7 +51,9 @@ pub struct Statements {
     /// ($1 job, $2 user_id, $3 day, $4 error, $5 max_attempts, $6 backoff
     /// seconds, $7 plugin_version) → whether the group is now `failed`: one
     /// more attempt and a backoff (doubling, at most an hour), or `failed`
-    /// at `max_attempts`, when its queued keys go (a retry queues it again).
+    /// at `max_attempts`. The group's queued keys move into the record
+    /// (it is due again when its backoff ends, when its rows change, or
+    /// when an operator retries it).
     pub fail: String,
 }
 
@@ -103,14 +109,14 @@ impl Statements {
                     WHERE job = $1 AND $3::int4 IS NOT NULL AND day < (now() AT TIME ZONE $4::text)::date - $3::int4
                  )
                  SELECT user_id, day FROM (
-                    SELECT c.user_id, c.day, c.id FROM runner_changes c
-                    WHERE c.job = $1
-                      AND ($3::int4 IS NULL OR c.day >= (now() AT TIME ZONE $4::text)::date - $3::int4)
-                      AND NOT EXISTS (
-                        SELECT 1 FROM runner_group_failures f
-                        WHERE f.job = $1 AND f.user_id = c.user_id AND f.day = c.day AND (f.failed OR f.not_before > now()))
-                    ORDER BY c.id LIMIT $2
-                 ) b GROUP BY 1, 2 ORDER BY min(id)"
+                    (SELECT f.user_id, f.day, 0::int8 AS id FROM runner_group_failures f
+                     WHERE f.job = $1 AND NOT f.failed AND f.not_before <= now()
+                     ORDER BY f.not_before LIMIT $2)
+                    UNION ALL
+                    (SELECT c.user_id, c.day, c.id FROM runner_changes c
+                     WHERE c.job = $1 AND ($3::int4 IS NULL OR c.day >= (now() AT TIME ZONE $4::text)::date - $3::int4)
+                     ORDER BY c.id LIMIT $2)
+                 ) b GROUP BY 1, 2 ORDER BY min(id) LIMIT $2"
                 .to_string(),
             // The input is read in the same statement (one snapshot) as the
             // keys are taken: a change committed after it is not taken and
@@ -125,8 +131,11 @@ impl Statements {
                  ), cleared AS (
                     DELETE FROM runner_group_failures
                     WHERE job = $5::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
+                    RETURNING NOT failed AS retry
                  )
-                 SELECT r.id, r.at{input_cols_r}, (SELECT count(*) FROM taken), (SELECT ok FROM locked)
+                 SELECT r.id, r.at{input_cols_r},
+                        (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry),
+                        (SELECT ok FROM locked)
                  FROM (SELECT 1) one LEFT JOIN LATERAL (
                     SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
                     WHERE {read_range}
@@ -181,7 +190,8 @@ impl Statements {
             replace: {
                 let desc = &plugin.description;
                 let key: Vec<String> = desc.key.iter().map(|k| quote(k)).collect();
-                let conflict: Vec<&str> = ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
+                let conflict: Vec<&str> =
+                    ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
                 let set: Vec<String> = ["plugin_version".to_string(), "updated_at".to_string()]
                     .into_iter()
                     .chain(desc.output.iter().filter(|c| !desc.key.contains(&c.name)).map(|c| quote(&c.name)))
@@ -228,9 +238,8 @@ impl Statements {
                         plugin_version = excluded.plugin_version,
                         updated_at = now()
                     RETURNING failed
-                 ), dropped AS (
-                    DELETE FROM runner_changes
-                    WHERE job = $1::text AND day = $3::date AND user_id = $2::int8 AND (SELECT failed FROM f)
+                 ), absorbed AS (
+                    DELETE FROM runner_changes WHERE job = $1::text AND day = $3::date AND user_id = $2::int8
                  )
                  SELECT failed FROM f"
                 .to_string(),

@@ -49,6 +49,13 @@ pub struct Report {
     pub deferred: u64,
 }
 
+/// Pauses before looking at the queue again once it ran dry, before waiting
+/// for a notification: the change triggers notify only when a job's queue
+/// was empty, so a writer whose check saw keys queued, and whose commit
+/// came after the runner took the last of them, is found here rather than
+/// at the next poll.
+const LINGER: [Duration; 3] = [Duration::from_millis(25), Duration::from_millis(100), Duration::from_millis(400)];
+
 /// Consecutive database errors after which `--once` gives up.
 const MAX_CONSECUTIVE_DB_ERRORS: u32 = 5;
 /// Batches in a row that complete nothing because every group was deferred
@@ -66,6 +73,8 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
     // Groups deferred by a timeout rest a moment, so a lock held elsewhere
     // on one group does not take a worker from every batch.
     let mut resting: HashMap<GroupKey, Instant> = HashMap::new();
+    // Re-peeks done since the queue ran dry (see `LINGER`).
+    let mut lingered = 0;
     while !*shutdown.borrow() {
         failpoint(&job.name);
         let state = job.current();
@@ -102,6 +111,14 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
             if mode == Mode::Once {
                 break;
             }
+            if let Some(&pause) = LINGER.get(lingered) {
+                lingered += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             tokio::select! {
                 _ = job.wake.notified() => debug!(job = %job.name, "Woken."),
                 _ = tokio::time::sleep(state.poll_interval) => {}
@@ -109,6 +126,7 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
             }
             continue;
         };
+        lingered = 0;
         let now = Instant::now();
         resting.retain(|_, until| *until > now);
         batch.retain(|key| !resting.contains_key(key));

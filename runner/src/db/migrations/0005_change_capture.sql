@@ -18,9 +18,10 @@ CREATE INDEX IF NOT EXISTS runner_changes_order_idx ON runner_changes (job, id);
 CREATE INDEX IF NOT EXISTS runner_changes_key_idx ON runner_changes (job, day, user_id);
 
 -- Groups that failed: attempts, backoff, `failed` after max_attempts, the
--- error and the plugin version. Written by the runner only. A group in
--- backoff keeps its keys in `runner_changes`; a failed group's keys are
--- taken (it is due again once retried).
+-- error and the plugin version. Written by the runner only. A failing
+-- group's queued keys move into its record, so `runner_changes` holds only
+-- work due now; the group is due again when its backoff ends (unless
+-- failed), when its rows change, or when an operator retries it.
 CREATE TABLE IF NOT EXISTS runner_group_failures (
     job text NOT NULL,
     user_id bigint NOT NULL,
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS runner_group_failures (
     PRIMARY KEY (job, user_id, day)
 );
 CREATE INDEX IF NOT EXISTS runner_group_failures_failed_idx ON runner_group_failures (job) WHERE failed;
+CREATE INDEX IF NOT EXISTS runner_group_failures_due_idx ON runner_group_failures (job, not_before) WHERE NOT failed;
 
 -- Source tables adopted from the seed's worker (aggregation_status
 -- columns): their pending groups are queued once, recorded here.
