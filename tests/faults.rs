@@ -77,7 +77,7 @@ async fn a_postgres_restart_mid_run_is_survived() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let log = daemon.stop().await;
-    assert!(log.contains("Database error; the rows stay pending and will be retried."), "{log}");
+    assert!(log.contains("Database error; the keys stay queued and will be retried."), "{log}");
     assert!(log.contains("Database connection lost; reconnecting with backoff."), "{log}");
     let result = vitals_daily_text(&client).await;
     assert_eq!(result, clean_daily(150, 4).await);

@@ -52,7 +52,7 @@ async fn a_foreign_lock_never_holds_a_runner_transaction_and_every_row_completes
     let (_, metrics) = http_get(&addr, "/metrics").await;
     assert!(metrics.contains("runner_db_timeouts_total{job=\"vitals\",kind=\"lock_timeout\"}"), "{metrics}");
     let log = daemon.stop().await;
-    assert!(log.contains("Group rolled back by the database; its rows stay pending"), "{log}");
+    assert!(log.contains("Group rolled back by the database; its keys stay queued"), "{log}");
     assert_eq!(db.count(NOT_DONE).await, 0);
 }
 

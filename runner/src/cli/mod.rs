@@ -315,9 +315,9 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
                     // A backend waiting on a lock would outlive its dropped
                     // client: cancel what is running, then close every
                     // connection. Postgres rolls the open transactions back
-                    // and the rows stay pending.
+                    // and the keys stay queued.
                     let cancelled = runner::db::cancel::cancel_all(config.database.connect_timeout).await;
-                    tracing::warn!(cancelled, "Grace period over: cancelled the queries in flight and abandoned the groups in hand; their rows stay pending.");
+                    tracing::warn!(cancelled, "Grace period over: cancelled the queries in flight and abandoned the groups in hand; their keys stay queued.");
                     pool.close();
                     return Ok(ExitCode::SUCCESS);
                 }

@@ -11,7 +11,7 @@
 use crate::config;
 use crate::db::capture;
 use crate::db::schema::SourceShape;
-use crate::plugin::Plugin;
+use crate::rows::Description;
 
 /// SQL text for one job.
 #[derive(Clone)]
@@ -58,7 +58,7 @@ pub struct Statements {
 }
 
 impl Statements {
-    pub fn new(job: &config::Job, shape: &SourceShape, plugin: &Plugin) -> Self {
+    pub fn new(job: &config::Job, shape: &SourceShape, description: &Description) -> Self {
         let src = job.source.quoted();
         let dst = job.target.quoted();
         let ts = job.timestamp_column.quoted();
@@ -86,10 +86,9 @@ impl Statements {
         // on (user_id, timestamp).
         let day_range = |t: &str| format!("{t}user_id = $1::int8 AND {}", range(t, "$2", "$2", "$3"));
         let grouped = |t: &str| capture::in_a_group(job, shape, t);
-        let output_cols: Vec<String> = plugin.description.output.iter().map(|c| quote(&c.name)).collect();
+        let output_cols: Vec<String> = description.output.iter().map(|c| quote(&c.name)).collect();
         let input_cols = |t: &str, alias: bool| -> String {
-            plugin
-                .description
+            description
                 .input
                 .iter()
                 .enumerate()
@@ -188,7 +187,7 @@ impl Statements {
                 grouped = grouped(""),
             ),
             replace: {
-                let desc = &plugin.description;
+                let desc = description;
                 let key: Vec<String> = desc.key.iter().map(|k| quote(k)).collect();
                 let conflict: Vec<&str> =
                     ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
@@ -244,5 +243,94 @@ impl Statements {
                  SELECT failed FROM f"
                 .to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The generated SQL, shown whole for the reference schema and for an
+    //! adopted table (another schema, a naive timestamp column): what a
+    //! reviewer reads to know what the runner sends.
+    use super::*;
+    use crate::rows::{Column, ColumnType};
+
+    fn job(source: &str, target: &str, ts: &str) -> config::Job {
+        let text = format!(
+            "[database]\nurl = \"postgres://localhost/x\"\n[plugins]\ndir = \"p\"\n[jobs.vitals]\nplugin = \"v.wasm\"\n\
+             source = \"{source}\"\ntarget = \"{target}\"\ntimestamp_column = \"{ts}\"\ntimestamp_zone = \"America/New_York\"\n"
+        );
+        config::Config::parse(&text, std::path::Path::new("/etc/runner/runner.toml")).unwrap().jobs["vitals"].clone()
+    }
+
+    fn vitals() -> Description {
+        let column = |name: &str, kind| Column { name: name.into(), kind };
+        Description {
+            name: "vitals".into(),
+            version: "1.0.0".into(),
+            input: vec![column("metric", ColumnType::Text), column("value", ColumnType::Float)],
+            output: vec![column("metric", ColumnType::Text), column("avg_value", ColumnType::Float)],
+            key: vec!["metric".into()],
+            settings: Vec::new(),
+        }
+    }
+
+    /// Whitespace folded, so that the expectations read as SQL.
+    fn folded(sql: &str) -> String {
+        sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn the_reference_schema_claims_keys_and_only_reads_the_source() {
+        let shape = SourceShape { naive_zone: None, reading: Vec::new() };
+        let sql = Statements::new(&job("vitals_raw", "vitals_daily", "recorded_at"), &shape, &vitals());
+        assert_eq!(
+            folded(&sql.claim),
+            "WITH locked AS ( SELECT pg_try_advisory_xact_lock(hashtextextended($4::text || '/' || $1::bigint || '/' || \
+             $2::date, 0)) AS ok ), taken AS ( DELETE FROM runner_changes WHERE job = $5::text AND day = $2::date AND \
+             user_id = $1::int8 AND (SELECT ok FROM locked) RETURNING 1 ), cleared AS ( DELETE FROM runner_group_failures \
+             WHERE job = $5::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked) RETURNING NOT failed \
+             AS retry ) SELECT r.id, r.at, r.c0, r.c1, (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE \
+             retry), (SELECT ok FROM locked) FROM (SELECT 1) one LEFT JOIN LATERAL ( SELECT s.id::int8 AS id, \
+             s.\"recorded_at\" AS at, s.\"metric\" AS c0, s.\"value\" AS c1 FROM \"vitals_raw\" s WHERE s.user_id = $1::int8 \
+             AND s.\"recorded_at\" >= ($2::date::timestamp AT TIME ZONE $3) AND s.\"recorded_at\" < (($2::date + \
+             1)::timestamp AT TIME ZONE $3) ) r ON (SELECT ok FROM locked) ORDER BY r.at, r.id"
+        );
+        assert_eq!(
+            folded(&sql.replace),
+            "WITH up AS ( INSERT INTO \"vitals_daily\" (user_id, day, plugin_version, updated_at, \"metric\", \"avg_value\") \
+             SELECT $1::int8, $2::date, $3::text, clock_timestamp(), \"metric\", \"avg_value\" FROM unnest($4::text[], \
+             $5::float8[]) AS v(\"metric\", \"avg_value\") ON CONFLICT (user_id, day, \"metric\") DO UPDATE SET \
+             plugin_version = excluded.plugin_version, updated_at = excluded.updated_at, \"avg_value\" = \
+             excluded.\"avg_value\" RETURNING \"metric\" ) DELETE FROM \"vitals_daily\" WHERE user_id = $1::int8 AND day = \
+             $2 AND (\"metric\") NOT IN (SELECT \"metric\" FROM up)"
+        );
+        // The source appears in reads only.
+        for statement in [&sql.peek, &sql.claim, &sql.read_day, &sql.day_users, &sql.count_groups, &sql.sample_groups] {
+            let s = folded(statement);
+            for write in ["UPDATE \"vitals_raw\"", "INSERT INTO \"vitals_raw\"", "DELETE FROM \"vitals_raw\""] {
+                assert!(!s.contains(write), "{s}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_adopted_table_is_read_in_its_schema_and_its_naive_times_in_their_zone() {
+        let shape = SourceShape { naive_zone: Some("America/New_York".into()), reading: Vec::new() };
+        let sql = Statements::new(&job("app.readings", "app.daily", "taken_at"), &shape, &vitals());
+        assert_eq!(
+            folded(&sql.read_day),
+            "SELECT s.id::int8, (s.\"taken_at\" AT TIME ZONE 'America/New_York'), s.\"metric\" AS c0, s.\"value\" AS c1 \
+             FROM \"app\".\"readings\" s WHERE s.user_id = $1::int8 AND s.\"taken_at\" >= (($2::date::timestamp AT TIME \
+             ZONE $3) AT TIME ZONE 'America/New_York') AND s.\"taken_at\" < ((($2::date + 1)::timestamp AT TIME ZONE $3) \
+             AT TIME ZONE 'America/New_York') ORDER BY s.\"taken_at\", s.id"
+        );
+        assert!(folded(&sql.replace).starts_with("WITH up AS ( INSERT INTO \"app\".\"daily\""));
+        let count = folded(&sql.count_groups);
+        assert!(
+            count.contains(
+                "(\"taken_at\" AT TIME ZONE 'America/New_York') AT TIME ZONE $2)::date FROM \"app\".\"readings\""
+            ),
+            "{count}"
+        );
     }
 }

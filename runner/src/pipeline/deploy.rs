@@ -226,7 +226,7 @@ impl Deployer {
         let recheck = matches!(look, Look::Unchanged);
         match look {
             Look::Missing if state.live.is_some() => {
-                warn!(job = %job.name, file = %path.display(), "Plugin file is gone: job paused, its rows stay pending.");
+                warn!(job = %job.name, file = %path.display(), "Plugin file is gone: job paused, its changes stay queued.");
                 metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "paused")
                     .increment(1);
                 self.waiting.remove(&path);

@@ -141,7 +141,7 @@ pub struct Live {
 
 impl Live {
     pub fn new(config: &config::Job, shape: SourceShape, plugin: Arc<Plugin>) -> Self {
-        let sql = Statements::new(config, &shape, &plugin);
+        let sql = Statements::new(config, &shape, &plugin.description);
         Live { plugin, shape, sql }
     }
 

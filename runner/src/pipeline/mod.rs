@@ -190,7 +190,7 @@ async fn supervise(pool: Pool, job: Arc<Job>, mode: Mode, shutdown: watch::Recei
         up.set(0.0);
         metrics::counter!("runner_job_restarts_total", "job" => job.name.clone()).increment(1);
         tracing::error!(job = %job.name, reason = %reason, restart_in = ?delay,
-            "Job loop stopped unexpectedly; restarting it. Its rows stay pending.");
+            "Job loop stopped unexpectedly; restarting it. Its changes stay queued.");
         job.set_health(|h| h.loop_down = Some(reason));
         let mut stop = shutdown.clone();
         if *stop.borrow() {

@@ -281,7 +281,7 @@ async fn run_batch(
                 metrics::counter!("runner_db_timeouts_total", "job" => job.name.clone(), "kind" => kind.label())
                     .increment(1);
                 warn!(parent: &span, user = key.user_id, day = %key.day, waited_on = %kind.label(), error = %error,
-                    "Group rolled back by the database; its rows stay pending and are retried soon, no attempt spent.");
+                    "Group rolled back by the database; its keys stay queued and are retried soon, no attempt spent.");
                 job.set_health(|h| {
                     h.deferred_in_a_row += 1;
                     if h.deferred_in_a_row >= TIMING_OUT_AFTER {
@@ -325,7 +325,7 @@ fn record_db_error(report: &mut Report, job: &str, e: &anyhow::Error, streak: u3
     report.db_errors += 1;
     let message = format!("{e:#}");
     if streak <= 1 || report.last_db_error.as_ref() != Some(&message) {
-        warn!(job, error = %message, "Database error; the rows stay pending and will be retried.");
+        warn!(job, error = %message, "Database error; the keys stay queued and will be retried.");
     } else {
         debug!(job, error = %message, streak, "Database error again.");
     }
