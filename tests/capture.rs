@@ -208,6 +208,10 @@ async fn keys_of_no_group_and_timestamps_at_the_ends_of_time_never_fail_an_inser
     assert!(status.contains("6 raw row(s) belong to no group"), "{status}");
     let check = text(&run_ok(&config, &["check"]).await);
     assert!(check.contains("6 raw row(s) belong to no group"), "{check}");
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    crate::util::wait_http(&daemon, &addr, "/", 60, |_, page| page.contains("6 raw row(s) belong to no group")).await;
+    daemon.stop().await;
 }
 
 #[tokio::test]
@@ -353,6 +357,40 @@ async fn concurrent_inserts_updates_and_deletes_beside_two_runners_end_equal_to_
     wait_settled(&db, 120).await;
     let (now, expected) = (daily_text(&db.client, "vitals_daily").await, from_scratch(&db).await);
     assert_eq!(now, expected, "first runner:\n{}\nsecond:\n{}", first.log(), second.log());
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn two_runners_share_one_recompute_after_deploy_through_the_queue() {
+    let db = TestDb::new().await;
+    let (_dir, config, plugins) = crate::util::config_with_own_plugins(
+        &db.url,
+        &job("vitals", "vitals.wasm", "recompute_after_deploy = \"3d\""),
+        &["vitals.wasm"],
+    );
+    run_ok(&config, &["migrate"]).await;
+    let today = chrono::Utc::now().date_naive();
+    runner::seed::vitals(&db.client, 40, 3, today - chrono::Days::new(2)).await.unwrap();
+    let (first, second) = (Daemon::start(&config), Daemon::start(&config));
+    wait_settled(&db, 120).await;
+    let v2 = crate::util::variant(&std::fs::read(crate::util::plugins_dir().join("vitals.wasm")).unwrap(), "v2");
+    crate::util::deploy(&plugins.join("vitals.wasm"), &v2);
+    let finished = "Recompute after deploy finished";
+    first.wait_for(finished, 1, 180).await;
+    second.wait_for(finished, 1, 180).await;
+    wait_settled(&db, 120).await;
+    let stale =
+        format!("SELECT count(*) FROM vitals_daily WHERE plugin_version <> '{}'", crate::util::vitals_version(&v2));
+    assert_eq!(db.count(&stale).await, 0);
+    // Each group of the window was queued once, by one runner or the other.
+    let queued = |log: &str| -> u64 {
+        let line = log.lines().find(|l| l.contains(finished)).unwrap();
+        let at = line.find("queued_by_this_runner=").unwrap() + "queued_by_this_runner=".len();
+        line[at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (a, b) = (queued(&first.log()), queued(&second.log()));
+    assert_eq!(a + b, 40 * 3, "{a} + {b}");
     first.stop().await;
     second.stop().await;
 }

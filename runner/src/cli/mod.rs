@@ -60,13 +60,13 @@ enum Command {
     ///
     /// Example: runner migrate --config config/runner.toml
     Migrate,
-    /// Aggregate pending rows until stopped (SIGINT or SIGTERM finish the
-    /// groups in hand, then exit 0).
+    /// Keep every job's daily rows in step with its raw rows until stopped
+    /// (SIGINT or SIGTERM finish the groups in hand, then exit 0).
     ///
     /// Example: DATABASE_URL=postgres://runner@db/health runner run
     Run {
-        /// Drain every pending row that is due, then exit. Exits 1 if rows
-        /// were left unprocessed for a reason other than a plugin's verdict.
+        /// Drain every group that is due, then exit. Exits 1 if groups were
+        /// left queued for a reason other than a plugin's verdict.
         #[arg(long)]
         once: bool,
     },
@@ -81,9 +81,10 @@ enum Command {
     ///
     /// Example: runner recompute --job vitals --from 2024-03-01 --to 2024-03-31 --users 17,42
     Recompute(recompute::Args),
-    /// Show each job's queue (pending, processing, completed, failed), the
-    /// oldest pending row, the most common errors, the plugin, and the
-    /// runner's connections.
+    /// Show each job's queue in groups (pending, in backoff, failed), the
+    /// oldest queued change, rows that belong to no group, the most common
+    /// errors, the plugin, what the daemon refused, and the runner's
+    /// connections.
     ///
     /// Example: runner status --json
     Status {
@@ -91,7 +92,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Put a job's failed rows back to pending (attempts reset), saying how many.
+    /// Queue a job's failed groups again (attempts reset), saying how many.
     ///
     /// Example: runner retry-failed --job lab --since 2024-03-01 --error-contains timeout
     RetryFailed(status::RetryArgs),

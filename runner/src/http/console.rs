@@ -81,7 +81,7 @@ fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
     let cell = |v: Option<i64>| v.map_or("?".to_string(), |n| n.to_string());
     let _ = write!(
         out,
-        "<dl class=figures><div><dt>pending</dt><dd>{}</dd></div><div><dt>in backoff</dt><dd>{}</dd></div>\
+        "<dl class=figures><div><dt>groups pending</dt><dd>{}</dd></div><div><dt>in backoff</dt><dd>{}</dd></div>\
          <div><dt>failed</dt><dd>{}</dd></div><div><dt>oldest pending</dt><dd>{}</dd></div>\
          <div><dt>rows / min</dt><dd>{recent}</dd></div><div><dt>p95 group</dt><dd>{}</dd></div></dl>",
         cell(q.as_ref().map(|q| q.pending)),
@@ -90,6 +90,12 @@ fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
         q.as_ref().and_then(|q| q.oldest_pending_seconds).map_or("-".into(), age),
         p95.map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3)),
     );
+    if let Some(n) = figures.and_then(|f| f.ungrouped).filter(|n| *n > 0) {
+        let _ = write!(
+            out,
+            "<p class=bad>{n} raw row(s) belong to no group (NULL user or timestamp): never aggregated</p>"
+        );
+    }
     out.push_str(&sparkline(&slots));
     match &state.live {
         Some(live) => {

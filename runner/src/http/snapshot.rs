@@ -23,6 +23,9 @@ pub const INTERVAL: Duration = Duration::from_secs(2);
 const DEADLINE: Duration = Duration::from_secs(5);
 /// Causes of failure the console lists per job.
 const CAUSES: i64 = 5;
+/// Rows that belong to no group are counted from the source table itself:
+/// at most this often per job.
+const SLOW_FIGURES: Duration = Duration::from_secs(60);
 
 /// The operator's connection and the last snapshot taken on it.
 pub struct Reads {
@@ -31,6 +34,8 @@ pub struct Reads {
     /// Held while a snapshot is taken: callers arriving meanwhile wait for
     /// it (at most [`DEADLINE`]) instead of taking one of their own.
     last: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// Per job, when the source's ungrouped rows were last counted, and how many.
+    ungrouped: std::sync::Mutex<HashMap<String, (Instant, Option<i64>)>>,
 }
 
 /// The database's side of the operator's view, at one moment.
@@ -50,13 +55,22 @@ pub struct Figures {
     pub causes: queue::Causes,
     /// Groups where the shadow candidate differed, when there is one.
     pub shadow_diffs: Option<i64>,
+    /// Source rows that belong to no group (a NULL user or timestamp),
+    /// counted at most once a minute; `None` until counted or if the count
+    /// did not fit the operator's statement timeout.
+    pub ungrouped: Option<i64>,
 }
 
 impl Reads {
     /// The operator's pool: at most one connection, statements of at most
     /// five seconds, a wait of at most two (see [`pool::build_operator`]).
     pub fn new(database: &config::Database, jobs: Arc<[Arc<Job>]>) -> anyhow::Result<Self> {
-        Ok(Reads { pool: pool::build_operator(database)?, jobs, last: tokio::sync::Mutex::new(None) })
+        Ok(Reads {
+            pool: pool::build_operator(database)?,
+            jobs,
+            last: tokio::sync::Mutex::new(None),
+            ungrouped: std::sync::Mutex::new(HashMap::new()),
+        })
     }
 
     /// The connection budget the guarded actions use too.
@@ -90,7 +104,8 @@ impl Reads {
             };
             for job in self.jobs.iter() {
                 match figures(&client, job).await {
-                    Ok(f) => {
+                    Ok(mut f) => {
+                        f.ungrouped = self.ungrouped(&client, job).await;
                         jobs.insert(job.name.clone(), f);
                     }
                     Err(e) => errors.push(format!("job {}: {}", job.name, db::describe_error(&e))),
@@ -101,6 +116,26 @@ impl Reads {
             errors.push(format!("reading the figures took over {}s", DEADLINE.as_secs()));
         }
         Snapshot { taken, jobs, error: (!errors.is_empty()).then(|| errors.join("; ")) }
+    }
+}
+
+impl Reads {
+    /// The job's ungrouped rows, counted again once [`SLOW_FIGURES`] has passed.
+    async fn ungrouped(&self, client: &deadpool_postgres::Client, job: &Job) -> Option<i64> {
+        let cached = self.ungrouped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&job.name).copied();
+        if let Some((_, n)) = cached.filter(|(at, _)| at.elapsed() < SLOW_FIGURES) {
+            return n;
+        }
+        let state = job.current();
+        let n = match &state.live {
+            Some(live) => queue::ungrouped(&***client, &state.config, &live.shape).await.ok(),
+            None => None,
+        };
+        self.ungrouped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(job.name.clone(), (Instant::now(), n));
+        n
     }
 }
 
@@ -120,5 +155,5 @@ async fn figures(client: &deadpool_postgres::Client, job: &Job) -> Result<Figure
         ),
         None => None,
     };
-    Ok(Figures { queue, causes, shadow_diffs })
+    Ok(Figures { queue, causes, shadow_diffs, ungrouped: None })
 }

@@ -1,8 +1,10 @@
 //! `recompute_after_deploy`: once a new plugin version goes live, the past
-//! days follow it. A background task per job recomputes the configured
-//! window with the live version — one group at a time, each batch waiting
-//! while the job has live work, progress saved per batch (it resumes after
-//! a restart) — and starts over for a version that goes live meanwhile.
+//! days follow it. A background task per job queues the configured
+//! window's groups in the shared change queue, a chunk at a time while the
+//! job's queue is short (live changes first), so every runner's workers
+//! take a share; progress is saved per chunk (it resumes after a restart,
+//! and runners move it on in turn), and it starts over for a version that
+//! goes live meanwhile.
 //!
 //! Which version is "new" is kept in the progress table: a version with a
 //! row of its own (users `after-deploy`) has been or is being recomputed. At
@@ -102,24 +104,27 @@ async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> 
 
 async fn recompute_window(pool: &Pool, job: &Job, version: &str, range: Range) {
     tracing::info!(job = %job.name, plugin = version, from = %range.from, to = %range.to,
-        "Recomputing past days after a deploy, in the background.");
+        "Recomputing past days after a deploy, in the background, through the shared queue.");
     let done = metrics::gauge!("runner_recompute_after_deploy_groups", "job" => job.name.clone(), "state" => "done");
     let total = metrics::gauge!("runner_recompute_after_deploy_groups", "job" => job.name.clone(), "state" => "total");
     let mut last_logged = 0u64;
-    let result = recompute::recompute(pool, job, &range, 20, false, |d, t| {
+    let result = recompute::queue_window(pool, job, &range, CHUNK, |d, t| {
         done.set(d as f64);
         total.set(t as f64);
         // About every tenth of the way.
         if t > 0 && (d - last_logged.min(d)) * 10 >= t {
-            tracing::info!(job = %job.name, done = d, total = t, "Recompute after deploy progressing.");
+            tracing::info!(job = %job.name, queued = d, total = t, "Recompute after deploy progressing.");
             last_logged = d;
         }
     })
     .await;
     match result {
-        Ok(s) => tracing::info!(job = %job.name, plugin = version, recomputed = s.recomputed, emptied = s.emptied,
-            failed = s.failed, "Recompute after deploy finished."),
+        Ok(queued) => tracing::info!(job = %job.name, plugin = version, queued_by_this_runner = queued,
+            "Recompute after deploy finished." ),
         Err(e) => tracing::warn!(job = %job.name, error = %format!("{e:#}"),
             "Recompute after deploy stopped; it resumes at the next start or deploy."),
     }
 }
+
+/// Groups queued at a time (and the most live changes wait behind).
+const CHUNK: i64 = 20;

@@ -256,3 +256,130 @@ async fn run_groups(
     }
     Ok(())
 }
+
+/// `recompute_after_deploy` through the shared queue: the window's groups
+/// are queued a chunk at a time in `runner_changes`, where every runner's
+/// workers take them like any change — so several runners share one
+/// recompute instead of each redoing it. Whichever runner moves the
+/// progress row on (a compare-and-set on its last day and user, in the
+/// transaction that queues the chunk) queues that chunk; the others see the
+/// row moved and go on from there. A chunk is queued only once the job's
+/// queue holds less than a chunk: live changes never wait behind more than
+/// one. Returns the groups this runner queued once the window is all
+/// queued (the progress row is then finished).
+pub async fn queue_window(
+    pool: &Pool,
+    job: &Job,
+    range: &Range,
+    chunk: i64,
+    mut progress: impl FnMut(u64, u64),
+) -> anyhow::Result<u64> {
+    let state = job.current();
+    let live = state.live.as_ref().ok_or_else(|| anyhow::anyhow!("job {} has no plugin loaded", job.name))?;
+    let cfg = &state.config;
+    let version = live.plugin.version.to_string();
+    let key = (job.name.as_str(), range.from, range.to, range.users_key(), version.as_str());
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&key.0, &key.1, &key.2, &key.3, &key.4];
+    const WHERE: &str = "job = $1 AND from_day = $2 AND to_day = $3 AND users = $4 AND plugin_version = $5";
+    let total = {
+        let client = pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO runner_recompute_progress (job, from_day, to_day, users, plugin_version)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &params,
+            )
+            .await?;
+        let count = client.prepare_cached(&live.sql.count_groups).await?;
+        client.query_one(&count, &[&range.from, &cfg.timezone, &range.to, &range.users]).await?.try_get::<_, i64>(0)?
+            as u64
+    };
+    let mut queued_here = 0u64;
+    loop {
+        // Live work first: wait while the job's queue holds a chunk or more.
+        loop {
+            let queued: i64 = pool
+                .get()
+                .await?
+                .query_one(
+                    "SELECT count(*) FROM (SELECT 1 FROM runner_changes WHERE job = $1 LIMIT $2) q",
+                    &[&key.0, &chunk],
+                )
+                .await?
+                .try_get(0)?;
+            if queued < chunk {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut client = pool.get().await?;
+        let saved = client
+            .query_one(
+                &format!("SELECT last_day, last_user, groups_done, finished_at IS NOT NULL FROM runner_recompute_progress WHERE {WHERE}"),
+                &params,
+            )
+            .await?;
+        let (seen_day, seen_user): (Option<NaiveDate>, Option<i64>) = (saved.try_get(0)?, saved.try_get(1)?);
+        let done = saved.try_get::<_, i64>(2)? as u64;
+        progress(done, total);
+        if saved.try_get::<_, bool>(3)? {
+            return Ok(queued_here);
+        }
+        let (day, after_user) = match (seen_day, seen_user) {
+            (Some(d), Some(u)) => (d, u),
+            _ => (range.from, i64::MIN),
+        };
+        let tx = client.transaction().await?;
+        let moved = if day > range.to {
+            tx.execute(&format!("UPDATE runner_recompute_progress SET finished_at = now(), updated_at = now() WHERE {WHERE} AND finished_at IS NULL"), &params).await?
+        } else {
+            let statement = tx.prepare_cached(&live.sql.day_users).await?;
+            let users: Vec<i64> = tx
+                .query(&statement, &[&day, &cfg.timezone, &range.users, &after_user, &chunk])
+                .await?
+                .iter()
+                .filter_map(|r| r.try_get(0).ok())
+                .collect();
+            // The next position: this day's last user, or the next day.
+            let (next_day, next_user) = match users.last() {
+                Some(&last) => (day, last),
+                None => (day.succ_opt().ok_or_else(|| anyhow::anyhow!("date out of range after {day}"))?, i64::MIN),
+            };
+            let moved = tx
+                .execute(
+                    &format!(
+                        "UPDATE runner_recompute_progress SET last_day = $6, last_user = $7,
+                            groups_done = groups_done + $8, updated_at = now()
+                         WHERE {WHERE} AND last_day IS NOT DISTINCT FROM $9 AND last_user IS NOT DISTINCT FROM $10"
+                    ),
+                    &[
+                        &key.0,
+                        &key.1,
+                        &key.2,
+                        &key.3,
+                        &key.4,
+                        &next_day,
+                        &next_user,
+                        &(users.len() as i64),
+                        &seen_day,
+                        &seen_user,
+                    ],
+                )
+                .await?;
+            if moved == 1 && !users.is_empty() {
+                tx.execute(
+                    "INSERT INTO runner_changes (job, user_id, day) SELECT $1, u, $2 FROM unnest($3::int8[]) u",
+                    &[&key.0, &day, &users],
+                )
+                .await?;
+                queued_here += users.len() as u64;
+            }
+            moved
+        };
+        tx.commit().await?;
+        if moved == 1 {
+            // Wake the workers: the triggers' notification is for writers.
+            client.execute("SELECT pg_notify('runner_pending', $1)", &[&cfg.source.name()]).await?;
+        }
+    }
+}
