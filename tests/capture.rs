@@ -394,3 +394,30 @@ async fn two_runners_share_one_recompute_after_deploy_through_the_queue() {
     first.stop().await;
     second.stop().await;
 }
+
+#[tokio::test]
+async fn migrate_by_a_role_that_may_not_trigger_on_the_source_says_so_and_changes_nothing() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE theirs (id bigserial PRIMARY KEY, user_id bigint NOT NULL, recorded_at timestamptz NOT NULL,
+                 metric text, value double precision, unit text);
+             CREATE ROLE migrator LOGIN;
+             GRANT CREATE, USAGE ON SCHEMA public TO migrator;
+             GRANT SELECT ON theirs TO migrator;",
+        )
+        .await
+        .unwrap();
+    let url = db.url.replacen("postgres://postgres@", "postgres://migrator@", 1);
+    let (_dir, config) = config(&url, &job_on("theirs", "vitals.wasm", "theirs", "theirs_daily", "recorded_at", ""));
+    let out = runner(&config, &["migrate"]).output().await.unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("job theirs: cannot install the change triggers on theirs")
+            && said.contains("run `runner migrate` as the table's owner"),
+        "{said}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'runner_%'").await, 0, "{said}");
+    assert_eq!(db.count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'theirs'::regclass").await, 0);
+}

@@ -20,7 +20,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     metrics::describe_counter!(
         "runner_groups_total",
-        "Groups aggregated, by result: completed, retried (back to pending), failed (max_attempts reached)."
+        "Groups a batch took, by result: completed, emptied (no raw row left), retried (backoff), failed (max_attempts reached), deferred (the database's timeout), busy (held by another worker or runner), empty (nothing queued any more)."
     );
     metrics::describe_counter!("runner_rows_completed_total", "Raw rows marked completed.");
     metrics::describe_counter!(

@@ -113,8 +113,10 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
             }
             if let Some(&pause) = LINGER.get(lingered) {
                 lingered += 1;
+                // A notification ends the pause at once.
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
+                    _ = job.wake.notified() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -246,6 +248,7 @@ async fn run_batch(
 
     report.batches += 1;
     let (mut completed, mut failed, mut deferred, mut db_errors) = (0, 0, 0, 0);
+    let (mut busy, mut emptied, mut empty) = (0u64, 0u64, 0u64);
     let counter =
         |result: &'static str| metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => result);
     // Only groups that ran: a group skipped (paused job) took no time.
@@ -290,8 +293,20 @@ async fn run_batch(
                 });
             }
             // Another worker or runner has it: not peeked again until it had time to finish.
-            Ok(Outcome::Busy) => rest(*key, BUSY_REST),
-            Ok(Outcome::Empty | Outcome::Emptied { .. }) => {}
+            Ok(Outcome::Busy) => {
+                busy += 1;
+                counter("busy").increment(1);
+                rest(*key, BUSY_REST);
+            }
+            Ok(Outcome::Emptied { .. }) => {
+                emptied += 1;
+                counter("emptied").increment(1);
+            }
+            // Another runner took its keys first, or a frozen day.
+            Ok(Outcome::Empty) => {
+                empty += 1;
+                counter("empty").increment(1);
+            }
             Err(e) => {
                 // One outage fails every group of the batch alike: say it once.
                 db_errors += 1;
@@ -309,7 +324,10 @@ async fn run_batch(
     report.groups_failed += failed;
     metrics::histogram!("runner_batch_seconds", "job" => job.name.clone()).record(started.elapsed());
     pool::log_status(pool, &job.name, "after batch");
-    info!(parent: &span, completed, failed, deferred, "Batch done.");
+    // Every group of the batch is in one count (those a shutdown kept from
+    // starting are `not_started`).
+    let not_started = groups as u64 - results.len() as u64;
+    info!(parent: &span, completed, emptied, failed, deferred, busy, empty, db_errors, not_started, "Batch done.");
     Observed {
         group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
         pool_wait: super::throttle::typical_wait(results.iter().filter(|r| r.2.is_some()).map(|r| r.3).collect()),
