@@ -61,6 +61,13 @@ pub struct Summary {
     pub retried_failures: bool,
 }
 
+/// A run's row in `runner_recompute_progress`, by its key ($1 job, $2 from,
+/// $3 to, $4 users, $5 plugin version).
+const WHERE: &str = "job = $1 AND from_day = $2 AND to_day = $3 AND users = $4 AND plugin_version = $5";
+/// Records a run (by the same key) unless it is recorded already.
+const START: &str = "INSERT INTO runner_recompute_progress (job, from_day, to_day, users, plugin_version)
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
 /// Attempts at a group another transaction holds, 50 ms apart.
 const BUSY_RETRIES: u32 = 100;
 
@@ -82,20 +89,13 @@ pub async fn recompute(
     let version = live.plugin.version.to_string();
     let key = (job.name.as_str(), range.from, range.to, range.users_key(), version.as_str());
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&key.0, &key.1, &key.2, &key.3, &key.4];
-    const WHERE: &str = "job = $1 AND from_day = $2 AND to_day = $3 AND users = $4 AND plugin_version = $5";
 
     let client = pool.get().await?;
     if restart {
         client.execute(&format!("DELETE FROM runner_recompute_progress WHERE {WHERE}"), &params).await?;
         client.execute(&format!("DELETE FROM runner_recompute_failures WHERE {WHERE}"), &params).await?;
     }
-    client
-        .execute(
-            "INSERT INTO runner_recompute_progress (job, from_day, to_day, users, plugin_version)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            &params,
-        )
-        .await?;
+    client.execute(START, &params).await?;
     let saved = client
         .query_one(
             &format!(
@@ -280,16 +280,9 @@ pub async fn queue_window(
     let version = live.plugin.version.to_string();
     let key = (job.name.as_str(), range.from, range.to, range.users_key(), version.as_str());
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&key.0, &key.1, &key.2, &key.3, &key.4];
-    const WHERE: &str = "job = $1 AND from_day = $2 AND to_day = $3 AND users = $4 AND plugin_version = $5";
     let total = {
         let client = pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO runner_recompute_progress (job, from_day, to_day, users, plugin_version)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &params,
-            )
-            .await?;
+        client.execute(START, &params).await?;
         let count = client.prepare_cached(&live.sql.count_groups).await?;
         client.query_one(&count, &[&range.from, &cfg.timezone, &range.to, &range.users]).await?.try_get::<_, i64>(0)?
             as u64
