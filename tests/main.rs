@@ -10,6 +10,7 @@ mod console;
 mod deploy_preview;
 mod failures;
 mod faults;
+mod group_commit;
 mod hostile;
 mod lab;
 mod nutrition;

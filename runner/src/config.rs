@@ -202,6 +202,15 @@ pub struct Job {
     /// `workers`: groups of one batch aggregated concurrently (each holds one connection).
     #[serde(default = "defaults::workers", deserialize_with = "positive_usize")]
     pub workers: usize,
+    /// `transaction_budget`: group commit — a transaction carries as many
+    /// due groups as its recent per-group time says fit in this (at least
+    /// one, at most `groups_per_transaction`); groups claimed beyond it as
+    /// it runs are put back. Each group stays isolated.
+    #[serde(default = "defaults::transaction_budget", with = "humantime_serde")]
+    pub transaction_budget: Duration,
+    /// `groups_per_transaction`: the most groups one transaction carries.
+    #[serde(default = "defaults::groups_per_transaction", deserialize_with = "positive_usize")]
+    pub groups_per_transaction: usize,
     /// `max_attempts`: failed tries before a row is marked `failed`.
     #[serde(default = "defaults::max_attempts", deserialize_with = "positive_i32")]
     pub max_attempts: i32,
@@ -330,6 +339,12 @@ mod defaults {
     }
     pub fn time_limit() -> Duration {
         Duration::from_secs(2)
+    }
+    pub fn transaction_budget() -> Duration {
+        Duration::from_millis(20)
+    }
+    pub fn groups_per_transaction() -> usize {
+        20
     }
 }
 

@@ -20,7 +20,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     metrics::describe_counter!(
         "runner_groups_total",
-        "Groups a batch took, by result: completed, emptied (no raw row left), retried (backoff), failed (max_attempts reached), deferred (the database's timeout), busy (held by another worker or runner), empty (nothing queued any more)."
+        "Groups a batch took, by result: completed, emptied (no raw row left), retried (backoff), failed (max_attempts reached), deferred (the database's timeout), busy (held by another worker or runner), empty (nothing queued any more), put_back (its transaction ran out of budget first)."
     );
     metrics::describe_counter!("runner_rows_completed_total", "Raw rows marked completed.");
     metrics::describe_counter!(
@@ -29,9 +29,13 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_histogram!(
         "runner_group_seconds",
-        "One group's transaction, from taking a connection to commit."
+        "A group's share of its transaction's time (the transaction's time over the groups it carried)."
     );
     metrics::describe_histogram!("runner_batch_seconds", "One batch of groups.");
+    metrics::describe_histogram!(
+        "runner_transaction_seconds",
+        "One group-commit transaction, from taking a connection to commit (it carries one or more groups)."
+    );
     metrics::describe_counter!(
         "runner_plugin_reloads_total",
         "Plugin file changes, by result: swapped, rejected, paused."

@@ -32,6 +32,18 @@ pub struct Statements {
     /// retry) and `locked`. Always at least
     /// one row: with no input, one whose id is NULL.
     pub claim: String,
+    /// Group commit: `claim` for several groups in one statement. ($1 users,
+    /// $2 days, $3 tz, $4 target table, $5 job) → for each group `n` (1-based,
+    /// in the arrays' order): its rows as `claim` returns them, then `n` —
+    /// at least one row per group (id NULL: no input, or not locked), in
+    /// order of `n`.
+    /// The locks are tried once each (a materialized CTE): a group another
+    /// transaction holds is skipped, never waited on.
+    pub claim_many: String,
+    /// Group commit: `replace` for several groups in one statement. ($1
+    /// users, $2 days, $3 plugin versions — one per group —, $4 the group
+    /// (1-based) of each daily row, then one array per output column).
+    pub replace_many: String,
     /// ($1 day, $2 tz, $3 users or NULL, $4 after user, $5 limit) → the
     /// users with daily rows or raw input on a day, in order (recompute).
     pub day_users: String,
@@ -86,6 +98,8 @@ impl Statements {
         // on (user_id, timestamp).
         let day_range = |t: &str| format!("{t}user_id = $1::int8 AND {}", range(t, "$2", "$2", "$3"));
         let grouped = |t: &str| capture::in_a_group(job, shape, t);
+        // The rows of group `l` (its user and day columns) as an index range.
+        let group_range = |t: &str| format!("{t}user_id = l.user_id AND {}", range(t, "l.day", "l.day", "$3"));
         let output_cols: Vec<String> = description.output.iter().map(|c| quote(&c.name)).collect();
         let input_cols = |t: &str, alias: bool| -> String {
             description
@@ -146,6 +160,74 @@ impl Statements {
                 input_cols_r = input_cols("r.", false),
                 read_range = day_range("s."),
             ),
+            claim_many: format!(
+                "WITH g AS (
+                    SELECT * FROM unnest($1::int8[], $2::date[]) WITH ORDINALITY AS g(user_id, day, n)
+                 ), locked AS MATERIALIZED (
+                    SELECT g.*, pg_try_advisory_xact_lock(hashtextextended($4::text || '/' || g.user_id || '/' || g.day, 0)) AS ok
+                    FROM g
+                 ), taken AS (
+                    DELETE FROM runner_changes c USING locked l
+                    WHERE l.ok AND c.job = $5::text AND c.day = l.day AND c.user_id = l.user_id
+                    RETURNING l.n
+                 ), cleared AS (
+                    DELETE FROM runner_group_failures f USING locked l
+                    WHERE l.ok AND f.job = $5::text AND f.user_id = l.user_id AND f.day = l.day
+                    RETURNING l.n, NOT f.failed AS retry
+                 ), counts AS (
+                    SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
+                              + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken
+                    FROM locked l
+                 )
+                 SELECT r.id, r.at{input_cols_r}, k.taken, l.ok, l.n
+                 FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
+                    SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
+                    WHERE {group_range}
+                 ) r ON l.ok
+                 ORDER BY l.n, r.at, r.id",
+                at_s = at("s."),
+                input_cols_s = input_cols("s.", true),
+                input_cols_r = input_cols("r.", false),
+                group_range = group_range("s."),
+            ),
+            replace_many: {
+                let desc = description;
+                let key: Vec<String> = desc.key.iter().map(|k| quote(k)).collect();
+                let conflict: Vec<&str> = ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
+                let set: Vec<String> = ["plugin_version".to_string(), "updated_at".to_string()]
+                    .into_iter()
+                    .chain(desc.output.iter().filter(|c| !desc.key.contains(&c.name)).map(|c| quote(&c.name)))
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
+                let arrays: Vec<String> = desc
+                    .output
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("${}::{}", i + 5, crate::db::sql::ColumnArray::sql_type(c.kind)))
+                    .collect();
+                let same_key: String = key.iter().map(|k| format!(" AND up.{k} = d.{k}")).collect();
+                let v_cols: Vec<String> = output_cols.iter().map(|c| format!("v.{c}")).collect();
+                format!(
+                    "WITH g AS (
+                        SELECT * FROM unnest($1::int8[], $2::date[], $3::text[]) WITH ORDINALITY AS g(user_id, day, version, n)
+                     ), up AS (
+                        INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {cols})
+                        SELECT g.user_id, g.day, g.version, clock_timestamp(), {v_cols}
+                        FROM unnest($4::int8[], {arrays}) AS v(n, {cols}) JOIN g ON g.n = v.n
+                        ON CONFLICT ({conflict}) DO UPDATE SET {set}
+                        RETURNING user_id, day{returning}
+                     )
+                     DELETE FROM {dst} d USING g
+                     WHERE d.user_id = g.user_id AND d.day = g.day
+                       AND NOT EXISTS (SELECT 1 FROM up WHERE up.user_id = d.user_id AND up.day = d.day{same_key})",
+                    cols = output_cols.join(", "),
+                    v_cols = v_cols.join(", "),
+                    arrays = arrays.join(", "),
+                    conflict = conflict.join(", "),
+                    set = set.join(", "),
+                    returning = key.iter().map(|k| format!(", {k}")).collect::<String>(),
+                )
+            },
             day_users: format!(
                 "SELECT user_id::int8 FROM {src}
                  WHERE {range} AND {grouped}

@@ -35,11 +35,14 @@ pub enum Outcome {
     Deferred { kind: Transient, error: String },
     /// A day with no raw rows left: its daily rows deleted.
     Emptied { deleted: u64 },
+    /// Claimed by a transaction that ran out of its budget first: its keys
+    /// were put back in the queue, untouched.
+    PutBack,
 }
 
 /// Why a group failed inside its transaction.
 #[derive(Debug, thiserror::Error)]
-enum GroupError {
+pub(super) enum GroupError {
     #[error("plugin {plugin} on {key}: {source}")]
     Plugin { plugin: Arc<str>, key: GroupKey, source: CallError },
     #[error("plugin {plugin} on {key}: {message}")]
@@ -52,7 +55,7 @@ enum GroupError {
 
 impl GroupError {
     /// The database's failure, when it is not the group's.
-    fn transient(&self) -> Option<Transient> {
+    pub(super) fn transient(&self) -> Option<Transient> {
         match self {
             GroupError::Sql { source, .. } => crate::db::transient(source),
             _ => None,
@@ -170,7 +173,7 @@ pub async fn process(
 /// Whether `key`'s day is before the job's frozen horizon. Counted from
 /// today in UTC with a day to spare, so that no zone's frozen day is ever
 /// emptied.
-fn frozen(config: &crate::config::Job, key: GroupKey) -> bool {
+pub(super) fn frozen(config: &crate::config::Job, key: GroupKey) -> bool {
     config.frozen_days().is_some_and(|days| {
         let horizon = Utc::now().date_naive() - chrono::Days::new(u64::try_from(days).unwrap_or(0).saturating_sub(1));
         key.day < horizon
@@ -179,7 +182,7 @@ fn frozen(config: &crate::config::Job, key: GroupKey) -> bool {
 
 /// Records a group's failure after its rollback: one more attempt, the
 /// error, and a backoff (or `failed` at `max_attempts`, when its keys go).
-async fn record_failure(
+pub(super) async fn record_failure(
     client: &Client,
     job: &str,
     state: &JobState,
@@ -260,6 +263,32 @@ async fn aggregate(
     raw: &[tokio_postgres::Row],
     values_end: usize,
 ) -> Result<Write, GroupError> {
+    let output = checked_output(client, job, state, live, key, raw, values_end).await?;
+    let plugin = &live.plugin;
+    // One statement replaces the day's daily rows: the rows go as one typed
+    // array per output column.
+    let columns = plugin
+        .description
+        .output
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ColumnArray::collect(c.kind, &output.rows, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| GroupError::InvalidOutput { plugin: plugin.version.clone(), key, message })?;
+    Ok(Write { version: plugin.version.clone(), columns, rows: output.rows.len(), rejected: output.rejected })
+}
+
+/// The plugin's output for the day's rows, checked against its contract
+/// (and the shadow candidate run beside it, its differences recorded).
+pub(super) async fn checked_output(
+    client: &deadpool_postgres::ClientWrapper,
+    job: &str,
+    state: &JobState,
+    live: &Live,
+    key: GroupKey,
+    raw: &[tokio_postgres::Row],
+    values_end: usize,
+) -> Result<Output, GroupError> {
     let rows = input_rows(raw, values_end).map_err(|message| GroupError::Read { key, message })?;
 
     // The candidate gets the same rows; they are copied only when there is one.
@@ -294,15 +323,5 @@ async fn aggregate(
         }
     }
 
-    // One statement replaces the day's daily rows: the rows go as one typed
-    // array per output column.
-    let columns = plugin
-        .description
-        .output
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ColumnArray::collect(c.kind, &output.rows, i))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|message| GroupError::InvalidOutput { plugin: plugin.version.clone(), key, message })?;
-    Ok(Write { version: plugin.version.clone(), columns, rows: output.rows.len(), rejected: output.rejected })
+    Ok(output)
 }

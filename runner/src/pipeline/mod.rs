@@ -3,6 +3,7 @@
 //! settings in as files change.
 
 pub mod after_deploy;
+pub mod commit;
 pub mod deploy;
 pub mod diff;
 pub mod group;

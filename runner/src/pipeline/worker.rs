@@ -12,7 +12,8 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::group::{self, Outcome, Purpose};
+use super::commit;
+use super::group::Outcome;
 use super::job::{Job, JobState, TIMING_OUT_AFTER};
 use super::throttle::{Observed, Throttle};
 use crate::db::{cancel, pool};
@@ -47,6 +48,10 @@ pub struct Report {
     pub backoffs: u64,
     /// Groups rolled back by lock or statement timeouts and retried.
     pub deferred: u64,
+    /// The longest a group-commit transaction stayed open.
+    pub longest_transaction: Duration,
+    /// Transactions by the number of groups they carried.
+    pub transaction_sizes: std::collections::BTreeMap<usize, u64>,
 }
 
 /// Pauses before looking at the queue again once it ran dry, before waiting
@@ -75,6 +80,8 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
     let mut resting: HashMap<GroupKey, Instant> = HashMap::new();
     // Re-peeks done since the queue ran dry (see `LINGER`).
     let mut lingered = 0;
+    // A group's recent share of its transaction's time (group commit).
+    let mut per_group: Option<Duration> = None;
     while !*shutdown.borrow() {
         failpoint(&job.name);
         let state = job.current();
@@ -141,11 +148,36 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
             }
             continue;
         }
-        let seen =
-            run_batch(&pool, &job, batch, throttle.concurrency(&state.config), &shutdown, &mut report, |key, rest| {
+        // Groups a transaction carries: as many as the recent per-group time
+        // says fit the budget.
+        let cfg = &state.config;
+        let unit = match per_group {
+            Some(share) if !share.is_zero() => {
+                (cfg.transaction_budget.as_secs_f64() / share.as_secs_f64()).floor() as usize
+            }
+            _ => cfg.groups_per_transaction,
+        }
+        .clamp(1, cfg.groups_per_transaction);
+        let seen = run_batch(
+            &pool,
+            &job,
+            batch,
+            throttle.concurrency(&state.config),
+            unit,
+            &shutdown,
+            &mut report,
+            |key, rest| {
                 resting.insert(key, Instant::now() + rest);
-            })
-            .await;
+            },
+        )
+        .await;
+        if seen.ran > 0 && !seen.group_p50.is_zero() {
+            // Follows the batches, a drop at once and a rise gently.
+            per_group = Some(match per_group {
+                Some(old) if seen.group_p50 > old => (old * 3 + seen.group_p50) / 4,
+                _ => seen.group_p50,
+            });
+        }
         stalled = if seen.deferred > 0 && seen.completed == 0 { stalled + 1 } else { 0 };
         if mode == Mode::Once && stalled >= MAX_STALLED_BATCHES {
             report.db_errors += 1;
@@ -195,11 +227,13 @@ async fn claim_batch(
 /// How long a group another worker or runner holds is left out of batches.
 const BUSY_REST: Duration = Duration::from_millis(50);
 
+#[allow(clippy::too_many_arguments, reason = "the loop's state, passed down once")]
 async fn run_batch(
     pool: &Pool,
     job: &Job,
     batch: Vec<GroupKey>,
     concurrency: usize,
+    unit: usize,
     shutdown: &watch::Receiver<bool>,
     report: &mut Report,
     mut rest: impl FnMut(GroupKey, Duration),
@@ -211,44 +245,77 @@ async fn run_batch(
     let groups = batch.len();
     let started = Instant::now();
     let span = info_span!("batch", job = %job.name, groups);
-    let results: Vec<_> = futures::stream::iter(batch)
-        // Stop starting groups on shutdown; the ones in hand finish.
+    // Group commit: the batch in transactions of `unit` groups, spread
+    // over the workers.
+    let unit = unit.clamp(1, groups.div_ceil(concurrency.max(1)).max(1));
+    let units: Vec<Vec<GroupKey>> = batch.chunks(unit).map(<[GroupKey]>::to_vec).collect();
+    let per_unit: Vec<Vec<_>> = futures::stream::iter(units)
+        // Stop starting transactions on shutdown; the ones in hand finish.
         .take_while(|_| std::future::ready(!*shutdown.borrow()))
-        .map(|key| async move {
-            // Each group takes the job's state as it is now: a plugin swapped
-            // mid-batch applies to the next group, never to one in flight.
+        .map(|keys| async move {
+            // Each transaction takes the job's state as it is now: a plugin
+            // swapped mid-batch applies to the next one, never to one in flight.
             let state = job.current();
-            let Some(live) = state.running() else { return (key, Ok(Outcome::Busy), None, Duration::ZERO) };
-            let span = info_span!("group", user = key.user_id, day = %key.day, plugin = %live.plugin.version);
+            let Some(live) = state.running() else {
+                return keys.iter().map(|k| (*k, Ok(Outcome::Busy), None, Duration::ZERO, None)).collect();
+            };
+            let first = keys[0];
+            let span = info_span!("group", user = first.user_id, day = %first.day, groups = keys.len(),
+                plugin = %live.plugin.version);
             let started = Instant::now();
             let mut waited = Duration::ZERO;
             let result = async {
                 let client = pool.get().await?;
-                // A connection opened for this group (the pool growing, as
-                // at start-up) waited for the connect, not for other groups:
-                // not pressure the throttle should back off from.
+                // A connection opened for this transaction (the pool growing,
+                // as at start-up) waited for the connect, not for other
+                // groups: not pressure the throttle should back off from.
                 if deadpool_postgres::Object::metrics(&client).recycle_count > 0 {
                     waited = started.elapsed();
                 }
                 pool::usage(pool); // records the peak
                 // Cancelled on shutdown past the grace period.
                 let _in_flight = cancel::register(&client);
-                anyhow::Ok(group::process(client, &job.name, &state, live, key, Purpose::Pending).await?)
+                anyhow::Ok(commit::process_many(pool, client, &job.name, &state, live, &keys).await?)
             }
             .instrument(span)
             .await;
-            let took = started.elapsed();
-            metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(took);
-            (key, result, Some(took), waited)
+            match result {
+                Ok(done) => {
+                    metrics::histogram!("runner_transaction_seconds", "job" => job.name.clone()).record(done.open_for);
+                    // A group's share of its transaction's time.
+                    let share = done.open_for / done.carried.max(1) as u32;
+                    metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(share);
+                    let (open_for, carried) = (done.open_for, done.carried);
+                    done.outcomes
+                        .into_iter()
+                        .map(|(k, o)| (k, Ok(o), Some(share), waited, Some((open_for, carried))))
+                        .collect::<Vec<_>>()
+                }
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    keys.iter()
+                        .map(|k| (*k, Err(anyhow::anyhow!("{message}")), Some(started.elapsed()), waited, None))
+                        .collect()
+                }
+            }
         })
         .buffer_unordered(concurrency)
         .collect()
         .instrument(span.clone())
         .await;
+    let transactions = per_unit.len();
+    // Each transaction once: its time and size.
+    for unit in &per_unit {
+        if let Some((_, _, _, _, Some((open_for, carried)))) = unit.first() {
+            report.longest_transaction = report.longest_transaction.max(*open_for);
+            *report.transaction_sizes.entry(*carried).or_default() += 1;
+        }
+    }
+    let results: Vec<_> = per_unit.into_iter().flatten().map(|(k, r, t, w, _)| (k, r, t, w)).collect();
 
     report.batches += 1;
     let (mut completed, mut failed, mut deferred, mut db_errors) = (0, 0, 0, 0);
-    let (mut busy, mut emptied, mut empty) = (0u64, 0u64, 0u64);
+    let (mut busy, mut emptied, mut empty, mut put_back) = (0u64, 0u64, 0u64, 0u64);
     let counter =
         |result: &'static str| metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => result);
     // Only groups that ran: a group skipped (paused job) took no time.
@@ -292,6 +359,11 @@ async fn run_batch(
                     }
                 });
             }
+            // Its transaction ran out of budget first: queued again, untouched.
+            Ok(Outcome::PutBack) => {
+                put_back += 1;
+                counter("put_back").increment(1);
+            }
             // Another worker or runner has it: not peeked again until it had time to finish.
             Ok(Outcome::Busy) => {
                 busy += 1;
@@ -327,7 +399,8 @@ async fn run_batch(
     // Every group of the batch is in one count (those a shutdown kept from
     // starting are `not_started`).
     let not_started = groups as u64 - results.len() as u64;
-    info!(parent: &span, completed, emptied, failed, deferred, busy, empty, db_errors, not_started, "Batch done.");
+    info!(parent: &span, completed, emptied, failed, deferred, busy, empty, put_back, db_errors, not_started,
+        transactions, "Batch done.");
     Observed {
         group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
         pool_wait: super::throttle::typical_wait(results.iter().filter(|r| r.2.is_some()).map(|r| r.3).collect()),
