@@ -180,6 +180,10 @@ struct RunnerRun {
     max_waiting: usize,
     /// Console and `/metrics` requests answered during the run.
     console_requests: u64,
+    /// The longest group-commit transaction.
+    longest_transaction: Duration,
+    /// Transactions by the groups they carried.
+    transaction_sizes: std::collections::BTreeMap<usize, u64>,
 }
 
 /// Runs the runner in this process until every row is done; with
@@ -258,6 +262,8 @@ async fn run_runner(config: &Config, native: bool, db: &str, console_clients: us
         postgres_cpu,
         max_waiting: waiting.load(Ordering::Relaxed),
         console_requests,
+        longest_transaction: r.longest_transaction,
+        transaction_sizes: r.transaction_sizes.clone(),
     })
 }
 
@@ -382,6 +388,7 @@ async fn main() -> anyhow::Result<()> {
     // interleaved run by run so that the machine's moods touch all three.
     let (mut set_runs, mut wasm_runs, mut native_runs, mut replay_runs) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut commit_replay_runs = Vec::new();
     let (set_url, wasm_url, native_url) = (pg.url("bench_set"), pg.url("bench_wasm"), pg.url("bench_native"));
     let replay_url = pg.url("bench_replay");
     let mut set_pg_cpu = 0.0;
@@ -399,13 +406,19 @@ async fn main() -> anyhow::Result<()> {
         copy(&admin, "bench_native").await?;
         native_runs.push(run_runner(&config(&native_url, &args, &work)?, true, "bench_native", 0).await?);
         copy(&admin, "bench_replay").await?;
-        replay_runs.push(replay::run(&config(&replay_url, &args, &work)?, args.workers).await?);
+        replay_runs.push(replay::run(&config(&replay_url, &args, &work)?, args.workers, 1).await?);
+        copy(&admin, "bench_replay").await?;
+        let replay_config = config(&replay_url, &args, &work)?;
+        let per_transaction = replay_config.jobs["vitals"].groups_per_transaction;
+        commit_replay_runs.push(replay::run(&replay_config, args.workers, per_transaction).await?);
         println!(
-            "run {run}: set-based {:.2} s, runner (WebAssembly) {:.2} s, runner (native) {:.2} s, replay {:.2} s",
+            "run {run}: set-based {:.2} s, runner (WebAssembly) {:.2} s, runner (native) {:.2} s, replay {:.2} s, \
+             group-commit replay {:.2} s",
             set_runs[run - 1],
             wasm_runs[run - 1].seconds,
             native_runs[run - 1].seconds,
-            replay_runs[run - 1]
+            replay_runs[run - 1],
+            commit_replay_runs[run - 1]
         );
     }
     let median_run = |runs: &mut Vec<RunnerRun>| {
@@ -422,6 +435,8 @@ async fn main() -> anyhow::Result<()> {
     let set_vs_wasm = ratio_runs(&set_runs, &wasm_secs);
     let native_vs_wasm = ratio_runs(&native_secs, &wasm_secs);
     let replay_vs_wasm = ratio_runs(&replay_runs, &wasm_secs);
+    let commit_replay_vs_wasm = ratio_runs(&commit_replay_runs, &wasm_secs);
+    let commit_replay_spread = spread(commit_replay_runs.clone());
     let replay_spread = spread(replay_runs.clone());
     let (set_min, set_secs, set_max) = spread(set_runs.clone());
     let wasm_spread = spread(wasm_secs.clone());
@@ -516,13 +531,19 @@ async fn main() -> anyhow::Result<()> {
         "backpressure: {} of {} batches backed off alone, {} of {} beside the read load",
         wasm.backoffs, wasm.batches, busy.backoffs, busy.batches
     );
+    println!(
+        "transactions (median run): longest {}; groups a transaction: {}",
+        ms(wasm.longest_transaction),
+        wasm.transaction_sizes.iter().map(|(size, n)| format!("{size}×{n}")).collect::<Vec<_>>().join(" ")
+    );
     println!();
     println!("spread over {} runs (min / median / max seconds)", set_runs.len());
     for (name, (lo, mid, hi)) in [
         ("set-based SQL", (set_min, set_secs, set_max)),
         ("runner, WebAssembly", wasm_spread),
         ("runner, native", native_spread),
-        ("replay of its statements", replay_spread),
+        ("replay, one group a transaction", replay_spread),
+        ("replay, group commit", commit_replay_spread),
     ] {
         println!("  {name:<28} {lo:>7.2} {mid:>7.2} {hi:>7.2}");
     }
@@ -533,7 +554,9 @@ async fn main() -> anyhow::Result<()> {
     let (lo, mid, hi) = native_vs_wasm;
     println!("  WebAssembly ÷ native (speed):              {lo:.2} / {mid:.2} / {hi:.2}");
     let (lo, mid, hi) = replay_vs_wasm;
-    println!("  runner ÷ replay of its statements (speed): {lo:.2} / {mid:.2} / {hi:.2}");
+    println!("  runner ÷ replay, one group a transaction:  {lo:.2} / {mid:.2} / {hi:.2}");
+    let (lo, mid, hi) = commit_replay_vs_wasm;
+    println!("  runner ÷ replay, group commit:             {lo:.2} / {mid:.2} / {hi:.2}");
     println!(
         "  runner seconds per million rows:           {:.2} (history: {} completed rows)",
         wasm.seconds / rows * 1e6,

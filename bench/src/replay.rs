@@ -1,9 +1,11 @@
-//! The per-group protocol ceiling: the runner's own transaction for every
-//! group (`group::process`: `BEGIN`, lock-claim-and-read, replace, `COMMIT`)
-//! issued by `workers` clients that know every group in advance — no batch
-//! claim, no throttle, no WebAssembly (the native vitals logic, a few µs a
-//! group). The runner's time over this one is its share of the ceiling:
-//! what scheduling, claiming and the sandbox add to the statements alone.
+//! The protocol ceilings: the runner's own transactions issued by `workers`
+//! clients that know every group in advance — no batch peek, no throttle,
+//! no WebAssembly (the native vitals logic, a few µs a group). With
+//! `per_transaction` 1, one group a transaction (`group::process`: `BEGIN`,
+//! lock-claim-and-read, replace, `COMMIT`); above, group commit
+//! (`commit::process_many`, that many groups a transaction). The runner's
+//! time over this is its share of the ceiling: what scheduling, peeking and
+//! the sandbox add to the statements alone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,13 +13,14 @@ use std::time::Instant;
 
 use runner::config::Config;
 use runner::db::pool;
-use runner::pipeline::group::{self, Outcome, Purpose};
+use runner::pipeline::commit;
+use runner::pipeline::group::Outcome;
 use runner::pipeline::{self, JobState};
 use runner::plugin::Runtime;
 use runner::rows::GroupKey;
 
-/// Seconds to replay every pending group of the job's table.
-pub async fn run(config: &Config, workers: usize) -> anyhow::Result<f64> {
+/// Seconds to replay every queued group of the job's table.
+pub async fn run(config: &Config, workers: usize, per_transaction: usize) -> anyhow::Result<f64> {
     let pool = pool::build(&config.database, "replay")?;
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
     let jobs = pipeline::prepare(config, &pool, &runtime).await.map_err(|p| anyhow::anyhow!(p.join("\n")))?;
@@ -43,12 +46,17 @@ pub async fn run(config: &Config, workers: usize) -> anyhow::Result<f64> {
             (pool.clone(), groups.clone(), next.clone(), state.clone(), live.clone(), job.name.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&key) = groups.get(i) else { return anyhow::Ok(()) };
+                let i = next.fetch_add(per_transaction, Ordering::Relaxed);
+                let Some(keys) = groups.get(i..(i + per_transaction).min(groups.len())).filter(|k| !k.is_empty())
+                else {
+                    return anyhow::Ok(());
+                };
                 let client = pool.get().await?;
-                match group::process(client, &name, &state, &live, key, Purpose::Pending).await? {
-                    Outcome::Completed { .. } => {}
-                    other => anyhow::bail!("replaying {key}: {other:?}"),
+                let done = commit::process_many(&pool, client, &name, &state, &live, keys).await?;
+                for (key, outcome) in done.outcomes {
+                    if !matches!(outcome, Outcome::Completed { .. }) {
+                        anyhow::bail!("replaying {key}: {outcome:?}");
+                    }
                 }
             }
         }));
