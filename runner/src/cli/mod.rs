@@ -26,7 +26,7 @@ use runner::plugin::Runtime;
 #[derive(Parser)]
 #[command(
     version,
-    about = "Aggregates raw health data in Postgres with WebAssembly plugins, one short transaction per user and day."
+    about = "Keeps daily aggregates of raw health data in Postgres in step with every change, with WebAssembly plugins, in short transactions."
 )]
 struct Cli {
     /// The TOML config file. Relative paths inside it resolve against its folder.
