@@ -109,6 +109,28 @@ impl Statements {
                 .map(|(i, c)| if alias { format!(", {t}{} AS c{i}", quote(&c.name)) } else { format!(", {t}c{i}") })
                 .collect()
         };
+        // The daily upsert's parts: the key columns (quoted), the conflict
+        // target, the SET list, and one typed array parameter per output
+        // column from `$first` on.
+        let upsert = |first: usize| {
+            let key: Vec<String> = description.key.iter().map(|k| quote(k)).collect();
+            let conflict = ["user_id".to_string(), "day".to_string()].into_iter().chain(key.iter().cloned());
+            let set = ["plugin_version".to_string(), "updated_at".to_string()]
+                .into_iter()
+                .chain(description.output.iter().filter(|c| !description.key.contains(&c.name)).map(|c| quote(&c.name)))
+                .map(|c| format!("{c} = excluded.{c}"));
+            let arrays = description
+                .output
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("${}::{}", i + first, crate::db::sql::ColumnArray::sql_type(c.kind)));
+            (
+                key.clone(),
+                conflict.collect::<Vec<_>>().join(", "),
+                set.collect::<Vec<_>>().join(", "),
+                arrays.collect::<Vec<_>>().join(", "),
+            )
+        };
         // The lock key is (target table, user, day), hashed by Postgres so
         // every runner computes the same one.
         let lock = |table: &str| {
@@ -191,20 +213,7 @@ impl Statements {
                 group_range = group_range("s."),
             ),
             replace_many: {
-                let desc = description;
-                let key: Vec<String> = desc.key.iter().map(|k| quote(k)).collect();
-                let conflict: Vec<&str> = ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
-                let set: Vec<String> = ["plugin_version".to_string(), "updated_at".to_string()]
-                    .into_iter()
-                    .chain(desc.output.iter().filter(|c| !desc.key.contains(&c.name)).map(|c| quote(&c.name)))
-                    .map(|c| format!("{c} = excluded.{c}"))
-                    .collect();
-                let arrays: Vec<String> = desc
-                    .output
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("${}::{}", i + 5, crate::db::sql::ColumnArray::sql_type(c.kind)))
-                    .collect();
+                let (key, conflict, set, arrays) = upsert(5);
                 let same_key: String = key.iter().map(|k| format!(" AND up.{k} = d.{k}")).collect();
                 let v_cols: Vec<String> = output_cols.iter().map(|c| format!("v.{c}")).collect();
                 format!(
@@ -222,9 +231,6 @@ impl Statements {
                        AND NOT EXISTS (SELECT 1 FROM up WHERE up.user_id = d.user_id AND up.day = d.day{same_key})",
                     cols = output_cols.join(", "),
                     v_cols = v_cols.join(", "),
-                    arrays = arrays.join(", "),
-                    conflict = conflict.join(", "),
-                    set = set.join(", "),
                     returning = key.iter().map(|k| format!(", {k}")).collect::<String>(),
                 )
             },
@@ -269,21 +275,7 @@ impl Statements {
                 grouped = grouped(""),
             ),
             replace: {
-                let desc = description;
-                let key: Vec<String> = desc.key.iter().map(|k| quote(k)).collect();
-                let conflict: Vec<&str> =
-                    ["user_id", "day"].into_iter().chain(key.iter().map(String::as_str)).collect();
-                let set: Vec<String> = ["plugin_version".to_string(), "updated_at".to_string()]
-                    .into_iter()
-                    .chain(desc.output.iter().filter(|c| !desc.key.contains(&c.name)).map(|c| quote(&c.name)))
-                    .map(|c| format!("{c} = excluded.{c}"))
-                    .collect();
-                let arrays: Vec<String> = desc
-                    .output
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("${}::{}", i + 4, crate::db::sql::ColumnArray::sql_type(c.kind)))
-                    .collect();
+                let (key, conflict, set, arrays) = upsert(4);
                 // With no rows, the upsert does nothing and the delete takes the whole day.
                 let stale = if key.is_empty() {
                     "NOT EXISTS (SELECT 1 FROM up)".to_string()
@@ -300,9 +292,6 @@ impl Statements {
                      )
                      DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2 AND {stale}",
                     cols = output_cols.join(", "),
-                    arrays = arrays.join(", "),
-                    conflict = conflict.join(", "),
-                    set = set.join(", "),
                     returning = if key.is_empty() { "1".to_string() } else { key.join(", ") },
                 )
             },

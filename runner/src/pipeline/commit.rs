@@ -168,14 +168,7 @@ pub async fn process_many(
     let group_of: Vec<i64> =
         written.iter().enumerate().flat_map(|(i, w)| std::iter::repeat_n(i as i64 + 1, w.1.len())).collect();
     let all_rows: Vec<Vec<Value>> = written.iter().flat_map(|w| w.1.iter().cloned()).collect();
-    let columns = plugin
-        .description
-        .output
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ColumnArray::collect(c.kind, &all_rows, i))
-        .collect::<Result<Vec<_>, _>>();
-    let columns = match columns {
+    let columns = match group::output_columns(plugin, &all_rows) {
         Ok(columns) => columns,
         // Checked per group already; should one still not encode, the
         // groups go one by one, where it fails alone.

@@ -240,14 +240,7 @@ struct Write {
 impl Write {
     /// No daily rows: the replace deletes the day's.
     fn nothing(plugin: &Plugin) -> Write {
-        let columns = plugin
-            .description
-            .output
-            .iter()
-            .enumerate()
-            .map(|(i, c)| ColumnArray::collect(c.kind, &[], i))
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap_or_default();
+        let columns = output_columns(plugin, &[]).unwrap_or_default();
         Write { version: plugin.version.clone(), columns, rows: 0, rejected: 0 }
     }
 }
@@ -265,17 +258,18 @@ async fn aggregate(
 ) -> Result<Write, GroupError> {
     let output = checked_output(client, job, state, live, key, raw, values_end).await?;
     let plugin = &live.plugin;
-    // One statement replaces the day's daily rows: the rows go as one typed
-    // array per output column.
-    let columns = plugin
-        .description
-        .output
-        .iter()
-        .enumerate()
-        .map(|(i, c)| ColumnArray::collect(c.kind, &output.rows, i))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|message| GroupError::InvalidOutput { plugin: plugin.version.clone(), key, message })?;
+    let columns = output_columns(plugin, &output.rows).map_err(|message| GroupError::InvalidOutput {
+        plugin: plugin.version.clone(),
+        key,
+        message,
+    })?;
     Ok(Write { version: plugin.version.clone(), columns, rows: output.rows.len(), rejected: output.rejected })
+}
+
+/// Daily rows as the replace statements take them: one typed array per
+/// output column, whatever the number of rows.
+pub(super) fn output_columns(plugin: &Plugin, rows: &[Vec<crate::rows::Value>]) -> Result<Vec<ColumnArray>, String> {
+    plugin.description.output.iter().enumerate().map(|(i, c)| ColumnArray::collect(c.kind, rows, i)).collect()
 }
 
 /// The plugin's output for the day's rows, checked against its contract
