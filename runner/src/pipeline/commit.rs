@@ -74,6 +74,9 @@ pub async fn process_many(
     let mut written: Vec<(GroupKey, Vec<Vec<Value>>, usize, u32)> = Vec::new();
     let mut failures: Vec<(GroupKey, GroupError)> = Vec::new();
     let mut put_back: Vec<GroupKey> = Vec::new();
+    // First the groups as the claim left them; those with input to
+    // aggregate are collected, in order.
+    let mut to_run: Vec<(GroupKey, &[tokio_postgres::Row])> = Vec::new();
     let mut start = 0;
     while start < raw.len() {
         let n: i64 = raw[start].try_get(width - 1).unwrap_or(0);
@@ -84,34 +87,77 @@ pub async fn process_many(
         let first = &rows[0];
         if !first.try_get::<_, bool>(width - 2).unwrap_or(false) {
             outcomes.push((key, Outcome::Busy));
-            continue;
-        }
-        if first.try_get::<_, i64>(width - 3).unwrap_or(0) == 0 {
+        } else if first.try_get::<_, i64>(width - 3).unwrap_or(0) == 0 {
             outcomes.push((key, Outcome::Empty));
-            continue;
-        }
-        if started.elapsed() >= config.transaction_budget && !(written.is_empty() && failures.is_empty()) {
-            put_back.push(key);
-            continue;
-        }
-        let has_rows = first.try_get::<_, Option<i64>>(0).ok().flatten().is_some();
-        if !has_rows {
+        } else if first.try_get::<_, Option<i64>>(0).ok().flatten().is_none() {
+            // No input left: emptied, unless the day is frozen.
             if group::frozen(config, key) {
                 outcomes.push((key, Outcome::Empty));
             } else {
                 written.push((key, Vec::new(), 0, 0));
             }
-            continue;
+        } else {
+            to_run.push((key, rows));
         }
-        match group::checked_output(tx.client(), job, state, live, key, rows, width - 3).await {
-            Ok(output) => written.push((key, output.rows, rows.len(), output.rejected)),
-            // A statement of the transaction failed (a shadow difference's
-            // write): the transaction is aborted, so everyone is replayed.
-            Err(e @ GroupError::Sql { .. }) => {
-                drop(tx.rollback_keeping().await?);
-                return fallback(pool, job, state, live, keys, e, started).await;
+    }
+    if state.candidate.is_none() {
+        // The plugin calls of the whole transaction on one blocking thread,
+        // one fresh instance each: one hand-over, not one per group.
+        let inputs: Vec<(GroupKey, Result<Vec<crate::rows::InputRow>, String>, usize)> =
+            to_run.iter().map(|(key, rows)| (*key, group::input_rows(rows, width - 3), rows.len())).collect();
+        let (plugin, limits, budget) = (live.plugin.clone(), state.limits, config.transaction_budget);
+        let span = tracing::Span::current();
+        let results = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut results = Vec::with_capacity(inputs.len());
+                for (i, (key, input, read)) in inputs.into_iter().enumerate() {
+                    // The budget spent: the rest goes back to the queue.
+                    if i > 0 && started.elapsed() >= budget {
+                        results.push((key, None, read));
+                        continue;
+                    }
+                    let result = input.map(|rows| plugin.aggregate(key, rows, limits));
+                    results.push((key, Some(result), read));
+                }
+                results
+            })
+        })
+        .await
+        .expect("plugin calls panicked in the host");
+        let plugin = &live.plugin;
+        for (key, result, read) in results {
+            match result {
+                None => put_back.push(key),
+                Some(Err(message)) => failures.push((key, GroupError::Read { key, message })),
+                Some(Ok(Err(source))) => {
+                    failures.push((key, GroupError::Plugin { plugin: plugin.version.clone(), key, source }))
+                }
+                Some(Ok(Ok(output))) => match plugin.check_output(&output) {
+                    Ok(()) => written.push((key, output.rows, read, output.rejected)),
+                    Err(message) => {
+                        failures.push((key, GroupError::InvalidOutput { plugin: plugin.version.clone(), key, message }))
+                    }
+                },
             }
-            Err(e) => failures.push((key, e)),
+        }
+    } else {
+        // A shadow candidate runs beside each group and records its
+        // differences in the transaction: group by group.
+        for (key, rows) in to_run {
+            if started.elapsed() >= config.transaction_budget && !(written.is_empty() && failures.is_empty()) {
+                put_back.push(key);
+                continue;
+            }
+            match group::checked_output(tx.client(), job, state, live, key, rows, width - 3).await {
+                Ok(output) => written.push((key, output.rows, rows.len(), output.rejected)),
+                // A statement of the transaction failed (a shadow difference's
+                // write): the transaction is aborted, so everyone is replayed.
+                Err(e @ GroupError::Sql { .. }) => {
+                    drop(tx.rollback_keeping().await?);
+                    return fallback(pool, job, state, live, keys, e, started).await;
+                }
+                Err(e) => failures.push((key, e)),
+            }
         }
     }
     let carried = written.len() + failures.len();
