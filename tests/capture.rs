@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use crate::util::{
-    Daemon, TestDb, config, daily_text, job, job_on, migrated, run_ok, runner, text, wait_count, wait_settled,
-};
+use crate::util::{Daemon, TestDb, config, daily_text, job, job_on, migrated, run_ok, runner, text, wait_settled};
 
 /// The daily rows a fresh database computes from `db`'s current raw vitals
 /// rows, aggregated from scratch by `run --once`.
@@ -98,14 +96,7 @@ async fn a_change_committed_while_its_group_runs_is_aggregated_after() {
         .await
         .unwrap();
     // The group has taken its key and read its day: its session waits on the plugin.
-    wait_count(
-        &db,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()
-         AND state = 'idle in transaction'",
-        1,
-        60,
-    )
-    .await;
+    crate::util::wait_runner_in_transaction(&db).await;
     db.client
         .batch_execute(
             "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)

@@ -20,6 +20,18 @@ fn batch_total(log: &str, field: &str) -> u64 {
         .sum()
 }
 
+/// One `slow` reading (diffy spins `spins` iterations on it) for each of
+/// users 1..=`users`, one day: that many slow groups.
+async fn slow_groups(db: &TestDb, users: i32, spins: i64) {
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+             SELECT u, '2024-06-01 08:00Z', 'slow', {spins}, 'n' FROM generate_series(1, {users}) u"
+        ))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_transaction_carries_many_groups_and_writes_what_one_group_a_transaction_writes() {
     let start = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
@@ -91,13 +103,7 @@ async fn a_spent_budget_puts_the_rest_back_and_every_group_still_completes() {
     // budget is spent after the first group of every transaction.
     let extra = "workers = 1\ngroups_per_transaction = 10\ntransaction_budget = \"1ms\"\ntime_limit = \"30s\"";
     let (_dir, config) = migrated(&db, &job("diffy", "diffy.wasm", extra)).await;
-    db.client
-        .batch_execute(
-            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
-             SELECT u, '2024-06-01 08:00Z', 'slow', 2000000, 'n' FROM generate_series(1, 12) u",
-        )
-        .await
-        .unwrap();
+    slow_groups(&db, 12, 2_000_000).await;
     let log = text(&run_ok(&config, &["run", "--once"]).await);
     assert_eq!(db.count(crate::util::QUEUED).await, 0, "{log}");
     assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 12);
@@ -110,23 +116,10 @@ async fn a_runner_killed_between_the_claim_and_the_commit_loses_no_key() {
     let db = TestDb::new().await;
     let extra = "workers = 1\ngroups_per_transaction = 10\ntransaction_budget = \"60s\"\ntime_limit = \"60s\"";
     let (_dir, config) = migrated(&db, &job("diffy", "diffy.wasm", extra)).await;
-    db.client
-        .batch_execute(
-            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
-             SELECT u, '2024-06-01 08:00Z', 'slow', 100000000, 'n' FROM generate_series(1, 6) u",
-        )
-        .await
-        .unwrap();
+    slow_groups(&db, 6, 100_000_000).await;
     let daemon = Daemon::start(&config);
     // The transaction has claimed its groups and waits on their plugins.
-    wait_count(
-        &db,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()
-         AND state = 'idle in transaction'",
-        1,
-        60,
-    )
-    .await;
+    crate::util::wait_runner_in_transaction(&db).await;
     drop(daemon); // SIGKILL
     // Its claim died with it: every key is queued again at once.
     wait_count(&db, "SELECT count(DISTINCT user_id) FROM runner_changes", 6, 30).await;

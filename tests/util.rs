@@ -256,6 +256,13 @@ pub const QUEUED: &str = "SELECT (SELECT count(*) FROM runner_changes)
 /// Groups that reached `max_attempts`.
 pub const FAILED_GROUPS: &str = "SELECT count(*) FROM runner_group_failures WHERE failed";
 
+/// Waits until a runner session sits inside a transaction (a group's plugin running).
+pub async fn wait_runner_in_transaction(db: &TestDb) {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()
+        AND state = 'idle in transaction'";
+    wait_count(db, sql, 1, 60).await;
+}
+
 /// Waits until every queued change has been aggregated (or its group failed).
 pub async fn wait_settled(db: &TestDb, secs: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
