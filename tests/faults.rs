@@ -87,8 +87,10 @@ async fn a_postgres_restart_mid_run_is_survived() {
 #[tokio::test]
 async fn backends_terminated_under_the_runner_are_survived() {
     let db = TestDb::new().await;
-    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 20")).await;
+    let (_dir, config) =
+        migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 20\ngroups_per_transaction = 1")).await;
     runner::seed::vitals(&db.client, 150, 4, start()).await.unwrap();
+    // One group a transaction: the run lasts long enough to be cut into.
     let daemon = Daemon::start(&config);
     wait_count(&db, "SELECT count(*) FROM vitals_daily", 1, 30).await;
     let mut terminated = 0i64;

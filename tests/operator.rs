@@ -179,7 +179,10 @@ async fn json_logs_carry_the_job_user_day_and_plugin_version() {
 #[tokio::test]
 async fn sigterm_mid_run_exits_zero_and_loses_nothing() {
     let db = TestDb::new().await;
-    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 10")).await;
+    // One group a transaction: the run lasts long enough to be stopped in
+    // the middle (tests/group_commit.rs kills a multi-group transaction).
+    let extra = "batch_size = 10\ngroups_per_transaction = 1";
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", extra)).await;
     runner::seed::vitals(&db.client, 200, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     let daemon = Daemon::start(&config);
     wait_count(&db, "SELECT count(*) FROM vitals_daily", 1, 60).await;
@@ -210,8 +213,10 @@ async fn http_listen_errors_are_clear() {
 #[tokio::test]
 async fn callers_waiting_on_the_pool_are_logged_as_an_error() {
     let db = TestDb::new().await;
-    // Eight workers share one pooled connection: they queue for it.
-    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "workers = 8\nbatch_size = 400")).await;
+    // Eight workers share one pooled connection: they queue for it (one
+    // group a transaction, so the queue lasts long enough to be sampled).
+    let extra = "workers = 8\nbatch_size = 400\ngroups_per_transaction = 1";
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", extra)).await;
     let one = std::fs::read_to_string(&config)
         .unwrap()
         .replace("connect_attempts = 2", "connect_attempts = 2\nmax_connections = 1");

@@ -17,7 +17,9 @@ async fn seeded(users: i32, days: i32, extra: &str) -> (TestDb, tempfile::TempDi
 
 #[tokio::test]
 async fn sigkill_mid_run_loses_nothing_and_a_rerun_finishes_at_once() {
-    let extra = "batch_size = 20\nworkers = 2";
+    // One group a transaction: the run lasts long enough to be killed in
+    // the middle (tests/group_commit.rs kills a multi-group transaction).
+    let extra = "batch_size = 20\nworkers = 2\ngroups_per_transaction = 1";
     let (db, _dir, config) = seeded(150, 3, extra).await;
     let mut child = runner(&config, &["run", "--once"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
