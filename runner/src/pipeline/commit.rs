@@ -63,9 +63,8 @@ pub async fn process_many(
     let raw = match raw {
         Ok(raw) => raw,
         Err(source) => {
-            drop(tx.rollback_keeping().await?);
             let e = GroupError::Sql { step: "claiming and reading", key: keys[0], source };
-            return fallback(pool, job, state, live, keys, e, started).await;
+            return abandon(tx, pool, job, state, live, keys, e, started).await;
         }
     };
     // Rows: id, at, input..., taken, locked, n — grouped by n, in order.
@@ -153,8 +152,7 @@ pub async fn process_many(
                 // A statement of the transaction failed (a shadow difference's
                 // write): the transaction is aborted, so everyone is replayed.
                 Err(e @ GroupError::Sql { .. }) => {
-                    drop(tx.rollback_keeping().await?);
-                    return fallback(pool, job, state, live, keys, e, started).await;
+                    return abandon(tx, pool, job, state, live, keys, e, started).await;
                 }
                 Err(e) => failures.push((key, e)),
             }
@@ -193,17 +191,15 @@ pub async fn process_many(
     let failed = match done {
         Ok(failed) => failed,
         Err(source) => {
-            drop(tx.rollback_keeping().await?);
             let e = GroupError::Sql { step: "recording failures of", key: keys[0], source };
-            return fallback(pool, job, state, live, keys, e, started).await;
+            return abandon(tx, pool, job, state, live, keys, e, started).await;
         }
     };
     let replace = match tx.client().prepare_cached(&sql.replace_many).await {
         Ok(statement) => statement,
         Err(source) => {
-            drop(tx.rollback_keeping().await?);
             let e = GroupError::Sql { step: "writing", key: keys[0], source };
-            return fallback(pool, job, state, live, keys, e, started).await;
+            return abandon(tx, pool, job, state, live, keys, e, started).await;
         }
     };
     let plugin = &live.plugin;
@@ -219,9 +215,8 @@ pub async fn process_many(
         // Checked per group already; should one still not encode, the
         // groups go one by one, where it fails alone.
         Err(message) => {
-            drop(tx.rollback_keeping().await?);
             let e = GroupError::InvalidOutput { plugin: plugin.version.clone(), key: keys[0], message };
-            return fallback(pool, job, state, live, keys, e, started).await;
+            return abandon(tx, pool, job, state, live, keys, e, started).await;
         }
     };
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&w_users, &w_days, &versions, &group_of];
@@ -243,6 +238,22 @@ pub async fn process_many(
     outcomes.extend(failed);
     outcomes.extend(put_back.into_iter().map(|key| (key, Outcome::PutBack)));
     Ok(Committed { outcomes, open_for: started.elapsed(), carried })
+}
+
+/// Rolls the transaction back, then [`fallback`].
+#[allow(clippy::too_many_arguments, reason = "the transaction's context, passed on whole")]
+async fn abandon(
+    tx: Pipelined,
+    pool: &Pool,
+    job: &str,
+    state: &JobState,
+    live: &Live,
+    keys: &[GroupKey],
+    e: GroupError,
+    started: Instant,
+) -> Result<Committed, tokio_postgres::Error> {
+    drop(tx.rollback_keeping().await?);
+    fallback(pool, job, state, live, keys, e, started).await
 }
 
 /// After a rollback: a lock or statement timeout defers every group; any
