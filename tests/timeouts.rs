@@ -107,10 +107,13 @@ async fn health_is_false_while_the_database_is_down_and_true_again_after() {
     assert!(body.contains("\"status\":\"unreachable\""), "{body}");
     let body = wait_http(&daemon, &addr, "/ready", 10, |s, _| s == 503).await;
     assert!(body.contains("unreachable for"), "{body}");
+    // The console still answers, saying its figures could not be read.
+    wait_http(&daemon, &addr, "/", 60, |s, page| s == 200 && page.contains("figures incomplete: ")).await;
 
     pg.restart().unwrap();
     wait_http(&daemon, &addr, "/health/db-pool", 60, |s, _| s == 200).await;
     wait_http(&daemon, &addr, "/ready", 30, |s, _| s == 200).await;
+    wait_http(&daemon, &addr, "/", 60, |_, page| !page.contains("figures incomplete")).await;
     let log = daemon.stop().await;
     assert_eq!(
         log.matches("Database connection lost; reconnecting with backoff.").count(),
