@@ -8,6 +8,7 @@ mod capture;
 mod cli;
 mod console;
 mod deploy_preview;
+mod deployment;
 mod failures;
 mod faults;
 mod group_commit;

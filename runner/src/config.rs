@@ -75,11 +75,19 @@ pub struct Runner {
     /// `shutdown_grace`: on SIGINT/SIGTERM, how long groups in hand may take to finish.
     #[serde(default = "defaults::shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// `keep_history`: shadow differences and finished recomputes older
+    /// than this are pruned (hourly, by the daemon).
+    #[serde(default = "defaults::keep_history", with = "humantime_serde")]
+    pub keep_history: Duration,
 }
 
 impl Default for Runner {
     fn default() -> Self {
-        Runner { poll_interval: defaults::poll_interval(), shutdown_grace: defaults::shutdown_grace() }
+        Runner {
+            poll_interval: defaults::poll_interval(),
+            shutdown_grace: defaults::shutdown_grace(),
+            keep_history: defaults::keep_history(),
+        }
     }
 }
 
@@ -306,6 +314,9 @@ mod defaults {
     }
     pub fn shutdown_grace() -> Duration {
         Duration::from_secs(30)
+    }
+    pub fn keep_history() -> Duration {
+        Duration::from_secs(30 * 86_400)
     }
     pub fn listen() -> String {
         "127.0.0.1:9187".into()

@@ -58,8 +58,31 @@ enum Command {
     /// column or index is added to it). Exits 2, changing nothing, when a job
     /// cannot be prepared.
     ///
+    /// Run it as the owner role; `--print-grants ROLE` prints the GRANTs a
+    /// least-privilege role needs to run every enabled job, and changes nothing.
+    ///
     /// Example: runner migrate --config config/runner.toml
-    Migrate,
+    Migrate {
+        /// Print the GRANT statements for this role (it runs `run`,
+        /// `status`, `recompute`, `retry-failed`) and exit.
+        #[arg(long, value_name = "ROLE")]
+        print_grants: Option<String>,
+    },
+    /// Remove everything `runner migrate` created for the runner: the
+    /// change-capture triggers and functions and the runner_* tables, in one
+    /// transaction. The sources are left as they were before `migrate`; the
+    /// daily tables stay unless --drop-daily. Without --yes, only lists what
+    /// it would remove. Stop every runner first.
+    ///
+    /// Example: runner uninstall --yes
+    Uninstall {
+        /// Also drop every configured job's daily table.
+        #[arg(long)]
+        drop_daily: bool,
+        /// Remove (without it, the command only lists what it would remove).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Keep every job's daily rows in step with its raw rows until stopped
     /// (SIGINT or SIGTERM finish the groups in hand, then exit 0).
     ///
@@ -144,7 +167,14 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match (cli.command, config) {
             (Command::Plugin { command }, _) => plugin::run(command, &cli.config).await,
-            (Command::Migrate, Some(config)) => migrate_cmd(&config).await,
+            (Command::Migrate { print_grants: Some(role) }, Some(config)) => {
+                let database =
+                    pool::pg_config(&config.database.url).ok().and_then(|pg| pg.get_dbname().map(str::to_string));
+                print!("{}", runner::db::roles::grants(&config, &role, database.as_deref()));
+                Ok(ExitCode::SUCCESS)
+            }
+            (Command::Migrate { print_grants: None }, Some(config)) => migrate_cmd(&config).await,
+            (Command::Uninstall { drop_daily, yes }, Some(config)) => uninstall_cmd(&config, drop_daily, yes).await,
             (Command::Run { once }, Some(config)) => run_cmd(&config, once).await,
             (Command::Check, Some(config)) => check_cmd(&config).await,
             (Command::Recompute(args), Some(config)) => recompute::run(&config, args).await,
@@ -211,6 +241,32 @@ async fn migrate_cmd(config: &Config) -> anyhow::Result<ExitCode> {
     }
     for change in changes {
         println!("{change}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn uninstall_cmd(config: &Config, drop_daily: bool, yes: bool) -> anyhow::Result<ExitCode> {
+    let pool = connect(config).await?;
+    let mut client = pool.get().await?;
+    if !yes {
+        let steps = runner::db::uninstall::plan(&**client, config, drop_daily).await?;
+        if steps.is_empty() {
+            println!("nothing of the runner's is installed in {}", pool::describe(&config.database.url));
+        } else {
+            println!("would remove from {}:", pool::describe(&config.database.url));
+            for (what, _) in steps {
+                println!("  {what}");
+            }
+            println!("run again with --yes to remove them (stop every runner first)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let removed = runner::db::uninstall::uninstall(&mut client, config, drop_daily).await?;
+    for what in &removed {
+        println!("removed {what}");
+    }
+    if removed.is_empty() {
+        println!("nothing of the runner's was installed");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -295,6 +351,7 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
         let deployer = Deployer::new(config.clone(), pool.clone(), runtime.clone(), jobs.clone());
         tokio::spawn(deployer.run(shutdown.clone()));
         tokio::spawn(pool::monitor(pool.clone(), shutdown.clone()));
+        tokio::spawn(runner::db::prune::run(pool.clone(), config.runner.keep_history, shutdown.clone()));
         for job in &jobs {
             if let Some(window) = job.current().config.recompute_after_deploy {
                 let task = pipeline::after_deploy::run(pool.clone(), job.clone(), window, shutdown.clone());

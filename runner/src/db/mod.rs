@@ -9,11 +9,14 @@ pub mod listen;
 pub mod migrate;
 pub mod pipelined;
 pub mod pool;
+pub mod prune;
 pub mod queue;
+pub mod roles;
 pub mod schema;
 pub mod sql;
 pub mod statements;
 pub mod throwaway;
+pub mod uninstall;
 
 /// A Postgres error in one line: the server's message (with its detail),
 /// or the client-side cause, instead of tokio-postgres's bare "db error".

@@ -182,7 +182,7 @@ impl Drop for TempPostgres {
 }
 
 /// PostgreSQL's server binaries: on PATH, or the newest under /usr/lib/postgresql.
-fn find_bin_dir() -> anyhow::Result<PathBuf> {
+pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)
