@@ -1,7 +1,10 @@
 //! Production deployment: removing everything the runner installed, the
 //! pruning of its history tables, and what `deploy/` ships.
 
-use crate::util::{Daemon, TestDb, config, job_on, migrated, run_ok, text, wait_settled};
+use crate::util::{
+    Daemon, TestDb, config, config_with_own_plugins, deploy, http_get, http_post, job, job_on, migrated, one_reading,
+    run_ok, runner, text, variant, vitals_version, wait_count, wait_http, wait_settled,
+};
 
 /// A team's own tables, made before the runner is installed.
 const TEAM_TABLES: &str = "
@@ -133,4 +136,171 @@ async fn the_daemon_prunes_history_older_than_keep_history() {
     // says which version the history follows).
     assert_eq!(kept, ["2024-01-01 after-deploy v2", "2024-02-01  v1", "2024-03-01  v1"]);
     daemon.stop().await;
+}
+
+/// A lab reading of `user` on 2024-03-10.
+async fn lab_reading(db: &TestDb, user: i64) {
+    db.client
+        .execute(
+            "INSERT INTO lab_raw (user_id, collected_at, test_code, value, unit, ref_low, ref_high)
+             VALUES ($1, '2024-03-10 08:00Z', '2345-7', 5.0, 'mmol/L', 3.9, 5.5)",
+            &[&user],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rollback_puts_back_the_previous_live_version_and_a_second_rollback_undoes_it() {
+    let db = TestDb::new().await;
+    let (_dir, config, own) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let live = own.join("vitals.wasm");
+    let first = std::fs::read(&live).unwrap();
+    let out = runner(&config, &["plugin", "rollback", "--job", "vitals"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "nothing is kept yet: {}", text(&out));
+    assert!(text(&out).contains("no earlier version of"), "{}", text(&out));
+
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    let second = variant(&first, "v2");
+    deploy(&live, &second);
+    daemon.wait_for("Plugin swapped.", 1, 120).await;
+    let rolled = text(&run_ok(&config, &["plugin", "rollback", "--job", "vitals"]).await);
+    assert!(rolled.contains("Rolled back"), "{rolled}");
+    assert_eq!(std::fs::read(&live).unwrap(), first);
+    let v1 = vitals_version(&first);
+    wait_http(&daemon, &addr, "/plugins", 120, |_, body| body.contains(&v1)).await;
+    one_reading(&db, 1, "2024-06-01").await;
+    wait_settled(&db, 60).await;
+    let version: String = db.client.query_one("SELECT plugin_version FROM vitals_daily", &[]).await.unwrap().get(0);
+    assert_eq!(version, v1);
+    // Run again, it goes back to the version it rolled back from.
+    run_ok(&config, &["plugin", "rollback", "--job", "vitals"]).await;
+    assert_eq!(std::fs::read(&live).unwrap(), second);
+    wait_http(&daemon, &addr, "/plugins", 120, |_, body| body.contains(&vitals_version(&second))).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_garbage_plugin_file_at_start_runs_its_last_good_version_and_never_stops_the_other_jobs() {
+    let db = TestDb::new().await;
+    let jobs = format!(
+        "{}{}",
+        job("vitals", "vitals.wasm", ""),
+        job_on("lab", "lab.wasm", "lab_raw", "lab_daily", "collected_at", "")
+    );
+    let (_dir, config, own) = config_with_own_plugins(&db.url, &jobs, &["vitals.wasm", "lab.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let live = own.join("vitals.wasm");
+    let good = std::fs::read(&live).unwrap();
+    // A first start keeps the good version.
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 2, 120).await;
+    daemon.stop().await;
+
+    // A crash in the middle of a deploy leaves garbage in the live file.
+    std::fs::write(&live, b"half a file").unwrap();
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    daemon.wait_for("Plugin file refused at start", 1, 60).await;
+    assert!(daemon.log().contains("ERROR"), "{}", daemon.log());
+    one_reading(&db, 1, "2024-06-01").await;
+    lab_reading(&db, 1).await;
+    wait_settled(&db, 60).await;
+    let version: String = db.client.query_one("SELECT plugin_version FROM vitals_daily", &[]).await.unwrap().get(0);
+    assert_eq!(version, vitals_version(&good), "the last good version runs");
+    assert_eq!(db.count("SELECT count(*) FROM lab_daily").await, 1, "the other job runs");
+    let ready = wait_http(&daemon, &addr, "/ready", 30, |status, _| status == 200).await;
+    assert!(ready.contains("refused_files") && ready.contains("not a WebAssembly"), "{ready}");
+    assert!(ready.contains("running its last good version"), "{ready}");
+    let metrics = wait_http(&daemon, &addr, "/metrics", 30, |_, body| body.contains("runner_plugin_refused{")).await;
+    assert!(metrics.contains("runner_plugin_refused{job=\"vitals\"} 1"), "{metrics}");
+    daemon.stop().await;
+
+    // No good version kept either: the job waits, paused; the others run;
+    // a good file deployed later heals it without a restart.
+    std::fs::remove_dir_all(own.join(".kept")).unwrap();
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    daemon.wait_for("no good version to run", 1, 60).await;
+    let ready = wait_http(&daemon, &addr, "/ready", 30, |status, _| status == 503).await;
+    assert!(ready.contains("\"jobs_without_plugin\":[\"vitals\"]"), "{ready}");
+    one_reading(&db, 2, "2024-06-01").await;
+    lab_reading(&db, 2).await;
+    wait_count(&db, "SELECT count(*) FROM lab_daily", 2, 60).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 2").await, 0);
+    deploy(&live, &good);
+    daemon.wait_for("Plugin swapped.", 1, 120).await;
+    wait_settled(&db, 60).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 2").await, 1);
+    wait_http(&daemon, &addr, "/ready", 30, |status, _| status == 200).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn console_listen_serves_the_console_apart_from_the_metrics_a_remote_prometheus_scrapes() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    let token = "a-long-enough-admin-token";
+    let split = format!("[http]\nconsole_listen = \"127.0.0.1:0\"\nadmin_token = \"{token}\"\n");
+    std::fs::write(&config, text_of.replace("[http]\n", &split)).unwrap();
+    let daemon = Daemon::start(&config);
+    let metrics_addr = daemon.http_address().await;
+    daemon.wait_for("Console listening", 1, 30).await;
+    let log = daemon.log();
+    let line = log.lines().find(|l| l.contains("Console listening")).unwrap();
+    let console_addr = line[line.find("address=").unwrap() + 8..].split_whitespace().next().unwrap().to_string();
+    assert_ne!(metrics_addr, console_addr);
+
+    for path in ["/metrics", "/health", "/ready", "/health/db-pool", "/plugins"] {
+        wait_http(&daemon, &metrics_addr, path, 30, |status, _| status == 200).await;
+    }
+    for path in ["/", "/console.js"] {
+        assert_eq!(http_get(&metrics_addr, path).await.0, 404, "{path} is served beside the metrics");
+    }
+    let (status, _) = http_post(&metrics_addr, "/jobs/vitals/pause", Some(token), "").await;
+    assert_eq!(status, 404, "an action is served beside the metrics");
+
+    assert_eq!(http_get(&console_addr, "/").await.0, 200);
+    let (status, body) = http_post(&console_addr, "/jobs/vitals/pause", Some(token), "").await;
+    assert_eq!(status, 200, "{body}");
+    wait_http(&daemon, &metrics_addr, "/metrics", 30, |_, body| body.contains("runner_job_paused{job=\"vitals\"} 1"))
+        .await;
+    daemon.stop().await;
+}
+
+/// The repository's `deploy/` folder.
+fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_stops_later_than_the_shipped_grace() {
+    let unit = std::fs::read_to_string(deploy_dir().join("systemd/runner.service")).unwrap();
+    // verify checks that ExecStart exists: point it at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("runner.service");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/runner", env!("CARGO_BIN_EXE_runner"))).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (Debian package `systemd`; .ci/run installs it)");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // It exits 0 on unknown keys, but names them.
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+
+    let config = runner::config::Config::load(&deploy_dir().join("runner.toml")).unwrap();
+    let stop = unit.lines().find_map(|l| l.strip_prefix("TimeoutStopSec=")).unwrap();
+    let stop = humantime_serde::re::humantime::parse_duration(stop).unwrap();
+    assert!(stop > config.runner.shutdown_grace + std::time::Duration::from_secs(5), "{stop:?}");
+    assert!(unit.contains("--config /etc/runner/runner.toml"));
+    assert_eq!(config.plugins.dir, std::path::Path::new("/var/lib/runner/plugins"));
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    // The reference config is consistent too.
+    let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/runner.toml");
+    let reference = runner::config::Config::load(&reference).unwrap();
+    assert!(reference.warnings().is_empty(), "{:?}", reference.warnings());
 }

@@ -229,7 +229,7 @@ async fn run_runner(config: &Config, native: bool, db: &str, console_clients: us
         };
         let mut config = config.clone();
         config.http.listen = "127.0.0.1:0".into();
-        let (addr, _) = runner::http::serve(&config, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?;
+        let addr = runner::http::serve(&config, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?.addr;
         Some(console::start(addr, console_clients))
     } else {
         None

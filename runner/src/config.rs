@@ -98,6 +98,9 @@ pub struct Http {
     /// `listen`: address of the health, metrics and plugins endpoints; `""` turns them off.
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// `console_listen`: when set, the console and its actions are served
+    /// here only, and `listen` serves health, readiness and metrics.
+    pub console_listen: Option<String>,
     /// `admin_token`: the bearer token the console's actions need (retry,
     /// pause, resume, promote); unset, the console is read-only.
     /// `RUNNER_ADMIN_TOKEN` overrides it.
@@ -106,7 +109,7 @@ pub struct Http {
 
 impl Default for Http {
     fn default() -> Self {
-        Http { listen: defaults::listen(), admin_token: None }
+        Http { listen: defaults::listen(), console_listen: None, admin_token: None }
     }
 }
 
@@ -116,19 +119,23 @@ impl Http {
     /// queue figures and the errors. Loopback addresses and `localhost` are
     /// quiet; so is an address that does not parse (binding reports it).
     pub fn exposure_warning(&self) -> Option<String> {
-        if self.listen.is_empty() || self.admin_token.is_some() {
+        // The address the console is served on is the one that matters.
+        let (key, listen) = match &self.console_listen {
+            Some(console) => ("console_listen", console.as_str()),
+            None => ("listen", self.listen.as_str()),
+        };
+        if listen.is_empty() || self.admin_token.is_some() {
             return None;
         }
-        let host = self.listen.rsplit_once(':').map_or(self.listen.as_str(), |(h, _)| h);
+        let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
         (!loopback && !host.is_empty()).then(|| {
             format!(
-                "[http] listen = \"{}\" is reachable from other hosts and no admin_token is set: whoever \
-                 reaches it reads the console, /metrics and /plugins (queue figures, errors, plugin versions); \
-                 listen on a loopback address (behind an authenticating proxy) unless that is intended, and set \
-                 admin_token (or RUNNER_ADMIN_TOKEN) if operators act from it",
-                self.listen
+                "[http] {key} = \"{listen}\" is reachable from other hosts and no admin_token is set: whoever \
+                 reaches it reads the console (queue figures, errors, plugin versions); serve the console on a \
+                 loopback address (`console_listen`, behind an authenticating proxy) unless that is intended, and \
+                 set admin_token (or RUNNER_ADMIN_TOKEN) if operators act from it"
             )
         })
     }
@@ -637,6 +644,21 @@ impl Config {
         })
     }
 
+    /// What is valid but probably not meant, one sentence each: printed by
+    /// `runner check` and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self.http.exposure_warning().into_iter().collect();
+        let workers: usize = self.enabled_jobs().map(|(_, j)| j.workers).sum();
+        if self.database.max_connections < workers {
+            warnings.push(format!(
+                "[database] max_connections = {} is less than the enabled jobs' workers together ({workers}): \
+                 jobs wait on each other for connections; raise it to at least {workers}",
+                self.database.max_connections
+            ));
+        }
+        warnings
+    }
+
     /// The enabled jobs.
     pub fn enabled_jobs(&self) -> impl Iterator<Item = (&String, &Job)> {
         self.jobs.iter().filter(|(_, j)| j.enabled)
@@ -1009,8 +1031,11 @@ timestamp_column = "recorded_at"
 
     #[test]
     fn a_listen_address_other_hosts_reach_without_a_token_is_warned_about() {
-        let http =
-            |listen: &str, token: Option<&str>| Http { listen: listen.into(), admin_token: token.map(Into::into) };
+        let http = |listen: &str, token: Option<&str>| Http {
+            listen: listen.into(),
+            console_listen: None,
+            admin_token: token.map(Into::into),
+        };
         for quiet in ["127.0.0.1:9187", "127.0.0.2:1", "[::1]:9187", "localhost:9187", ""] {
             assert_eq!(http(quiet, None).exposure_warning(), None, "{quiet}");
         }
@@ -1018,6 +1043,11 @@ timestamp_column = "recorded_at"
             let warning = http(open, None).exposure_warning().unwrap_or_default();
             assert!(warning.contains(&format!("listen = \"{open}\" is reachable from other hosts")), "{warning}");
             assert_eq!(http(open, Some("a-long-enough-admin-token")).exposure_warning(), None);
+            // Metrics for a remote Prometheus, the console on loopback: quiet.
+            let split = Http { console_listen: Some("127.0.0.1:9188".into()), ..http(open, None) };
+            assert_eq!(split.exposure_warning(), None);
+            let warning = Http { console_listen: Some(open.into()), ..http("127.0.0.1:1", None) }.exposure_warning();
+            assert!(warning.unwrap_or_default().contains("console_listen"), "{open}");
         }
     }
 

@@ -67,7 +67,15 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_gauge!(
         "runner_job_paused",
-        "1 while a job claims nothing (disabled, or its plugin file is gone)."
+        "1 while a job claims nothing: disabled, paused by an operator, or without a plugin (its file gone, or refused at start with no good version kept)."
+    );
+    metrics::describe_gauge!(
+        "runner_plugin_refused",
+        "1 while the job's plugin file (or its settings) now in the folder is refused; the previous version runs, or the job is paused."
+    );
+    metrics::describe_gauge!(
+        "runner_config_refused",
+        "1 while the config file on disk is refused (the running config stays in force); 0 once it loads."
     );
     metrics::describe_gauge!("runner_job_up", "0 while a job's loop is down and waiting to be restarted.");
     metrics::describe_gauge!(
@@ -112,6 +120,8 @@ pub fn render(handle: &PrometheusHandle, pool: &Pool, jobs: &[Arc<Job>], snapsho
             metrics::gauge!("runner_plugin_loaded_timestamp_seconds", "job" => name.clone()).set(loaded);
         }
         metrics::gauge!("runner_job_paused", "job" => name.clone()).set(f64::from(u8::from(state.running().is_none())));
+        let refused = job.last_reload_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
+        metrics::gauge!("runner_plugin_refused", "job" => name.clone()).set(f64::from(u8::from(refused)));
         let Some(figures) = snapshot.jobs.get(&name) else { continue };
         let q = &figures.queue;
         for (status, n) in [("pending", q.pending), ("in_backoff", q.in_backoff), ("failed", q.failed)] {

@@ -272,7 +272,7 @@ async fn uninstall_cmd(config: &Config, drop_daily: bool, yes: bool) -> anyhow::
 }
 
 async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
-    if let Some(warning) = config.http.exposure_warning() {
+    for warning in config.warnings() {
         println!("warning: {warning}");
     }
     let pool = connect(config).await?;
@@ -332,11 +332,13 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
             "Plugins must be signed by a trusted key.")
         }
     }
-    if let Some(warning) = config.http.exposure_warning() {
+    for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     let loading = Instant::now();
-    let jobs = pipeline::prepare(config, &pool, &runtime)
+    // A daemon starts whatever one job's file is like; `--once` is strict.
+    let on_refused = if once { pipeline::OnRefusedFile::Fail } else { pipeline::OnRefusedFile::RunLastGood };
+    let jobs = pipeline::prepare_all(config, &pool, &runtime, on_refused)
         .await
         .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
     tracing::info!(jobs = jobs.len(), elapsed = ?loading.elapsed(), "Plugins loaded and checked.");
@@ -345,13 +347,20 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     if mode == Mode::Daemon {
         let metrics = runner::telemetry::install()?;
         if !config.http.listen.is_empty() {
-            let (addr, _) = runner::http::serve(config, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?;
-            tracing::info!(address = %addr, "HTTP endpoints listening: / (console) /health /ready /health/db-pool /metrics /plugins.");
+            let at = runner::http::serve(config, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?;
+            match at.console {
+                None => tracing::info!(address = %at.addr,
+                    "HTTP endpoints listening: / (console) /health /ready /health/db-pool /metrics /plugins."),
+                Some(console) => {
+                    tracing::info!(address = %at.addr, "HTTP endpoints listening: /health /ready /health/db-pool /metrics /plugins.");
+                    tracing::info!(address = %console, "Console listening: / and its actions (and the endpoints above).");
+                }
+            }
         }
         let deployer = Deployer::new(config.clone(), pool.clone(), runtime.clone(), jobs.clone());
         tokio::spawn(deployer.run(shutdown.clone()));
         tokio::spawn(pool::monitor(pool.clone(), shutdown.clone()));
-        tokio::spawn(runner::db::prune::run(pool.clone(), config.runner.keep_history, shutdown.clone()));
+        tokio::spawn(runner::db::prune::run(config.database.clone(), config.runner.keep_history, shutdown.clone()));
         for job in &jobs {
             if let Some(window) = job.current().config.recompute_after_deploy {
                 let task = pipeline::after_deploy::run(pool.clone(), job.clone(), window, shutdown.clone());

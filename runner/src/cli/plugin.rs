@@ -105,6 +105,19 @@ pub enum Command {
     ///
     /// Example: runner plugin verify plugins/vitals.wasm --config /etc/runner/runner.toml
     Verify { file: PathBuf },
+    /// Put back the job's previous live plugin: the newest version kept in
+    /// <plugins dir>/.kept/<file>/ (the runner keeps the last 3 that went
+    /// live) whose content differs from the file now in the folder. It is
+    /// written over the live file with its signature, and a running daemon
+    /// loads it like any deploy (checked and verified again). Run twice, it
+    /// goes back to where it was.
+    ///
+    /// Example: runner plugin rollback --job vitals --config /etc/runner/runner.toml
+    Rollback {
+        /// The job whose plugin to roll back.
+        #[arg(long)]
+        job: String,
+    },
 }
 
 pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCode> {
@@ -133,6 +146,7 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
             println!("Wrote {} (key {id}).", sig.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rollback { job } => rollback(&job, config_path),
         Command::Verify { file } => {
             let config = Config::load(config_path)?;
             let Some(keys) = &config.plugins.trusted else {
@@ -156,6 +170,37 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
             }
         }
     }
+}
+
+fn rollback(job: &str, config_path: &Path) -> anyhow::Result<ExitCode> {
+    use runner::plugin::kept;
+    let config = Config::load(config_path)?;
+    let cfg = config
+        .jobs
+        .get(job)
+        .ok_or_else(|| super::Usage(format!("there is no job `{job}` in {}", config_path.display())))?;
+    let live = config.plugin_path(cfg);
+    let now = std::fs::read(&live).ok().map(|b| runner::plugin::sha256_hex(&b));
+    let Some(previous) = kept::newest_other_than(&live, now.as_deref()) else {
+        anyhow::bail!(
+            "no earlier version of {} is kept in {} (the runner keeps each version that goes live, from this release on)",
+            live.display(),
+            kept::folder(&live).display()
+        );
+    };
+    let bytes = std::fs::read(&previous.path).with_context(|| format!("reading {}", previous.path.display()))?;
+    // The signature first, so the daemon finds it waiting for the file.
+    let (kept_sig, live_sig) = (trust::sig_path(&previous.path), trust::sig_path(&live));
+    match std::fs::read(&kept_sig) {
+        Ok(sig) => kept::write_atomically(&live_sig, &sig)?,
+        Err(_) if live_sig.exists() => std::fs::remove_file(&live_sig)?,
+        Err(_) => {}
+    }
+    kept::write_atomically(&live, &bytes)?;
+    let went_live = chrono::DateTime::<chrono::Utc>::from(previous.live_at).format("%Y-%m-%d %H:%M:%S UTC");
+    println!("Rolled back {} to the version live until {went_live} (sha256 {}).", live.display(), &previous.hash[..16]);
+    println!("A running daemon checks and loads it within seconds: its log says \"Plugin swapped\".");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn columns(columns: &[Column]) -> String {

@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use tokio::sync::watch;
+
+use crate::config;
 
 /// Rows deleted per statement.
 const CHUNK: i64 = 5_000;
@@ -67,13 +68,21 @@ pub async fn prune(
     Ok(deleted)
 }
 
-/// The daemon's pruning loop: at start, then every hour, until `shutdown`.
-/// A failure (the database down) is logged and tried at the next turn.
-pub async fn run(pool: Pool, keep: Duration, mut shutdown: watch::Receiver<bool>) {
+/// The daemon's pruning loop: at start, then every hour, until `shutdown`,
+/// on a connection of its own (`runner-maintenance`, closed after each
+/// turn: the workers' pool is never borrowed, and nothing is held between
+/// turns). A failure (the database down) is logged and tried next turn.
+pub async fn run(db: config::Database, keep: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         let result = async {
-            let client = pool.get().await.map_err(|e| e.to_string())?;
-            prune(&**client, keep).await.map_err(|e| super::describe_error(&e))
+            let pool = super::pool::build(&config::Database { max_connections: 1, ..db.clone() }, "runner-maintenance")
+                .map_err(|e| format!("{e:#}"))?;
+            let deleted = match pool.get().await {
+                Ok(client) => prune(&**client, keep).await.map_err(|e| super::describe_error(&e)),
+                Err(e) => Err(e.to_string()),
+            };
+            pool.close();
+            deleted
         }
         .await;
         match result {

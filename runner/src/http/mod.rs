@@ -37,45 +37,85 @@ struct AppState {
     admin_token: Option<String>,
 }
 
-/// Binds `listen` and serves until `shutdown`; returns the bound address
-/// (useful with port 0) once listening.
+/// Where the endpoints listen.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// `[http] listen`: health, readiness, pool, metrics and plugins (and
+    /// the console, unless it has an address of its own).
+    pub addr: SocketAddr,
+    /// `[http] console_listen`, when set: the console and its actions.
+    pub console: Option<SocketAddr>,
+}
+
+/// Binds `listen` (and `console_listen`, when set) and serves until
+/// `shutdown`; returns the bound addresses (useful with port 0).
 pub async fn serve(
     config: &Config,
     pool: Pool,
     jobs: Vec<Arc<Job>>,
     metrics: PrometheusHandle,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listen = config.http.listen.as_str();
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("[http] listen = \"{listen}\": cannot listen there: {e}"))?;
-    let addr = listener.local_addr()?;
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Listening> {
+    let bind = |key: &'static str, address: String| async move {
+        tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|e| anyhow::anyhow!("[http] {key} = \"{address}\": cannot listen there: {e}"))
+    };
+    let listener = bind("listen", config.http.listen.clone()).await?;
+    let console_listener = match &config.http.console_listen {
+        Some(address) => Some(bind("console_listen", address.clone()).await?),
+        None => None,
+    };
     let jobs: Arc<[Arc<Job>]> = jobs.into();
-    let reads = Arc::new(snapshot::Reads::new(&config.database, jobs.clone())?);
-    let app = axum::Router::new()
+    let state = AppState {
+        pool,
+        reads: Arc::new(snapshot::Reads::new(&config.database, jobs.clone())?),
+        jobs,
+        metrics,
+        config: Arc::new(config.clone()),
+        admin_token: config.http.admin_token.clone(),
+    };
+    // What a Prometheus or a load balancer on another host may reach.
+    let monitoring = axum::Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
+        .route("/health/db-pool", get(db_pool))
+        .route("/metrics", get(render_metrics))
+        .route("/plugins", get(plugins));
+    // What only operators should: the console and its actions.
+    let console = axum::Router::new()
         .route("/", get(page))
         .route("/console.js", get(|| async { asset("text/javascript", console::SCRIPT) }))
         .route("/console.css", get(|| async { asset("text/css", console::STYLE) }))
         .route("/jobs/{job}/retry-failed", post(actions::retry_failed))
         .route("/jobs/{job}/pause", post(actions::pause))
         .route("/jobs/{job}/resume", post(actions::resume))
-        .route("/jobs/{job}/promote", post(actions::promote))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/ready", get(ready))
-        .route("/health/db-pool", get(db_pool))
-        .route("/metrics", get(render_metrics))
-        .route("/plugins", get(plugins))
-        .layer(axum::middleware::map_response(secure))
-        .with_state(AppState {
-            pool,
-            reads,
-            jobs,
-            metrics,
-            config: Arc::new(config.clone()),
-            admin_token: config.http.admin_token.clone(),
-        });
-    let task = tokio::spawn(async move {
+        .route("/jobs/{job}/promote", post(actions::promote));
+    let finish =
+        |router: axum::Router<AppState>| router.layer(axum::middleware::map_response(secure)).with_state(state.clone());
+    let addr = listener.local_addr()?;
+    let console_addr = match console_listener {
+        Some(console_listener) => {
+            let console_addr = console_listener.local_addr()?;
+            // The console's pages link to the figures it shows.
+            spawn_server(console_listener, finish(console.merge(monitoring.clone())), shutdown.clone());
+            spawn_server(listener, finish(monitoring), shutdown);
+            Some(console_addr)
+        }
+        None => {
+            spawn_server(listener, finish(monitoring.merge(console)), shutdown);
+            None
+        }
+    };
+    Ok(Listening { addr, console: console_addr })
+}
+
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
@@ -83,7 +123,6 @@ pub async fn serve(
             tracing::error!(error = %e, "HTTP server failed.");
         }
     });
-    Ok((addr, task))
 }
 
 /// Every answer: not to be framed, sniffed or cached; scripts and styles
@@ -126,10 +165,18 @@ async fn ready(State(s): State<AppState>) -> Response {
             (!problems.is_empty()).then(|| (j.name.clone(), json!(problems)))
         })
         .collect();
+    // A refused file with the previous version still running is named, but
+    // the job works: not a reason to be unready on its own.
+    let refused: serde_json::Map<String, serde_json::Value> = s
+        .jobs
+        .iter()
+        .filter_map(|j| Some((j.name.clone(), json!(j.last_reload_error.lock().expect("lock").clone()?))))
+        .collect();
     let body = json!({
         "database": db.as_ref().map_or_else(String::clone, |()| "ok".into()),
         "jobs_without_plugin": waiting,
         "jobs_in_trouble": troubled,
+        "refused_files": refused,
     });
     let ok = db.is_ok() && waiting.is_empty() && troubled.is_empty();
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body)).into_response()

@@ -101,6 +101,7 @@ impl Deployer {
         let (tx, mut events) = mpsc::unbounded_channel();
         let config_dir = self.config.path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let mut watch = FolderWatch::new(vec![self.config.plugins.dir.clone(), config_dir], tx);
+        metrics::gauge!("runner_config_refused").set(0.0);
         loop {
             tokio::select! {
                 Some(()) = events.recv() => {
@@ -249,6 +250,7 @@ impl Deployer {
                     metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped")
                         .increment(1);
                     *job.last_reload_error.lock().expect("lock") = None;
+                    super::remember(&job.name, &path, &plugin.hash);
                     // Loaded under the keys in force: verified if any are.
                     job.set_health(|h| h.unverified = None);
                     job.update(|s| JobState { live: Some(Live::new(&s.config, shape, plugin)), ..s.clone() });
@@ -339,9 +341,11 @@ impl Deployer {
             Err(e) => {
                 error!(error = %e, "Config rejected; the running config stays in force.");
                 metrics::counter!("runner_config_reloads_total", "result" => "rejected").increment(1);
+                metrics::gauge!("runner_config_refused").set(1.0);
                 return;
             }
         };
+        metrics::gauge!("runner_config_refused").set(0.0);
         let restart =
             |what: &str| warn!(setting = what, "Config changed a setting that needs a restart to take effect.");
         if new.database != self.config.database {

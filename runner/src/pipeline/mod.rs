@@ -28,14 +28,34 @@ use crate::plugin::{Limits, Plugin, Runtime};
 pub use job::{Job, JobState};
 pub use worker::{Mode, Report};
 
+/// What to do at start-up with a job whose plugin file is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRefusedFile {
+    /// A problem like any other: the command fails (`check`, `run --once`).
+    Fail,
+    /// The daemon: the job runs its last good version (`plugin::kept`) or
+    /// starts paused, says why at error level, and the other jobs run.
+    RunLastGood,
+}
+
 /// Loads every enabled job's plugin and checks it against the job's tables;
 /// disabled jobs start paused. Returns the jobs, or every problem found
 /// (one sentence each).
 pub async fn prepare(config: &Config, pool: &Pool, runtime: &Runtime) -> Result<Vec<Arc<Job>>, Vec<String>> {
+    prepare_all(config, pool, runtime, OnRefusedFile::Fail).await
+}
+
+/// As [`prepare`], choosing what a refused plugin file does.
+pub async fn prepare_all(
+    config: &Config,
+    pool: &Pool,
+    runtime: &Runtime,
+    on_refused: OnRefusedFile,
+) -> Result<Vec<Arc<Job>>, Vec<String>> {
     let mut jobs = Vec::new();
     let mut problems = Vec::new();
     for name in config.jobs.keys() {
-        match prepare_job(config, pool, runtime, name).await {
+        match prepare_one(config, pool, runtime, name, on_refused).await {
             Ok(job) => jobs.push(job),
             Err(p) => problems.extend(p),
         }
@@ -45,46 +65,95 @@ pub async fn prepare(config: &Config, pool: &Pool, runtime: &Runtime) -> Result<
 
 /// Loads and checks one job (paused, with no plugin, when disabled).
 pub async fn prepare_job(config: &Config, pool: &Pool, runtime: &Runtime, name: &str) -> Result<Arc<Job>, Vec<String>> {
+    prepare_one(config, pool, runtime, name, OnRefusedFile::Fail).await
+}
+
+async fn prepare_one(
+    config: &Config,
+    pool: &Pool,
+    runtime: &Runtime,
+    name: &str,
+    on_refused: OnRefusedFile,
+) -> Result<Arc<Job>, Vec<String>> {
     let cfg =
         config.jobs.get(name).ok_or_else(|| vec![format!("there is no job `{name}` in {}", config.path.display())])?;
+    let paused = |live| Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, live)));
     if !cfg.enabled {
-        return Ok(Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, None))));
+        return Ok(paused(None));
     }
     let client = pool.get().await.map_err(|e| vec![format!("cannot get a database connection: {e}")])?;
-    let mut problems = Vec::new();
     let path = config.plugin_path(cfg);
-    let plugin = match Plugin::load(runtime, &path, job_limits(cfg)) {
-        Ok(p) => match configure(cfg, &p) {
-            Ok(p) => Some(Arc::new(p)),
-            Err(p) => {
-                problems.extend(p);
-                None
-            }
-        },
-        Err(_) if !path.exists() => {
-            problems.push(format!(
-                "its plugin file {} does not exist (plugin = \"{}\", {}): build or deploy it \
-                 (`cargo xtask build-plugins` for the bundled ones), or set `enabled = false` for this job",
-                path.display(),
-                cfg.plugin,
-                cfg.origin
-            ));
-            None
+    let named = |problems: Vec<String>| problems.into_iter().map(|p| format!("job {name}: {p}")).collect::<Vec<_>>();
+    let loaded = load_checked(&client, cfg, runtime, &path).await;
+    let problems = match loaded {
+        Ok((shape, plugin)) => {
+            remember(name, &path, &plugin.hash);
+            return Ok(paused(Some((shape, plugin))));
         }
-        Err(e) => {
-            problems.push(format!("{e:#}"));
-            None
+        Err(problems) => problems,
+    };
+    // Only a problem of the file's own may fall back: when the tables do
+    // not fit even without the plugin, no other version would run either.
+    if on_refused == OnRefusedFile::Fail || check_tables(&client, cfg, None).await.is_err() {
+        return Err(named(problems));
+    }
+    let why = problems.join("; ");
+    let bad = std::fs::read(&path).ok().map(|b| crate::plugin::sha256_hex(&b));
+    let fallback = match crate::plugin::kept::newest_other_than(&path, bad.as_deref()) {
+        Some(kept) => load_checked(&client, cfg, runtime, &kept.path).await.map_err(|p| (kept.path, p.join("; "))),
+        None => Err((path.clone(), "no earlier version is kept".into())),
+    };
+    let (job, reason) = match fallback {
+        Ok((shape, plugin)) => {
+            let reason = format!("{why} (running its last good version {} instead)", plugin.version);
+            tracing::error!(job = %name, file = %path.display(), reason = %why, running = %plugin.version,
+                "Plugin file refused at start: the job runs its last good version until a good file is deployed.");
+            (paused(Some((shape, plugin))), reason)
+        }
+        Err((tried, kept_why)) => {
+            let reason = format!("{why} (the job is paused until a good file is deployed)");
+            tracing::error!(job = %name, file = %path.display(), reason = %why, last_good = %kept_why, tried = %tried.display(),
+                "Plugin file refused at start and no good version to run: the job is paused, its changes stay queued.");
+            (paused(None), reason)
         }
     };
-    let shape = check_tables(&client, cfg, plugin.as_deref()).await;
+    *job.last_reload_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+    Ok(job)
+}
+
+/// Loads a plugin file, configures it with the job's settings and checks it
+/// against the job's tables.
+async fn load_checked(
+    client: &deadpool_postgres::Client,
+    cfg: &config::Job,
+    runtime: &Runtime,
+    path: &std::path::Path,
+) -> Result<(schema::SourceShape, Arc<Plugin>), Vec<String>> {
+    let plugin = match Plugin::load(runtime, path, job_limits(cfg)) {
+        Ok(p) => configure(cfg, &p).map(Arc::new),
+        Err(_) if !path.exists() => Err(vec![format!(
+            "its plugin file {} does not exist (plugin = \"{}\", {}): build or deploy it \
+             (`cargo xtask build-plugins` for the bundled ones), or set `enabled = false` for this job",
+            path.display(),
+            cfg.plugin,
+            cfg.origin
+        )]),
+        Err(e) => Err(vec![format!("{e:#}")]),
+    };
+    // The tables are checked either way, so every problem is named at once.
+    let shape = check_tables(client, cfg, plugin.as_deref().ok()).await;
     match (plugin, shape) {
-        (Some(plugin), Ok(shape)) if problems.is_empty() => {
-            Ok(Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, Some((shape, plugin))))))
-        }
-        (_, shape) => {
-            problems.extend(shape.err().unwrap_or_default());
-            Err(problems.into_iter().map(|p| format!("job {name}: {p}")).collect())
-        }
+        (Ok(plugin), Ok(shape)) => Ok((shape, plugin)),
+        (plugin, shape) => Err(plugin.err().into_iter().chain(shape.err()).flatten().collect()),
+    }
+}
+
+/// Keeps the version that went live for rollback (`plugin::kept`); a
+/// folder the runner may not write costs rollback only, with a warning.
+pub fn remember(job: &str, path: &std::path::Path, hash: &str) {
+    if let Err(e) = crate::plugin::kept::remember(path, hash) {
+        tracing::warn!(job = %job, file = %path.display(), error = %e,
+            "Cannot keep a copy of the live plugin for rollback; it runs anyway.");
     }
 }
 

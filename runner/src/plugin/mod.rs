@@ -5,6 +5,7 @@ mod bindings;
 pub mod cache;
 pub mod contract;
 pub mod engine;
+pub mod kept;
 pub mod settings;
 pub mod trust;
 pub mod watch;
