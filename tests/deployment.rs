@@ -304,3 +304,33 @@ fn the_systemd_unit_verifies_and_stops_later_than_the_shipped_grace() {
     let reference = runner::config::Config::load(&reference).unwrap();
     assert!(reference.warnings().is_empty(), "{:?}", reference.warnings());
 }
+
+#[tokio::test]
+async fn during_a_rolling_upgrade_an_earlier_runner_works_on_the_newer_schema_and_a_newer_one_waits_for_migrate() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    // A later release's migration, as each one is: it only adds.
+    db.client
+        .batch_execute(
+            "INSERT INTO runner_schema_migrations (version, name) VALUES (1000, 'a later release');
+             ALTER TABLE runner_changes ADD COLUMN later text DEFAULT 'x';
+             CREATE TABLE runner_later (id int);",
+        )
+        .await
+        .unwrap();
+    one_reading(&db, 1, "2024-06-01").await;
+    run_ok(&config, &["run", "--once"]).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 1);
+
+    // This release on a schema that lacks one of its migrations: refused,
+    // naming the command, before anything runs.
+    db.client.batch_execute("DELETE FROM runner_schema_migrations WHERE version = 5").await.unwrap();
+    for args in [&["run"][..], &["check"]] {
+        let out = runner(&config, args).output().await.unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains("lacks migration(s) 5 (change capture)") && said.contains("runner migrate"), "{said}");
+    }
+    run_ok(&config, &["migrate"]).await;
+    run_ok(&config, &["check"]).await;
+}

@@ -34,6 +34,33 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "change capture", include_str!("migrations/0005_change_capture.sql")),
 ];
 
+/// Why this release cannot run on the schema as it is: migrations it needs
+/// that are not applied (an upgrade run before `runner migrate`). Later
+/// migrations it does not know are fine: each one only adds (tables,
+/// columns with defaults, indexes), so a runner of an earlier release keeps
+/// working beside a newer one during a rolling upgrade.
+pub async fn behind(client: &impl tokio_postgres::GenericClient) -> Result<Option<String>, tokio_postgres::Error> {
+    let table: bool =
+        client.query_one("SELECT to_regclass('runner_schema_migrations') IS NOT NULL", &[]).await?.try_get(0)?;
+    let applied: Vec<i32> = if table {
+        client.query("SELECT version FROM runner_schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect()
+    } else {
+        Vec::new()
+    };
+    let missing: Vec<String> = MIGRATIONS
+        .iter()
+        .filter(|(v, ..)| !applied.contains(v))
+        .map(|(v, name, _)| format!("{v} ({name})"))
+        .collect();
+    Ok((!missing.is_empty()).then(|| {
+        format!(
+            "the database lacks migration(s) {} that this runner needs: run `runner migrate` with this release \
+             (as the owner role) first",
+            missing.join(", ")
+        )
+    }))
+}
+
 /// Serializes concurrent `migrate` runs (an arbitrary constant).
 const MIGRATE_LOCK: i64 = 0x7275_6e6e_6572_0001;
 

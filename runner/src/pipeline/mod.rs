@@ -54,6 +54,15 @@ pub async fn prepare_all(
 ) -> Result<Vec<Arc<Job>>, Vec<String>> {
     let mut jobs = Vec::new();
     let mut problems = Vec::new();
+    // A release run before its own migrations cannot know what is missing.
+    match pool.get().await {
+        Ok(client) => match crate::db::migrate::behind(&**client).await {
+            Ok(None) => {}
+            Ok(Some(why)) => return Err(vec![why]),
+            Err(e) => problems.push(format!("reading the schema's version: {}", crate::db::describe_error(&e))),
+        },
+        Err(e) => return Err(vec![format!("cannot get a database connection: {e}")]),
+    }
     for name in config.jobs.keys() {
         match prepare_one(config, pool, runtime, name, on_refused).await {
             Ok(job) => jobs.push(job),
