@@ -59,7 +59,10 @@ async fn uninstall_removes_every_object_of_the_runner_and_leaves_the_source_as_i
     db.client.batch_execute(TEAM_TABLES).await.unwrap();
     let before = dump(&db, "team_raw");
     let (_dir, config) = config(&db.url, &job_on("team", "vitals.wasm", "team_raw", "team_daily", "recorded_at", ""));
-    run_ok(&config, &["migrate"]).await;
+    let migrated = text(&run_ok(&config, &["migrate"]).await);
+    assert!(!migrated.contains("reference table"), "{migrated}");
+    let reference = "SELECT count(*) FROM pg_class WHERE relname ~ '^(vitals|nutrition|lab)_(raw|daily)$'";
+    assert_eq!(db.count(reference).await, 0, "migrate created tables no job names");
     run_ok(&config, &["recompute", "--job", "team", "--from", "2024-06-01", "--to", "2024-06-02"]).await;
     let daemon = Daemon::start(&config);
     daemon.wait_for("Job started.", 1, 60).await;
@@ -333,4 +336,20 @@ async fn during_a_rolling_upgrade_an_earlier_runner_works_on_the_newer_schema_an
     }
     run_ok(&config, &["migrate"]).await;
     run_ok(&config, &["check"]).await;
+}
+
+#[tokio::test]
+async fn migrate_creates_the_reference_tables_a_job_names_or_all_when_asked() {
+    let db = TestDb::new().await;
+    let (_dir, config) = config(&db.url, &job("vitals", "vitals.wasm", ""));
+    let said = text(&run_ok(&config, &["migrate"]).await);
+    for table in ["vitals_raw", "vitals_daily"] {
+        assert!(said.contains(&format!("created reference table {table} (job vitals names it)")), "{said}");
+    }
+    let reference = "SELECT count(*) FROM pg_class WHERE relname ~ '^(vitals|nutrition|lab)_(raw|daily)$'";
+    assert_eq!(db.count(reference).await, 2);
+    assert!(text(&run_ok(&config, &["migrate"]).await).contains("schema is up to date"));
+    let said = text(&run_ok(&config, &["migrate", "--reference-schema"]).await);
+    assert!(said.contains("created reference table lab_daily (--reference-schema)"), "{said}");
+    assert_eq!(db.count(reference).await, 6);
 }

@@ -126,7 +126,9 @@ async fn seed_inserts_realistic_rows_in_time_order_across_users() {
         job("vitals", "vitals.wasm", ""),
         crate::util::job_on("lab", "lab.wasm", "lab_raw", "lab_daily", "collected_at", "")
     );
-    let (_dir, config) = migrated(&db, &jobs).await;
+    // Every reference table, not only those the enabled jobs name.
+    let (_dir, config) = crate::util::config(&db.url, &jobs);
+    run_ok(&config, &["migrate", "--reference-schema"]).await;
     let out = text(
         &run_ok(&config, &["seed", "--users", "5", "--days", "2", "--jobs", "vitals,lab", "--start", "2024-02-01"])
             .await,

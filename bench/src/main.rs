@@ -331,7 +331,7 @@ async fn main() -> anyhow::Result<()> {
     {
         let pool = pool::build(&cfg.database, "bench")?;
         let mut client = pool.get().await?;
-        migrate::migrate(&mut client, &cfg).await?;
+        migrate::migrate(&mut client, &cfg, true).await?;
         let started = Instant::now();
         let start = NaiveDate::from_ymd_opt(START.0, START.1, START.2).expect("valid date");
         let rows = seed::seed(&**client, Kind::Vitals, args.users, args.days, start, |_| {}).await?;

@@ -25,7 +25,7 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
     config.database.url = server.url("health");
     let pool = connect(&config).await?;
     let mut client = pool.get().await?;
-    migrate::migrate(&mut client, &config).await?;
+    migrate::migrate(&mut client, &config, true).await?;
     let start = chrono::Utc::now().date_naive() - chrono::Days::new(days as u64);
     let seeding = Instant::now();
     let seeded = seed_with_progress(&**client, &Kind::ALL, users, days, start).await?;

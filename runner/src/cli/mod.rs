@@ -53,9 +53,10 @@ fn init_logging(format: config::LogFormat, level: Option<&str>, default: &str) {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create or update the schema: the runner's tables, the reference tables,
-    /// and the change-capture triggers on every enabled job's source (no
-    /// column or index is added to it). Exits 2, changing nothing, when a job
+    /// Create or update the schema: the runner's tables, the reference tables
+    /// a job names that do not exist (all six with --reference-schema), and
+    /// the change-capture triggers on every enabled job's source (no column
+    /// or index is added to it). Exits 2, changing nothing, when a job
     /// cannot be prepared.
     ///
     /// Run it as the owner role; `--print-grants ROLE` prints the GRANTs a
@@ -67,6 +68,11 @@ enum Command {
         /// `status`, `recompute`, `retry-failed`) and exit.
         #[arg(long, value_name = "ROLE")]
         print_grants: Option<String>,
+        /// Also create all six reference tables of the aggregation spec
+        /// (vitals, nutrition, lab; raw and daily) that do not exist.
+        /// Without it, only those an enabled job names are created.
+        #[arg(long)]
+        reference_schema: bool,
     },
     /// Remove everything `runner migrate` created for the runner: the
     /// change-capture triggers and functions and the runner_* tables, in one
@@ -167,13 +173,15 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match (cli.command, config) {
             (Command::Plugin { command }, _) => plugin::run(command, &cli.config).await,
-            (Command::Migrate { print_grants: Some(role) }, Some(config)) => {
+            (Command::Migrate { print_grants: Some(role), .. }, Some(config)) => {
                 let database =
                     pool::pg_config(&config.database.url).ok().and_then(|pg| pg.get_dbname().map(str::to_string));
                 print!("{}", runner::db::roles::grants(&config, &role, database.as_deref()));
                 Ok(ExitCode::SUCCESS)
             }
-            (Command::Migrate { print_grants: None }, Some(config)) => migrate_cmd(&config).await,
+            (Command::Migrate { print_grants: None, reference_schema }, Some(config)) => {
+                migrate_cmd(&config, reference_schema).await
+            }
             (Command::Uninstall { drop_daily, yes }, Some(config)) => uninstall_cmd(&config, drop_daily, yes).await,
             (Command::Run { once }, Some(config)) => run_cmd(&config, once).await,
             (Command::Check, Some(config)) => check_cmd(&config).await,
@@ -227,10 +235,10 @@ async fn connect_as(config: &Config, application_name: &str) -> anyhow::Result<d
     Ok(pool)
 }
 
-async fn migrate_cmd(config: &Config) -> anyhow::Result<ExitCode> {
+async fn migrate_cmd(config: &Config, reference_schema: bool) -> anyhow::Result<ExitCode> {
     let pool = connect(config).await?;
     let mut client = pool.get().await?;
-    let changes = match migrate::migrate(&mut client, config).await {
+    let changes = match migrate::migrate(&mut client, config, reference_schema).await {
         Ok(changes) => changes,
         // A job that cannot be prepared is the config's or the schema's problem.
         Err(e) if e.is::<migrate::Refused>() => return Err(Usage(format!("nothing was changed:\n{e}")).into()),

@@ -61,6 +61,14 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let client = pool.get().await?;
     let start = args.start.unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Days::new(args.days as u64));
     let kinds = args.jobs.unwrap_or_else(|| Kind::ALL.to_vec());
+    for kind in &kinds {
+        let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&kind.table()]).await?.get(0);
+        anyhow::ensure!(
+            exists,
+            "table {} does not exist: run `runner migrate --reference-schema` (or seed only the kinds your jobs name, --jobs)",
+            kind.table()
+        );
+    }
     let started = Instant::now();
     for (kind, rows) in seed_with_progress(&**client, &kinds, args.users, args.days, start).await? {
         println!("{}: {rows} rows", kind.table());

@@ -1,6 +1,7 @@
 //! `runner migrate`: versioned, idempotent schema changes. The numbered
-//! migrations create the runner's tables and the reference schema once;
-//! then every enabled job's source gets its change capture (`db::capture`):
+//! migrations create the runner's tables once; the reference tables a job
+//! names are created if missing (`db::reference`); then every enabled
+//! job's source gets its change capture (`db::capture`):
 //! triggers only, no column and no index, so an application's table is
 //! adopted without touching its data. Everything happens in one
 //! transaction: a job that cannot be prepared (a missing column, a view, a
@@ -23,7 +24,7 @@ pub struct Refused(pub Vec<String>);
 
 /// Numbered migrations, applied in order, each once.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "reference schema", include_str!("migrations/0001_reference_schema.sql")),
+    (1, "reference schema (now created per job)", include_str!("migrations/0001_reference_schema.sql")),
     (2, "shadow differences", include_str!("migrations/0002_shadow_diffs.sql")),
     (3, "recompute progress", include_str!("migrations/0003_recompute_progress.sql")),
     (
@@ -47,11 +48,8 @@ pub async fn behind(client: &impl tokio_postgres::GenericClient) -> Result<Optio
     } else {
         Vec::new()
     };
-    let missing: Vec<String> = MIGRATIONS
-        .iter()
-        .filter(|(v, ..)| !applied.contains(v))
-        .map(|(v, name, _)| format!("{v} ({name})"))
-        .collect();
+    let missing: Vec<String> =
+        MIGRATIONS.iter().filter(|(v, ..)| !applied.contains(v)).map(|(v, name, _)| format!("{v} ({name})")).collect();
     Ok((!missing.is_empty()).then(|| {
         format!(
             "the database lacks migration(s) {} that this runner needs: run `runner migrate` with this release \
@@ -64,10 +62,11 @@ pub async fn behind(client: &impl tokio_postgres::GenericClient) -> Result<Optio
 /// Serializes concurrent `migrate` runs (an arbitrary constant).
 const MIGRATE_LOCK: i64 = 0x7275_6e6e_6572_0001;
 
-/// Applies pending migrations, then installs each enabled job's change
-/// capture. Returns a line per change made; [`Refused`] when a job cannot
-/// be prepared (then nothing at all is changed).
-pub async fn migrate(client: &mut Client, config: &Config) -> anyhow::Result<Vec<String>> {
+/// Applies pending migrations, creates the reference tables the jobs name
+/// (all of them with `reference_schema`), then installs each enabled job's
+/// change capture. Returns a line per change made; [`Refused`] when a job
+/// cannot be prepared (then nothing at all is changed).
+pub async fn migrate(client: &mut Client, config: &Config, reference_schema: bool) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
     // `IF NOT EXISTS` notices are expected on every rerun; keep them out of the log.
     client.batch_execute("SET client_min_messages = warning").await?;
@@ -94,6 +93,7 @@ pub async fn migrate(client: &mut Client, config: &Config) -> anyhow::Result<Vec
                 done.push(format!("applied migration {version}: {name}"));
             }
         }
+        done.extend(super::reference::create(&tx, config, reference_schema).await?);
         let mut refused = Vec::new();
         for (job_name, job) in config.enabled_jobs() {
             // A savepoint per job: a refused one is named, the others still checked.

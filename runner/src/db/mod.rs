@@ -11,6 +11,7 @@ pub mod pipelined;
 pub mod pool;
 pub mod prune;
 pub mod queue;
+pub mod reference;
 pub mod roles;
 pub mod schema;
 pub mod sql;

@@ -1,0 +1,21 @@
+CREATE TABLE IF NOT EXISTS nutrition_daily (
+    user_id bigint NOT NULL,
+    day date NOT NULL,
+    entry_count int,
+    rejected_count int,
+    meals_logged int,
+    calories double precision,
+    protein_g double precision,
+    carbs_g double precision,
+    fat_g double precision,
+    fiber_g double precision,
+    sugar_g double precision,
+    sodium_mg double precision,
+    water_ml double precision,
+    protein_pct double precision,
+    carbs_pct double precision,
+    fat_pct double precision,
+    plugin_version text,
+    updated_at timestamptz,
+    PRIMARY KEY (user_id, day)
+);
