@@ -227,3 +227,49 @@ fn the_bundled_python_and_javascript_vitals_pass_their_own_unit_tests() {
     let js = must(std::process::Command::new("node").arg("--test").current_dir(plugins.join("vitals-js")));
     assert!(js.contains("# pass 7") && js.contains("# fail 0"), "{js}");
 }
+
+#[tokio::test]
+async fn test_takes_settings_from_set_and_from_a_job_and_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rows.csv");
+    std::fs::write(
+        &csv,
+        "user_id,at,metric,value,unit\n1,2024-03-10T08:00:00Z,heart_rate,230,bpm\n1,2024-03-10T09:00:00Z,heart_rate,60,bpm\n",
+    )
+    .unwrap();
+    let rows = csv.to_str().unwrap();
+    let vitals = built("vitals.wasm");
+    let (code, out) = plugin(&["plugin", "test", &vitals, "--input", rows]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"heart_rate_max\":300") && out.contains("0 rejected"), "the defaults keep 230 bpm: {out}");
+
+    let (code, out) = plugin(&["plugin", "test", &vitals, "--input", rows, "--set", "heart_rate_max=220"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"heart_rate_max\":220") && out.contains("1 rejected"), "{out}");
+    assert!(out.contains("+settings:"), "the version names the settings: {out}");
+
+    // A job's settings, overridden by --set.
+    let config = dir.path().join("runner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"postgres://x@localhost/x\"\n[plugins]\ndir = \"{}\"\n{}[jobs.vitals.settings]\nheart_rate_max = 100\n",
+            plugins_dir().display(),
+            job_on("vitals", "vitals.wasm", "vitals_raw", "vitals_daily", "recorded_at", "")
+        ),
+    )
+    .unwrap();
+    let from_job = |extra: &'static [&'static str]| {
+        let mut args = vec!["plugin", "test", vitals.as_str(), "--input", rows, "--job", "vitals"];
+        args.extend(extra);
+        runner(&config, &args)
+    };
+    let out = from_job(&[]).output().await.unwrap();
+    assert!(text(&out).contains("\"heart_rate_max\":100") && text(&out).contains("1 rejected"), "{}", text(&out));
+    let out = from_job(&["--set", "heart_rate_max=300"]).output().await.unwrap();
+    assert!(text(&out).contains("\"heart_rate_max\":300") && text(&out).contains("0 rejected"), "{}", text(&out));
+
+    let (code, out) = plugin(&["plugin", "test", &vitals, "--input", rows, "--set", "heart_rate_mux=1"]).await;
+    assert_eq!(code, Some(2), "an undeclared setting is bad usage: {out}");
+    assert!(out.contains("heart_rate_mux"), "{out}");
+}

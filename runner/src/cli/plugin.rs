@@ -53,6 +53,14 @@ pub enum Command {
         /// Time limit per group, e.g. 2s.
         #[arg(long, default_value = "2s", value_parser = humantime_serde::re::humantime::parse_duration)]
         time_limit: std::time::Duration,
+        /// A setting for this run, NAME=VALUE (repeatable; VALUE as in TOML:
+        /// 220, 0.5, true, "text"). Overrides the job's (--job).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Take the settings and limits of this job of the config file
+        /// (--config); no database is needed.
+        #[arg(long)]
+        job: Option<String>,
     },
     /// Create a new plugin (a Rust crate, or a Python or JavaScript project)
     /// that builds, passes its own test and validates.
@@ -123,14 +131,38 @@ pub enum Command {
 pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { file, job } => validate(&file, job.as_deref(), config_path).await,
-        Command::Test { file, input, json, memory_limit_mb, time_limit } => {
-            let limits = Limits::new(memory_limit_mb << 20, time_limit);
-            let plugin = Plugin::load(&Runtime::new(None)?, &file, limits)?;
-            // With the declared defaults: a required setting has none to use.
-            let at = |_: Option<&str>| file.display().to_string();
-            let settings = settings::resolve(&plugin.description.settings, &Default::default(), &at)
-                .map_err(|problems| anyhow::anyhow!("{}", problems.join("\n")))?;
-            try_rows::run(&plugin.configure(settings), &input, json, limits)
+        Command::Test { file, input, json, memory_limit_mb, time_limit, set, job } => {
+            let mut limits = Limits::new(memory_limit_mb << 20, time_limit);
+            let mut values = std::collections::BTreeMap::new();
+            let mut origin = "--set".to_string();
+            if let Some(name) = &job {
+                let config = Config::load(config_path)?;
+                let cfg = config
+                    .jobs
+                    .get(name.as_str())
+                    .ok_or_else(|| super::Usage(format!("there is no job `{name}` in {}", config_path.display())))?;
+                limits = pipeline::job_limits(cfg);
+                values = cfg.setting_values();
+                origin = format!("job {name} of {} or --set", config_path.display());
+            }
+            for arg in &set {
+                let (name, value) = runner::config::setting_from_arg(arg).map_err(super::Usage)?;
+                values.insert(name, value);
+            }
+            let plugin = Plugin::load(&cli_runtime(config_path)?, &file, limits)?;
+            // Undeclared, mistyped or missing required settings: each named.
+            let at = |_: Option<&str>| origin.clone();
+            let settings = settings::resolve(&plugin.description.settings, &values, &at)
+                .map_err(|problems| super::Usage(problems.join("\n")))?;
+            let plugin = plugin.configure(settings);
+            if !json {
+                let declared = !plugin.description.settings.is_empty();
+                match declared {
+                    true => println!("settings: {} ({})", plugin.settings.json(), plugin.version),
+                    false => println!("settings: none declared ({})", plugin.version),
+                }
+            }
+            try_rows::run(&plugin, &input, json, limits)
         }
         Command::New { name, dir, kit, lang } => template::create(&name, &dir, kit.as_deref(), lang),
         Command::Diff(args) => diff::run(args, config_path).await,
@@ -203,6 +235,19 @@ fn rollback(job: &str, config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The runtime of the plugin commands, with the daemon's compile cache
+/// (the config's `cache_dir` when the config file loads, else the default
+/// state directory): the second `test`, `validate` or `diff` of a file
+/// loads it without compiling. No trusted keys: these commands look at a
+/// file before it is signed.
+pub(super) fn cli_runtime(config_path: &Path) -> anyhow::Result<Runtime> {
+    let cache = match Config::load(config_path) {
+        Ok(config) => config.plugins.cache_dir,
+        Err(_) => runner::plugin::cache::default_dir(),
+    };
+    Runtime::new(cache)
+}
+
 fn columns(columns: &[Column]) -> String {
     columns.iter().map(|c| format!("{} {}", c.name, c.kind)).collect::<Vec<_>>().join(", ")
 }
@@ -217,7 +262,7 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
         }
         None => (None, Limits::new(64 << 20, std::time::Duration::from_secs(2))),
     };
-    let plugin = match Plugin::load(&Runtime::new(None)?, file, limits) {
+    let plugin = match Plugin::load(&cli_runtime(config_path)?, file, limits) {
         Ok(p) => p,
         Err(e) => {
             println!("problem: {e:#}");

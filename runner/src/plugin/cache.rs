@@ -110,6 +110,24 @@ impl Cache {
     }
 }
 
+impl Cache {
+    fn on_demand_marker(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.on-demand"))
+    }
+
+    /// Whether the component of `hash` is known to exceed the pooling
+    /// allocator's limits (a process before this one found out).
+    pub fn on_demand_known(&self, hash: &str) -> bool {
+        self.on_demand_marker(hash).exists()
+    }
+
+    /// Records that the component of `hash` exceeds the pooling allocator's
+    /// limits, so later loads go straight to the on-demand engine.
+    pub fn mark_on_demand(&self, hash: &str) {
+        let _ = std::fs::write(self.on_demand_marker(hash), b"");
+    }
+}
+
 fn sidecar(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".sha256");

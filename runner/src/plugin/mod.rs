@@ -134,20 +134,37 @@ impl Plugin {
             ),
             None => None,
         };
-        let plugin = match Self::from_bytes_on(runtime, path, bytes, limits) {
-            Err(e) if runtime.pooling && format!("{e:#}").contains("pooling allocator") => {
+        let hash = sha256_hex(bytes);
+        // Found out once (and recorded beside the cache), not at every load:
+        // trying the pooling engine first costs a whole load of a large file.
+        let known = runtime.pooling && runtime.cache.as_ref().is_some_and(|c| c.on_demand_known(&hash));
+        let attempt = if known {
+            Self::from_bytes_on(&runtime.on_demand()?, path, bytes, &hash, limits)
+        } else {
+            Self::from_bytes_on(runtime, path, bytes, &hash, limits)
+        };
+        let plugin = match attempt {
+            Err(e) if runtime.pooling && !known && format!("{e:#}").contains("pooling allocator") => {
                 tracing::info!(file = %path.display(), reason = %e.root_cause(),
                     "Component exceeds the pooling allocator's per-component limits; allocating its instances on demand.");
-                let on_demand = runtime.on_demand()?;
-                Self::from_bytes_on(&on_demand, path, bytes, limits)
+                if let Some(cache) = &runtime.cache {
+                    cache.mark_on_demand(&hash);
+                }
+                Self::from_bytes_on(&runtime.on_demand()?, path, bytes, &hash, limits)
             }
             result => result,
         }?;
         Ok(Plugin { signer, ..plugin })
     }
 
-    fn from_bytes_on(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
-        let hash = sha256_hex(bytes);
+    fn from_bytes_on(
+        runtime: &Runtime,
+        path: &Path,
+        bytes: &[u8],
+        hash: &str,
+        limits: Limits,
+    ) -> anyhow::Result<Plugin> {
+        let hash = hash.to_string();
         if let Err(why) = file_kind(bytes) {
             anyhow::bail!("plugin {} {why}", path.display());
         }
