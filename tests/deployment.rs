@@ -217,6 +217,14 @@ async fn a_garbage_plugin_file_at_start_runs_its_last_good_version_and_never_sto
     let ready = wait_http(&daemon, &addr, "/ready", 30, |status, _| status == 200).await;
     assert!(ready.contains("refused_files") && ready.contains("not a WebAssembly"), "{ready}");
     assert!(ready.contains("running its last good version"), "{ready}");
+    // `runner status` says what the daemon runs and what it refused, and compiles nothing.
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    let at_daemon = config.with_file_name("status.toml");
+    std::fs::write(&at_daemon, text_of.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""))).unwrap();
+    let status = text(&run_ok(&at_daemon, &["status"]).await);
+    assert!(status.contains(&format!("{} (the daemon runs it)", vitals_version(&good))), "{status}");
+    assert!(status.contains("plugin reload refused") && status.contains("not a WebAssembly"), "{status}");
+    assert!(!status.contains("Compil"), "{status}");
     let metrics = wait_http(&daemon, &addr, "/metrics", 30, |_, body| body.contains("runner_plugin_refused{")).await;
     assert!(metrics.contains("runner_plugin_refused{job=\"vitals\"} 1"), "{metrics}");
     daemon.stop().await;

@@ -8,8 +8,7 @@ use serde_json::json;
 
 use runner::config::Config;
 use runner::db::{pool, queue, schema};
-use runner::pipeline;
-use runner::plugin::{Plugin, contract};
+use runner::plugin::contract;
 
 use super::connect;
 
@@ -27,7 +26,9 @@ fn age(seconds: Option<f64>) -> String {
 pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let pool = connect(config).await?;
     let client = pool.get().await?;
-    let runtime = super::runtime(config)?;
+    let daemon = daemon_get(&config.http.listen, "/ready").await;
+    // The daemon's own word on its plugins: what runs, and what it refused.
+    let daemon_plugins = daemon_get(&config.http.listen, "/plugins").await;
     let mut jobs = Vec::new();
     for (name, cfg) in &config.jobs {
         let q = queue::queue(&**client, name)
@@ -43,14 +44,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             Some(shape) => queue::ungrouped(&**client, cfg, shape).await.ok(),
             None => None,
         };
-        let plugin = match Plugin::load(&runtime, &config.plugin_path(cfg), pipeline::job_limits(cfg)) {
-            Ok(p) => match (pipeline::configure(cfg, &p), &p.signer) {
-                (Err(problems), _) => format!("{}: its settings do not fit: {}", p.version, problems.join("; ")),
-                (Ok(p), Some(s)) => format!("{} (signed by {} {})", p.version, s.key_id, s.name),
-                (Ok(p), None) => p.version.to_string(),
-            },
-            Err(e) => format!("not loadable: {e:#}"),
-        };
+        let plugin = plugin_line(config, cfg, name, daemon_plugins.as_ref().map(|(_, answer)| answer));
         let after_deploy = client
             .query_opt(
                 "SELECT plugin_version, groups_done, finished_at IS NOT NULL FROM runner_recompute_progress
@@ -71,9 +65,6 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     let sessions: i64 =
         client.query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'", &[]).await?.get(0);
     let server_max: String = client.query_one("SHOW max_connections", &[]).await?.get(0);
-    let daemon = daemon_get(&config.http.listen, "/ready").await;
-    // The daemon's own word on its plugins: what runs, and what it refused.
-    let daemon_plugins = daemon_get(&config.http.listen, "/plugins").await;
     let refused = |job: &str| -> Vec<String> {
         let Some((_, answer)) = &daemon_plugins else { return Vec::new() };
         let jobs = answer["body"]["jobs"].as_array().into_iter().flatten();
@@ -144,6 +135,52 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         config.database.max_connections
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a job runs, without compiling anything: the daemon's live plugin
+/// when a daemon answers, else what the file in the folder is (its hash,
+/// and when that version last went live, from the kept versions).
+fn plugin_line(config: &Config, cfg: &runner::config::Job, job: &str, daemon: Option<&serde_json::Value>) -> String {
+    let live = daemon.and_then(|answer| {
+        let jobs = answer["body"]["jobs"].as_array()?;
+        let j = jobs.iter().find(|j| j["job"] == job)?;
+        Some(match (j["plugin"]["version"].as_str(), j["plugin"]["signer"]["key_id"].as_str()) {
+            (Some(v), Some(key)) => format!(
+                "{} (signed by {key} {}; the daemon runs it)",
+                contract::sanitize(v, 256),
+                contract::sanitize(j["plugin"]["signer"]["name"].as_str().unwrap_or(""), 64)
+            ),
+            (Some(v), None) => format!("{} (the daemon runs it)", contract::sanitize(v, 256)),
+            (None, _) => "none: the daemon has no plugin for it (paused)".to_string(),
+        })
+    });
+    if let Some(line) = live {
+        return line;
+    }
+    let path = config.plugin_path(cfg);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let hash = runner::plugin::sha256_hex(&bytes);
+            let kept = runner::plugin::kept::versions(&path).into_iter().find(|k| k.hash == hash);
+            // Verified as a load would, which needs no compile.
+            let signed = match &config.plugins.trusted {
+                None => String::new(),
+                Some(keys) => match runner::plugin::trust::verify(&path, &bytes, keys) {
+                    Ok(s) => format!(" (signed by {} {})", s.key_id, s.name),
+                    Err(why) => format!(" (refused: {why})"),
+                },
+            };
+            let (what, when) = match &kept {
+                Some(k) => (
+                    k.version().unwrap_or_else(|| format!("{} sha256:{}", cfg.plugin, &hash[..12])),
+                    format!("last went live {}", DateTime::<Utc>::from(k.live_at).format("%Y-%m-%d %H:%M UTC")),
+                ),
+                None => (format!("{} sha256:{}", cfg.plugin, &hash[..12]), "never went live here".to_string()),
+            };
+            format!("{what}{signed} — {when}; no daemon answered on [http] listen")
+        }
+        Err(e) => format!("{}: cannot be read: {e}", path.display()),
+    }
 }
 
 #[derive(clap::Args)]

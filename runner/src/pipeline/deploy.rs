@@ -250,7 +250,7 @@ impl Deployer {
                     metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped")
                         .increment(1);
                     *job.last_reload_error.lock().expect("lock") = None;
-                    super::remember(&job.name, &path, &plugin.hash);
+                    super::remember(&job.name, &path, &plugin);
                     // Loaded under the keys in force: verified if any are.
                     job.set_health(|h| h.unverified = None);
                     job.update(|s| JobState { live: Some(Live::new(&s.config, shape, plugin)), ..s.clone() });

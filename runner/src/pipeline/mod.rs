@@ -96,7 +96,7 @@ async fn prepare_one(
     let loaded = load_checked(&client, cfg, runtime, &path).await;
     let problems = match loaded {
         Ok((shape, plugin)) => {
-            remember(name, &path, &plugin.hash);
+            remember(name, &path, &plugin);
             return Ok(paused(Some((shape, plugin))));
         }
         Err(problems) => problems,
@@ -159,8 +159,8 @@ async fn load_checked(
 
 /// Keeps the version that went live for rollback (`plugin::kept`); a
 /// folder the runner may not write costs rollback only, with a warning.
-pub fn remember(job: &str, path: &std::path::Path, hash: &str) {
-    if let Err(e) = crate::plugin::kept::remember(path, hash) {
+pub fn remember(job: &str, path: &std::path::Path, plugin: &Plugin) {
+    if let Err(e) = crate::plugin::kept::remember(path, &plugin.hash, &plugin.version) {
         tracing::warn!(job = %job, file = %path.display(), error = %e,
             "Cannot keep a copy of the live plugin for rollback; it runs anyway.");
     }

@@ -33,7 +33,7 @@ pub struct Kept {
 /// Keeps a copy of the file at `live` as the version that just went live,
 /// if its content is still the one loaded (`hash`); marks it the newest and
 /// drops the oldest beyond [`KEEP`].
-pub fn remember(live: &Path, hash: &str) -> std::io::Result<()> {
+pub fn remember(live: &Path, hash: &str, version: &str) -> std::io::Result<()> {
     let folder = folder(live);
     let kept = folder.join(format!("{hash}.wasm"));
     if !kept.exists() {
@@ -50,13 +50,27 @@ pub fn remember(live: &Path, hash: &str) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    // What it ran as (`runner status` shows it without compiling the file).
+    write_atomically(&version_path(&kept), version.as_bytes())?;
     std::fs::File::options().write(true).open(&kept)?.set_modified(SystemTime::now())?;
     // Another runner sharing the folder may prune the same files.
     for old in versions(live).into_iter().skip(KEEP) {
         let _ = std::fs::remove_file(&old.path);
         let _ = std::fs::remove_file(sig_path(&old.path));
+        let _ = std::fs::remove_file(version_path(&old.path));
     }
     Ok(())
+}
+
+fn version_path(kept: &Path) -> PathBuf {
+    kept.with_extension("version")
+}
+
+impl Kept {
+    /// The plugin version it last ran as (`vitals@1.1.0+sha256:…`).
+    pub fn version(&self) -> Option<String> {
+        std::fs::read_to_string(version_path(&self.path)).ok()
+    }
 }
 
 /// The kept versions of `live`, the one live most recently first.
@@ -104,7 +118,7 @@ mod tests {
             std::fs::write(&live, &bytes).unwrap();
             std::fs::write(sig_path(&live), format!("sig {i}")).unwrap();
             hashes.push(sha256_hex(&bytes));
-            remember(&live, hashes.last().unwrap()).unwrap();
+            remember(&live, hashes.last().unwrap(), &format!("v{i}")).unwrap();
             // Modification times must differ for the order to be seen.
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -113,12 +127,13 @@ mod tests {
         let previous = newest_other_than(&live, Some(&hashes[4])).unwrap();
         assert_eq!(previous.hash, hashes[3]);
         assert_eq!(std::fs::read_to_string(sig_path(&previous.path)).unwrap(), "sig 3");
+        assert_eq!(previous.version().as_deref(), Some("v3"));
         // A version that goes live again becomes the newest.
         std::fs::write(&live, vec![3u8; 10]).unwrap();
-        remember(&live, &hashes[3]).unwrap();
+        remember(&live, &hashes[3], "v3").unwrap();
         assert_eq!(versions(&live)[0].hash, hashes[3]);
         // The file changed after loading: nothing is kept under the old hash.
-        remember(&live, &sha256_hex(b"something else")).unwrap();
+        remember(&live, &sha256_hex(b"something else"), "v9").unwrap();
         assert_eq!(versions(&live).len(), 3);
     }
 }
