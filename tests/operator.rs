@@ -210,6 +210,15 @@ async fn http_listen_errors_are_clear() {
     let out = runner(&path, &["run"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains(&format!("[http] listen = \"{taken}\": cannot listen there")), "{}", text(&out));
+    assert!(!text(&out).contains("Plugins loaded"), "said before any plugin is compiled: {}", text(&out));
+
+    // A plugin folder that cannot be read: said before anything is compiled too.
+    let text_cfg = std::fs::read_to_string(&path).unwrap();
+    let dir_line = text_cfg.lines().find(|l| l.starts_with("dir = ")).unwrap().to_string();
+    std::fs::write(&path, text_cfg.replace(&dir_line, "dir = \"/nonexistent/plugins\"")).unwrap();
+    let out = runner(&path, &["run"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("cannot read the plugin folder /nonexistent/plugins"), "{}", text(&out));
 }
 
 #[tokio::test]

@@ -229,7 +229,8 @@ async fn run_runner(config: &Config, native: bool, db: &str, console_clients: us
         };
         let mut config = config.clone();
         config.http.listen = "127.0.0.1:0".into();
-        let addr = runner::http::serve(&config, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?.addr;
+        let bound = runner::http::bind(&config).await?;
+        let addr = runner::http::serve(bound, &config, pool.clone(), jobs.clone(), metrics, shutdown.clone())?.addr;
         Some(console::start(addr, console_clients))
     } else {
         None

@@ -343,6 +343,13 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    // What fails without a plugin fails before any is compiled.
+    std::fs::read_dir(&config.plugins.dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the plugin folder {}: {e}", config.plugins.dir.display()))?;
+    let bound = match once || config.http.listen.is_empty() {
+        true => None,
+        false => Some(runner::http::bind(config).await?),
+    };
     let loading = Instant::now();
     // A daemon starts whatever one job's file is like; `--once` is strict.
     let on_refused = if once { pipeline::OnRefusedFile::Fail } else { pipeline::OnRefusedFile::RunLastGood };
@@ -354,8 +361,8 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
     let (stop, shutdown) = watch::channel(false);
     if mode == Mode::Daemon {
         let metrics = runner::telemetry::install()?;
-        if !config.http.listen.is_empty() {
-            let at = runner::http::serve(config, pool.clone(), jobs.clone(), metrics, shutdown.clone()).await?;
+        if let Some(bound) = bound {
+            let at = runner::http::serve(bound, config, pool.clone(), jobs.clone(), metrics, shutdown.clone())?;
             match at.console {
                 None => tracing::info!(address = %at.addr,
                     "HTTP endpoints listening: / (console) /health /ready /health/db-pool /metrics /plugins."),

@@ -47,25 +47,39 @@ pub struct Listening {
     pub console: Option<SocketAddr>,
 }
 
-/// Binds `listen` (and `console_listen`, when set) and serves until
-/// `shutdown`; returns the bound addresses (useful with port 0).
-pub async fn serve(
-    config: &Config,
-    pool: Pool,
-    jobs: Vec<Arc<Job>>,
-    metrics: PrometheusHandle,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Listening> {
+/// The bound sockets, before anything is served on them.
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    console: Option<tokio::net::TcpListener>,
+}
+
+/// Binds `listen` (and `console_listen`, when set): done before plugins are
+/// compiled, so a taken address is reported at once.
+pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
     let bind = |key: &'static str, address: String| async move {
         tokio::net::TcpListener::bind(&address)
             .await
             .map_err(|e| anyhow::anyhow!("[http] {key} = \"{address}\": cannot listen there: {e}"))
     };
     let listener = bind("listen", config.http.listen.clone()).await?;
-    let console_listener = match &config.http.console_listen {
+    let console = match &config.http.console_listen {
         Some(address) => Some(bind("console_listen", address.clone()).await?),
         None => None,
     };
+    Ok(Bound { listener, console })
+}
+
+/// Serves on the bound sockets until `shutdown`; returns their addresses
+/// (useful with port 0).
+pub fn serve(
+    bound: Bound,
+    config: &Config,
+    pool: Pool,
+    jobs: Vec<Arc<Job>>,
+    metrics: PrometheusHandle,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Listening> {
+    let Bound { listener, console: console_listener } = bound;
     let jobs: Arc<[Arc<Job>]> = jobs.into();
     let state = AppState {
         pool,
