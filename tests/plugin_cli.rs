@@ -273,3 +273,30 @@ async fn test_takes_settings_from_set_and_from_a_job_and_names_them() {
     assert_eq!(code, Some(2), "an undeclared setting is bad usage: {out}");
     assert!(out.contains("heart_rate_mux"), "{out}");
 }
+
+#[tokio::test]
+async fn a_daily_column_the_plugin_never_writes_is_a_warning_in_validate_check_and_the_log() {
+    let db = TestDb::new().await;
+    let (_dir, config) =
+        crate::util::migrated(&db, &job_on("lab", "lab.wasm", "lab_raw", "lab_daily", "collected_at", "")).await;
+    let lab = built("lab.wasm");
+    let clean = text(&runner(&config, &["plugin", "validate", &lab, "--job", "lab"]).output().await.unwrap());
+    assert!(!clean.contains("warning"), "the reference table is written whole: {clean}");
+    db.client.batch_execute("ALTER TABLE lab_daily ADD COLUMN reviewer text").await.unwrap();
+    let out = runner(&config, &["plugin", "validate", &lab, "--job", "lab"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "a warning, not a failure: {}", text(&out));
+    assert!(
+        text(&out).contains("warning: job lab: column lab_daily.reviewer is never written by plugin lab@"),
+        "{}",
+        text(&out)
+    );
+    let check = text(&run_ok(&config, &["check"]).await);
+    assert!(check.contains("warning: column lab_daily.reviewer is never written"), "{check}");
+    let run = text(&run_ok(&config, &["run", "--once"]).await);
+    assert!(run.contains("column lab_daily.reviewer is never written"), "{run}");
+    // NOT NULL without a default: an error, as before.
+    db.client.batch_execute("ALTER TABLE lab_daily ADD COLUMN approved boolean NOT NULL").await.unwrap();
+    let out = runner(&config, &["plugin", "validate", &lab, "--job", "lab"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("lab_daily.approved is NOT NULL without a default"), "{}", text(&out));
+}

@@ -307,6 +307,10 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
                         if let Some(warning) = runner::db::capture::missing_index(&**client, cfg).await? {
                             println!("  warning: {warning}");
                         }
+                        let (desc, version) = (&live.plugin.description, &live.plugin.version);
+                        for warning in runner::db::schema::unwritten_in(&**client, cfg, desc, version).await? {
+                            println!("  warning: {warning}");
+                        }
                         let ungrouped = runner::db::queue::ungrouped(&**client, cfg, &live.shape).await?;
                         if ungrouped > 0 {
                             println!(

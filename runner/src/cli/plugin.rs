@@ -299,6 +299,12 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
     match checked {
         Ok(plugin) => {
             println!("job {name}: fits {} -> {}", cfg.source, cfg.target);
+            let client = connect(&config).await?.get().await?;
+            for warning in
+                runner::db::schema::unwritten_in(&**client, cfg, &plugin.description, &plugin.version).await?
+            {
+                println!("warning: job {name}: {warning}");
+            }
             if !plugin.settings.values.is_empty() {
                 println!("  settings:      {} as {}", plugin.settings.json(), plugin.version);
             }

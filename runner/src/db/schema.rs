@@ -128,6 +128,44 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
 
 /// Checks a plugin's description against the job's tables; returns every
 /// mismatch, each as one sentence.
+/// Warnings, not errors: nullable daily columns without a default that
+/// the plugin never writes, which stay NULL for ever (often a column the
+/// author forgot). `validate --job`, `check` and every load say them.
+pub fn unwritten(desc: &Description, version: &str, target: &Table) -> Vec<String> {
+    let mut names: Vec<&String> = target
+        .columns
+        .iter()
+        .filter(|(name, info)| {
+            !info.not_null
+                && !info.has_default
+                && !desc.output.iter().any(|c| &c.name == *name)
+                && !RUNNER_OUTPUT.iter().any(|(n, _)| n == name)
+        })
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            format!(
+                "column {}.{name} is never written by plugin {version}: it stays NULL (have the plugin declare and \
+                 write it, give it a default, or drop it)",
+                target.name
+            )
+        })
+        .collect()
+}
+
+/// [`unwritten`] for a job's daily table as it is in the database now.
+pub async fn unwritten_in(
+    client: &impl GenericClient,
+    cfg: &crate::config::Job,
+    desc: &Description,
+    version: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    Ok(table(client, &cfg.target).await?.map(|t| unwritten(desc, version, &t)).unwrap_or_default())
+}
+
 pub fn check_plugin(desc: &Description, version: &str, source: &Table, target: &Table) -> Vec<String> {
     // The description's own bounds (names, counts, key) were checked when
     // the plugin was loaded (`plugin::contract`); here only the tables.

@@ -251,6 +251,9 @@ impl Deployer {
                         .increment(1);
                     *job.last_reload_error.lock().expect("lock") = None;
                     super::remember(&job.name, &path, &plugin);
+                    if let Ok(client) = self.pool.get().await {
+                        super::warn_unwritten(&client, &job.name, &state.config, &plugin).await;
+                    }
                     // Loaded under the keys in force: verified if any are.
                     job.set_health(|h| h.unverified = None);
                     job.update(|s| JobState { live: Some(Live::new(&s.config, shape, plugin)), ..s.clone() });

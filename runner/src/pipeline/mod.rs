@@ -97,6 +97,7 @@ async fn prepare_one(
     let problems = match loaded {
         Ok((shape, plugin)) => {
             remember(name, &path, &plugin);
+            warn_unwritten(&client, name, cfg, &plugin).await;
             return Ok(paused(Some((shape, plugin))));
         }
         Err(problems) => problems,
@@ -154,6 +155,14 @@ async fn load_checked(
     match (plugin, shape) {
         (Ok(plugin), Ok(shape)) => Ok((shape, plugin)),
         (plugin, shape) => Err(plugin.err().into_iter().chain(shape.err()).flatten().collect()),
+    }
+}
+
+/// Logs the daily columns a plugin that goes live never writes.
+pub async fn warn_unwritten(client: &deadpool_postgres::Client, job: &str, cfg: &config::Job, plugin: &Plugin) {
+    let warnings = schema::unwritten_in(&***client, cfg, &plugin.description, &plugin.version).await;
+    for warning in warnings.unwrap_or_default() {
+        tracing::warn!(job = %job, "{warning}");
     }
 }
 
