@@ -300,3 +300,84 @@ async fn a_daily_column_the_plugin_never_writes_is_a_warning_in_validate_check_a
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("lab_daily.approved is NOT NULL without a default"), "{}", text(&out));
 }
+
+/// Copies a folder's files (not its subfolders).
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten().filter(|e| e.path().is_file()) {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_bundled_python_and_javascript_plugins_made_to_fail_name_the_error_in_test_the_record_and_status() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["vitals-py", "vitals-js", "glue"] {
+        copy_files(&root.join("plugins").join(folder), &dir.path().join(folder));
+    }
+    // The bug a new author writes: a missing key, an undefined property.
+    let inject = |file: &str, after: &str, bug: &str| {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(after), "{file} changed: update the test");
+        std::fs::write(&path, text.replacen(after, &format!("{after}{bug}"), 1)).unwrap();
+    };
+    inject(
+        "vitals-py/rules.py",
+        "Readings of unknown metrics are ignored, not counted.\"\"\"\n",
+        "    units = {}\n    units['mmHg']\n",
+    );
+    inject(
+        "vitals-js/rules.js",
+        "export function aggregate(readings) {\n",
+        "  const units = undefined;\n  units.val;\n",
+    );
+    let wit = root.join("wit/0.1.0");
+    let (py, js) = (dir.path().join("broken_py.wasm"), dir.path().join("broken_js.wasm"));
+    must(
+        std::process::Command::new(tool("python/bin/componentize-py"))
+            .arg("-d")
+            .arg(&wit)
+            .args(["-w", "aggregator", "componentize", "app", "-p", "vitals-py", "-p", "glue", "--stub-wasi", "-o"])
+            .arg(&py)
+            .current_dir(dir.path()),
+    );
+    must(
+        std::process::Command::new(tool("node/node_modules/.bin/componentize-js"))
+            // From the parent folder, as `cargo xtask build-plugins` does:
+            // componentize-js resolves imports within its working folder.
+            .args(["vitals-js/app.js", "--wit"])
+            .arg(&wit)
+            .args(["-n", "aggregator", "-d", "stdio", "random", "clocks", "http", "fetch-event", "-o"])
+            .arg(&js)
+            .current_dir(dir.path()),
+    );
+    let rows = dir.path().join("rows.csv");
+    std::fs::write(&rows, "at,metric,value,unit\n2024-03-10T08:00:00Z,heart_rate,60,bpm\n").unwrap();
+    let py_error = "KeyError: 'mmHg' (at rules.py:";
+    let js_error = "TypeError: can't access property \"val\", units is undefined (at aggregate@rules.js:";
+    for (wasm, expected) in [(&py, py_error), (&js, js_error)] {
+        let (code, out) = plugin(&["plugin", "test", wasm.to_str().unwrap(), "--input", rows.to_str().unwrap()]).await;
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(&format!("FAILED: plugin error: {expected}")), "{out}");
+        assert!(!out.contains("unreachable"), "{out}");
+    }
+
+    // The same words in the log, the failure record and `runner status`.
+    let db = TestDb::new().await;
+    let (_dir, config) = crate::util::config_with_plugin_file(
+        &db.url,
+        &crate::util::job("vitals", "broken.wasm", "max_attempts = 1"),
+        &py,
+        "broken.wasm",
+    );
+    run_ok(&config, &["migrate"]).await;
+    crate::util::one_reading(&db, 1, "2024-03-10").await;
+    let log = text(&run_ok(&config, &["run", "--once"]).await);
+    assert!(log.contains(py_error), "{log}");
+    let recorded: String = db.client.query_one("SELECT error FROM runner_group_failures", &[]).await.unwrap().get(0);
+    assert!(recorded.contains(py_error), "{recorded}");
+    let status = text(&run_ok(&config, &["status"]).await);
+    assert!(status.contains("KeyError: 'mmHg'"), "{status}");
+}

@@ -2,6 +2,7 @@
 // with componentize-js (`cargo xtask build-plugins`).
 
 import { aggregate as rules } from './rules.js';
+import { guarded } from '../glue/runner_glue.js';
 
 const VERSION = '1.0.0';
 
@@ -23,7 +24,7 @@ export function describe() {
   };
 }
 
-export function aggregate(group) {
+function aggregateGroup(group) {
   const readings = group.rows.map((r) => ({
     id: r.id, at: r.at, metric: text(r.values[0]), value: float(r.values[1]), unit: text(r.values[2]),
   }));
@@ -34,3 +35,6 @@ export function aggregate(group) {
   ]);
   return { rows, rejected };
 }
+
+// Errors and wrong output values reach the operator by name.
+export const aggregate = guarded(aggregateGroup, describe);

@@ -5,6 +5,7 @@ import wit_world
 from wit_world.imports import types as t
 
 import rules
+from runner_glue import guarded
 
 VERSION = "1.0.0"
 
@@ -52,6 +53,8 @@ class WitWorld(wit_world.WitWorld):
             key=["metric"],
         )
 
+    # Exceptions and wrong output values reach the operator by name.
+    @guarded
     def aggregate(self, group: t.Group) -> t.Output:
         readings = [
             rules.Reading(r.id, r.at, _text(r.values[0]), _float(r.values[1]), _text(r.values[2])) for r in group.rows

@@ -121,8 +121,10 @@ fn run(dir: &Path, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> anyho
 fn stale(src: &Path, wit: &str, out: &Path) -> bool {
     let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else { return true };
     let wit = root().join(wit).join("aggregator.wit");
-    std::fs::read_dir(src)
-        .into_iter()
+    // The shared glue (plugins/glue) is part of every Python and JavaScript plugin.
+    [src.to_path_buf(), root().join("plugins/glue")]
+        .iter()
+        .flat_map(std::fs::read_dir)
         .flatten()
         .flatten()
         .map(|e| e.path())
@@ -144,7 +146,9 @@ fn build_python(root: &Path, out: &Path, src: &str, wit: &str, file: &str) -> an
         run(root, venv.join("bin/pip"), &["install", "--quiet", COMPONENTIZE_PY])?;
     }
     let tmp = out.join(format!(".{file}.tmp"));
-    let args = ["-d", wit, "-w", "aggregator", "componentize", "app", "-p", src, "--stub-wasi", "-o"];
+    // The shared glue (plugins/glue/runner_glue.py) is found beside the source.
+    let args =
+        ["-d", wit, "-w", "aggregator", "componentize", "app", "-p", src, "-p", "plugins/glue", "--stub-wasi", "-o"];
     run(root, &tool, &[&args[..], &[tmp.to_str().unwrap_or_default()]].concat())?;
     std::fs::rename(&tmp, &target)?;
     Ok(())

@@ -245,7 +245,7 @@ impl Deployer {
             }
             look => match self.attempt(&state.config, &path, look, live_hash.as_deref()).await {
                 Some(Ok((shape, plugin))) => {
-                    info!(job = %job.name, file = %path.display(), from = ?state.live.as_ref().map(|l| l.plugin.version.clone()),
+                    info!(job = %job.name, file = %path.display(), from = %state.live.as_ref().map_or("none", |l| &*l.plugin.version),
                         to = %plugin.version, signer = %signer_of(&plugin), "Plugin swapped.");
                     metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped")
                         .increment(1);

@@ -104,6 +104,7 @@ pub enum Lang {
 const PYTHON: &[(&str, &str)] = &[
     ("rules.py", include_str!("templates/rules.py")),
     ("app.py", include_str!("templates/app.py")),
+    ("runner_glue.py", include_str!("../../../../plugins/glue/runner_glue.py")),
     ("test_rules.py", include_str!("templates/test_rules.py")),
     ("README.md", include_str!("templates/README-python.md")),
     (".gitignore", "__pycache__/\n.venv/\n*.wasm\n"),
@@ -111,6 +112,7 @@ const PYTHON: &[(&str, &str)] = &[
 const JAVASCRIPT: &[(&str, &str)] = &[
     ("rules.js", include_str!("templates/rules.js")),
     ("app.js", include_str!("templates/app.js")),
+    ("runner_glue.js", include_str!("../../../../plugins/glue/runner_glue.js")),
     ("rules.test.js", include_str!("templates/rules.test.js")),
     ("package.json", include_str!("templates/package.json")),
     ("README.md", include_str!("templates/README-javascript.md")),
@@ -146,7 +148,8 @@ pub fn create(name: &str, dir: &Path, kit: Option<&Path>, lang: Lang) -> anyhow:
     match lang {
         Lang::Python => {
             println!("  python3 -m unittest                               # your logic, natively");
-            println!("  componentize-py -d wit -w aggregator componentize app --stub-wasi -o {name}.wasm");
+            println!("  python3 -m venv .venv && .venv/bin/pip install componentize-py==0.25.0   # once");
+            println!("  .venv/bin/componentize-py -d wit -w aggregator componentize app --stub-wasi -o {name}.wasm");
         }
         _ => {
             println!("  node --test                                       # your logic, natively");

@@ -2,6 +2,7 @@
 // componentize-js (see README.md).
 import { settings } from 'health:aggregation/host@0.2.0';
 import { aggregate as rules } from './rules.js';
+import { guarded } from './runner_glue.js';
 
 export function describe() {
   return {
@@ -20,7 +21,7 @@ export function describe() {
   };
 }
 
-export function aggregate(group) {
+function aggregateGroup(group) {
   const values = group.rows.map((r) => (r.values[0].tag === 'float' ? r.values[0].val : null));
   const { count, rejected, total } = rules(values);
   const scale = new Map(settings()).get('scale').val;
@@ -31,3 +32,6 @@ export function aggregate(group) {
   ];
   return { rows: [row], rejected };
 }
+
+// Errors and wrong output values reach the operator by name.
+export const aggregate = guarded(aggregateGroup, describe);

@@ -6,6 +6,7 @@ from wit_world.imports import host
 from wit_world.imports import types as t
 
 import rules
+from runner_glue import guarded
 
 
 class WitWorld(wit_world.WitWorld):
@@ -25,6 +26,8 @@ class WitWorld(wit_world.WitWorld):
             settings=[t.Setting("scale", t.SettingType.FLOAT, t.Value_Float(1.0), "multiplies the total")],
         )
 
+    # Exceptions and wrong output values reach the operator by name.
+    @guarded
     def aggregate(self, group: t.Group) -> t.Output:
         values = [r.values[0].value if isinstance(r.values[0], t.Value_Float) else None for r in group.rows]
         count, rejected, total = rules.aggregate(values)

@@ -1,0 +1,66 @@
+"""What every Python plugin needs between its code and the runner, written
+by `runner plugin new` (keep it beside app.py; no need to edit it).
+
+`@guarded` on `aggregate` turns any exception into the runner's plugin
+error, naming the exception's type, its message and where it was raised
+(file:line in function, innermost first), and checks the output rows
+before they cross into the runner, naming the column and the type of a
+value that is not a `t.Value_*`. Without it, both reach the operator as
+"wasm 'unreachable' instruction executed"."""
+
+from componentize_py_types import Err
+from wit_world.imports import types as t
+
+# Frames of a traceback kept in the message: the innermost ones.
+MAX_FRAMES = 6
+# The runner keeps the first 2 KiB of an error; stay well inside it.
+MAX_MESSAGE = 1500
+
+VALUE_TYPES = (t.Value_Null, t.Value_Boolean, t.Value_Integer, t.Value_Float, t.Value_Text, t.Value_Timestamp, t.Value_Date)
+
+
+def describe_error(error):
+    """`KeyError: 'x' (at rules.py:12 in aggregate <- app.py:40 in aggregate)`."""
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frames.append(f"{code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}")
+        tb = tb.tb_next
+    # Innermost first: where it went wrong leads.
+    frames = frames[::-1][:MAX_FRAMES]
+    text = f"{type(error).__name__}: {error}"
+    if frames:
+        text += f" (at {' <- '.join(frames)})"
+    return text[:MAX_MESSAGE]
+
+
+def check_rows(rows, columns):
+    """Raises TypeError naming the row, column and type of a value that is
+    not a `t.Value_*`, or a row whose width is not the output's."""
+    for i, row in enumerate(rows):
+        if len(row) != len(columns):
+            raise TypeError(f"output row {i} has {len(row)} values; describe() declares {len(columns)} output columns")
+        for column, value in zip(columns, row):
+            if not isinstance(value, VALUE_TYPES):
+                kind = column.kind.name.capitalize()
+                raise TypeError(
+                    f"output row {i}, column `{column.name}` ({column.kind.name.lower()}): expected t.Value_{kind}(...) "
+                    f"or t.Value_Null(), got {type(value).__name__} {value!r:.40}"
+                )
+
+
+def guarded(aggregate):
+    """Decorates `WitWorld.aggregate`: see the module's doc."""
+
+    def wrapper(self, group):
+        try:
+            output = aggregate(self, group)
+            check_rows(output.rows, self.describe().output)
+            return output
+        except Err:
+            raise
+        except Exception as error:  # noqa: BLE001 - every error must reach the operator
+            raise Err(t.PluginError(describe_error(error)))
+
+    return wrapper
