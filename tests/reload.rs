@@ -210,12 +210,21 @@ async fn config_edits_apply_live_and_a_bad_edit_keeps_the_running_config() {
     assert!(daemon.log().contains("unknown field `batch`"), "{}", daemon.log());
 
     // Enable it again, and change a setting that needs a restart.
-    let edited = original.replace("connect_attempts = 2", "connect_attempts = 3");
+    let edited = original
+        .replace("connect_attempts = 2", "connect_attempts = 3")
+        .replace("[runner]\n", "[runner]\nshutdown_grace = \"5s\"\n")
+        .replace("[http]\n", "[http]\nconsole_listen = \"127.0.0.1:0\"\n");
     std::fs::write(&config, edited).unwrap();
     daemon.wait_for("Config reloaded.", 2, 20).await;
     wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 1", 1, 20).await;
     let log = daemon.stop().await;
-    assert!(log.contains("needs a restart") && log.contains("[database]"), "{log}");
+    for setting in ["[database]", "[http]", "[runner] shutdown_grace or keep_history"] {
+        assert!(
+            log.contains(&format!("setting={setting}")) || log.contains(&format!("setting=\"{setting}\"")),
+            "{setting}: {log}"
+        );
+    }
+    assert!(log.contains("needs a restart"), "{log}");
 }
 
 #[tokio::test]

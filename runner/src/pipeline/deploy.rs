@@ -357,6 +357,16 @@ impl Deployer {
         if new.plugins.differs_but_keys(&self.config.plugins) {
             restart("[plugins] dir or cache_dir");
         }
+        if new.http != self.config.http {
+            restart("[http]");
+        }
+        if new.log != self.config.log {
+            restart("[log]");
+        }
+        let at_start = |r: &config::Runner| (r.shutdown_grace, r.keep_history);
+        if at_start(&new.runner) != at_start(&self.config.runner) {
+            restart("[runner] shutdown_grace or keep_history");
+        }
         if new.plugins.trusted != self.config.plugins.trusted {
             self.apply_trusted_keys(&new);
         }
@@ -366,7 +376,8 @@ impl Deployer {
         for name in self.config.jobs.keys().filter(|n| !new.jobs.contains_key(*n)) {
             restart(&format!("[jobs.{name}] (removed job)"));
         }
-        self.config.runner = new.runner.clone();
+        // Only poll_interval applies live; the rest stays as started.
+        self.config.runner.poll_interval = new.runner.poll_interval;
         for job in &self.jobs {
             let (Some(old), Some(new)) = (self.config.jobs.get_mut(&job.name), new.jobs.get(&job.name)) else {
                 continue;
