@@ -86,9 +86,9 @@ async fn prepare_one(
 ) -> Result<Arc<Job>, Vec<String>> {
     let cfg =
         config.jobs.get(name).ok_or_else(|| vec![format!("there is no job `{name}` in {}", config.path.display())])?;
-    let paused = |live| Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, live)));
+    let job_with = |live| Arc::new(Job::new(name, JobState::new(cfg, config.runner.poll_interval, live)));
     if !cfg.enabled {
-        return Ok(paused(None));
+        return Ok(job_with(None));
     }
     let client = pool.get().await.map_err(|e| vec![format!("cannot get a database connection: {e}")])?;
     let path = config.plugin_path(cfg);
@@ -98,7 +98,7 @@ async fn prepare_one(
         Ok((shape, plugin)) => {
             remember(name, &path, &plugin);
             warn_unwritten(&client, name, cfg, &plugin).await;
-            return Ok(paused(Some((shape, plugin))));
+            return Ok(job_with(Some((shape, plugin))));
         }
         Err(problems) => problems,
     };
@@ -118,13 +118,13 @@ async fn prepare_one(
             let reason = format!("{why} (running its last good version {} instead)", plugin.version);
             tracing::error!(job = %name, file = %path.display(), reason = %why, running = %plugin.version,
                 "Plugin file refused at start: the job runs its last good version until a good file is deployed.");
-            (paused(Some((shape, plugin))), reason)
+            (job_with(Some((shape, plugin))), reason)
         }
         Err((tried, kept_why)) => {
             let reason = format!("{why} (the job is paused until a good file is deployed)");
             tracing::error!(job = %name, file = %path.display(), reason = %why, last_good = %kept_why, tried = %tried.display(),
                 "Plugin file refused at start and no good version to run: the job is paused, its changes stay queued.");
-            (paused(None), reason)
+            (job_with(None), reason)
         }
     };
     *job.last_reload_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
