@@ -361,3 +361,16 @@ async fn migrate_creates_the_reference_tables_a_job_names_or_all_when_asked() {
     assert!(said.contains("created reference table lab_daily (--reference-schema)"), "{said}");
     assert_eq!(db.count(reference).await, 6);
 }
+
+#[tokio::test]
+async fn a_plugin_folder_where_versions_cannot_be_kept_loses_rollback_only() {
+    let db = TestDb::new().await;
+    let (_dir, config, own) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    // A file where the folder of kept versions would go.
+    std::fs::write(own.join(".kept"), b"not a folder").unwrap();
+    run_ok(&config, &["migrate"]).await;
+    one_reading(&db, 1, "2024-06-01").await;
+    let log = text(&run_ok(&config, &["run", "--once"]).await);
+    assert!(log.contains("Cannot keep a copy of the live plugin for rollback; it runs anyway."), "{log}");
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 1);
+}

@@ -126,8 +126,17 @@ async fn seed_inserts_realistic_rows_in_time_order_across_users() {
         job("vitals", "vitals.wasm", ""),
         crate::util::job_on("lab", "lab.wasm", "lab_raw", "lab_daily", "collected_at", "")
     );
-    // Every reference table, not only those the enabled jobs name.
     let (_dir, config) = crate::util::config(&db.url, &jobs);
+    run_ok(&config, &["migrate"]).await;
+    // No job names nutrition, so its table was not created: said, not a raw SQL error.
+    let out = runner(&config, &["seed", "--users", "1", "--days", "1", "--jobs", "nutrition"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("table nutrition_raw does not exist: run `runner migrate --reference-schema`"),
+        "{}",
+        text(&out)
+    );
+    // Every reference table, not only those the enabled jobs name.
     run_ok(&config, &["migrate", "--reference-schema"]).await;
     let out = text(
         &run_ok(&config, &["seed", "--users", "5", "--days", "2", "--jobs", "vitals,lab", "--start", "2024-02-01"])
@@ -211,6 +220,16 @@ async fn http_listen_errors_are_clear() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains(&format!("[http] listen = \"{taken}\": cannot listen there")), "{}", text(&out));
     assert!(!text(&out).contains("Plugins loaded"), "said before any plugin is compiled: {}", text(&out));
+    let text_cfg = std::fs::read_to_string(&path).unwrap().replace(&taken, "127.0.0.1:0");
+    let console_taken = text_cfg.replace("[http]\n", &format!("[http]\nconsole_listen = \"{taken}\"\n"));
+    std::fs::write(&path, console_taken).unwrap();
+    let out = runner(&path, &["run"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(&format!("[http] console_listen = \"{taken}\": cannot listen there")),
+        "{}",
+        text(&out)
+    );
 
     // A plugin folder that cannot be read: said before anything is compiled too.
     let text_cfg = std::fs::read_to_string(&path).unwrap();

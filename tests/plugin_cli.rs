@@ -272,6 +272,9 @@ async fn test_takes_settings_from_set_and_from_a_job_and_names_them() {
     let (code, out) = plugin(&["plugin", "test", &vitals, "--input", rows, "--set", "heart_rate_mux=1"]).await;
     assert_eq!(code, Some(2), "an undeclared setting is bad usage: {out}");
     assert!(out.contains("heart_rate_mux"), "{out}");
+    let (code, out) = plugin(&["plugin", "test", &vitals, "--input", rows, "--set", "heart_rate_max"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--set heart_rate_max: expected NAME=VALUE"), "{out}");
 }
 
 #[tokio::test]

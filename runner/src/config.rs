@@ -1044,6 +1044,23 @@ timestamp_column = "recorded_at"
     }
 
     #[test]
+    fn a_pool_smaller_than_the_jobs_workers_is_warned_about() {
+        let two_jobs = format!(
+            "{GOOD}\n[jobs.more]\nplugin = \"more.wasm\"\nsource = \"more_raw\"\ntarget = \"more_daily\"\ntimestamp_column = \"at\"\nworkers = 3\n"
+        );
+        let small = parse(&two_jobs.replace("[database]\n", "[database]\nmax_connections = 4\n")).unwrap();
+        let warnings = small.warnings();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("max_connections = 4 is less than the enabled jobs' workers together (")),
+            "{warnings:?}"
+        );
+        let enough = parse(&two_jobs.replace("[database]\n", "[database]\nmax_connections = 8\n")).unwrap();
+        assert!(enough.warnings().is_empty(), "{:?}", enough.warnings());
+    }
+
+    #[test]
     fn a_listen_address_other_hosts_reach_without_a_token_is_warned_about() {
         let http = |listen: &str, token: Option<&str>| Http {
             listen: listen.into(),
