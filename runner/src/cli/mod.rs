@@ -130,7 +130,8 @@ enum Command {
     ///
     /// Example: runner seed --users 1000 --days 30 --jobs vitals,lab
     Seed(seed::Args),
-    /// Work with plugin files: validate, try on rows, start a new one.
+    /// Work with plugin files: validate, try on rows, start a new one,
+    /// preview a change, sign and verify, roll back.
     Plugin {
         #[command(subcommand)]
         command: plugin::Command,

@@ -1,5 +1,6 @@
-//! `runner plugin validate | test | new`: the plugin author's and CI's
-//! commands. None of them needs a database, except `validate --job`.
+//! `runner plugin validate | test | new | diff | keygen | sign | verify |
+//! rollback`: the plugin author's, CI's and the operator's commands on
+//! plugin files. Only `validate --job` and `diff` need the database.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
