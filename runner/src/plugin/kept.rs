@@ -96,7 +96,8 @@ pub fn newest_other_than(live: &Path, hash: Option<&str>) -> Option<Kept> {
     versions(live).into_iter().find(|k| Some(k.hash.as_str()) != hash)
 }
 
-/// Writes aside, then renames: a reader never sees half a file.
+/// Writes aside, then renames: a reader (a watching runner) never sees
+/// half a file. Kept versions, rollback and `plugin sign` use it.
 pub fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));

@@ -130,9 +130,8 @@ pub fn sign(file: &Path, secret: &Path) -> anyhow::Result<(PathBuf, String)> {
     let signature = signing.sign(&Sha256::digest(&bytes));
     let sig_path = sig_path(file);
     // Aside, then renamed: a watching runner never reads half a signature.
-    let tmp = sig_path.with_extension("sig.tmp");
-    std::fs::write(&tmp, format!("{SIGNATURE} {id} {}\n", hex(&signature.to_bytes())))?;
-    std::fs::rename(&tmp, &sig_path)?;
+    let line = format!("{SIGNATURE} {id} {}\n", hex(&signature.to_bytes()));
+    super::kept::write_atomically(&sig_path, line.as_bytes())?;
     Ok((sig_path, id.to_string()))
 }
 
