@@ -35,24 +35,77 @@ fn group() -> (GroupKey, Vec<InputRow>) {
     (GroupKey { user_id: 1, day }, rows)
 }
 
-/// Median time per group of each built vitals component in `dir`.
-pub fn measure(dir: &Path, calls: usize) -> Vec<(&'static str, Option<Duration>)> {
-    let runtime = Runtime::new(None).expect("the engine");
+/// Calls per measurement, the turns they are split into, and readings in
+/// the full group.
+pub const CALLS: usize = 200;
+const ROUNDS: usize = 5;
+pub const ROWS: usize = 34;
+
+/// Median seconds of one call with the full group and with its first row
+/// alone (the difference is what each further row costs), and of the full
+/// group on a reused instance.
+#[derive(Clone, Copy)]
+pub struct Cost {
+    pub group: f64,
+    pub one_row: f64,
+    /// The full group called again and again on one instance: not how the
+    /// runner works (a fresh instance per group), but what that costs.
+    pub reused: f64,
+}
+
+impl Cost {
+    pub fn per_row(&self) -> f64 {
+        (self.group - self.one_row) / (ROWS - 1) as f64
+    }
+}
+
+/// The cost of each built vitals component in `dir` (`None`: not built).
+/// Each language's calls run back to back, as a job's groups do, in runs
+/// of `CALLS / ROUNDS`; the languages take turns run by run, so a noisy
+/// neighbour slows them all alike and the ratios hold. (Interleaving single
+/// calls would let one language's memory evict another's from the CPU
+/// caches, and charge Rust for Python's footprint.)
+pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
+    // The runner's own compile cache: a second run skips the compiles.
+    let runtime = Runtime::new(runner::plugin::cache::default_dir()).expect("the engine");
     let limits = Limits::new(256 << 20, Duration::from_secs(10));
     let (key, rows) = group();
-    [("Rust", "vitals.wasm"), ("Python", "vitals_py.wasm"), ("JavaScript", "vitals_js.wasm")]
+    debug_assert_eq!(rows.len(), ROWS);
+    let plugins: Vec<(&str, Option<Plugin>)> =
+        [("Rust", "vitals.wasm"), ("Python", "vitals_py.wasm"), ("JavaScript", "vitals_js.wasm")]
+            .into_iter()
+            .map(|(language, file)| match Plugin::load(&runtime, &dir.join(file), limits) {
+                Ok(plugin) => (language, Some(plugin)),
+                Err(error) if dir.join(file).exists() => panic!("{file} does not load: {error:#}"),
+                Err(_) => (language, None),
+            })
+            .collect();
+    let time = |plugin: &Plugin, rows: &[InputRow]| {
+        let started = Instant::now();
+        plugin.aggregate(key, rows.to_vec(), limits).expect("the vitals plugin aggregates its group");
+        started.elapsed()
+    };
+    let mut times = vec![(Vec::new(), Vec::new(), Vec::new()); plugins.len()];
+    for _ in 0..ROUNDS {
+        for ((_, plugin), (group, one_row, reused)) in plugins.iter().zip(&mut times) {
+            if let Some(plugin) = plugin {
+                group.extend((0..CALLS / ROUNDS).map(|_| time(plugin, &rows)));
+                one_row.extend((0..CALLS / ROUNDS).map(|_| time(plugin, &rows[..1])));
+                let again = plugin.time_calls_on_one_instance(key, &rows, limits, CALLS / ROUNDS);
+                reused.extend(again.expect("the vitals plugin aggregates its group again"));
+            }
+        }
+    }
+    let median = |mut times: Vec<Duration>| {
+        times.sort_unstable();
+        times[times.len() / 2].as_secs_f64()
+    };
+    plugins
         .into_iter()
-        .map(|(language, file)| {
-            let Ok(plugin) = Plugin::load(&runtime, &dir.join(file), limits) else { return (language, None) };
-            let mut times: Vec<Duration> = (0..calls)
-                .map(|_| {
-                    let started = Instant::now();
-                    plugin.aggregate(key, rows.clone(), limits).expect("the vitals plugin aggregates its group");
-                    started.elapsed()
-                })
-                .collect();
-            times.sort_unstable();
-            (language, times.get(times.len() / 2).copied())
+        .zip(times)
+        .map(|((language, plugin), (group, one_row, reused))| {
+            let cost = Cost { group: median(group), one_row: median(one_row), reused: median(reused) };
+            (language, plugin.map(|_| cost))
         })
         .collect()
 }

@@ -51,10 +51,12 @@ export function checkRows(rows, columns) {
 
 /** Wraps an `aggregate` export: see the module's comment. */
 export function guarded(aggregate, describe) {
+  let columns = null; // describe()'s output columns, asked for once
   return (group) => {
     try {
       const output = aggregate(group);
-      checkRows(output.rows, describe().output);
+      columns ??= describe().output;
+      checkRows(output.rows, columns);
       return output;
     } catch (error) {
       // A plugin error's payload: the record the WIT declares.

@@ -27,18 +27,35 @@ export const METRICS = [
 ];
 
 const asciiLower = (s) => s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
+const normalUnit = (u) => asciiLower(u.trim());
 
 /** Units match after trimming, ignoring ASCII case only (as the Rust kit). */
 export function unitMatches(given, accepted) {
-  return asciiLower(given.trim()) === asciiLower(accepted.trim());
+  return normalUnit(given) === normalUnit(accepted);
 }
 
-/** The canonical value of an acceptable reading, or null when rejected. */
-export function canonicalValue(metric, value, unit) {
+// Each metric's conversions by normalised unit, and each metric's place by
+// name: built once, when the module loads (componentize-js runs that at
+// build time), so a reading costs two map lookups, not a regex per unit.
+// The first accepted unit wins when two normalise alike, as in `find`.
+const CONVERSIONS = new Map(
+  METRICS.map((m) => {
+    const byUnit = new Map();
+    for (const [unit, convert] of Object.entries(m.units)) {
+      if (!byUnit.has(normalUnit(unit))) byUnit.set(normalUnit(unit), convert);
+    }
+    return [m, byUnit];
+  }),
+);
+const PLACE = new Map(METRICS.map((m, i) => [m.name, i]));
+
+/** The canonical value of an acceptable reading, or null when rejected.
+ * `normal` normalises a unit (a caching one saves work over many readings). */
+export function canonicalValue(metric, value, unit, normal = normalUnit) {
   if (value === null || !Number.isFinite(value) || unit === null) return null;
-  const accepted = Object.keys(metric.units).find((u) => unitMatches(unit, u));
-  if (accepted === undefined) return null;
-  const canonical = metric.units[accepted](value);
+  const convert = CONVERSIONS.get(metric).get(normal(unit));
+  if (convert === undefined) return null;
+  const canonical = convert(value);
   return canonical >= metric.low && canonical <= metric.high ? canonical : null;
 }
 
@@ -48,19 +65,36 @@ export function canonicalValue(metric, value, unit) {
  * unknown metrics are ignored, not counted.
  */
 export function aggregate(readings) {
+  // One pass sorts the readings by metric; a day has few distinct units,
+  // so each is normalised once.
+  const byMetric = METRICS.map(() => []);
+  for (const r of readings) {
+    const place = PLACE.get(r.metric);
+    if (place !== undefined) byMetric[place].push(r);
+  }
+  const normalised = new Map();
+  const normal = (unit) => {
+    let n = normalised.get(unit);
+    if (n === undefined) {
+      n = normalUnit(unit);
+      normalised.set(unit, n);
+    }
+    return n;
+  };
   const out = [];
   let rejected = 0;
-  for (const metric of METRICS) {
-    const mine = readings.filter((r) => r.metric === metric.name);
-    if (mine.length === 0) continue;
+  METRICS.forEach((metric, place) => {
+    const mine = byMetric[place];
+    if (mine.length === 0) return;
     const daily = {
       metric: metric.name, unit: metric.canonical, sampleCount: 0, rejectedCount: 0,
       minValue: null, maxValue: null, avgValue: null, lastValue: null,
     };
     let total = 0;
-    let latest = null; // {at, id, value}
+    let latest = null; // the accepted reading with the greatest (at, id)
+    let latestValue = null;
     for (const r of mine) {
-      const v = canonicalValue(metric, r.value, r.unit);
+      const v = canonicalValue(metric, r.value, r.unit, normal);
       if (v === null) {
         daily.rejectedCount += 1;
         continue;
@@ -70,15 +104,16 @@ export function aggregate(readings) {
       daily.minValue = daily.minValue === null ? v : Math.min(daily.minValue, v);
       daily.maxValue = daily.maxValue === null ? v : Math.max(daily.maxValue, v);
       if (latest === null || r.at > latest.at || (r.at === latest.at && r.id >= latest.id)) {
-        latest = { at: r.at, id: r.id, value: v };
+        latest = r;
+        latestValue = v;
       }
     }
     if (daily.sampleCount > 0) {
       daily.avgValue = total / daily.sampleCount;
-      daily.lastValue = latest.value;
+      daily.lastValue = latestValue;
     }
     rejected += daily.rejectedCount;
     out.push(daily);
-  }
+  });
   return { daily: out, rejected };
 }

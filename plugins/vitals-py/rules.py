@@ -51,12 +51,28 @@ METRICS = [
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
+def _normal_unit(unit: str) -> str:
+    return unit.strip().translate(_ASCII_LOWER)
+
+
 def unit_matches(given: str, accepted: str) -> bool:
     """Units match after trimming, ignoring ASCII case only (as the Rust kit)."""
-    return given.strip().translate(_ASCII_LOWER) == accepted.strip().translate(_ASCII_LOWER)
+    return _normal_unit(given) == _normal_unit(accepted)
 
 
-@dataclass
+# Each metric's conversions by normalised unit, and each metric's place by
+# name: built once, at import (componentize-py runs that at build time), so
+# a reading costs two dict lookups, not a comparison per accepted unit. The
+# first accepted unit wins when two normalise alike, as in a search.
+_CONVERSIONS = {}
+for _metric in METRICS:
+    _by_unit = _CONVERSIONS.setdefault(_metric.name, {})
+    for _unit, _convert in _metric.units.items():
+        _by_unit.setdefault(_normal_unit(_unit), _convert)
+_PLACE = {metric.name: place for place, metric in enumerate(METRICS)}
+
+
+@dataclass(slots=True)
 class Reading:
     id: int
     at: int  # microseconds since the epoch
@@ -65,7 +81,7 @@ class Reading:
     unit: Optional[str]
 
 
-@dataclass
+@dataclass(slots=True)
 class Daily:
     metric: str
     unit: str
@@ -77,11 +93,12 @@ class Daily:
     last_value: Optional[float] = None
 
 
-def canonical_value(metric: Metric, value: Optional[float], unit: Optional[str]) -> Optional[float]:
-    """The canonical value of an acceptable reading, or None when rejected."""
+def canonical_value(metric: Metric, value: Optional[float], unit: Optional[str], normal=_normal_unit) -> Optional[float]:
+    """The canonical value of an acceptable reading, or None when rejected.
+    `normal` normalises a unit (a caching one saves work over many readings)."""
     if value is None or not isfinite(value) or unit is None:
         return None
-    convert = next((c for u, c in metric.units.items() if unit_matches(unit, u)), None)
+    convert = _CONVERSIONS[metric.name].get(normal(unit))
     if convert is None:
         return None
     canonical = convert(value)
@@ -91,17 +108,31 @@ def canonical_value(metric: Metric, value: Optional[float], unit: Optional[str])
 def aggregate(readings: list[Reading]) -> tuple[list[Daily], int]:
     """One row per known metric seen that day, and the rows rejected.
     Readings of unknown metrics are ignored, not counted."""
+    # One pass sorts the readings by metric; a day has few distinct units,
+    # so each is normalised once.
+    by_metric = [[] for _ in METRICS]
+    for r in readings:
+        place = _PLACE.get(r.metric)
+        if place is not None:
+            by_metric[place].append(r)
+    normalised = {}
+
+    def normal(unit):
+        n = normalised.get(unit)
+        if n is None:
+            n = normalised[unit] = _normal_unit(unit)
+        return n
+
     out = []
     rejected = 0
-    for metric in METRICS:
-        mine = [r for r in readings if r.metric == metric.name]
+    for metric, mine in zip(METRICS, by_metric):
         if not mine:
             continue
         daily = Daily(metric.name, metric.canonical)
         total = 0.0
         latest = None  # ((at, id), value)
         for r in mine:
-            v = canonical_value(metric, r.value, r.unit)
+            v = canonical_value(metric, r.value, r.unit, normal)
             if v is None:
                 daily.rejected_count += 1
                 continue

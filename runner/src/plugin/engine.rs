@@ -130,6 +130,12 @@ impl Runtime {
 const KEEP_RESIDENT: usize = 2 << 20;
 const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 
+/// Whether a pooled slot is reset in place (Linux's PAGEMAP_SCAN), not by
+/// `madvise` and page faults: what a group's fixed cost depends on.
+pub fn resets_in_place() -> bool {
+    PoolingAllocationConfig::is_pagemap_scan_available()
+}
+
 /// Pool sizes: enough for every group in flight across jobs, their shadow
 /// candidates, and plugins being loaded beside them.
 fn pooling() -> PoolingAllocationConfig {
@@ -151,7 +157,7 @@ fn pooling() -> PoolingAllocationConfig {
     // next group touches them again; it halves a small group's call.
     // Without it, keeping bytes resident means a memset of all of them per
     // group, which costs more than it saves: the default (madvise) stays.
-    if PoolingAllocationConfig::is_pagemap_scan_available() {
+    if resets_in_place() {
         pooling
             .pagemap_scan(wasmtime::Enabled::Yes)
             .linear_memory_keep_resident(KEEP_RESIDENT)

@@ -261,6 +261,32 @@ impl Plugin {
     }
 }
 
+impl Plugin {
+    /// For benchmarks only, not how the runner calls a plugin: the time of
+    /// each of `calls` calls on one group, all on one instance, to show what
+    /// a fresh instance per group costs (docs/performance.md, "Per-language
+    /// cost of a group").
+    pub fn time_calls_on_one_instance(
+        &self,
+        key: GroupKey,
+        rows: &[InputRow],
+        limits: Limits,
+        calls: usize,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let Backend::Wasm { pre, runtime } = &self.backend else { anyhow::bail!("a native plugin has no instance") };
+        let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits, self.settings.clone());
+        let instance = pre.instantiate(&mut store)?;
+        (0..calls)
+            .map(|_| {
+                store.set_epoch_deadline(engine::ticks(limits.time));
+                let started = std::time::Instant::now();
+                instance.aggregate(&mut store, key, rows.to_vec())?.map_err(anyhow::Error::msg)?;
+                Ok(started.elapsed())
+            })
+            .collect()
+    }
+}
+
 /// One line for `aggregation_error`: which limit a call hit, or the trap's
 /// own message (or the error's outermost one), not a backtrace.
 fn call_error(e: wasmtime::Error, limits: Limits) -> CallError {
