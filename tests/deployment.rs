@@ -2,8 +2,8 @@
 //! pruning of its history tables, and what `deploy/` ships.
 
 use crate::util::{
-    Daemon, TestDb, config, config_with_own_plugins, deploy, http_get, http_post, job, job_on, migrated, one_reading,
-    run_ok, runner, text, variant, vitals_version, wait_count, wait_http, wait_settled,
+    Daemon, TestDb, config, config_with_own_plugins, connect, deploy, http_get, http_post, job, job_on, migrated,
+    one_reading, run_ok, runner, text, variant, vitals_version, wait_count, wait_http, wait_settled,
 };
 
 /// A team's own tables, made before the runner is installed.
@@ -139,6 +139,37 @@ async fn the_daemon_prunes_history_older_than_keep_history() {
     // says which version the history follows).
     assert_eq!(kept, ["2024-01-01 after-deploy v2", "2024-02-01  v1", "2024-03-01  v1"]);
     daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_prune_turn_that_cannot_take_its_lock_gives_up_in_lock_timeout_and_the_daemon_runs_on() {
+    let db = TestDb::new().await;
+    let jobs = job_on("vitals", "vitals.wasm", "vitals_raw", "vitals_daily", "recorded_at", "");
+    let (_dir, config) = migrated(&db, &jobs).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO runner_shadow_diffs (job, user_id, day, live_version, candidate_version, live_only, candidate_only, recorded_at)
+             SELECT 'vitals', u, '2024-06-01', 'a', 'b', '[]', '[]', now() - interval '40 days' FROM generate_series(1, 10) u",
+        )
+        .await
+        .unwrap();
+    // Someone else holds the history table (a long backup, a DBA's migration).
+    let other = connect(&db.url).await;
+    other.batch_execute("BEGIN; LOCK TABLE runner_shadow_diffs IN ACCESS EXCLUSIVE MODE").await.unwrap();
+
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Pruning old history failed; it is tried again in an hour.", 1, 120).await;
+    let log = daemon.log();
+    let warning = log.lines().find(|l| l.contains("Pruning old history failed")).unwrap_or_default();
+    assert!(warning.contains("lock timeout"), "the warning says why: {warning}");
+    // The groups do not wait for maintenance.
+    one_reading(&db, 7, "2024-06-02").await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 7", 1, 120).await;
+    other.batch_execute("COMMIT").await.unwrap();
+    // Nothing was half-deleted: the turn failed as a whole and is tried again next turn.
+    assert_eq!(db.count("SELECT count(*) FROM runner_shadow_diffs").await, 10);
+    let log = daemon.stop().await;
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 /// A lab reading of `user` on 2024-03-10.
