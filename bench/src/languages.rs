@@ -81,8 +81,9 @@ pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
             })
             .collect();
     let time = |plugin: &Plugin, rows: &[InputRow]| {
+        let rows = rows.to_vec();
         let started = Instant::now();
-        plugin.aggregate(key, rows.to_vec(), limits).expect("the vitals plugin aggregates its group");
+        plugin.aggregate(key, rows, limits).expect("the vitals plugin aggregates its group");
         started.elapsed()
     };
     let mut times = vec![(Vec::new(), Vec::new(), Vec::new()); plugins.len()];

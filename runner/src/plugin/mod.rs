@@ -259,9 +259,7 @@ impl Plugin {
         store.data_mut().finish_logs();
         result
     }
-}
 
-impl Plugin {
     /// For benchmarks only, not how the runner calls a plugin: the time of
     /// each of `calls` calls on one group, all on one instance, to show what
     /// a fresh instance per group costs (docs/performance.md, "Per-language
@@ -278,9 +276,10 @@ impl Plugin {
         let instance = pre.instantiate(&mut store)?;
         (0..calls)
             .map(|_| {
+                let rows = rows.to_vec();
                 store.set_epoch_deadline(engine::ticks(limits.time));
                 let started = std::time::Instant::now();
-                instance.aggregate(&mut store, key, rows.to_vec())?.map_err(anyhow::Error::msg)?;
+                instance.aggregate(&mut store, key, rows)?.map_err(anyhow::Error::msg)?;
                 Ok(started.elapsed())
             })
             .collect()
