@@ -41,9 +41,9 @@ pub const CALLS: usize = 200;
 const ROUNDS: usize = 5;
 pub const ROWS: usize = 34;
 
-/// Median seconds of one call with the full group and with its first row
-/// alone (the difference is what each further row costs), and of the full
-/// group on a reused instance.
+/// Seconds of one call with the full group and with its first row alone
+/// (the difference is what each further row costs), and of the full group
+/// on a reused instance: the best turn's median of each.
 #[derive(Clone, Copy)]
 pub struct Cost {
     pub group: f64,
@@ -60,9 +60,9 @@ impl Cost {
 }
 
 /// The cost of each built vitals component in `dir` (`None`: not built).
-/// Each language's calls run back to back, as a job's groups do, in runs
-/// of `CALLS / ROUNDS`; the languages take turns run by run, so a noisy
-/// neighbour slows them all alike and the ratios hold. (Interleaving single
+/// Each language's calls run back to back, as a job's groups do, in turns
+/// of `CALLS / ROUNDS` that alternate between languages, so a noisy
+/// neighbour's burst spoils a turn, not a language. (Interleaving single
 /// calls would let one language's memory evict another's from the CPU
 /// caches, and charge Rust for Python's footprint.)
 pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
@@ -86,27 +86,32 @@ pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
         plugin.aggregate(key, rows, limits).expect("the vitals plugin aggregates its group");
         started.elapsed()
     };
-    let mut times = vec![(Vec::new(), Vec::new(), Vec::new()); plugins.len()];
-    for _ in 0..ROUNDS {
-        for ((_, plugin), (group, one_row, reused)) in plugins.iter().zip(&mut times) {
-            if let Some(plugin) = plugin {
-                group.extend((0..CALLS / ROUNDS).map(|_| time(plugin, &rows)));
-                one_row.extend((0..CALLS / ROUNDS).map(|_| time(plugin, &rows[..1])));
-                let again = plugin.time_calls_on_one_instance(key, &rows, limits, CALLS / ROUNDS);
-                reused.extend(again.expect("the vitals plugin aggregates its group again"));
-            }
-        }
-    }
+    // Each turn's median; the best turn is the figure, as a noisy
+    // neighbour only ever adds time, and turns of all languages alternate.
     let median = |mut times: Vec<Duration>| {
         times.sort_unstable();
         times[times.len() / 2].as_secs_f64()
     };
-    plugins
-        .into_iter()
-        .zip(times)
-        .map(|((language, plugin), (group, one_row, reused))| {
-            let cost = Cost { group: median(group), one_row: median(one_row), reused: median(reused) };
-            (language, plugin.map(|_| cost))
-        })
-        .collect()
+    let mut costs: Vec<Option<Cost>> = vec![None; plugins.len()];
+    for _ in 0..ROUNDS {
+        for ((_, plugin), best) in plugins.iter().zip(&mut costs) {
+            let Some(plugin) = plugin else { continue };
+            let turn = CALLS / ROUNDS;
+            let cost = Cost {
+                group: median((0..turn).map(|_| time(plugin, &rows)).collect()),
+                one_row: median((0..turn).map(|_| time(plugin, &rows[..1])).collect()),
+                reused: median(
+                    plugin
+                        .time_calls_on_one_instance(key, &rows, limits, turn)
+                        .expect("the vitals plugin aggregates its group again"),
+                ),
+            };
+            *best = Some(best.map_or(cost, |b| Cost {
+                group: b.group.min(cost.group),
+                one_row: b.one_row.min(cost.one_row),
+                reused: b.reused.min(cost.reused),
+            }));
+        }
+    }
+    plugins.into_iter().zip(costs).map(|((language, _), cost)| (language, cost)).collect()
 }

@@ -634,7 +634,7 @@ async fn main() -> anyhow::Result<()> {
 /// component, and its ratio to Rust's.
 fn report_languages(plugins: &Path) {
     println!(
-        "plugin call by language (median of {} calls; a group is one day of {} readings)",
+        "plugin call by language (the best of 5 turns' medians, {} calls in all; a group is one day of {} readings)",
         languages::CALLS,
         languages::ROWS
     );
