@@ -133,7 +133,7 @@ async fn tables_made_by_other_applications_give_the_reference_results() {
         )
         .await
         .unwrap();
-    wait_count(&db, "SELECT count(*) FROM app.part_daily WHERE user_id = 77", 1, 30).await;
+    wait_count(&db, "SELECT count(*) FROM app.part_daily WHERE user_id = 77", 1, 60).await;
     daemon.stop().await;
 }
 

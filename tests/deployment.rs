@@ -290,7 +290,7 @@ async fn console_listen_serves_the_console_apart_from_the_metrics_a_remote_prome
     std::fs::write(&config, text_of.replace("[http]\n", &split)).unwrap();
     let daemon = Daemon::start(&config);
     let metrics_addr = daemon.http_address().await;
-    daemon.wait_for("Console listening", 1, 30).await;
+    daemon.wait_for("Console listening", 1, 60).await;
     let log = daemon.log();
     let line = log.lines().find(|l| l.contains("Console listening")).unwrap();
     let console_addr = line[line.find("address=").unwrap() + 8..].split_whitespace().next().unwrap().to_string();

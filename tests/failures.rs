@@ -20,7 +20,7 @@ async fn one_row_per_user(db: &TestDb, users: &[i64]) {
 #[tokio::test]
 async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
     let db = TestDb::new().await;
-    let extra = "max_attempts = 1\ntime_limit = \"300ms\"\nmemory_limit_mb = 16\nbatch_size = 4";
+    let extra = "max_attempts = 1\ntime_limit = \"3s\"\nmemory_limit_mb = 16\nbatch_size = 4";
     let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", extra)).await;
     // An SQL failure inside the group's transaction, for user 18 only.
     db.client
@@ -53,7 +53,7 @@ async fn a_failing_group_rolls_back_alone_and_names_its_cause() {
     let expect = [
         (13, "plugin error: user 13 is refused"),
         (14, "trapped"),
-        (15, "exceeded its time limit of 300ms"),
+        (15, "exceeded its time limit of 3s"),
         (16, "exceeded its memory limit of 16 MiB"),
         (17, "output row 0 has 1 values but 2 columns are declared"),
         (18, "user 18 may not be written"),

@@ -92,7 +92,7 @@ async fn backends_terminated_under_the_runner_are_survived() {
     runner::seed::vitals(&db.client, 150, 4, start()).await.unwrap();
     // One group a transaction: the run lasts long enough to be cut into.
     let daemon = Daemon::start(&config);
-    wait_count(&db, "SELECT count(*) FROM vitals_daily", 1, 30).await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily", 1, 60).await;
     let mut terminated = 0i64;
     for _ in 0..15 {
         let row = db
@@ -173,7 +173,7 @@ async fn three_runners_while_rows_arrive_equal_one_runner_and_never_share_a_grou
         .unwrap();
     let runners: Vec<Daemon> = (0..3).map(|_| Daemon::start(&config)).collect();
     for r in &runners {
-        r.wait_for("Job started.", 1, 30).await;
+        r.wait_for("Job started.", 1, 60).await;
     }
     // Rows keep arriving, a day at a time, while the three run.
     for day in 0..4 {

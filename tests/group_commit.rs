@@ -58,8 +58,7 @@ async fn a_transaction_carries_many_groups_and_writes_what_one_group_a_transacti
 #[tokio::test]
 async fn failures_inside_a_shared_transaction_cost_only_their_groups_and_a_refused_write_is_replayed() {
     let db = TestDb::new().await;
-    let extra =
-        "max_attempts = 1\nworkers = 1\ngroups_per_transaction = 20\ntransaction_budget = \"10s\"\ntime_limit = \"1s\"";
+    let extra = "max_attempts = 1\nworkers = 1\ngroups_per_transaction = 20\ntransaction_budget = \"10s\"\ntime_limit = \"10s\"";
     let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", extra)).await;
     // The server refuses user 18's daily rows: the shared write fails, and
     // its groups are replayed one by one.
@@ -122,7 +121,7 @@ async fn a_runner_killed_between_the_claim_and_the_commit_loses_no_key() {
     crate::util::wait_runner_in_transaction(&db).await;
     drop(daemon); // SIGKILL
     // Its claim died with it: every key is queued again at once.
-    wait_count(&db, "SELECT count(DISTINCT user_id) FROM runner_changes", 6, 30).await;
+    wait_count(&db, "SELECT count(DISTINCT user_id) FROM runner_changes", 6, 60).await;
     let daemon = Daemon::start(&config);
     wait_settled(&db, 120).await;
     assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 6, "{}", daemon.log());

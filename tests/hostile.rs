@@ -14,7 +14,7 @@ async fn hostile_plugins_hit_their_limits_and_other_jobs_carry_on() {
     let db = TestDb::new().await;
     let jobs = format!(
         "{}{}",
-        job("faulty", "faulty.wasm", "max_attempts = 1\ntime_limit = \"300ms\"\nmemory_limit_mb = 16\nworkers = 4"),
+        job("faulty", "faulty.wasm", "max_attempts = 1\ntime_limit = \"3s\"\nmemory_limit_mb = 16\nworkers = 4"),
         job_on("nutrition", "nutrition.wasm", "nutrition_raw", "nutrition_daily", "consumed_at", "")
     );
     let (_dir, config) = migrated(&db, &jobs).await;
@@ -29,7 +29,7 @@ async fn hostile_plugins_hit_their_limits_and_other_jobs_carry_on() {
 
     let expected = [
         (14, "trapped"),
-        (15, "exceeded its time limit of 300ms"),
+        (15, "exceeded its time limit of 3s"),
         (16, "exceeded its memory limit of 16 MiB"),
         (17, "output row 0 has 1 values but 2 columns are declared"),
         (19, "trapped"),

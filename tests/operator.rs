@@ -70,7 +70,7 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
 
     // Not ready while an enabled job has no plugin.
     std::fs::remove_file(plugins.join("vitals.wasm")).unwrap();
-    daemon.wait_for("job paused", 1, 20).await;
+    daemon.wait_for("job paused", 1, 60).await;
     let (code, body) = http_get(&addr, "/ready").await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("\"jobs_without_plugin\":[\"vitals\"]"), "{body}");

@@ -14,7 +14,7 @@ const PENDING: &str = crate::util::QUEUED;
 
 /// Waits until some daily row names `version`.
 async fn wait_for_version(db: &TestDb, version: &str) {
-    wait_count(db, &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{version}'"), 1, 20).await;
+    wait_count(db, &format!("SELECT count(*) FROM vitals_daily WHERE plugin_version = '{version}'"), 1, 60).await;
 }
 
 async fn insert(db: &TestDb, user: i64) {
@@ -51,7 +51,7 @@ async fn a_plugin_replaced_by_rename_under_load_takes_over_with_nothing_lost() {
         config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", "batch_size = 20"), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
     let daemon = Daemon::start(&config);
-    daemon.wait_for("Job started.", 1, 30).await;
+    daemon.wait_for("Job started.", 1, 60).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let loader = load(db.url.clone(), stop.clone());
@@ -101,7 +101,7 @@ async fn bad_files_are_rejected_and_a_deleted_plugin_pauses_its_job() {
     let good = std::fs::read(plugins.join("vitals.wasm")).unwrap();
     let good_version = vitals_version(&good);
     let daemon = Daemon::start(&config);
-    daemon.wait_for("Job started.", 1, 30).await;
+    daemon.wait_for("Job started.", 1, 60).await;
 
     let junk: [(&str, Vec<u8>, &str); 4] = [
         ("random bytes", vec![7; 3000], "is not a WebAssembly file"),
@@ -111,7 +111,7 @@ async fn bad_files_are_rejected_and_a_deleted_plugin_pauses_its_job() {
     ];
     for (i, (what, bytes, reason)) in junk.iter().enumerate() {
         deploy(&plugins.join("vitals.wasm"), bytes);
-        daemon.wait_for("Plugin rejected; the previous version keeps running.", i + 1, 20).await;
+        daemon.wait_for("Plugin rejected; the previous version keeps running.", i + 1, 60).await;
         assert!(daemon.log().contains(reason), "{what}: {}", daemon.log());
         // The old version still runs.
         insert(&db, 100 + i as i64).await;
@@ -131,14 +131,14 @@ async fn bad_files_are_rejected_and_a_deleted_plugin_pauses_its_job() {
 
     // Deleting the file pauses the job: new rows wait, nothing fails.
     std::fs::remove_file(plugins.join("vitals.wasm")).unwrap();
-    daemon.wait_for("Plugin file is gone: job paused", 1, 20).await;
+    daemon.wait_for("Plugin file is gone: job paused", 1, 60).await;
     insert(&db, 200).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(db.count("SELECT count(*) FROM runner_changes WHERE user_id = 200").await, 1);
 
     // Putting it back resumes the job.
     deploy(&plugins.join("vitals.wasm"), &good);
-    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 200", 1, 20).await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 200", 1, 60).await;
     assert_eq!(db.count(PENDING).await, 0);
     daemon.stop().await;
 }
@@ -150,21 +150,21 @@ async fn a_shadow_candidate_records_where_it_differs_and_writes_nothing() {
     run_ok(&config, &["migrate"]).await;
     let live_version = vitals_version(&std::fs::read(plugins.join("vitals.wasm")).unwrap());
     let daemon = Daemon::start(&config);
-    daemon.wait_for("Job started.", 1, 30).await;
+    daemon.wait_for("Job started.", 1, 60).await;
 
     // The same logic as a candidate: no differences.
     let same = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "candidate");
     deploy(&plugins.join("vitals.candidate.wasm"), &same);
-    daemon.wait_for("Shadow candidate loaded", 1, 20).await;
+    daemon.wait_for("Shadow candidate loaded", 1, 60).await;
     insert(&db, 1).await;
-    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 1", 1, 20).await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 1", 1, 60).await;
     assert_eq!(db.count("SELECT count(*) FROM runner_shadow_diffs").await, 0);
 
     // Different logic: its differences are recorded; the live plugin still writes.
     deploy(&plugins.join("vitals.candidate.wasm"), &std::fs::read(plugins_dir().join("faulty.wasm")).unwrap());
-    daemon.wait_for("Shadow candidate loaded", 2, 20).await;
+    daemon.wait_for("Shadow candidate loaded", 2, 60).await;
     insert(&db, 2).await;
-    wait_count(&db, "SELECT count(*) FROM runner_shadow_diffs", 1, 20).await;
+    wait_count(&db, "SELECT count(*) FROM runner_shadow_diffs", 1, 60).await;
     let diff = db
         .client
         .query_one("SELECT job, user_id, live_version, candidate_version, live_only::text, candidate_only::text FROM runner_shadow_diffs", &[])
@@ -182,8 +182,8 @@ async fn a_shadow_candidate_records_where_it_differs_and_writes_nothing() {
 
     // Promoting is a rename.
     std::fs::rename(plugins.join("vitals.candidate.wasm"), plugins.join("vitals.wasm")).unwrap();
-    daemon.wait_for("Plugin swapped.", 1, 20).await;
-    daemon.wait_for("Shadow candidate removed.", 1, 20).await;
+    daemon.wait_for("Plugin swapped.", 1, 60).await;
+    daemon.wait_for("Shadow candidate removed.", 1, 60).await;
     daemon.stop().await;
 }
 
@@ -195,18 +195,18 @@ async fn config_edits_apply_live_and_a_bad_edit_keeps_the_running_config() {
     run_ok(&config, &["migrate"]).await;
     let original = std::fs::read_to_string(&config).unwrap();
     let daemon = Daemon::start(&config);
-    daemon.wait_for("Job started.", 1, 30).await;
+    daemon.wait_for("Job started.", 1, 60).await;
 
     // Disable the job: new rows wait.
     std::fs::write(&config, original.replace("enabled = true", "enabled = false")).unwrap();
-    daemon.wait_for("Config reloaded.", 1, 20).await;
+    daemon.wait_for("Config reloaded.", 1, 60).await;
     insert(&db, 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(db.count(PENDING).await, 1);
 
     // A broken edit is rejected with its error; the running config stays.
     std::fs::write(&config, original.replace("enabled = true", "enabled = true\nbatch = 3")).unwrap();
-    daemon.wait_for("Config rejected; the running config stays in force.", 1, 20).await;
+    daemon.wait_for("Config rejected; the running config stays in force.", 1, 60).await;
     assert!(daemon.log().contains("unknown field `batch`"), "{}", daemon.log());
 
     // Enable it again, and change a setting that needs a restart.
@@ -215,8 +215,8 @@ async fn config_edits_apply_live_and_a_bad_edit_keeps_the_running_config() {
         .replace("[runner]\n", "[runner]\nshutdown_grace = \"5s\"\n")
         .replace("[http]\n", "[http]\nconsole_listen = \"127.0.0.1:0\"\n");
     std::fs::write(&config, edited).unwrap();
-    daemon.wait_for("Config reloaded.", 2, 20).await;
-    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 1", 1, 20).await;
+    daemon.wait_for("Config reloaded.", 2, 60).await;
+    wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 1", 1, 60).await;
     let log = daemon.stop().await;
     for setting in ["[database]", "[http]", "[runner] shutdown_grace or keep_history"] {
         assert!(
@@ -233,7 +233,7 @@ async fn chunked_writes_and_a_recreated_folder_are_followed() {
     let (dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
     let daemon = Daemon::start(&config);
-    daemon.wait_for("Job started.", 1, 30).await;
+    daemon.wait_for("Job started.", 1, 60).await;
 
     // Written in place, in chunks: the burst is debounced into one reload.
     let v3 = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "v3");
@@ -246,24 +246,24 @@ async fn chunked_writes_and_a_recreated_folder_are_followed() {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
     }
-    daemon.wait_for("Plugin swapped.", 1, 20).await;
+    daemon.wait_for("Plugin swapped.", 1, 60).await;
     insert(&db, 1).await;
     wait_for_version(&db, &vitals_version(&v3)).await;
 
     // The folder itself removed and recreated: watches are re-established.
     std::fs::remove_dir_all(&plugins).unwrap();
-    daemon.wait_for("Plugin file is gone: job paused", 1, 20).await;
+    daemon.wait_for("Plugin file is gone: job paused", 1, 60).await;
     std::fs::create_dir(&plugins).unwrap();
     let v4 = variant(&std::fs::read(plugins_dir().join("vitals.wasm")).unwrap(), "v4");
     deploy(&plugins.join("vitals.wasm"), &v4);
-    daemon.wait_for("Plugin swapped.", 2, 20).await;
+    daemon.wait_for_swap_to(&vitals_version(&v4), 60).await;
     insert(&db, 2).await;
     wait_for_version(&db, &vitals_version(&v4)).await;
     // A later deploy is seen too (through the new watch, or at worst the
     // periodic rescan: how soon is the benchmark's business, not a test's).
     let v5 = variant(&v4, "v5");
     deploy(&plugins.join("vitals.wasm"), &v5);
-    daemon.wait_for("Plugin swapped.", 3, 60).await;
+    daemon.wait_for_swap_to(&vitals_version(&v5), 60).await;
     let log = daemon.stop().await;
     assert!(log.contains("Watches re-established."), "{log}");
     drop(dir);

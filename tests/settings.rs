@@ -119,35 +119,35 @@ async fn a_settings_change_applies_live_and_a_bad_one_keeps_the_old() {
     let original = std::fs::read_to_string(&config).unwrap();
     let daemon = Daemon::start(&config);
     let addr = daemon.http_address().await;
-    daemon.wait_for("Job started.", 1, 30).await;
+    daemon.wait_for("Job started.", 1, 60).await;
     let completed = |user: i64| format!("SELECT count(*) FROM vitals_daily WHERE user_id = {user}");
 
     reading(&db, 1, 150.0).await;
-    wait_count(&db, &completed(1), 1, 30).await;
+    wait_count(&db, &completed(1), 1, 60).await;
     let (_, rejected, before) = heart_rate(&db, 1).await;
     assert_eq!(rejected, 0);
 
     std::fs::write(&config, format!("{original}\n[jobs.vitals.settings]\nheart_rate_max = 100\n")).unwrap();
-    daemon.wait_for("Settings applied.", 1, 30).await;
+    daemon.wait_for("Settings applied.", 1, 60).await;
     reading(&db, 2, 150.0).await;
-    wait_count(&db, &completed(2), 1, 30).await;
+    wait_count(&db, &completed(2), 1, 60).await;
     let (_, rejected, after) = heart_rate(&db, 2).await;
     assert_eq!(rejected, 1, "the new heart_rate_max applies to the next group");
     assert!(after.starts_with(&format!("{before}+settings:")), "{before} -> {after}");
 
     // A value of the wrong type: refused, said, and the previous settings stay.
     std::fs::write(&config, format!("{original}\n[jobs.vitals.settings]\nheart_rate_max = \"high\"\n")).unwrap();
-    daemon.wait_for("Settings rejected; the previous settings stay in force.", 1, 30).await;
+    daemon.wait_for("Settings rejected; the previous settings stay in force.", 1, 60).await;
     let (_, plugins) = http_get(&addr, "/plugins").await;
     assert!(plugins.contains("setting `heart_rate_max` must be a number"), "{plugins}");
     assert!(plugins.contains(r#""heart_rate_max":100.0"#), "the live settings are shown: {plugins}");
     reading(&db, 3, 150.0).await;
-    wait_count(&db, &completed(3), 1, 30).await;
+    wait_count(&db, &completed(3), 1, 60).await;
     assert_eq!(heart_rate(&db, 3).await, (0, 1, after));
 
     // Edited back to the settings in force: the rejection is cleared.
     std::fs::write(&config, format!("{original}\n[jobs.vitals.settings]\nheart_rate_max = 100\n")).unwrap();
-    daemon.wait_for("Settings are back to those in force; the rejection is cleared.", 1, 30).await;
+    daemon.wait_for("Settings are back to those in force; the rejection is cleared.", 1, 60).await;
     let (_, plugins) = http_get(&addr, "/plugins").await;
     assert!(plugins.contains(r#""last_reload_error":null"#), "{plugins}");
     daemon.stop().await;

@@ -75,7 +75,7 @@ async fn only_plugins_signed_by_a_trusted_key_go_live_and_keys_rotate() {
     // Tampered after signing: the signature no longer matches.
     let v3 = variant(&vitals, "v3");
     signed_deploy(&staging, &config, "ci.key", &plugins, "vitals.wasm", &v3).await;
-    daemon.wait_for("Plugin swapped.", 1, 60).await;
+    daemon.wait_for_swap_to(&crate::util::vitals_version(&v3), 60).await;
     deploy(&plugins.join("vitals.wasm"), &variant(&v3, "tampered"));
     daemon.wait_for("bad signature:", 1, 60).await;
     let (_, body) = http_get(&addr, "/plugins").await;
@@ -89,7 +89,7 @@ async fn only_plugins_signed_by_a_trusted_key_go_live_and_keys_rotate() {
     deploy(&plugins.join("vitals.wasm"), &v4);
     daemon.wait_for("bad signature:", 2, 60).await;
     deploy(&plugins.join("vitals.wasm.sig"), &std::fs::read(staging.join("v4.wasm.sig")).unwrap());
-    daemon.wait_for("Plugin swapped.", 2, 60).await;
+    daemon.wait_for_swap_to(&crate::util::vitals_version(&v4), 60).await;
     let (_, body) = http_get(&addr, "/plugins").await;
     assert!(live(&body, &v4), "{body}");
 
@@ -105,7 +105,7 @@ async fn only_plugins_signed_by_a_trusted_key_go_live_and_keys_rotate() {
     daemon.wait_for(&format!("signed by key {ci}, which is not among [plugins] trusted_keys"), 2, 60).await;
     let v6 = variant(&vitals, "v6");
     signed_deploy(&staging, &config, "rogue.key", &plugins, "vitals.wasm", &v6).await;
-    daemon.wait_for("Plugin swapped.", 3, 60).await;
+    daemon.wait_for_swap_to(&crate::util::vitals_version(&v6), 60).await;
     let (_, body) = http_get(&addr, "/plugins").await;
     assert!(live(&body, &v6) && body.contains(&format!("\"key_id\":\"{rogue}\"")), "{body}");
     assert_eq!(http_get(&addr, "/ready").await.0, 200, "verified again");
@@ -189,6 +189,6 @@ async fn keys_turned_on_name_unverified_code_and_a_refused_candidate_is_never_pr
     daemon.wait_for("Shadow candidate loaded", 1, 60).await;
     let (code, body) = crate::util::http_post(&addr, "/jobs/vitals/promote", Some(TOKEN), "").await;
     assert_eq!(code, 200, "{body}");
-    daemon.wait_for("Plugin swapped.", 2, 60).await;
+    daemon.wait_for_swap_to(&crate::util::vitals_version(&variant(&vitals, "candidate")), 60).await;
     daemon.stop().await;
 }

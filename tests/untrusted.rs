@@ -88,7 +88,10 @@ async fn a_setting_doc_reaches_the_terminal_with_its_control_characters_escaped(
 #[tokio::test]
 async fn output_is_checked_before_sql_logs_are_bounded_and_results_are_deterministic() {
     let db = TestDb::new().await;
-    let (_dir, config) = migrated(&db, &job("hostile", "hostile.wasm", "max_attempts = 1\nlog_lines = 100")).await;
+    // User 1's million log calls must finish at any machine speed: a time
+    // limit far above what they need (about a second on a quiet machine).
+    let settings = "max_attempts = 1\nlog_lines = 100\ntime_limit = \"120s\"";
+    let (_dir, config) = migrated(&db, &job("hostile", "hostile.wasm", settings)).await;
     for user in 1..=7i64 {
         crate::util::one_reading(&db, user, "2024-05-01").await;
     }

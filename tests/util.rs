@@ -223,6 +223,17 @@ impl Daemon {
         }
     }
 
+    /// Waits until the plugin swapped to `version`: the swap meant, whatever
+    /// other swaps a slow or fast machine logs around it.
+    pub async fn wait_for_swap_to(&self, version: &str, secs: u64) {
+        let to = format!("to={version}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !self.log().lines().any(|l| l.contains("Plugin swapped.") && l.contains(&to)) {
+            assert!(std::time::Instant::now() < deadline, "no swap to {version} within {secs} s; log:\n{}", self.log());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGTERM, then expects a clean exit 0.
     pub async fn stop(mut self) -> String {
         // SAFETY: plain kill(2) on our own child.
@@ -377,7 +388,7 @@ pub async fn wait_http(daemon: &Daemon, addr: &str, path: &str, secs: u64, pred:
 impl Daemon {
     /// The HTTP address the daemon logged when it started listening.
     pub async fn http_address(&self) -> String {
-        self.wait_for("HTTP endpoints listening", 1, 30).await;
+        self.wait_for("HTTP endpoints listening", 1, 60).await;
         let log = self.log();
         let line = log.lines().find(|l| l.contains("HTTP endpoints listening")).unwrap();
         let start = line.find("address=").unwrap() + "address=".len();

@@ -7,6 +7,10 @@
 //! - `cargo xtask demo [ARGS]`: build the plugins, then `runner demo ARGS`
 //!   (a throwaway Postgres, seeded, aggregated, summarised).
 //! - `cargo xtask test`: build everything and run the whole test suite.
+//!   The Debian packages the tests run (PostgreSQL's server, promtool,
+//!   Chromium, systemd-analyze) are installed first when missing, as root
+//!   with apt-get; otherwise it stops, before building anything, naming the
+//!   command that installs them.
 //! - `cargo xtask bench [ARGS]`: the benchmark, in release mode (docs/performance.md).
 
 use std::path::{Path, PathBuf};
@@ -24,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "build-plugins" => build_plugins().map(drop),
         "demo" => {
+            system_packages(DEMO_NEEDS)?;
             build_plugins()?;
             cargo(&["run", "--package", "runner", "--", "demo"], &rest)
         }
@@ -32,6 +37,7 @@ fn main() -> anyhow::Result<()> {
             cargo(&["run", "--release", "--package", "bench", "--"], &rest)
         }
         "test" => {
+            system_packages(TEST_NEEDS)?;
             build_plugins()?;
             cargo(&["test", "--workspace"], &rest)
         }
@@ -97,6 +103,92 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
     build_javascript(&root, &out, "plugins/vitals-js", "wit/0.1.0", "vitals_js.wasm")?;
     println!("plugins in {}", out.display());
     Ok(out)
+}
+
+/// A program a task runs, and the Debian package that provides it.
+struct Needed {
+    /// What it is for, in the message when it cannot be installed.
+    why: &'static str,
+    /// Any of these paths, or the first on PATH.
+    programs: &'static [&'static str],
+    package: &'static str,
+}
+
+/// The throwaway PostgreSQL of the demo and of every integration test.
+const POSTGRES: Needed = Needed {
+    why: "a throwaway database",
+    programs: &["initdb", "/usr/lib/postgresql/*/bin/initdb"],
+    package: "postgresql",
+};
+
+const DEMO_NEEDS: &[Needed] = &[POSTGRES];
+
+const TEST_NEEDS: &[Needed] = &[
+    POSTGRES,
+    Needed { why: "linting /metrics and the alert rules", programs: &["promtool"], package: "prometheus" },
+    Needed {
+        why: "the console's browser test",
+        programs: &["/usr/bin/chromium", "/usr/bin/chromium-headless-shell"],
+        package: "chromium",
+    },
+    Needed { why: "verifying the systemd unit", programs: &["systemd-analyze"], package: "systemd" },
+];
+
+impl Needed {
+    fn present(&self) -> bool {
+        self.programs.iter().any(|p| {
+            if p.contains('*') {
+                // The one glob used here: /usr/lib/postgresql/<version>/bin/initdb.
+                let (dir, rest) = p.split_once('*').unwrap_or((p, ""));
+                std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| Path::new(&format!("{}{rest}", e.path().display())).is_file())
+            } else if p.starts_with('/') {
+                Path::new(p).is_file()
+            } else {
+                std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+            }
+        })
+    }
+}
+
+/// Installs the Debian packages of `needs` that this machine lacks, as
+/// root with apt-get; otherwise fails, naming the command to run. Either
+/// way before anything is built, so a missing package costs seconds, not
+/// a build followed by failing tests.
+fn system_packages(needs: &[Needed]) -> anyhow::Result<()> {
+    let missing: Vec<&Needed> = needs.iter().filter(|n| !n.present()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    let install = ["install", "-y", "--no-install-recommends"];
+    let command = format!("apt-get update && apt-get install -y --no-install-recommends {}", packages.join(" "));
+    let what: Vec<String> = missing.iter().map(|n| format!("{} ({})", n.package, n.why)).collect();
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let has_apt = Needed { why: "", programs: &["apt-get"], package: "" }.present();
+    if !(is_root && has_apt) {
+        bail!(
+            "this machine lacks {}.\nInstall them, then run this command again:\n    sudo sh -c '{command}'",
+            what.join(", ")
+        );
+    }
+    println!("Installing {} (first run only, about a minute): {command}", what.join(", "));
+    let apt = |args: &[&str]| -> anyhow::Result<()> {
+        let ok = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?.success();
+        if !ok {
+            bail!("apt-get {} failed; run it yourself: {command}", args.join(" "));
+        }
+        Ok(())
+    };
+    apt(&["update", "-q"])?;
+    apt(&[&install[..], &packages].concat())?;
+    if let Some(n) = needs.iter().find(|n| !n.present()) {
+        bail!("apt-get installed {} but {} is still not found", n.package, n.programs.join(" or "));
+    }
+    Ok(())
 }
 
 /// The pinned plugin toolchains for other languages.

@@ -1,5 +1,6 @@
 //! `runner demo`: the whole product in one command, on a throwaway Postgres.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -83,8 +84,20 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
         ..Report::default()
     };
     print_report("all", &total, elapsed);
+    let mut sizes = BTreeMap::new();
+    for (_, r) in &reports {
+        for (carried, n) in &r.transaction_sizes {
+            *sizes.entry(*carried).or_insert(0) += n;
+        }
+    }
+    let longest = reports.iter().map(|(_, r)| r.longest_transaction).max().unwrap_or_default();
+    println!("\n{}, the longest open {longest:.0?}.", transactions(&sizes));
     println!(
-        "\nPool: at most {} of {} connections in use at once; every group committed on its own.",
+        "Each group was isolated: a plugin error, trap or bad output fails only its own group, and a \
+         statement the server refuses is replayed one group per transaction."
+    );
+    println!(
+        "Pool: at most {} of {} connections in use at once, none held while idle.",
         pool::peak_in_use(),
         config.database.max_connections
     );
@@ -146,4 +159,45 @@ fn print_report(job: &str, r: &Report, seconds: f64) {
         seconds,
         r.rows_completed as f64 / seconds.max(1e-9)
     );
+}
+
+/// "610 groups in 31 transactions (26 of 20–49 groups, 5 of 1)": how many
+/// transactions carried how many groups, largest first, in ranges.
+fn transactions(sizes: &BTreeMap<usize, u64>) -> String {
+    const RANGES: [(usize, usize); 7] = [(100, usize::MAX), (50, 99), (20, 49), (10, 19), (5, 9), (2, 4), (1, 1)];
+    if sizes.is_empty() {
+        return "No group was due, so no transaction ran".into();
+    }
+    let groups: u64 = sizes.iter().map(|(carried, n)| *carried as u64 * n).sum();
+    let total: u64 = sizes.values().sum();
+    let plural = |n: u64, one: &str| if n == 1 { one.to_string() } else { format!("{one}s") };
+    let parts: Vec<String> = RANGES
+        .iter()
+        .filter_map(|&(low, high)| {
+            let n: u64 = sizes.range(low..=high).map(|(_, n)| n).sum();
+            let range = match (low, high) {
+                (1, 1) => "1 group".to_string(),
+                (low, usize::MAX) => format!("{low}+ groups"),
+                (low, high) => format!("{low}–{high} groups"),
+            };
+            (n > 0).then(|| format!("{n} of {range}"))
+        })
+        .collect();
+    format!("{groups} {} in {total} {} ({})", plural(groups, "group"), plural(total, "transaction"), parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transactions_are_counted_by_the_groups_they_carried() {
+        let sizes = BTreeMap::from([(1, 5), (3, 1), (20, 20), (24, 6)]);
+        assert_eq!(
+            transactions(&sizes),
+            "552 groups in 32 transactions (26 of 20–49 groups, 1 of 2–4 groups, 5 of 1 group)"
+        );
+        assert_eq!(transactions(&BTreeMap::from([(1, 1)])), "1 group in 1 transaction (1 of 1 group)");
+        assert_eq!(transactions(&BTreeMap::new()), "No group was due, so no transaction ran");
+    }
 }

@@ -166,10 +166,11 @@ pub fn main() -> ExitCode {
             }
         },
     };
-    // The demo prints its own summary; per-batch log lines would drown it.
-    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
     let log = config.as_ref().map(|c| c.log.clone()).unwrap_or_default();
-    init_logging(cli.log_format.unwrap_or(log.format), log.level.as_deref(), default_level);
+    // The demo shows a progress bar and its own summary: per-batch log lines
+    // would drown them, so the config's level is not its; RUST_LOG still is.
+    let level = if matches!(cli.command, Command::Demo { .. }) { Some("warn") } else { log.level.as_deref() };
+    init_logging(cli.log_format.unwrap_or(log.format), level, "info");
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
     let result = runtime.block_on(async {
         match (cli.command, config) {
