@@ -174,6 +174,27 @@ async fn the_daemon_and_commands_run_as_the_role_print_grants_describes_and_the_
         .unwrap()
         .get(0);
     assert!(!rights, "the daemon's role may change the source or the schema:\n{grants}");
+
+    // A login with no grants at all can neither attach the capture function
+    // to a table of its own (and flood the queue) nor expand purges.
+    let nobody = format!("{name}_nobody");
+    db.client.batch_execute(&format!("CREATE ROLE {nobody} LOGIN")).await.unwrap();
+    let nobody = crate::util::connect(&as_role(&nobody)).await;
+    nobody
+        .batch_execute(
+            "CREATE TEMP TABLE mine (id bigint, user_id bigint, recorded_at timestamptz, metric text,
+                 value double precision, unit text)",
+        )
+        .await
+        .unwrap();
+    for sql in [
+        "CREATE TRIGGER flood AFTER INSERT ON mine REFERENCING NEW TABLE AS runner_new FOR EACH STATEMENT
+             EXECUTE FUNCTION public.runner_capture_vitals()",
+        "SELECT * FROM public.runner_expand_purges('vitals', 'vitals_daily')",
+    ] {
+        let e = nobody.batch_execute(sql).await.unwrap_err();
+        assert!(e.as_db_error().is_some_and(|d| d.message().contains("permission denied")), "{sql}: {e:?}");
+    }
 }
 
 #[tokio::test]
@@ -311,6 +332,21 @@ async fn a_retention_purge_keeps_the_daily_history_before_the_frozen_horizon() {
         .unwrap()
         .get(0);
     assert_eq!(recent, 70.0, "a recent correction still applies");
+
+    // The horizon's own day (today less 30 days) is not frozen: its last
+    // raw row deleted, its daily row goes.
+    let horizon_day = "((now() AT TIME ZONE 'UTC')::date - 30)::timestamp AT TIME ZONE 'UTC' + interval '12 hours'";
+    db.client
+        .batch_execute(&format!(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES (2, {horizon_day}, 'heart_rate', 60, 'bpm')"
+        ))
+        .await
+        .unwrap();
+    wait_settled(&db, 60).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 2").await, 1, "{}", daemon.log());
+    db.client.batch_execute("DELETE FROM vitals_raw WHERE user_id = 2").await.unwrap();
+    wait_settled(&db, 60).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 2").await, 0, "{}", daemon.log());
     daemon.stop().await;
 }
 
@@ -427,4 +463,25 @@ async fn migrate_by_a_role_that_may_not_trigger_on_the_source_says_so_and_change
     );
     assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'runner_%'").await, 0, "{said}");
     assert_eq!(db.count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'theirs'::regclass").await, 0);
+}
+
+#[tokio::test]
+async fn a_truncate_whose_snapshot_predates_the_daily_rows_still_empties_them_at_every_isolation_level() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 60).await;
+    for level in ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"] {
+        // The truncating transaction takes its snapshot first...
+        let app = crate::util::connect(&db.url).await;
+        app.batch_execute(&format!("BEGIN ISOLATION LEVEL {level}; SELECT count(*) FROM vitals_daily")).await.unwrap();
+        // ...then a reading arrives and the runner commits its daily row.
+        crate::util::one_reading(&db, 1, "2024-06-01").await;
+        wait_settled(&db, 60).await;
+        assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 1, "{level}");
+        app.batch_execute("TRUNCATE vitals_raw; COMMIT").await.unwrap();
+        wait_settled(&db, 60).await;
+        assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 0, "{level}: stale daily rows");
+    }
+    daemon.stop().await;
 }

@@ -115,12 +115,12 @@ fn browser_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
 }
 
-/// Debian's Chromium (`.ci/run` installs it).
+/// Debian's Chromium (`cargo xtask test` installs it).
 fn chromium() -> &'static str {
     ["/usr/bin/chromium", "/usr/bin/chromium-headless-shell"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .expect("Chromium: `apt-get install chromium` (.ci/run installs it)")
+        .expect("Chromium: `apt-get install chromium` (`cargo xtask test` installs it)")
 }
 
 #[tokio::test]
@@ -197,7 +197,7 @@ async fn alert_rules_pass_promtool_and_the_dashboard_uses_only_real_metrics() {
             .args(args)
             .current_dir(deploy.join("prometheus"))
             .output()
-            .expect("promtool (Debian package `prometheus`; .ci/run installs it)");
+            .expect("promtool (Debian package `prometheus`; `cargo xtask test` installs it)");
         assert!(
             out.status.success(),
             "promtool {args:?}: {}{}",

@@ -329,7 +329,7 @@ fn the_systemd_unit_verifies_and_stops_later_than_the_shipped_grace() {
         .arg("verify")
         .arg(&copy)
         .output()
-        .expect("systemd-analyze (Debian package `systemd`; .ci/run installs it)");
+        .expect("systemd-analyze (Debian package `systemd`; `cargo xtask test` installs it)");
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // It exits 0 on unknown keys, but names them.
     assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");

@@ -27,3 +27,5 @@ mod signing;
 mod timeouts;
 mod untrusted;
 mod vitals;
+mod write_paths;
+mod zones;

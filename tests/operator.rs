@@ -241,28 +241,52 @@ async fn http_listen_errors_are_clear() {
 }
 
 #[tokio::test]
-async fn callers_waiting_on_the_pool_are_logged_as_an_error() {
+async fn callers_queueing_for_the_pool_are_a_warning_and_a_wait_that_runs_out_an_error() {
     let db = TestDb::new().await;
     // Eight workers share one pooled connection: they queue for it (one
-    // group a transaction, so the queue lasts long enough to be sampled).
+    // group a transaction, so the queue lasts long enough to be sampled),
+    // each only a moment: a warning, never an error.
     let extra = "workers = 8\nbatch_size = 400\ngroups_per_transaction = 1";
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", extra)).await;
     let one = std::fs::read_to_string(&config)
         .unwrap()
-        .replace("connect_attempts = 2", "connect_attempts = 2\nmax_connections = 1");
+        .replace("connect_attempts = 2", "connect_attempts = 2\nmax_connections = 1\nwait_timeout = \"2s\"");
     std::fs::write(&config, one).unwrap();
-    runner::seed::vitals(&db.client, 200, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    runner::seed::vitals(&db.client, 600, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     let daemon = Daemon::start(&config);
-    daemon.wait_for("the pool is exhausted", 1, 60).await;
+    daemon.wait_for("Callers are waiting for a database connection.", 1, 120).await;
     let addr = daemon.http_address().await;
     let (_, body) = http_get(&addr, "/health/db-pool").await;
     assert!(body.contains("\"max\":1"), "{body}");
+    crate::util::wait_settled(&db, 300).await;
     let log = daemon.stop().await;
-    assert!(log.contains("Callers are waiting for a database connection"), "{log}");
+    assert!(log.lines().any(|l| l.contains("WARN") && l.contains("queueing_for=")), "{log}");
+    assert!(!log.contains("the pool is exhausted"), "no wait ran out:\n{log}");
+
+    // A plugin holds the one connection longer than wait_timeout: the other
+    // worker's wait runs out, and that is an error.
+    let db = TestDb::new().await;
+    let extra = "workers = 2\ngroups_per_transaction = 1\ntime_limit = \"120s\"";
+    let (_dir, config) = migrated(&db, &job("diffy", "diffy.wasm", extra)).await;
+    let one = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("connect_attempts = 2", "connect_attempts = 2\nmax_connections = 1\nwait_timeout = \"1s\"");
+    std::fs::write(&config, one).unwrap();
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES
+                 (1, '2024-06-01 08:00Z', 'slow', 6000000000, 'n'), (2, '2024-06-01 08:00Z', 'heart_rate', 60, 'bpm')",
+        )
+        .await
+        .unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("the pool is exhausted", 1, 120).await;
+    let log = daemon.stop().await;
+    assert!(log.lines().any(|l| l.contains("ERROR") && l.contains("callers_gave_up=")), "{log}");
 }
 
 /// The Prometheus project's own lint of the exposition (`promtool check
-/// metrics`: help text, names, units). `.ci/run` installs promtool.
+/// metrics`: help text, names, units). `cargo xtask test` installs promtool.
 async fn promtool_accepts(metrics: &str) {
     use tokio::io::AsyncWriteExt as _;
     let mut child = tokio::process::Command::new("promtool")
@@ -271,7 +295,7 @@ async fn promtool_accepts(metrics: &str) {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("promtool (Debian package `prometheus`; .ci/run installs it)");
+        .expect("promtool (Debian package `prometheus`; `cargo xtask test` installs it)");
     child.stdin.take().unwrap().write_all(metrics.as_bytes()).await.unwrap();
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "promtool check metrics:\n{}", text(&out));

@@ -259,9 +259,9 @@ pub async fn wait_count(db: &TestDb, sql: &str, n: i64, secs: u64) {
     }
 }
 
-/// Queued changes and groups waiting out a backoff: 0 once every change so
-/// far has been aggregated (or its group has failed for good).
-pub const QUEUED: &str = "SELECT (SELECT count(*) FROM runner_changes)
+/// Queued changes and purges, and groups waiting out a backoff: 0 once
+/// every change so far has been aggregated (or its group has failed for good).
+pub const QUEUED: &str = "SELECT (SELECT count(*) FROM runner_changes) + (SELECT count(*) FROM runner_purges)
     + (SELECT count(*) FROM runner_group_failures WHERE NOT failed)";
 
 /// Groups that reached `max_attempts`.

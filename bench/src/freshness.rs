@@ -44,7 +44,7 @@ pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds
     let (stop, shutdown) = watch::channel(false);
     let runner = {
         let (config, pool, jobs) = (config.clone(), pool.clone(), jobs.clone());
-        tokio::spawn(async move { pipeline::run(&config, pool, &jobs, Mode::Daemon, shutdown).await })
+        tokio::spawn(async move { pipeline::run(&config, pool, &jobs, Mode::Daemon, false, shutdown).await })
     };
     let producer = crate::connect(url).await?;
     // Users far above the seeded ones: every commit starts new groups.

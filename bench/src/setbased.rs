@@ -3,7 +3,13 @@
 //! itself knows, with no per-group commits and no plugin. With change
 //! capture nothing marks raw rows, so neither does the reference.
 
-pub const AGGREGATE: &str = "
+/// The statement, with `day` the day of a raw row (`runner::db::day`: the
+/// runner's own definition, so both count the same days).
+pub fn aggregate(day: &str) -> String {
+    AGGREGATE.replace("{day}", day)
+}
+
+const AGGREGATE: &str = "
 INSERT INTO vitals_daily (user_id, day, metric, unit, sample_count, rejected_count,
                           min_value, max_value, avg_value, last_value, plugin_version, updated_at)
 SELECT user_id, day, metric, max(canonical_unit),
@@ -12,7 +18,7 @@ SELECT user_id, day, metric, max(canonical_unit),
        (array_agg(v ORDER BY recorded_at DESC, id DESC) FILTER (WHERE ok))[1],
        'set-based', now()
 FROM (
-    SELECT id, user_id, (recorded_at AT TIME ZONE 'UTC')::date AS day, metric, recorded_at, v, canonical_unit,
+    SELECT id, user_id, {day} AS day, metric, recorded_at, v, canonical_unit,
            v IS NOT NULL AND v BETWEEN lo AND hi AS ok
     FROM (
         SELECT r.*, m.canonical_unit, m.lo, m.hi,

@@ -79,6 +79,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_gauge!("runner_job_up", "0 while a job's loop is down and waiting to be restarted.");
     metrics::describe_gauge!(
+        "runner_capture_complete",
+        "0 while a job's change capture does not fire on every write to its source (triggers disabled or dropped, a partition without them)."
+    );
+    metrics::describe_gauge!(
         "runner_queue_groups",
         "Groups (a user's day) by state: pending (changes queued, backoff included), in_backoff, failed."
     );

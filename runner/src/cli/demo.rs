@@ -53,7 +53,7 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
         .collect();
     let (_stop, shutdown) = watch::channel(false);
     let started = Instant::now();
-    let run = pipeline::run(&config, pool.clone(), &jobs, Mode::Once, shutdown);
+    let run = pipeline::run(&config, pool.clone(), &jobs, Mode::Once, false, shutdown);
     tokio::pin!(run);
     let reports = loop {
         tokio::select! {

@@ -98,6 +98,11 @@ enum Command {
         /// left queued for a reason other than a plugin's verdict.
         #[arg(long)]
         once: bool,
+        /// When change capture fires again after a gap (triggers disabled or
+        /// dropped meanwhile), queue the days that may have missed changes
+        /// instead of only naming the `recompute` that mends them.
+        #[arg(long)]
+        repair: bool,
     },
     /// Check the config, the database, the schema and every enabled job's
     /// plugin against its tables; print every problem found.
@@ -185,7 +190,7 @@ pub fn main() -> ExitCode {
                 migrate_cmd(&config, reference_schema).await
             }
             (Command::Uninstall { drop_daily, yes }, Some(config)) => uninstall_cmd(&config, drop_daily, yes).await,
-            (Command::Run { once }, Some(config)) => run_cmd(&config, once).await,
+            (Command::Run { once, repair }, Some(config)) => run_cmd(&config, once, repair).await,
             (Command::Check, Some(config)) => check_cmd(&config).await,
             (Command::Recompute(args), Some(config)) => recompute::run(&config, args).await,
             (Command::Status { json }, Some(config)) => status::status(&config, json).await,
@@ -290,6 +295,7 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
     let runtime = runtime(config)?;
     match pipeline::prepare(config, &pool, &runtime).await {
         Ok(jobs) => {
+            let mut incomplete = false;
             for job in jobs {
                 let state = job.current();
                 match &state.live {
@@ -313,6 +319,19 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
                         for warning in runner::db::schema::unwritten_in(&**client, cfg, desc, version).await? {
                             println!("  warning: {warning}");
                         }
+                        let partitions = runner::db::partitions::of(&**client, cfg, &live.shape).await?;
+                        if !partitions.is_empty() {
+                            let names: Vec<String> = partitions.iter().map(|p| p.describe()).collect();
+                            println!("  change capture covers {} partition(s): {}", partitions.len(), names.join(", "));
+                        }
+                        for problem in runner::db::capture::trigger_problems(&**client, &job.name, cfg).await? {
+                            incomplete = true;
+                            println!(
+                                "problem: job {}: {problem}: changes made meanwhile are not seen; run `runner migrate` \
+                                 as the table's owner",
+                                job.name
+                            );
+                        }
                         let ungrouped = runner::db::queue::ungrouped(&**client, cfg, &live.shape).await?;
                         if ungrouped > 0 {
                             println!(
@@ -323,7 +342,7 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
                     None => println!("job {}: disabled", job.name),
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if incomplete { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Err(problems) => {
             for p in problems {
@@ -334,7 +353,7 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
+async fn run_cmd(config: &Config, once: bool, repair: bool) -> anyhow::Result<ExitCode> {
     let pool = connect_as(config, "runner").await?;
     let runtime = runtime(config)?;
     match &config.plugins.trusted {
@@ -390,7 +409,7 @@ async fn run_cmd(config: &Config, once: bool) -> anyhow::Result<ExitCode> {
         }
     }
     let started = Instant::now();
-    let run = pipeline::run(config, pool.clone(), &jobs, mode, shutdown);
+    let run = pipeline::run(config, pool.clone(), &jobs, mode, repair, shutdown);
     tokio::pin!(run);
     let reports = tokio::select! {
         reports = &mut run => reports?,

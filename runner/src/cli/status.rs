@@ -23,6 +23,20 @@ fn age(seconds: Option<f64>) -> String {
     }
 }
 
+/// What `status` says of one job.
+struct JobStatus<'a> {
+    name: &'a String,
+    enabled: bool,
+    q: queue::Queue,
+    errors: queue::Causes,
+    plugin: String,
+    after_deploy: Option<String>,
+    ungrouped: Option<i64>,
+    /// Change triggers that do not fire on every write (none: all do).
+    capture: Vec<String>,
+    partitions: Vec<runner::db::partitions::Partition>,
+}
+
 pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> {
     let pool = connect(config).await?;
     let client = pool.get().await?;
@@ -60,7 +74,23 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
                     if finished { "finished" } else { "in progress" }
                 )
             });
-        jobs.push((name, cfg.enabled, q, errors, plugin, after_deploy, ungrouped));
+        // Whether every write reaches the queue: the triggers, on the source and its partitions.
+        let capture = runner::db::capture::trigger_problems(&**client, name, cfg).await.unwrap_or_default();
+        let partitions = match &shape {
+            Some(shape) => runner::db::partitions::of(&**client, cfg, shape).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        jobs.push(JobStatus {
+            name,
+            enabled: cfg.enabled,
+            q,
+            errors,
+            plugin,
+            after_deploy,
+            ungrouped,
+            capture,
+            partitions,
+        });
     }
     let sessions: i64 =
         client.query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'", &[]).await?.get(0);
@@ -77,11 +107,13 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     if as_json {
         let jobs: Vec<_> = jobs
             .iter()
-            .map(|(name, enabled, q, errors, plugin, after_deploy, ungrouped)| {
+            .map(|j| {
                 json!({
-                    "job": name, "enabled": enabled, "plugin": plugin, "queue": q, "ungrouped_rows": ungrouped,
-                    "top_errors": errors.shown, "causes_total": errors.total,
-                    "recompute_after_deploy": after_deploy, "daemon_refused": refused(name),
+                    "job": j.name, "enabled": j.enabled, "plugin": j.plugin, "queue": j.q, "ungrouped_rows": j.ungrouped,
+                    "top_errors": j.errors.shown, "causes_total": j.errors.total,
+                    "recompute_after_deploy": j.after_deploy, "daemon_refused": refused(j.name),
+                    "capture_problems": j.capture,
+                    "partitions": j.partitions.iter().map(|p| p.describe()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -96,7 +128,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     }
     println!("groups (a user's day) per job:");
     println!("{:<12} {:>10} {:>10} {:>8}  {:<14} plugin", "job", "pending", "in backoff", "failed", "oldest pending");
-    for (name, enabled, q, errors, plugin, after_deploy, ungrouped) in &jobs {
+    for JobStatus { name, enabled, q, errors, plugin, after_deploy, ungrouped, capture, partitions } in &jobs {
         let plugin = if *enabled { plugin.clone() } else { format!("{plugin} (disabled)") };
         let pending = if q.pending_capped { format!("{}+", q.pending) } else { q.pending.to_string() };
         println!(
@@ -121,8 +153,18 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         for line in refused(name) {
             println!("{:<12} {line}", "");
         }
+        if !partitions.is_empty() {
+            let names: Vec<String> = partitions.iter().map(|p| p.describe()).collect();
+            println!("{:<12} change capture covers {} partition(s): {}", "", partitions.len(), names.join(", "));
+        }
+        for problem in capture {
+            println!("{:<12} CHANGES MAY BE MISSED: {problem} (run `runner migrate` as the table's owner)", "");
+        }
     }
     match &daemon {
+        Some((addr, ready)) if ready["body"]["status"] == "degraded" => {
+            println!("\nrunner daemon at {addr}: ready, degraded {}", ready["body"]["degraded"])
+        }
         Some((addr, ready)) if ready.get("status").is_some_and(|s| s == 200) => {
             println!("\nrunner daemon at {addr}: ready")
         }

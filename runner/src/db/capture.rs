@@ -43,31 +43,20 @@ fn trigger_names(job: &str) -> [(String, &'static str, &'static str); 4] {
     ]
 }
 
-/// Where a job's capture writes and what it reads, resolved in the database:
-/// the function runs with an empty search path (as the table's owner: the
-/// application's role needs no right on the runner's tables), so every name
-/// in it is schema-qualified.
+/// Where a job's capture writes, resolved in the database: the function
+/// runs with an empty search path (as the table's owner: the application's
+/// role needs no right on the runner's tables), so every name in it is
+/// schema-qualified.
 #[derive(Debug, Clone)]
 pub struct Names {
     /// The schema of the runner's tables, quoted.
     pub schema: String,
-    /// The job's daily table, schema-qualified and quoted.
-    pub target: String,
 }
 
 impl Names {
-    pub async fn resolve(client: &impl GenericClient, job: &config::Job) -> Result<Names, tokio_postgres::Error> {
-        let row = client
-            .query_one(
-                // A target not created yet resolves to where it will be.
-                "SELECT quote_ident(current_schema()), coalesce(
-                    (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c
-                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)),
-                    quote_ident(coalesce($2, current_schema())) || '.' || quote_ident($3))",
-                &[&job.target.quoted(), &job.target.as_str().split_once('.').map(|(s, _)| s), &job.target.name()],
-            )
-            .await?;
-        Ok(Names { schema: row.try_get(0)?, target: row.try_get(1)? })
+    pub async fn resolve(client: &impl GenericClient) -> Result<Names, tokio_postgres::Error> {
+        let row = client.query_one("SELECT quote_ident(current_schema())", &[]).await?;
+        Ok(Names { schema: row.try_get(0)? })
     }
 }
 
@@ -76,15 +65,9 @@ impl Names {
 /// user or timestamp, or a timestamp outside [`FIRST_TIMESTAMP`,
 /// [`LAST_TIMESTAMP`]), belong to no group.
 pub fn group_keys(job: &config::Job, shape: &SourceShape, rows: &str) -> String {
-    let ts = job.timestamp_column.quoted();
-    let at = match &shape.naive_zone {
-        None => format!("r.{ts}"),
-        Some(zone) => format!("(r.{ts} AT TIME ZONE '{zone}')"),
-    };
     format!(
-        "SELECT r.user_id::pg_catalog.int8 AS user_id, ({at} AT TIME ZONE '{tz}')::pg_catalog.date AS day FROM {rows} r
-            WHERE {grouped}",
-        tz = job.timezone,
+        "SELECT r.user_id::pg_catalog.int8 AS user_id, {day} AS day FROM {rows} r WHERE {grouped}",
+        day = super::day::Day::new(job, shape).of("r."),
         grouped = in_a_group(job, shape, "r."),
     )
 }
@@ -123,8 +106,14 @@ BEGIN
     ELSIF TG_OP = 'DELETE' THEN
         {insert_old}
     ELSE
-        -- TRUNCATE: every day that has daily rows is due (and, with no raw row left, emptied).
-        {insert_truncated}
+        -- TRUNCATE: every day of the table that has daily rows is due (and,
+        -- with no raw row left, emptied). The runner expands this purge with
+        -- its own snapshot: this transaction's may predate daily rows
+        -- committed since (REPEATABLE READ, SERIALIZABLE).
+        INSERT INTO {schema}.runner_purges (job, relid, reason)
+        VALUES ('{job_name}', TG_RELID, 'TRUNCATE of ' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME);
+        PERFORM pg_catalog.pg_notify('runner_pending', '{table}');
+        RETURN NULL;
     END IF;
     -- Wake the runners only if nothing of this job was queued before.
     IF first IS NOT NULL
@@ -137,37 +126,54 @@ END
         insert_new = insert(&keys("runner_new")),
         insert_old = insert(&keys("runner_old")),
         insert_both = insert(&format!("{} UNION {}", keys("runner_old"), keys("runner_new"))),
-        insert_truncated =
-            insert(&format!("SELECT d.user_id::pg_catalog.int8 AS user_id, d.day FROM {} d", names.target)),
         table = job.source.name(),
     )
 }
 
-/// SQL that installs (or replaces) a job's function and triggers.
-pub fn install_sql(job_name: &str, job: &config::Job, shape: &SourceShape, names: &Names) -> String {
+/// SQL that installs (or replaces) a job's function, and its triggers on
+/// each of `tables` (the source and its partitions, quoted).
+pub fn install_sql(job_name: &str, job: &config::Job, shape: &SourceShape, names: &Names, tables: &[String]) -> String {
     let function = format!("{}.\"{}\"", names.schema, function_name(job_name));
     let mut sql = format!(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
-         SECURITY DEFINER SET search_path = '' AS $runner${}$runner$;\n",
+         SECURITY DEFINER SET search_path = '' AS $runner${}$runner$;
+         -- Only its triggers run it: no other role may attach it to a table of its own.
+         REVOKE ALL ON FUNCTION {function}() FROM PUBLIC;\n",
         function_body(job_name, job, shape, names)
     );
-    let src = job.source.quoted();
+    for table in tables {
+        sql.push_str(&triggers_on(job_name, &names.schema, table));
+    }
+    sql
+}
+
+/// SQL that creates (or replaces) a job's four triggers on one table, set
+/// to fire always: also under `session_replication_role = replica`, which
+/// logical replication's apply and some restores write with. Without it a
+/// write that bypasses the application's triggers on purpose bypasses
+/// capture too, silently.
+pub fn triggers_on(job_name: &str, schema: &str, table: &str) -> String {
+    let function = format!("{schema}.\"{}\"", function_name(job_name));
+    let mut sql = String::new();
     for (name, event, referencing) in trigger_names(job_name) {
         sql.push_str(&format!(
-            "CREATE OR REPLACE TRIGGER \"{name}\" AFTER {event} ON {src} {referencing} EXECUTE FUNCTION {function}();\n"
+            "CREATE OR REPLACE TRIGGER \"{name}\" AFTER {event} ON {table} {referencing} EXECUTE FUNCTION {function}();
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER \"{name}\";\n"
         ));
     }
     sql
 }
 
-/// Problems with a job's change capture, one sentence each (empty: fine).
+/// Problems with a job's change-capture function, one sentence each
+/// (empty: fine): missing, or installed for another configuration. Its
+/// triggers are [`trigger_problems`].
 pub async fn problems(
     client: &impl GenericClient,
     job_name: &str,
     job: &config::Job,
     shape: &SourceShape,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let names = Names::resolve(client, job).await?;
+    let names = Names::resolve(client).await?;
     let expected = function_body(job_name, job, shape, &names);
     let installed: Option<String> = client
         .query_opt(
@@ -178,35 +184,63 @@ pub async fn problems(
         .map(|r| r.try_get(0))
         .transpose()?;
     let migrate = "run `runner migrate`";
-    let mut problems = Vec::new();
-    match installed {
-        None => problems.push(format!(
+    Ok(match installed {
+        None => vec![format!(
             "source {} has no change capture for this job (its trigger function {} is missing): {migrate}",
             job.source,
             function_name(job_name)
-        )),
-        Some(body) if body != expected => problems.push(format!(
+        )],
+        Some(body) if body != expected => vec![format!(
             "the change capture on {} was installed for another configuration (its columns, timezone, \
-             timestamp_zone or target changed since): {migrate} to install the current one",
+             timestamp_zone or target changed since, or an older release installed it): {migrate} to install \
+             the current one",
             job.source
-        )),
-        Some(_) => {
-            let names: Vec<String> = trigger_names(job_name).into_iter().map(|(n, _, _)| n).collect();
-            let present: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = ANY($2) AND tgenabled <> 'D'",
-                    &[&job.source.quoted(), &names],
-                )
-                .await?
-                .try_get(0)?;
-            if present < names.len() as i64 {
-                problems.push(format!(
-                    "source {} lacks {} of the job's {} change triggers (or they are disabled): {migrate}",
-                    job.source,
-                    names.len() as i64 - present,
-                    names.len()
-                ));
-            }
+        )],
+        Some(_) => Vec::new(),
+    })
+}
+
+/// The job's capture triggers that do not fire on every write, one sentence
+/// per table (empty: all fire): missing (dropped, or a partition created
+/// since `migrate`), disabled, or not set to fire always.
+pub async fn trigger_problems(
+    client: &impl GenericClient,
+    job_name: &str,
+    job: &config::Job,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let names: Vec<String> = trigger_names(job_name).into_iter().map(|(n, _, _)| n).collect();
+    let rows = client
+        .query(
+            "WITH tables AS (
+                SELECT to_regclass($1)::oid AS relid, 0 AS level
+                UNION ALL
+                SELECT relid, level FROM pg_partition_tree(to_regclass($1)) WHERE level > 0
+             )
+             SELECT t.relid::regclass::text, t.level > 0, count(g.oid),
+                    count(g.oid) FILTER (WHERE g.tgenabled = 'D'),
+                    count(g.oid) FILTER (WHERE g.tgenabled IN ('O', 'R'))
+             FROM tables t LEFT JOIN pg_trigger g ON g.tgrelid = t.relid AND g.tgname = ANY($2)
+             WHERE t.relid IS NOT NULL
+             GROUP BY t.relid, t.level ORDER BY t.level, 1",
+            &[&job.source.quoted(), &names],
+        )
+        .await?;
+    let all = names.len() as i64;
+    let mut problems = Vec::new();
+    for r in rows {
+        let (table, partition, present, disabled, not_always): (String, bool, i64, i64, i64) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+        let what = if partition { format!("partition {table} of {}", job.source) } else { format!("source {table}") };
+        if present < all {
+            problems.push(format!("{what} lacks {} of the job's {all} change triggers", all - present));
+        }
+        if disabled > 0 {
+            problems.push(format!("{what} has {disabled} of the job's change triggers disabled"));
+        }
+        if not_always > 0 {
+            problems.push(format!(
+                "{what} has {not_always} change trigger(s) that do not fire under session_replication_role = replica"
+            ));
         }
     }
     Ok(problems)
@@ -246,22 +280,32 @@ pub async fn install(
         return Err(vec![format!("source table {} does not exist", job.source)]);
     };
     let shape = super::schema::check_source(job, &source)?;
-    let names = Names::resolve(client, job).await.map_err(|e| db("resolving names", e))?;
-    let before = problems(client, job_name, job, &shape).await.map_err(|e| db("reading the capture", e))?;
+    let names = Names::resolve(client).await.map_err(|e| db("resolving names", e))?;
+    let partitions =
+        super::partitions::of(client, job, &shape).await.map_err(|e| db("reading the source's partitions", e))?;
+    let mut before = problems(client, job_name, job, &shape).await.map_err(|e| db("reading the capture", e))?;
+    before.extend(trigger_problems(client, job_name, job).await.map_err(|e| db("reading the capture", e))?);
     let mut lines = Vec::new();
     if !before.is_empty() {
-        let sql = install_sql(job_name, job, &shape, &names);
+        let tables: Vec<String> =
+            std::iter::once(src.clone()).chain(partitions.iter().map(|p| p.name.clone())).collect();
+        let sql = install_sql(job_name, job, &shape, &names, &tables);
         client.batch_execute(&sql).await.map_err(|e| {
             let why = super::describe_error(&e);
             let hint = if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
-                " (run `runner migrate` as the table's owner, or a role with the TRIGGER privilege on it)"
+                " (run `runner migrate` as the table's owner: it also sets the triggers to fire always, which only \
+                 the owner may)"
             } else {
                 ""
             };
             vec![format!("cannot install the change triggers on {}: {why}{hint}", job.source)]
         })?;
-        lines.push(format!("installed change capture on {} for job {job_name}", job.source));
+        lines.push(match partitions.len() {
+            0 => format!("installed change capture on {} for job {job_name}", job.source),
+            n => format!("installed change capture on {} and its {n} partition(s) for job {job_name}", job.source),
+        });
     }
+    super::partitions::sync(client, job_name, job, &shape, false).await.map_err(|e| db("recording partitions", e))?;
     lines.extend(adopt_status_columns(client, job_name, job, &shape, &source).await.map_err(|e| db("queueing", e))?);
     if !before.is_empty() {
         lines.extend(history(client, job_name, job, &shape).await.map_err(|e| db("reading the history", e))?);

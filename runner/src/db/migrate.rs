@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0004_partitions_and_recompute_versions.sql"),
     ),
     (5, "change capture", include_str!("migrations/0005_change_capture.sql")),
+    (6, "purges and partitions", include_str!("migrations/0006_purges_and_partitions.sql")),
 ];
 
 /// Why this release cannot run on the schema as it is: migrations it needs

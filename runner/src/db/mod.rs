@@ -4,9 +4,11 @@
 
 pub mod cancel;
 pub mod capture;
+pub mod day;
 pub mod health;
 pub mod listen;
 pub mod migrate;
+pub mod partitions;
 pub mod pipelined;
 pub mod pool;
 pub mod prune;

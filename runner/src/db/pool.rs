@@ -1,7 +1,7 @@
 //! The runner's bounded connection pool: a hard cap, timeouts on every wait,
 //! and status figures for the logs.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -179,15 +179,33 @@ pub fn peak_in_use() -> usize {
     PEAK_IN_USE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Callers whose wait for a pooled connection ran out (process-wide).
+static WAITS_TIMED_OUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Notes an error a caller got: counts a wait for a connection that ran
+/// out, which the monitor reports.
+pub fn note_error(e: &anyhow::Error) {
+    if let Some(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) = e.downcast_ref() {
+        WAITS_TIMED_OUT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Samples the pool every 250 ms until `shutdown`: warns when more than 80 %
-/// has been in use for 10 s, and logs an error while callers wait for a
-/// connection (each at most once a minute).
+/// has been in use for 10 s, and when callers have been queueing for a
+/// connection without a break for half the pool's wait timeout (saying how
+/// long); an error only when a caller's wait really ran out. A backlog at
+/// start, queueing a moment while the pool opens its connections, logs
+/// nothing. Each at most once a minute.
 pub async fn monitor(pool: Pool, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     const EVERY: Duration = Duration::from_millis(250);
     const SUSTAINED: u32 = 40; // samples: 10 s
     const QUIET: Duration = Duration::from_secs(60);
-    let (mut busy_for, mut last_warn, mut last_error) = (0u32, None::<std::time::Instant>, None::<std::time::Instant>);
-    let due = |last: Option<std::time::Instant>| last.is_none_or(|t| t.elapsed() >= QUIET);
+    let limit = pool.timeouts().wait.unwrap_or(Duration::from_secs(5));
+    let (mut busy_for, mut last_warn, mut last_wait, mut last_error) = (0u32, None, None, None::<Instant>);
+    let mut timed_out = WAITS_TIMED_OUT.load(std::sync::atomic::Ordering::Relaxed);
+    // Since when callers have been waiting without a break.
+    let mut waiting_since: Option<Instant> = None;
+    let due = |last: Option<Instant>| last.is_none_or(|t| t.elapsed() >= QUIET);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -199,17 +217,23 @@ pub async fn monitor(pool: Pool, mut shutdown: tokio::sync::watch::Receiver<bool
         // cannot open: the outage is logged once by the listener, and the
         // pool is not the problem.
         let reachable = super::health::check().is_ok();
-        if u.waiting > 0 && reachable && u.in_use == 0 && due(last_error) {
-            tracing::warn!(waiting = u.waiting, "Callers are waiting for a new database connection to open.");
-            last_error = Some(std::time::Instant::now());
-        } else if u.waiting > 0 && reachable && due(last_error) {
-            tracing::error!(
-                in_use = u.in_use,
-                waiting = u.waiting,
-                max = u.max,
-                "Callers are waiting for a database connection: the pool is exhausted."
-            );
-            last_error = Some(std::time::Instant::now());
+        waiting_since = match (u.waiting > 0 && reachable, waiting_since) {
+            (true, Some(since)) => Some(since),
+            (true, None) => Some(Instant::now()),
+            (false, _) => None,
+        };
+        let queueing = waiting_since.map_or(Duration::ZERO, |t| t.elapsed());
+        let now_timed_out = WAITS_TIMED_OUT.load(std::sync::atomic::Ordering::Relaxed);
+        let gave_up = now_timed_out - std::mem::replace(&mut timed_out, now_timed_out);
+        if gave_up > 0 && due(last_error) {
+            tracing::error!(in_use = u.in_use, waiting = u.waiting, max = u.max, callers_gave_up = gave_up,
+                wait_timeout = ?limit,
+                "Callers waited for a database connection as long as wait_timeout allows and gave up: the pool is exhausted.");
+            last_error = Some(Instant::now());
+        } else if queueing >= limit / 2 && due(last_wait) {
+            tracing::warn!(in_use = u.in_use, waiting = u.waiting, max = u.max, queueing_for = ?queueing,
+                wait_timeout = ?limit, "Callers are waiting for a database connection.");
+            last_wait = Some(Instant::now());
         } else if busy_for >= SUSTAINED && due(last_warn) {
             tracing::warn!(
                 in_use = u.in_use,
@@ -217,7 +241,7 @@ pub async fn monitor(pool: Pool, mut shutdown: tokio::sync::watch::Receiver<bool
                 usage_percent = u.usage_percent,
                 "Pool use has stayed above 80 % for 10 s."
             );
-            last_warn = Some(std::time::Instant::now());
+            last_warn = Some(Instant::now());
         }
     }
 }

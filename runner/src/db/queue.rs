@@ -172,3 +172,33 @@ pub async fn retry_failed(
     client.execute("SELECT pg_notify('runner_pending', $1)", &[&job.source.name()]).await?;
     Ok(n as u64)
 }
+
+/// Queues every group of `job` whose day lies in `[from, to]`: the days of
+/// its raw rows, and (as a purge) the days that have daily rows. What
+/// `runner recompute` would redo, but through the queue, beside the live
+/// work: how a daemon started with `--repair` mends a window in which
+/// change capture did not fire.
+pub async fn queue_days(
+    client: &impl GenericClient,
+    job_name: &str,
+    job: &config::Job,
+    shape: &crate::db::schema::SourceShape,
+    (from, to): (chrono::NaiveDate, chrono::NaiveDate),
+) -> Result<u64, tokio_postgres::Error> {
+    let day = crate::db::day::Day::new(job, shape);
+    let rows = format!("(SELECT * FROM {} s WHERE {})", job.source.quoted(), day.between("s.", "$2::date", "$3::date"));
+    let keys = crate::db::capture::group_keys(job, shape, &rows);
+    let queued = client
+        .execute(
+            &format!("INSERT INTO runner_changes (job, user_id, day) SELECT DISTINCT $1::text, k.user_id, k.day FROM ({keys}) k"),
+            &[&job_name, &from, &to],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO runner_purges (job, from_day, to_day, reason) VALUES ($1, $2, $3, 'repair')",
+            &[&job_name, &from, &to],
+        )
+        .await?;
+    Ok(queued)
+}

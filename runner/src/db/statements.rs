@@ -10,6 +10,7 @@
 
 use crate::config;
 use crate::db::capture;
+use crate::db::day::Day;
 use crate::db::schema::SourceShape;
 use crate::rows::Description;
 
@@ -24,7 +25,7 @@ pub struct Statements {
     /// failure record (`fail`), so the queue holds only work to do now — which
     /// is what lets the triggers notify only into an empty queue.
     pub peek: String,
-    /// ($1 user_id, $2 day, $3 tz, $4 target table, $5 job) in one
+    /// ($1 user_id, $2 day, $3 target table, $4 job) in one
     /// statement: takes the group's advisory lock; if it got it, takes the
     /// group's queued keys and its failure record (both undone by a
     /// rollback); returns the day's rows as id, timestamp, input
@@ -33,7 +34,7 @@ pub struct Statements {
     /// one row: with no input, one whose id is NULL.
     pub claim: String,
     /// Group commit: `claim` for several groups in one statement. ($1 users,
-    /// $2 days, $3 tz, $4 target table, $5 job) → for each group `n` (1-based,
+    /// $2 days, $3 target table, $4 job) → for each group `n` (1-based,
     /// in the arrays' order): its rows as `claim` returns them, then `n` —
     /// at least one row per group (id NULL: no input, or not locked), in
     /// order of `n`.
@@ -44,15 +45,15 @@ pub struct Statements {
     /// users, $2 days, $3 plugin versions — one per group —, $4 the group
     /// (1-based) of each daily row, then one array per output column).
     pub replace_many: String,
-    /// ($1 day, $2 tz, $3 users or NULL, $4 after user, $5 limit) → the
+    /// ($1 day, $2 users or NULL, $3 after user, $4 limit) → the
     /// users with daily rows or raw input on a day, in order (recompute).
     pub day_users: String,
-    /// ($1 from, $2 tz, $3 to, $4 users or NULL) → groups in a range (recompute).
+    /// ($1 from, $2 to, $3 users or NULL) → groups in a range (recompute).
     pub count_groups: String,
-    /// ($1 user_id, $2 day, $3 tz) → the day's input as `claim` returns it
+    /// ($1 user_id, $2 day) → the day's input as `claim` returns it
     /// (id, timestamp, input columns), read only: no lock, no claim.
     pub read_day: String,
-    /// ($1 from, $2 tz, $3 to, $4 limit) → up to `limit` groups with input
+    /// ($1 from, $2 to, $3 limit) → up to `limit` groups with input
     /// in the range, a spread-out sample in a fixed order (`plugin diff`).
     pub sample_groups: String,
     /// ($1 user_id, $2 day, $3 plugin_version, then one array per output
@@ -75,31 +76,19 @@ impl Statements {
         let dst = job.target.quoted();
         let ts = job.timestamp_column.quoted();
         let quote = |name: &str| format!("\"{name}\"");
-        // The timestamp column as a timestamptz (`t` qualifies it), and a
-        // timestamptz bound in the column's own type, so that comparisons
-        // stay on the column and its index serves. A naive column holds
-        // wall-clock times of `timestamp_zone` (validated: no quotes).
+        // The timestamp column as a timestamptz (`t` qualifies it). A naive
+        // column holds wall-clock times of `timestamp_zone` (validated: no quotes).
         let at = |t: &str| match &shape.naive_zone {
             None => format!("{t}{ts}"),
             Some(zone) => format!("({t}{ts} AT TIME ZONE '{zone}')"),
         };
-        let bound = |tstz: &str| match &shape.naive_zone {
-            None => tstz.to_string(),
-            Some(zone) => format!("({tstz} AT TIME ZONE '{zone}')"),
-        };
-        let range = |t: &str, from: &str, to: &str, tz: &str| {
-            format!(
-                "{t}{ts} >= {} AND {t}{ts} < {}",
-                bound(&format!("({from}::date::timestamp AT TIME ZONE {tz})")),
-                bound(&format!("(({to}::date + 1)::timestamp AT TIME ZONE {tz})"))
-            )
-        };
-        // The group's rows ($1 user, $2 day, $3 time zone) as an index range
-        // on (user_id, timestamp).
-        let day_range = |t: &str| format!("{t}user_id = $1::int8 AND {}", range(t, "$2", "$2", "$3"));
+        // Days, as the change triggers count them (`db::day`).
+        let day = Day::new(job, shape);
+        // The group's rows ($1 user, $2 day) as an index range on (user_id, timestamp).
+        let day_range = |t: &str| format!("{t}user_id = $1::int8 AND {}", day.between(t, "$2", "$2"));
         let grouped = |t: &str| capture::in_a_group(job, shape, t);
         // The rows of group `l` (its user and day columns) as an index range.
-        let group_range = |t: &str| format!("{t}user_id = l.user_id AND {}", range(t, "l.day", "l.day", "$3"));
+        let group_range = |t: &str| format!("{t}user_id = l.user_id AND {}", day.between(t, "l.day", "l.day"));
         let output_cols: Vec<String> = description.output.iter().map(|c| quote(&c.name)).collect();
         let input_cols = |t: &str, alias: bool| -> String {
             description
@@ -138,10 +127,18 @@ impl Statements {
                 "pg_try_advisory_xact_lock(hashtextextended({table}::text || '/' || $1::bigint || '/' || $2::date, 0))"
             )
         };
+        // The daily table as an SQL string (for `runner_expand_purges`).
+        let target = dst.replace('\'', "''");
         Statements {
-            peek: "WITH frozen AS (
+            // A purge (`runner_purges`: a TRUNCATE, a partition gone) becomes
+            // the keys of the days it covers that have daily rows, read with
+            // this statement's snapshot, and peeked at once.
+            peek: format!(
+                "WITH frozen AS (
                     DELETE FROM runner_changes
                     WHERE job = $1 AND $3::int4 IS NOT NULL AND day < (now() AT TIME ZONE $4::text)::date - $3::int4
+                 ), expanded AS (
+                    SELECT e.user_id, e.day, e.id FROM runner_expand_purges($1, '{target}') e
                  )
                  SELECT user_id, day FROM (
                     (SELECT f.user_id, f.day, 0::int8 AS id FROM runner_group_failures f
@@ -151,8 +148,12 @@ impl Statements {
                     (SELECT c.user_id, c.day, c.id FROM runner_changes c
                      WHERE c.job = $1 AND ($3::int4 IS NULL OR c.day >= (now() AT TIME ZONE $4::text)::date - $3::int4)
                      ORDER BY c.id LIMIT $2)
+                    UNION ALL
+                    (SELECT e.user_id, e.day, e.id FROM expanded e
+                     WHERE $3::int4 IS NULL OR e.day >= (now() AT TIME ZONE $4::text)::date - $3::int4
+                     ORDER BY e.id LIMIT $2)
                  ) b GROUP BY 1, 2 ORDER BY min(id) LIMIT $2"
-                .to_string(),
+            ),
             // The input is read in the same statement (one snapshot) as the
             // keys are taken: a change committed after it is not taken and
             // stays queued, so the group runs again (docs/architecture.md).
@@ -161,11 +162,11 @@ impl Statements {
                     SELECT {lock} AS ok
                  ), taken AS (
                     DELETE FROM runner_changes
-                    WHERE job = $5::text AND day = $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked)
+                    WHERE job = $4::text AND day = $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked)
                     RETURNING 1
                  ), cleared AS (
                     DELETE FROM runner_group_failures
-                    WHERE job = $5::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
+                    WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
                     RETURNING NOT failed AS retry
                  )
                  SELECT r.id, r.at{input_cols_r},
@@ -176,7 +177,7 @@ impl Statements {
                     WHERE {read_range}
                  ) r ON (SELECT ok FROM locked)
                  ORDER BY r.at, r.id",
-                lock = lock("$4"),
+                lock = lock("$3"),
                 at_s = at("s."),
                 input_cols_s = input_cols("s.", true),
                 input_cols_r = input_cols("r.", false),
@@ -186,15 +187,15 @@ impl Statements {
                 "WITH g AS (
                     SELECT * FROM unnest($1::int8[], $2::date[]) WITH ORDINALITY AS g(user_id, day, n)
                  ), locked AS MATERIALIZED (
-                    SELECT g.*, pg_try_advisory_xact_lock(hashtextextended($4::text || '/' || g.user_id || '/' || g.day, 0)) AS ok
+                    SELECT g.*, pg_try_advisory_xact_lock(hashtextextended($3::text || '/' || g.user_id || '/' || g.day, 0)) AS ok
                     FROM g
                  ), taken AS (
                     DELETE FROM runner_changes c USING locked l
-                    WHERE l.ok AND c.job = $5::text AND c.day = l.day AND c.user_id = l.user_id
+                    WHERE l.ok AND c.job = $4::text AND c.day = l.day AND c.user_id = l.user_id
                     RETURNING l.n
                  ), cleared AS (
                     DELETE FROM runner_group_failures f USING locked l
-                    WHERE l.ok AND f.job = $5::text AND f.user_id = l.user_id AND f.day = l.day
+                    WHERE l.ok AND f.job = $4::text AND f.user_id = l.user_id AND f.day = l.day
                     RETURNING l.n, NOT f.failed AS retry
                  ), counts AS (
                     SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
@@ -237,24 +238,24 @@ impl Statements {
             day_users: format!(
                 "SELECT user_id::int8 FROM {src}
                  WHERE {range} AND {grouped}
-                   AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[])) AND user_id > $4::int8
+                   AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
                  UNION
                  SELECT user_id::int8 FROM {dst}
-                 WHERE day = $1::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[])) AND user_id > $4::int8
-                 ORDER BY 1 LIMIT $5",
-                range = range("", "$1", "$1", "$2"),
+                 WHERE day = $1::date AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
+                 ORDER BY 1 LIMIT $4",
+                range = day.between("", "$1", "$1"),
                 grouped = grouped(""),
             ),
             count_groups: format!(
                 "SELECT count(*) FROM (
-                    SELECT user_id, ({at} AT TIME ZONE $2)::date FROM {src}
-                    WHERE {range} AND {grouped} AND ($4::int8[] IS NULL OR user_id = ANY($4::int8[]))
+                    SELECT user_id, {day_of} FROM {src}
+                    WHERE {range} AND {grouped} AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
                     UNION
                     SELECT user_id, day FROM {dst}
-                    WHERE day BETWEEN $1::date AND $3::date AND ($4::int8[] IS NULL OR user_id = ANY($4::int8[]))
+                    WHERE day BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
                  ) g",
-                at = at(""),
-                range = range("", "$1", "$3", "$2"),
+                day_of = day.of(""),
+                range = day.between("", "$1::date", "$2::date"),
                 grouped = grouped(""),
             ),
             read_day: format!(
@@ -267,11 +268,11 @@ impl Statements {
             ),
             sample_groups: format!(
                 "SELECT user_id, day FROM (
-                    SELECT DISTINCT user_id::int8 AS user_id, ({at} AT TIME ZONE $2)::date AS day FROM {src}
+                    SELECT DISTINCT user_id::int8 AS user_id, {day_of} AS day FROM {src}
                     WHERE {range} AND {grouped}
-                 ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $4",
-                at = at(""),
-                range = range("", "$1", "$3", "$2"),
+                 ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3",
+                day_of = day.of(""),
+                range = day.between("", "$1::date", "$2::date"),
                 grouped = grouped(""),
             ),
             replace: {
@@ -356,15 +357,17 @@ mod tests {
         let sql = Statements::new(&job("vitals_raw", "vitals_daily", "recorded_at"), &shape, &vitals());
         assert_eq!(
             folded(&sql.claim),
-            "WITH locked AS ( SELECT pg_try_advisory_xact_lock(hashtextextended($4::text || '/' || $1::bigint || '/' || \
-             $2::date, 0)) AS ok ), taken AS ( DELETE FROM runner_changes WHERE job = $5::text AND day = $2::date AND \
-             user_id = $1::int8 AND (SELECT ok FROM locked) RETURNING 1 ), cleared AS ( DELETE FROM runner_group_failures \
-             WHERE job = $5::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked) RETURNING NOT failed \
-             AS retry ) SELECT r.id, r.at, r.c0, r.c1, (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE \
-             retry), (SELECT ok FROM locked) FROM (SELECT 1) one LEFT JOIN LATERAL ( SELECT s.id::int8 AS id, \
-             s.\"recorded_at\" AS at, s.\"metric\" AS c0, s.\"value\" AS c1 FROM \"vitals_raw\" s WHERE s.user_id = $1::int8 \
-             AND s.\"recorded_at\" >= ($2::date::timestamp AT TIME ZONE $3) AND s.\"recorded_at\" < (($2::date + \
-             1)::timestamp AT TIME ZONE $3) ) r ON (SELECT ok FROM locked) ORDER BY r.at, r.id"
+            "WITH locked AS ( SELECT pg_try_advisory_xact_lock(hashtextextended($3::text || '/' || $1::bigint || \
+             '/' || $2::date, 0)) AS ok ), taken AS ( DELETE FROM runner_changes WHERE job = $4::text AND day = \
+             $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked) RETURNING 1 ), cleared AS ( DELETE FROM \
+             runner_group_failures WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok \
+             FROM locked) RETURNING NOT failed AS retry ) SELECT r.id, r.at, r.c0, r.c1, (SELECT count(*) FROM \
+             taken) + (SELECT count(*) FROM cleared WHERE retry), (SELECT ok FROM locked) FROM (SELECT 1) one \
+             LEFT JOIN LATERAL ( SELECT s.id::int8 AS id, s.\"recorded_at\" AS at, s.\"metric\" AS c0, \
+             s.\"value\" AS c1 FROM \"vitals_raw\" s WHERE s.user_id = $1::int8 AND s.\"recorded_at\" >= \
+             ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s.\"recorded_at\" < (($2::pg_catalog.date + \
+             1)::timestamp AT TIME ZONE 'UTC') AND (s.\"recorded_at\" AT TIME ZONE 'UTC')::pg_catalog.date = \
+             $2::pg_catalog.date ) r ON (SELECT ok FROM locked) ORDER BY r.at, r.id"
         );
         assert_eq!(
             folded(&sql.replace),
@@ -390,18 +393,42 @@ mod tests {
         let sql = Statements::new(&job("app.readings", "app.daily", "taken_at"), &shape, &vitals());
         assert_eq!(
             folded(&sql.read_day),
-            "SELECT s.id::int8, (s.\"taken_at\" AT TIME ZONE 'America/New_York'), s.\"metric\" AS c0, s.\"value\" AS c1 \
-             FROM \"app\".\"readings\" s WHERE s.user_id = $1::int8 AND s.\"taken_at\" >= (($2::date::timestamp AT TIME \
-             ZONE $3) AT TIME ZONE 'America/New_York') AND s.\"taken_at\" < ((($2::date + 1)::timestamp AT TIME ZONE $3) \
-             AT TIME ZONE 'America/New_York') ORDER BY s.\"taken_at\", s.id"
+            "SELECT s.id::int8, (s.\"taken_at\" AT TIME ZONE 'America/New_York'), s.\"metric\" AS c0, s.\"value\" \
+             AS c1 FROM \"app\".\"readings\" s WHERE s.user_id = $1::int8 AND s.\"taken_at\" >= \
+             LEAST(($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AT TIME ZONE 'America/New_York', \
+             (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AT TIME ZONE \
+             'America/New_York' + interval '1 day', (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') + \
+             interval '1 day') AT TIME ZONE 'America/New_York' - interval '1 day') AND s.\"taken_at\" < \
+             GREATEST((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AT TIME ZONE 'America/New_York', \
+             ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') - interval '1 day') AT TIME ZONE \
+             'America/New_York' + interval '1 day', ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + \
+             interval '1 day') AT TIME ZONE 'America/New_York' - interval '1 day') AND ((s.\"taken_at\" AT TIME \
+             ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date ORDER BY \
+             s.\"taken_at\", s.id"
         );
         assert!(folded(&sql.replace).starts_with("WITH up AS ( INSERT INTO \"app\".\"daily\""));
         let count = folded(&sql.count_groups);
         assert!(
             count.contains(
-                "(\"taken_at\" AT TIME ZONE 'America/New_York') AT TIME ZONE $2)::date FROM \"app\".\"readings\""
+                "((\"taken_at\" AT TIME ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date FROM \"app\".\"readings\""
             ),
             "{count}"
+        );
+    }
+
+    #[test]
+    fn a_naive_column_in_the_jobs_own_zone_is_read_by_its_own_date() {
+        let shape = SourceShape { naive_zone: Some("America/Santiago".into()), reading: Vec::new() };
+        let mut config = job("app.readings", "app.daily", "taken_at");
+        config.timezone = "America/Santiago".into();
+        let sql = Statements::new(&config, &shape, &vitals());
+        let read = folded(&sql.read_day);
+        assert!(
+            read.contains(
+                "s.\"taken_at\" >= $2::pg_catalog.date::timestamp AND s.\"taken_at\" < ($2::pg_catalog.date + \
+                 1)::timestamp AND s.\"taken_at\"::pg_catalog.date = $2::pg_catalog.date"
+            ),
+            "{read}"
         );
     }
 }

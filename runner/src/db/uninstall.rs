@@ -39,7 +39,8 @@ pub async fn plan(
     let functions = client
         .query(
             "SELECT p.oid::regprocedure::text FROM pg_proc p
-             WHERE p.proname LIKE 'runner\\_capture\\_%' OR p.proname = 'runner_notify_pending' ORDER BY 1",
+             WHERE p.proname LIKE 'runner\\_capture\\_%' OR p.proname IN ('runner_notify_pending', 'runner_expand_purges')
+             ORDER BY 1",
             &[],
         )
         .await?;

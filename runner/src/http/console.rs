@@ -66,9 +66,10 @@ fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
     } else {
         "running"
     };
-    let health = job.health().problems();
+    let health = job.health();
+    let problems: Vec<String> = health.problems().into_iter().chain(health.degraded()).collect();
     let _ = write!(out, "<section class=job id='job-{name}'><h2>{name} <small>{status}</small></h2>");
-    for problem in &health {
+    for problem in &problems {
         let _ = write!(out, "<p class=bad>{}</p>", esc(problem));
     }
     let figures = snapshot.jobs.get(&job.name);

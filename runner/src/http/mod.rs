@@ -162,7 +162,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// Ready when the database answers, every enabled job has a plugin, and
 /// no job's loop is down or keeps timing out; otherwise 503 naming each job
-/// and why.
+/// and why. A job that works but may be wrong (change capture incomplete)
+/// is named under `degraded`, with 200.
 async fn ready(State(s): State<AppState>) -> Response {
     let db = crate::db::health::check();
     let waiting: Vec<&str> = s
@@ -186,10 +187,22 @@ async fn ready(State(s): State<AppState>) -> Response {
         .iter()
         .filter_map(|j| Some((j.name.clone(), json!(j.last_reload_error.lock().expect("lock").clone()?))))
         .collect();
+    // Working, but perhaps wrong: named, not a reason to be unready.
+    let degraded: serde_json::Map<String, serde_json::Value> = s
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            let reasons = j.health().degraded();
+            (!reasons.is_empty()).then(|| (j.name.clone(), json!(reasons)))
+        })
+        .collect();
     let body = json!({
+        "status": if !troubled.is_empty() || !waiting.is_empty() || db.is_err() { "down" }
+            else if degraded.is_empty() { "ok" } else { "degraded" },
         "database": db.as_ref().map_or_else(String::clone, |()| "ok".into()),
         "jobs_without_plugin": waiting,
         "jobs_in_trouble": troubled,
+        "degraded": degraded,
         "refused_files": refused,
     });
     let ok = db.is_ok() && waiting.is_empty() && troubled.is_empty();

@@ -31,8 +31,14 @@ pub async fn run(pool: Pool, job: Arc<Job>, window: Duration, mut shutdown: watc
         if let Some(version) = &version {
             let work = async {
                 match plan(&pool, &job, version, days, first).await {
-                    Ok(Some(range)) => recompute_window(&pool, &job, version, range).await,
-                    Ok(None) => {}
+                    Ok(Plan::Window(range)) => recompute_window(&pool, &job, version, range).await,
+                    Ok(Plan::Finished(range)) => {
+                        if let Err(e) = sweep(&pool, &job, version, &range).await {
+                            tracing::warn!(job = %job.name, error = %format!("{e:#}"),
+                                "Recompute after deploy could not look for rows of older versions.");
+                        }
+                    }
+                    Ok(Plan::Nothing) => {}
                     Err(e) => tracing::warn!(job = %job.name, error = %format!("{e:#}"),
                         "Recompute after deploy could not start; it tries again at the next deploy or start."),
                 }
@@ -67,9 +73,20 @@ async fn version_changes(job: &Job, version: Option<&str>) {
     }
 }
 
+/// What a runner that runs `version` does after a deploy.
+enum Plan {
+    /// Recompute this window (a new run, or an unfinished one).
+    Window(Range),
+    /// Another runner finished the window: only requeue its groups that
+    /// still carry another version ([`sweep`]).
+    Finished(Range),
+    /// The first version ever: nothing to follow.
+    Nothing,
+}
+
 /// The window to recompute for `version`, if any: an unfinished run's, or
 /// a new one ending today.
-async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> anyhow::Result<Option<Range>> {
+async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> anyhow::Result<Plan> {
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -81,8 +98,8 @@ async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> 
     let mine = rows.iter().find(|r| r.get::<_, String>(0) == version);
     let range = |from: NaiveDate, to: NaiveDate| Range { from, to, users: None, background: true };
     Ok(match mine {
-        Some(r) if r.get::<_, bool>(3) => None,
-        Some(r) => Some(range(r.get(1), r.get(2))),
+        Some(r) if r.get::<_, bool>(3) => Plan::Finished(range(r.get(1), r.get(2))),
+        Some(r) => Plan::Window(range(r.get(1), r.get(2))),
         // Started with a version never recorded and nothing before it: a baseline.
         None if first && rows.is_empty() => {
             let today = Utc::now().date_naive();
@@ -93,13 +110,39 @@ async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> 
                     &[&job.name, &today, &AFTER_DEPLOY, &version],
                 )
                 .await?;
-            None
+            Plan::Nothing
         }
         None => {
             let to = Utc::now().date_naive();
-            Some(range(to - chrono::Days::new(days - 1), to))
+            Plan::Window(range(to - chrono::Days::new(days - 1), to))
         }
     })
+}
+
+/// Queues the window's groups whose daily rows another version wrote.
+/// Runners notice a deploy at different moments: one still running the old
+/// version may take groups another runner queued for the new one. Each
+/// runner sweeps once it runs the new version, so the last to switch
+/// leaves no group behind. Returns the groups queued.
+async fn sweep(pool: &Pool, job: &Job, version: &str, range: &Range) -> anyhow::Result<u64> {
+    let client = pool.get().await?;
+    let target = job.current().config.target.quoted();
+    let queued = client
+        .execute(
+            &format!(
+                "INSERT INTO runner_changes (job, user_id, day)
+                 SELECT DISTINCT $1::text, user_id::int8, day FROM {target}
+                 WHERE day BETWEEN $2 AND $3 AND plugin_version IS DISTINCT FROM $4::text"
+            ),
+            &[&job.name, &range.from, &range.to, &version],
+        )
+        .await?;
+    if queued > 0 {
+        tracing::info!(job = %job.name, plugin = version, groups = queued,
+            "Groups of the window still written by another version are queued again.");
+        job.wake.notify_one();
+    }
+    Ok(queued)
 }
 
 async fn recompute_window(pool: &Pool, job: &Job, version: &str, range: Range) {
@@ -118,9 +161,13 @@ async fn recompute_window(pool: &Pool, job: &Job, version: &str, range: Range) {
         }
     })
     .await;
+    let result = match result {
+        Ok(queued) => sweep(pool, job, version, &range).await.map(|requeued| (queued, requeued)),
+        Err(e) => Err(e),
+    };
     match result {
-        Ok(queued) => tracing::info!(job = %job.name, plugin = version, queued_by_this_runner = queued,
-            "Recompute after deploy finished." ),
+        Ok((queued, requeued)) => tracing::info!(job = %job.name, plugin = version, queued_by_this_runner = queued,
+            requeued_from_other_versions = requeued, "Recompute after deploy finished." ),
         Err(e) => tracing::warn!(job = %job.name, error = %format!("{e:#}"),
             "Recompute after deploy stopped; it resumes at the next start or deploy."),
     }

@@ -58,7 +58,7 @@ pub async fn process_many(
     let users: Vec<i64> = keys.iter().map(|k| k.user_id).collect();
     let days: Vec<NaiveDate> = keys.iter().map(|k| k.day).collect();
     let target = config.target.as_str();
-    let params: [&(dyn ToSql + Sync); 5] = [&users, &days, &config.timezone, &target, &job];
+    let params: [&(dyn ToSql + Sync); 4] = [&users, &days, &target, &job];
     let (tx, raw) = Pipelined::begin_with(client, &claim, &params).await?;
     let raw = match raw {
         Ok(raw) => raw,
@@ -76,6 +76,7 @@ pub async fn process_many(
     // First the groups as the claim left them; those with input to
     // aggregate are collected, in order.
     let mut to_run: Vec<(GroupKey, &[tokio_postgres::Row])> = Vec::new();
+    let mut emptied: Vec<GroupKey> = Vec::new();
     let mut start = 0;
     while start < raw.len() {
         let n: i64 = raw[start].try_get(width - 1).unwrap_or(0);
@@ -90,13 +91,24 @@ pub async fn process_many(
             outcomes.push((key, Outcome::Empty));
         } else if first.try_get::<_, Option<i64>>(0).ok().flatten().is_none() {
             // No input left: emptied, unless the day is frozen.
-            if group::frozen(config, key) {
-                outcomes.push((key, Outcome::Empty));
-            } else {
-                written.push((key, Vec::new(), 0, 0));
-            }
+            emptied.push(key);
         } else {
             to_run.push((key, rows));
+        }
+    }
+    if !emptied.is_empty() {
+        let horizon = match group::horizon(tx.client(), config).await {
+            Ok(horizon) => horizon,
+            Err(source) => {
+                let e = GroupError::Sql { step: "reading the frozen horizon", key: emptied[0], source };
+                return abandon(tx, pool, job, state, live, keys, e, started).await;
+            }
+        };
+        for key in emptied {
+            match horizon {
+                Some(h) if key.day < h => outcomes.push((key, Outcome::Empty)),
+                _ => written.push((key, Vec::new(), 0, 0)),
+            }
         }
     }
     if state.candidate.is_none() {

@@ -16,7 +16,6 @@ use serde::Serialize;
 
 use super::group::{call, input_rows};
 use super::job::Live;
-use crate::config;
 use crate::plugin::Limits;
 use crate::rows::{GroupKey, Output, Value};
 
@@ -80,25 +79,23 @@ impl Report {
 /// `from` and `to` (days in the job's time zone).
 pub async fn compare(
     pool: &Pool,
-    cfg: &config::Job,
     live: &Live,
     new: &Live,
     limits: Limits,
     (from, to): (NaiveDate, NaiveDate),
     sample: i64,
 ) -> anyhow::Result<Report> {
-    let tz = &cfg.timezone;
     let groups: Vec<GroupKey> = pool
         .get()
         .await?
-        .query(&live.sql.sample_groups, &[&from, tz, &to, &sample])
+        .query(&live.sql.sample_groups, &[&from, &to, &sample])
         .await?
         .iter()
         .filter_map(|r| Some(GroupKey { user_id: r.try_get(0).ok()?, day: r.try_get(1).ok()? }))
         .collect();
     let mut report = Report::default();
     for key in groups {
-        let (first, second) = read_day(pool, [live, new], key, tz).await?;
+        let (first, second) = read_day(pool, [live, new], key).await?;
         let days = [&first, second.as_ref().unwrap_or(&first)];
         let mut outputs = Vec::new();
         for ((side, plugin), raw) in [("live", live), ("new", new)].into_iter().zip(days) {
@@ -136,7 +133,6 @@ async fn read_day(
     pool: &Pool,
     plugins: [&Live; 2],
     key: GroupKey,
-    tz: &str,
 ) -> anyhow::Result<(Vec<tokio_postgres::Row>, Option<Vec<tokio_postgres::Row>>)> {
     let mut client = pool.get().await?;
     let tx = client
@@ -145,11 +141,11 @@ async fn read_day(
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .start()
         .await?;
-    let first = tx.query(&plugins[0].sql.read_day, &[&key.user_id, &key.day, &tz]).await?;
+    let first = tx.query(&plugins[0].sql.read_day, &[&key.user_id, &key.day]).await?;
     let second = if plugins[1].sql.read_day == plugins[0].sql.read_day {
         None
     } else {
-        Some(tx.query(&plugins[1].sql.read_day, &[&key.user_id, &key.day, &tz]).await?)
+        Some(tx.query(&plugins[1].sql.read_day, &[&key.user_id, &key.day]).await?)
     };
     tx.commit().await?;
     Ok((first, second))

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Client, Object};
 use tokio_postgres::types::ToSql;
 
@@ -91,7 +91,7 @@ pub async fn process(
     let claim = client.prepare_cached(&sql.claim).await?;
     let target = config.target.as_str();
     // One statement: the group lock, the keys, and the day's input.
-    let params: [&(dyn ToSql + Sync); 5] = [&key.user_id, &key.day, &config.timezone, &target, &job];
+    let params: [&(dyn ToSql + Sync); 4] = [&key.user_id, &key.day, &target, &job];
     let (tx, raw) = Pipelined::begin_with(client, &claim, &params).await?;
     let raw = match raw {
         Ok(raw) => raw,
@@ -124,7 +124,7 @@ pub async fn process(
     // A NULL id: the day has no raw rows.
     let rows: &[tokio_postgres::Row] =
         if first.try_get::<_, Option<i64>>(0).ok().flatten().is_some() { &raw } else { &[] };
-    if rows.is_empty() && frozen(config, key) {
+    if rows.is_empty() && horizon(tx.client(), config).await?.is_some_and(|h| key.day < h) {
         // Raw rows purged for retention: the daily history stays.
         tx.commit().await?;
         return Ok(Outcome::Empty);
@@ -170,14 +170,18 @@ pub async fn process(
     }
 }
 
-/// Whether `key`'s day is before the job's frozen horizon. Counted from
-/// today in UTC with a day to spare, so that no zone's frozen day is ever
-/// emptied.
-pub(super) fn frozen(config: &crate::config::Job, key: GroupKey) -> bool {
-    config.frozen_days().is_some_and(|days| {
-        let horizon = Utc::now().date_naive() - chrono::Days::new(u64::try_from(days).unwrap_or(0).saturating_sub(1));
-        key.day < horizon
-    })
+/// The job's frozen horizon, when it has one: a day before it keeps its
+/// daily rows once its raw rows are gone (purged for retention). The queue
+/// drops changes to such days with the same horizon (`peek`): today in the
+/// job's zone, less `frozen_before`.
+pub(super) async fn horizon(
+    client: &tokio_postgres::Client,
+    config: &crate::config::Job,
+) -> Result<Option<NaiveDate>, tokio_postgres::Error> {
+    let Some(days) = config.frozen_days() else { return Ok(None) };
+    let row =
+        client.query_one("SELECT (now() AT TIME ZONE $1::text)::date - $2::int4", &[&config.timezone, &days]).await?;
+    Ok(Some(row.try_get(0)?))
 }
 
 /// Records a group's failure after its rollback: one more attempt, the

@@ -98,9 +98,20 @@ pub struct Health {
     /// The live plugin was not verified by a key trusted now (keys were
     /// turned on or rotated while it ran): which plugin and why.
     pub unverified: Option<String>,
+    /// Change capture does not fire on every write to the source (triggers
+    /// disabled or dropped, a partition without them): why, and since
+    /// when. The job works, but is degraded: changes may be missed.
+    pub capture: Option<CaptureGap>,
     /// Groups deferred since the last completed one.
     #[serde(skip)]
     pub deferred_in_a_row: u32,
+}
+
+/// Since when, and why, change capture has not fired on every write.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaptureGap {
+    pub problems: Vec<String>,
+    pub since: chrono::DateTime<chrono::Utc>,
 }
 
 /// Deferred groups in a row, with none completed, that make a job "timing out".
@@ -113,6 +124,12 @@ impl Health {
         let slow = self.timing_out.iter().map(|r| format!("its groups keep timing out: {r}"));
         let unverified = self.unverified.iter().map(|r| format!("it runs unverified code: {r}"));
         down.chain(slow).chain(unverified).collect()
+    }
+
+    /// One sentence per reason the job works but may be wrong: `/ready`
+    /// stays 200 and names them.
+    pub fn degraded(&self) -> Vec<String> {
+        self.capture.iter().flat_map(|g| g.problems.iter().map(|p| format!("changes may be missed: {p}"))).collect()
     }
 }
 

@@ -3,6 +3,7 @@
 //! settings in as files change.
 
 pub mod after_deploy;
+pub mod capture_watch;
 pub mod commit;
 pub mod deploy;
 pub mod diff;
@@ -256,12 +257,12 @@ pub async fn check_tables(
 /// Runs a job's loop, restarting it with backoff should it ever end
 /// unexpectedly: logged at error level at once, and shown by `/ready`,
 /// `status` (the job's health) and `runner_job_up` while down.
-async fn supervise(pool: Pool, job: Arc<Job>, mode: Mode, shutdown: watch::Receiver<bool>) -> Report {
+async fn supervise(pool: Pool, job: Arc<Job>, mode: Mode, repair: bool, shutdown: watch::Receiver<bool>) -> Report {
     let up = metrics::gauge!("runner_job_up", "job" => job.name.clone());
     let mut delay = Duration::from_secs(1);
     loop {
         up.set(1.0);
-        let task = tokio::spawn(worker::run(pool.clone(), job.clone(), mode, shutdown.clone()));
+        let task = tokio::spawn(worker::run(pool.clone(), job.clone(), mode, repair, shutdown.clone()));
         let reason = match task.await {
             Ok(report) => return report,
             Err(e) if e.is_panic() => {
@@ -293,12 +294,15 @@ async fn supervise(pool: Pool, job: Arc<Job>, mode: Mode, shutdown: watch::Recei
 }
 
 /// Runs every job until shutdown (or, with `Mode::Once`, until drained).
-/// As a daemon it also listens for new rows.
+/// As a daemon it also listens for new rows. Each job's loop watches its
+/// change capture (`capture_watch`); `repair` queues the days a capture gap
+/// may have missed.
 pub async fn run(
     config: &Config,
     pool: Pool,
     jobs: &[Arc<Job>],
     mode: Mode,
+    repair: bool,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<(String, Report)>> {
     let mut wakers: HashMap<String, Vec<Arc<tokio::sync::Notify>>> = HashMap::new();
@@ -312,7 +316,7 @@ pub async fn run(
             None => tracing::info!(job = %job.name, "Job paused (disabled)."),
         }
         let name = job.name.clone();
-        tasks.push((name, tokio::spawn(supervise(pool.clone(), job.clone(), mode, shutdown.clone()))));
+        tasks.push((name, tokio::spawn(supervise(pool.clone(), job.clone(), mode, repair, shutdown.clone()))));
     }
     let listener = match mode {
         Mode::Daemon => {

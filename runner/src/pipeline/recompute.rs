@@ -112,8 +112,7 @@ pub async fn recompute(
     let mut summary = Summary { resumed: saved.try_get::<_, i64>(2)? as u64, ..Summary::default() };
     let count = client.prepare_cached(&live.sql.count_groups).await?;
     summary.total =
-        client.query_one(&count, &[&range.from, &cfg.timezone, &range.to, &range.users]).await?.try_get::<_, i64>(0)?
-            as u64;
+        client.query_one(&count, &[&range.from, &range.to, &range.users]).await?.try_get::<_, i64>(0)? as u64;
     if finished {
         // Only the groups that failed last time are left to do.
         let rows = client
@@ -143,7 +142,7 @@ pub async fn recompute(
         let users: Vec<i64> = {
             let client = pool.get().await?;
             let statement = client.prepare_cached(&live.sql.day_users).await?;
-            let rows = client.query(&statement, &[&day, &cfg.timezone, &range.users, &after_user, &batch]).await?;
+            let rows = client.query(&statement, &[&day, &range.users, &after_user, &batch]).await?;
             rows.iter().filter_map(|r| r.try_get(0).ok()).collect()
         };
         let Some(&last) = users.last() else {
@@ -284,8 +283,7 @@ pub async fn queue_window(
         let client = pool.get().await?;
         client.execute(START, &params).await?;
         let count = client.prepare_cached(&live.sql.count_groups).await?;
-        client.query_one(&count, &[&range.from, &cfg.timezone, &range.to, &range.users]).await?.try_get::<_, i64>(0)?
-            as u64
+        client.query_one(&count, &[&range.from, &range.to, &range.users]).await?.try_get::<_, i64>(0)? as u64
     };
     let mut queued_here = 0u64;
     loop {
@@ -328,7 +326,7 @@ pub async fn queue_window(
         } else {
             let statement = tx.prepare_cached(&live.sql.day_users).await?;
             let users: Vec<i64> = tx
-                .query(&statement, &[&day, &cfg.timezone, &range.users, &after_user, &chunk])
+                .query(&statement, &[&day, &range.users, &after_user, &chunk])
                 .await?
                 .iter()
                 .filter_map(|r| r.try_get(0).ok())

@@ -69,7 +69,7 @@ const MAX_STALLED_BATCHES: u32 = 30;
 
 /// Runs one job until `shutdown` turns true (or, with `Mode::Once`, until
 /// nothing due is left).
-pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Receiver<bool>) -> Report {
+pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, repair: bool, mut shutdown: watch::Receiver<bool>) -> Report {
     let mut report = Report::default();
     let started = Instant::now();
     let mut consecutive_errors = 0u32;
@@ -82,9 +82,23 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, mut shutdown: watch::Rec
     let mut lingered = 0;
     // A group's recent share of its transaction's time (group commit).
     let mut per_group: Option<Duration> = None;
+    // The last look at the job's change capture (`capture_watch`): at the
+    // start, then once per poll interval as a daemon, on the loop's own
+    // turn, so it costs the job no connection beside its workers'.
+    let mut looked: Option<Instant> = None;
     while !*shutdown.borrow() {
         failpoint(&job.name);
         let state = job.current();
+        let due = match looked {
+            None => true,
+            Some(at) => mode == Mode::Daemon && at.elapsed() >= state.poll_interval,
+        };
+        if due {
+            if let Err(e) = super::capture_watch::look(&pool, &job, repair).await {
+                warn!(job = %job.name, error = %format!("{e:#}"), "Checking change capture failed; it is tried again.");
+            }
+            looked = Some(Instant::now());
+        }
         let batch = if state.running().is_none() {
             Ok(None) // paused: nothing to claim
         } else {
@@ -292,6 +306,7 @@ async fn run_batch(
                         .collect::<Vec<_>>()
                 }
                 Err(e) => {
+                    pool::note_error(&e);
                     let message = format!("{e:#}");
                     keys.iter()
                         .map(|k| (*k, Err(anyhow::anyhow!("{message}")), Some(started.elapsed()), waited, None))
@@ -414,6 +429,7 @@ async fn run_batch(
 /// debug, so an outage is not a flood) and keeps it for the report.
 fn record_db_error(report: &mut Report, job: &str, e: &anyhow::Error, streak: u32) {
     report.db_errors += 1;
+    pool::note_error(e);
     let message = format!("{e:#}");
     if streak <= 1 || report.last_db_error.as_ref() != Some(&message) {
         warn!(job, error = %message, "Database error; the keys stay queued and will be retried.");

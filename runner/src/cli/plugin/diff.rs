@@ -83,7 +83,7 @@ pub async fn run(args: Args, config_path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let report = diff::compare(&pool, &cfg, &live, &new, limits, (from, to), args.sample).await?;
+    let report = diff::compare(&pool, &live, &new, limits, (from, to), args.sample).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,0 +1,127 @@
+//! A row's day: the one definition that the change triggers, every read of
+//! a group's rows, `recompute`, `plugin diff` and the benchmark share.
+//!
+//! The day of a row is the calendar date of its timestamp in the job's zone
+//! (`timezone`). A naive `timestamp` column holds wall times of
+//! `timestamp_zone`: its day is that wall time's date read in the job's
+//! zone, which is its own date when the two zones are the same.
+//!
+//! Reads stay index ranges on `(user_id, timestamp)`, filtered by that same
+//! expression. The range cannot simply run from local midnight to local
+//! midnight: where midnight is missing (a spring-forward gap) or happens
+//! twice (a fall-back at midnight, as in America/Havana), Postgres picks one
+//! reading of `day::timestamp AT TIME ZONE zone`, and rows of the day fall
+//! outside it. So each bound is widened by the zone's offset change around
+//! it: the zone's offset is sampled at the bound and a day either side (no
+//! zone changes offset twice within two days), and the widest reading is
+//! taken. The filter then keeps exactly the day's rows.
+
+use crate::config;
+use crate::db::schema::SourceShape;
+
+/// How a job reads days from its source's timestamp column.
+#[derive(Debug, Clone)]
+pub struct Day {
+    /// The timestamp column, quoted.
+    column: String,
+    /// The job's zone, as a SQL literal (zones are validated: no quotes).
+    zone: String,
+    /// A naive column's zone, as a SQL literal, when it is not the job's.
+    naive: Naive,
+}
+
+#[derive(Debug, Clone)]
+enum Naive {
+    /// `timestamptz`: an instant.
+    No,
+    /// `timestamp` of wall times in the job's own zone.
+    SameZone,
+    /// `timestamp` of wall times in another zone (a SQL literal).
+    Zone(String),
+}
+
+impl Day {
+    pub fn new(job: &config::Job, shape: &SourceShape) -> Day {
+        let literal = |zone: &str| format!("'{zone}'");
+        let naive = match &shape.naive_zone {
+            None => Naive::No,
+            Some(zone) if *zone == job.timezone => Naive::SameZone,
+            Some(zone) => Naive::Zone(literal(zone)),
+        };
+        Day { column: job.timestamp_column.quoted(), zone: literal(&job.timezone), naive }
+    }
+
+    /// The day of the row aliased `t` (its alias and a dot, or ""): a `date`.
+    pub fn of(&self, t: &str) -> String {
+        let (ts, tz) = (format!("{t}{}", self.column), &self.zone);
+        match &self.naive {
+            Naive::No => format!("({ts} AT TIME ZONE {tz})::pg_catalog.date"),
+            Naive::SameZone => format!("{ts}::pg_catalog.date"),
+            Naive::Zone(zone) => format!("(({ts} AT TIME ZONE {zone}) AT TIME ZONE {tz})::pg_catalog.date"),
+        }
+    }
+
+    /// The condition that row `t`'s day lies in `[from, to]` (SQL `date`
+    /// expressions): an index range on the timestamp column, then the day.
+    pub fn between(&self, t: &str, from: &str, to: &str) -> String {
+        let ts = format!("{t}{}", self.column);
+        let (first, end) =
+            (format!("{from}::pg_catalog.date::timestamp"), format!("({to}::pg_catalog.date + 1)::timestamp"));
+        let (low, high) = match &self.naive {
+            // Wall times of the job's zone: the range is exact.
+            Naive::SameZone => (first, end),
+            Naive::No => (widened(&first, &self.zone, Widest::Earliest), widened(&end, &self.zone, Widest::Latest)),
+            // The instants, then as wall times of the column's zone.
+            Naive::Zone(zone) => (
+                widened(&widened(&first, &self.zone, Widest::Earliest), zone, Widest::Earliest),
+                widened(&widened(&end, &self.zone, Widest::Latest), zone, Widest::Latest),
+            ),
+        };
+        let day = self.of(t);
+        let days = if from == to {
+            format!("{day} = {from}::pg_catalog.date")
+        } else {
+            format!("{day} BETWEEN {from} AND {to}")
+        };
+        format!("{ts} >= {low} AND {ts} < {high} AND {days}")
+    }
+}
+
+/// Which reading of a bound to keep.
+#[derive(Clone, Copy)]
+enum Widest {
+    Earliest,
+    Latest,
+}
+
+impl Widest {
+    fn function(self) -> &'static str {
+        match self {
+            Widest::Earliest => "LEAST",
+            Widest::Latest => "GREATEST",
+        }
+    }
+}
+
+/// `value AT TIME ZONE zone` (a wall time to an instant, or an instant to
+/// a wall time: Postgres's operator goes both ways), read with the zone's
+/// offsets at it and a day either side, and the widest kept.
+fn widened(value: &str, zone: &str, widest: Widest) -> String {
+    if is_utc(zone) {
+        // No offset ever changes: the plain reading is exact.
+        return format!("({value} AT TIME ZONE {zone})");
+    }
+    format!(
+        "{f}({value} AT TIME ZONE {zone}, ({value} - interval '1 day') AT TIME ZONE {zone} + interval '1 day', \
+         ({value} + interval '1 day') AT TIME ZONE {zone} - interval '1 day')",
+        f = widest.function()
+    )
+}
+
+/// Whether `zone` (a SQL literal) names UTC, whose offset never changes.
+fn is_utc(zone: &str) -> bool {
+    const UTC: &[&str] = &["UTC", "UCT", "GMT", "Zulu", "Universal", "Greenwich"];
+    let name = zone.trim_matches('\'');
+    let name = name.strip_prefix("Etc/").unwrap_or(name);
+    UTC.iter().any(|u| u.eq_ignore_ascii_case(name))
+}
