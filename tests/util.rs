@@ -461,3 +461,21 @@ pub fn config_with_plugin_file(db_url: &str, jobs: &str, file: &Path, as_name: &
     std::fs::copy(file, own.join(as_name)).unwrap();
     (dir, path)
 }
+
+/// `user day readings` per group of `vitals_daily`, a line each: what the
+/// runner made of the raw rows.
+pub async fn daily_counts(db: &TestDb) -> String {
+    let sql = "SELECT coalesce(string_agg(user_id || ' ' || day || ' ' || n, E'\\n' ORDER BY user_id, day), '')
+               FROM (SELECT user_id, day, sum(sample_count + rejected_count) n FROM vitals_daily GROUP BY 1, 2) g";
+    db.client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// The same, computed by Postgres itself from the raw rows in `table`, with
+/// `day` (an SQL expression) as a row's day: what the spec says it must be.
+pub async fn counts_by_day(db: &TestDb, table: &str, day: &str) -> String {
+    let sql = format!(
+        "SELECT coalesce(string_agg(user_id || ' ' || day || ' ' || n, E'\\n' ORDER BY user_id, day), '')
+         FROM (SELECT user_id, {day} AS day, count(*) n FROM {table} GROUP BY 1, 2) g"
+    );
+    db.client.query_one(&sql, &[]).await.unwrap().get(0)
+}

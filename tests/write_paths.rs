@@ -5,29 +5,14 @@
 
 use std::path::Path;
 
-use crate::util::{Daemon, TestDb, config, http_get, job_on, run_ok, runner, text};
-
-/// `user day readings` per group of the daily table.
-async fn daily(db: &TestDb) -> String {
-    let sql = "SELECT coalesce(string_agg(user_id || ' ' || day || ' ' || n, ',' ORDER BY user_id, day), '')
-               FROM (SELECT user_id, day, sum(sample_count + rejected_count) n FROM vitals_daily GROUP BY 1, 2) g";
-    db.client.query_one(sql, &[]).await.unwrap().get(0)
-}
-
-/// The same from the raw rows now in `table` (UTC days).
-async fn expected(db: &TestDb, table: &str) -> String {
-    let sql = format!(
-        "SELECT coalesce(string_agg(user_id || ' ' || day || ' ' || n, ',' ORDER BY user_id, day), '')
-         FROM (SELECT user_id, (recorded_at AT TIME ZONE 'UTC')::date AS day, count(*) n FROM {table} GROUP BY 1, 2) g"
-    );
-    db.client.query_one(&sql, &[]).await.unwrap().get(0)
-}
+use crate::util::{Daemon, TestDb, config, counts_by_day, daily_counts, http_get, job_on, run_ok, runner, text};
 
 /// Waits until the daily rows are those of the raw rows now in `table`.
 async fn wait_followed(db: &TestDb, daemon: &Daemon, table: &str, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let (now, want) = (daily(db).await, expected(db, table).await);
+        let (now, want) =
+            (daily_counts(db).await, counts_by_day(db, table, "(recorded_at AT TIME ZONE 'UTC')::date").await);
         if now == want {
             return;
         }
@@ -125,7 +110,7 @@ async fn partitions_written_directly_created_attached_truncated_detached_and_dro
     wait_followed(&db, &daemon, "readings", "a detach").await;
     db.client.batch_execute("DROP TABLE readings_2024_07").await.unwrap();
     wait_followed(&db, &daemon, "readings", "a drop").await;
-    assert_eq!(daily(&db).await, "5 2024-08-09 1");
+    assert_eq!(daily_counts(&db).await, "5 2024-08-09 1");
     let status = text(&run_ok(&config, &["status"]).await);
     assert!(
         status.contains(

@@ -3,7 +3,7 @@
 //! put every reading on the spec's day (the calendar date of its timestamp
 //! in the job's zone), checked against Postgres computing that date itself.
 
-use crate::util::{Daemon, TestDb, job_on, migrated, run_ok, wait_settled};
+use crate::util::{Daemon, TestDb, counts_by_day, daily_counts, job_on, migrated, run_ok, wait_settled};
 
 /// Readings every 20 minutes from `from` to `to` for users 1 to 3 (SQL
 /// `generate_series` over the column's own type).
@@ -14,36 +14,6 @@ fn readings(table: &str, from: &str, to: &str, kind: &str) -> String {
          FROM generate_series(1, 3) u,
               generate_series('{from}'::{kind}, '{to}'::{kind}, interval '20 minutes') t"
     )
-}
-
-/// `user day readings` per group, as the daily table holds them.
-async fn daily_counts(db: &TestDb) -> String {
-    let row = db
-        .client
-        .query_one(
-            "SELECT coalesce(string_agg(user_id || ' ' || day || ' ' || n, E'\\n' ORDER BY user_id, day), '')
-             FROM (SELECT user_id, day, sum(sample_count + rejected_count) n FROM vitals_daily GROUP BY 1, 2) g",
-            &[],
-        )
-        .await
-        .unwrap();
-    row.get(0)
-}
-
-/// The same, computed by Postgres from the raw rows with `day` as the spec says.
-async fn expected_counts(db: &TestDb, table: &str, day: &str) -> String {
-    let row = db
-        .client
-        .query_one(
-            &format!(
-                "SELECT coalesce(string_agg(user_id || ' ' || day || ' ' || n, E'\\n' ORDER BY user_id, day), '')
-                 FROM (SELECT user_id, {day} AS day, count(*) n FROM {table} GROUP BY 1, 2) g"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    row.get(0)
 }
 
 /// A raw vitals table whose `recorded_at` is a naive `timestamp`.
@@ -72,7 +42,7 @@ async fn havana_midnight_twice_and_missing_every_reading_lands_on_its_local_day(
         db.client.batch_execute(&readings("vitals_raw", from, to, "timestamptz")).await.unwrap();
     }
     wait_settled(&db, 120).await;
-    let expected = expected_counts(&db, "vitals_raw", "(recorded_at AT TIME ZONE 'America/Havana')::date").await;
+    let expected = counts_by_day(&db, "vitals_raw", "(recorded_at AT TIME ZONE 'America/Havana')::date").await;
     assert!(expected.contains("1 2026-11-01 "), "{expected}");
     assert_eq!(daily_counts(&db).await, expected, "the daemon, after the triggers; log:\n{}", daemon.log());
 
@@ -96,7 +66,7 @@ async fn havana_midnight_twice_and_missing_every_reading_lands_on_its_local_day(
     // recompute reads the same days.
     db.client.batch_execute("DELETE FROM vitals_daily WHERE user_id = 2").await.unwrap();
     run_ok(&config, &["recompute", "--job", "vitals", "--from", "2026-03-01", "--to", "2026-11-30"]).await;
-    let expected = expected_counts(&db, "vitals_raw", "(recorded_at AT TIME ZONE 'America/Havana')::date").await;
+    let expected = counts_by_day(&db, "vitals_raw", "(recorded_at AT TIME ZONE 'America/Havana')::date").await;
     assert_eq!(daily_counts(&db).await, expected, "after recompute");
 }
 
@@ -120,7 +90,7 @@ async fn a_naive_column_in_the_jobs_zone_keeps_its_own_date_through_santiagos_mi
         .await
         .unwrap();
     run_ok(&config, &["run", "--once"]).await;
-    let expected = expected_counts(&db, "naive_raw", "recorded_at::date").await;
+    let expected = counts_by_day(&db, "naive_raw", "recorded_at::date").await;
     assert!(expected.contains("9 2026-09-06 1"), "{expected}");
     assert_eq!(daily_counts(&db).await, expected);
     db.client.batch_execute("DELETE FROM vitals_daily").await.unwrap();
@@ -142,7 +112,7 @@ async fn naive_new_york_times_read_by_a_denver_job_land_on_denvers_day() {
     }
     wait_settled(&db, 120).await;
     let day = "((recorded_at AT TIME ZONE 'America/New_York') AT TIME ZONE 'America/Denver')::date";
-    let expected = expected_counts(&db, "naive_raw", day).await;
+    let expected = counts_by_day(&db, "naive_raw", day).await;
     assert_eq!(daily_counts(&db).await, expected, "{}", daemon.log());
     // A move across Denver's midnight regroups both days.
     db.client
@@ -150,7 +120,7 @@ async fn naive_new_york_times_read_by_a_denver_job_land_on_denvers_day() {
         .await
         .unwrap();
     wait_settled(&db, 120).await;
-    let expected = expected_counts(&db, "naive_raw", day).await;
+    let expected = counts_by_day(&db, "naive_raw", day).await;
     assert_eq!(daily_counts(&db).await, expected, "after a move; log:\n{}", daemon.log());
     daemon.stop().await;
 }

@@ -333,14 +333,8 @@ async fn adopt_status_columns(
     if adopted.is_some() {
         return Ok(Vec::new());
     }
-    let keys =
-        group_keys(job, shape, &format!("(SELECT * FROM {src} WHERE aggregation_status IN ('pending', 'processing'))"));
-    let queued = client
-        .execute(
-            &format!("INSERT INTO runner_changes (job, user_id, day) SELECT DISTINCT $1::text, k.user_id, k.day FROM ({keys}) k"),
-            &[&job_name],
-        )
-        .await?;
+    let pending = format!("(SELECT * FROM {src} WHERE aggregation_status IN ('pending', 'processing'))");
+    let queued = super::queue::queue_rows(client, job_name, job, shape, &pending, &[]).await?;
     client
         .execute(
             "INSERT INTO runner_adopted_sources (job, source, groups_queued) VALUES ($1, $2, $3)",

@@ -15,9 +15,9 @@
 use chrono::NaiveDate;
 use tokio_postgres::GenericClient;
 
-use super::capture;
 use super::day::Day;
 use super::schema::SourceShape;
+use super::{capture, queue};
 use crate::config;
 
 /// A table below a partitioned source.
@@ -33,6 +33,11 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// From a row of `relid, name, from_day, to_day`.
+    fn from_row(r: &tokio_postgres::Row) -> Result<Partition, tokio_postgres::Error> {
+        Ok(Partition { relid: r.try_get(0)?, name: r.try_get(1)?, from_day: r.try_get(2)?, to_day: r.try_get(3)? })
+    }
+
     /// "vitals_2024_06 (2024-05-31 to 2024-07-01)".
     pub fn describe(&self) -> String {
         let day = |d: Option<NaiveDate>| d.map_or_else(|| "open".to_string(), |d| d.to_string());
@@ -77,11 +82,7 @@ pub async fn of(
         hi_day = day.of("hi."),
     );
     let rows = client.query(&sql, &[&job.source.quoted(), &job.timestamp_column.as_str()]).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Partition { relid: r.try_get(0)?, name: r.try_get(1)?, from_day: r.try_get(2)?, to_day: r.try_get(3)? })
-        })
-        .collect()
+    rows.iter().map(Partition::from_row).collect()
 }
 
 /// What [`sync`] found.
@@ -114,18 +115,12 @@ pub async fn sync(
         .query("SELECT relid, name, from_day, to_day FROM runner_partitions WHERE job = $1 ORDER BY name", &[&job_name])
         .await?
         .iter()
-        .map(|r| {
-            Ok(Partition { relid: r.try_get(0)?, name: r.try_get(1)?, from_day: r.try_get(2)?, to_day: r.try_get(3)? })
-        })
-        .collect::<Result<_, tokio_postgres::Error>>()?;
+        .map(Partition::from_row)
+        .collect::<Result<_, _>>()?;
     let mut changes = Changes::default();
     for gone in recorded.iter().filter(|r| !now.iter().any(|p| p.relid == r.relid)) {
-        client
-            .execute(
-                "INSERT INTO runner_purges (job, from_day, to_day, reason) VALUES ($1, $2, $3, $4)",
-                &[&job_name, &gone.from_day, &gone.to_day, &format!("partition {} left {}", gone.name, job.source)],
-            )
-            .await?;
+        let reason = format!("partition {} left {}", gone.name, job.source);
+        queue::purge(client, job_name, (gone.from_day, gone.to_day), &reason).await?;
         client
             .execute("DELETE FROM runner_partitions WHERE job = $1 AND relid = $2", &[&job_name, &gone.relid])
             .await?;
@@ -192,27 +187,12 @@ async fn queue_partition(
         _ => String::new(),
     };
     let rows = format!("(SELECT * FROM {} s WHERE s.tableoid = {}::oid{range})", job.source.quoted(), partition.relid);
-    let keys = capture::group_keys(job, shape, &rows);
-    client
-        .execute(
-            &format!("INSERT INTO runner_changes (job, user_id, day) SELECT DISTINCT $1::text, k.user_id, k.day FROM ({keys}) k"),
-            &[&job_name],
-        )
-        .await?;
+    queue::queue_rows(client, job_name, job, shape, &rows, &[]).await?;
     if !range.is_empty() {
         // Unbounded (a list, hash or default partition), this would be
         // every day of the job: its rows' days are queued above.
-        client
-            .execute(
-                "INSERT INTO runner_purges (job, from_day, to_day, reason) VALUES ($1, $2, $3, $4)",
-                &[
-                    &job_name,
-                    &partition.from_day,
-                    &partition.to_day,
-                    &format!("partition {} joined {}", partition.name, job.source),
-                ],
-            )
-            .await?;
+        let reason = format!("partition {} joined {}", partition.name, job.source);
+        queue::purge(client, job_name, (partition.from_day, partition.to_day), &reason).await?;
     }
     Ok(())
 }

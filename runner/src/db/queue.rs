@@ -173,6 +173,41 @@ pub async fn retry_failed(
     Ok(n as u64)
 }
 
+/// Queues the groups of some source rows (`rows`: a parenthesized query or
+/// a table, aliased by the caller's SQL; its parameters from `$2` on): their
+/// keys, as the change triggers would have recorded them. Returns how many.
+pub async fn queue_rows(
+    client: &impl GenericClient,
+    job_name: &str,
+    job: &config::Job,
+    shape: &crate::db::schema::SourceShape,
+    rows: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let keys = crate::db::capture::group_keys(job, shape, rows);
+    let sql = format!(
+        "INSERT INTO runner_changes (job, user_id, day) SELECT DISTINCT $1::text, k.user_id, k.day FROM ({keys}) k"
+    );
+    client.execute(&sql, &[&[&job_name as &(dyn tokio_postgres::types::ToSql + Sync)][..], params].concat()).await
+}
+
+/// Records a purge: every day of `job` in `[from, to]` (`None`: open) that
+/// has daily rows is due; the next peek expands it (`runner_expand_purges`).
+pub async fn purge(
+    client: &impl GenericClient,
+    job_name: &str,
+    (from, to): (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>),
+    reason: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO runner_purges (job, from_day, to_day, reason) VALUES ($1, $2, $3, $4)",
+            &[&job_name, &from, &to, &reason],
+        )
+        .await
+        .map(drop)
+}
+
 /// Queues every group of `job` whose day lies in `[from, to]`: the days of
 /// its raw rows, and (as a purge) the days that have daily rows. What
 /// `runner recompute` would redo, but through the queue, beside the live
@@ -187,18 +222,7 @@ pub async fn queue_days(
 ) -> Result<u64, tokio_postgres::Error> {
     let day = crate::db::day::Day::new(job, shape);
     let rows = format!("(SELECT * FROM {} s WHERE {})", job.source.quoted(), day.between("s.", "$2::date", "$3::date"));
-    let keys = crate::db::capture::group_keys(job, shape, &rows);
-    let queued = client
-        .execute(
-            &format!("INSERT INTO runner_changes (job, user_id, day) SELECT DISTINCT $1::text, k.user_id, k.day FROM ({keys}) k"),
-            &[&job_name, &from, &to],
-        )
-        .await?;
-    client
-        .execute(
-            "INSERT INTO runner_purges (job, from_day, to_day, reason) VALUES ($1, $2, $3, 'repair')",
-            &[&job_name, &from, &to],
-        )
-        .await?;
+    let queued = queue_rows(client, job_name, job, shape, &rows, &[&from, &to]).await?;
+    purge(client, job_name, (Some(from), Some(to)), "repair").await?;
     Ok(queued)
 }
