@@ -42,6 +42,34 @@ async fn actions_need_the_admin_token_and_do_what_they_say() {
         assert_eq!(code, 401, "{body}");
     }
     assert_eq!(http_post(&addr, "/jobs/nosuch/pause", Some(TOKEN), "").await.0, 404);
+    // The token is checked before any body is read: a caller without it
+    // declares 2 MB, sends none, and is answered at once.
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /jobs/faulty/retry-failed HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer wrong\r\n\
+             Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(60), stream.read(&mut answer)).await.unwrap().unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+    // The scheme is matched without regard to case (RFC 7235).
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "POST /jobs/nosuch/pause HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: bearer {TOKEN}\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404"), "authorized, then no such job: {answer}");
+    }
 
     // Paused: rows wait; resumed: they are aggregated.
     let (code, body) = http_post(&addr, "/jobs/faulty/pause", Some(TOKEN), "").await;

@@ -7,7 +7,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::json;
 
@@ -30,20 +30,32 @@ fn refuse(code: StatusCode, why: &str) -> Refusal {
 
 type Answer = Result<Json<serde_json::Value>, Refusal>;
 
-/// `Ok` when the request carries the admin token.
-fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+/// Guards every action: the request must carry the admin token, checked
+/// from its headers before its body is read (a layer, not an extractor of
+/// the handler: an unauthenticated caller cannot make the runner take in a
+/// body). The scheme is matched without regard to case (RFC 7235).
+pub async fn require_token(
+    State(s): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let Some(expected) = &s.admin_token else {
-        return Err(refuse(StatusCode::FORBIDDEN, "read-only: [http] admin_token is not set"));
+        return refuse(StatusCode::FORBIDDEN, "read-only: [http] admin_token is not set").into_response();
     };
-    let given = headers
+    let given = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     // Compared in constant time: the answer's timing says nothing of the token.
     let same = given.len() == expected.len()
         && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if same { Ok(()) } else { Err(refuse(StatusCode::UNAUTHORIZED, "missing or wrong admin token")) }
+    if !same {
+        return refuse(StatusCode::UNAUTHORIZED, "missing or wrong admin token").into_response();
+    }
+    next.run(request).await
 }
 
 fn find<'a>(s: &'a AppState, name: &str) -> Result<&'a Job, Refusal> {
@@ -53,13 +65,7 @@ fn find<'a>(s: &'a AppState, name: &str) -> Result<&'a Job, Refusal> {
 /// `POST /jobs/{job}/retry-failed`, optionally with a JSON body of filters
 /// (`since_day`, `since`, `error_contains` as the CLI's; `cause`, a cause as
 /// the console lists it).
-pub async fn retry_failed(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    authorize(&s, &headers)?;
+pub async fn retry_failed(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -> Answer {
     let job = find(&s, &name)?;
     let filter: RetryFilter = if body.iter().all(u8::is_ascii_whitespace) {
         RetryFilter::default()
@@ -82,16 +88,15 @@ pub async fn retry_failed(
 
 /// `POST /jobs/{job}/pause` and `/resume`: stops or restarts claiming (the
 /// groups in hand finish). Not persisted: a restart runs every enabled job.
-pub async fn pause(s: State<AppState>, name: Path<String>, headers: HeaderMap) -> Answer {
-    set_paused(s, name, headers, true)
+pub async fn pause(s: State<AppState>, name: Path<String>) -> Answer {
+    set_paused(s, name, true)
 }
 
-pub async fn resume(s: State<AppState>, name: Path<String>, headers: HeaderMap) -> Answer {
-    set_paused(s, name, headers, false)
+pub async fn resume(s: State<AppState>, name: Path<String>) -> Answer {
+    set_paused(s, name, false)
 }
 
-fn set_paused(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap, paused: bool) -> Answer {
-    authorize(&s, &headers)?;
+fn set_paused(State(s): State<AppState>, Path(name): Path<String>, paused: bool) -> Answer {
     let job = find(&s, &name)?;
     job.update(|st| JobState { operator_paused: paused, ..st.clone() });
     tracing::info!(job = %name, paused, "Job {} from HTTP.", if paused { "paused" } else { "resumed" });
@@ -105,8 +110,7 @@ fn set_paused(State(s): State<AppState>, Path(name): Path<String>, headers: Head
 /// Only the file that passed every check (signature, contract, settings,
 /// columns) goes live: a refused candidate, one not checked yet, or one
 /// whose bytes changed since it was checked is 409 with the reason.
-pub async fn promote(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Answer {
-    authorize(&s, &headers)?;
+pub async fn promote(State(s): State<AppState>, Path(name): Path<String>) -> Answer {
     let job = find(&s, &name)?;
     let state = job.current();
     let (from, to) = (s.config.candidate_path(&state.config), s.config.plugin_path(&state.config));

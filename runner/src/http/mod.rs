@@ -101,10 +101,14 @@ pub fn serve(
         .route("/", get(page))
         .route("/console.js", get(|| async { asset("text/javascript", console::SCRIPT) }))
         .route("/console.css", get(|| async { asset("text/css", console::STYLE) }))
-        .route("/jobs/{job}/retry-failed", post(actions::retry_failed))
-        .route("/jobs/{job}/pause", post(actions::pause))
-        .route("/jobs/{job}/resume", post(actions::resume))
-        .route("/jobs/{job}/promote", post(actions::promote));
+        .merge(
+            axum::Router::new()
+                .route("/jobs/{job}/retry-failed", post(actions::retry_failed))
+                .route("/jobs/{job}/pause", post(actions::pause))
+                .route("/jobs/{job}/resume", post(actions::resume))
+                .route("/jobs/{job}/promote", post(actions::promote))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), actions::require_token)),
+        );
     let finish =
         |router: axum::Router<AppState>| router.layer(axum::middleware::map_response(secure)).with_state(state.clone());
     let addr = listener.local_addr()?;
