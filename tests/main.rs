@@ -13,6 +13,7 @@ mod failures;
 mod faults;
 mod group_commit;
 mod hostile;
+mod http_limits;
 mod lab;
 mod nutrition;
 mod operator;

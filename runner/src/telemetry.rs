@@ -78,6 +78,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "1 while the config file on disk is refused (the running config stays in force); 0 once it loads."
     );
     metrics::describe_gauge!("runner_job_up", "0 while a job's loop is down and waiting to be restarted.");
+    metrics::describe_counter!(
+        "runner_http_connections_refused_total",
+        "HTTP connections closed as soon as accepted, their listener being at its connection cap."
+    );
     metrics::describe_gauge!(
         "runner_capture_complete",
         "0 while a job's change capture does not fire on every write to its source (triggers disabled or dropped, a partition without them)."

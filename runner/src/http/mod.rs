@@ -5,6 +5,7 @@
 
 mod actions;
 mod console;
+mod server;
 pub mod snapshot;
 
 use std::net::SocketAddr;
@@ -112,35 +113,22 @@ pub fn serve(
     let finish =
         |router: axum::Router<AppState>| router.layer(axum::middleware::map_response(secure)).with_state(state.clone());
     let addr = listener.local_addr()?;
+    let listeners = 1 + usize::from(console_listener.is_some());
+    let cap = server::connection_cap(listeners, config.database.max_connections);
     let console_addr = match console_listener {
         Some(console_listener) => {
             let console_addr = console_listener.local_addr()?;
             // The console's pages link to the figures it shows.
-            spawn_server(console_listener, finish(console.merge(monitoring.clone())), shutdown.clone());
-            spawn_server(listener, finish(monitoring), shutdown);
+            server::spawn(console_listener, finish(console.merge(monitoring.clone())), cap, shutdown.clone());
+            server::spawn(listener, finish(monitoring), cap, shutdown);
             Some(console_addr)
         }
         None => {
-            spawn_server(listener, finish(monitoring.merge(console)), shutdown);
+            server::spawn(listener, finish(monitoring.merge(console)), cap, shutdown);
             None
         }
     };
     Ok(Listening { addr, console: console_addr })
-}
-
-fn spawn_server(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-            tracing::error!(error = %e, "HTTP server failed.");
-        }
-    });
 }
 
 /// Every answer: not to be framed, sniffed or cached; scripts and styles
