@@ -176,7 +176,9 @@ async fn the_daemon_and_commands_run_as_the_role_print_grants_describes_and_the_
     assert!(!rights, "the daemon's role may change the source or the schema:\n{grants}");
 
     // A login with no grants at all can neither attach the capture function
-    // to a table of its own (and flood the queue) nor expand purges.
+    // (SECURITY DEFINER) to a table of its own to flood the queue, nor do
+    // anything through the runner's other function (it runs with the
+    // caller's rights).
     let nobody = format!("{name}_nobody");
     db.client.batch_execute(&format!("CREATE ROLE {nobody} LOGIN")).await.unwrap();
     let nobody = crate::util::connect(&as_role(&nobody)).await;

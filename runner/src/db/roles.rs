@@ -69,7 +69,6 @@ pub fn grants(config: &Config, role: &str, database: Option<&str>) -> String {
     sql.push_str(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {role};\n", WRITTEN.join(", ")));
     sql.push_str(&format!("GRANT SELECT ON {} TO {role};\n", READ.join(", ")));
     sql.push_str(&format!("GRANT USAGE ON SEQUENCE runner_shadow_diffs_id_seq TO {role};\n"));
-    sql.push_str(&format!("GRANT EXECUTE ON FUNCTION runner_expand_purges(text, text) TO {role};\n"));
     sql
 }
 

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS runner_partitions (
 -- calls it. A truncated partition covers the days of its bounds; the
 -- source itself, every day. The daily table is named only when there is a
 -- purge: a lock another session holds on it never stalls a plain peek.
+-- It runs with its caller's rights (not SECURITY DEFINER): a role without
+-- rights on the runner's tables can do nothing through it.
 CREATE OR REPLACE FUNCTION runner_expand_purges(job_name text, target text)
 RETURNS TABLE (user_id bigint, day date, id bigint) LANGUAGE plpgsql AS $$
 BEGIN
@@ -57,7 +59,3 @@ BEGIN
          SELECT user_id, day, id FROM queued', target) USING job_name;
 END
 $$;
-
--- The runner's functions are the runner's: no other role may call them
--- (the daemon's role is granted EXECUTE by `migrate --print-grants`).
-REVOKE ALL ON FUNCTION runner_expand_purges(text, text) FROM PUBLIC;
