@@ -227,3 +227,33 @@ async fn a_plugin_refused_for_a_missing_column_heals_when_the_column_is_added() 
     let log = daemon.stop().await;
     assert_eq!(log.matches("Plugin rejected;").count(), 1, "a waiting file is reported once:\n{log}");
 }
+
+#[tokio::test]
+async fn a_day_of_a_million_rows_fails_at_max_group_rows_and_the_runner_stays_small() {
+    let db = TestDb::new().await;
+    let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "max_attempts = 1")).await;
+    // One application statement of 1,000,000 rows for one group.
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+             SELECT 1, '2024-05-01 00:00Z'::timestamptz + i * interval '50 ms', 'heart_rate', 60, 'bpm'
+             FROM generate_series(0, 999999) i",
+        )
+        .await
+        .unwrap();
+    for user in 2..=4 {
+        crate::util::one_reading(&db, user, "2024-05-01").await;
+    }
+    let daemon = crate::util::Daemon::start(&config);
+    crate::util::wait_count(&db, crate::util::FAILED_GROUPS, 1, 120).await;
+    crate::util::wait_settled(&db, 120).await;
+    let (state, _, error) = crate::util::group_state(&db, 1).await;
+    let error = error.unwrap_or_default();
+    assert_eq!(state, "failed");
+    assert!(error.contains("more than 250000 raw rows (max_group_rows)"), "{error}");
+    assert_eq!(db.count("SELECT count(DISTINCT user_id) FROM vitals_daily").await, 3, "the other groups complete");
+    let peak = daemon.peak_rss_mib();
+    println!("peak RSS with a 1,000,000-row group: {peak:.0} MiB");
+    assert!(peak < 256.0, "the runner grew to {peak:.0} MiB reading one group");
+    daemon.stop().await;
+}

@@ -214,6 +214,13 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// The most memory the process has held so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id().unwrap())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+    }
+
     /// Waits until the log contains `text` `n` times; panics with the log after `secs`.
     pub async fn wait_for(&self, text: &str, n: usize, secs: u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);

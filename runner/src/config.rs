@@ -238,6 +238,11 @@ pub struct Job {
     /// `time_limit`: wall time one plugin call may take.
     #[serde(default = "defaults::time_limit", with = "humantime_serde")]
     pub time_limit: Duration,
+    /// `max_group_rows`: raw rows one group may have. The read stops one
+    /// row past it, so the runner's own memory is bounded too, and such a
+    /// group fails, naming the limit, before the plugin runs.
+    #[serde(default = "defaults::max_group_rows", deserialize_with = "positive_u32")]
+    pub max_group_rows: u32,
     /// `log_lines`: plugin log lines kept per group; the rest are counted and dropped.
     #[serde(default = "defaults::log_lines")]
     pub log_lines: u32,
@@ -371,6 +376,12 @@ mod defaults {
     }
     pub fn time_limit() -> Duration {
         Duration::from_secs(2)
+    }
+    /// A reading a second for almost three days: what a day of the densest
+    /// device streams holds, and (at a few hundred bytes a row, host and
+    /// guest) within the default `memory_limit_mb`.
+    pub fn max_group_rows() -> u32 {
+        250_000
     }
     pub fn transaction_budget() -> Duration {
         Duration::from_millis(20)

@@ -68,6 +68,9 @@ pub struct Statements {
     /// (it is due again when its backoff ends, when its rows change, or
     /// when an operator retries it).
     pub fail: String,
+    /// `max_group_rows`: `claim`, `claim_many` and `read_day` read at most
+    /// one row more than this per group (see `group::input_rows`).
+    pub max_rows: u32,
 }
 
 impl Statements {
@@ -127,6 +130,8 @@ impl Statements {
                 "pg_try_advisory_xact_lock(hashtextextended({table}::text || '/' || $1::bigint || '/' || $2::date, 0))"
             )
         };
+        // A group's read stops one row past the limit: enough to say it is over.
+        let read_limit = u64::from(job.max_group_rows) + 1;
         // The daily table as an SQL string (for `runner_expand_purges`).
         let target = dst.replace('\'', "''");
         Statements {
@@ -174,7 +179,7 @@ impl Statements {
                         (SELECT ok FROM locked)
                  FROM (SELECT 1) one LEFT JOIN LATERAL (
                     SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
-                    WHERE {read_range}
+                    WHERE {read_range} LIMIT {read_limit}
                  ) r ON (SELECT ok FROM locked)
                  ORDER BY r.at, r.id",
                 lock = lock("$3"),
@@ -205,7 +210,7 @@ impl Statements {
                  SELECT r.id, r.at{input_cols_r}, k.taken, l.ok, l.n
                  FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
                     SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
-                    WHERE {group_range}
+                    WHERE {group_range} LIMIT {read_limit}
                  ) r ON l.ok
                  ORDER BY l.n, r.at, r.id",
                 at_s = at("s."),
@@ -259,9 +264,9 @@ impl Statements {
                 grouped = grouped(""),
             ),
             read_day: format!(
-                "SELECT s.id::int8, {at_s}{input_cols_s} FROM {src} s
-                 WHERE {read_range}
-                 ORDER BY s.{ts}, s.id",
+                "SELECT * FROM (SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
+                 WHERE {read_range} LIMIT {read_limit}) r
+                 ORDER BY r.at, r.id",
                 at_s = at("s."),
                 input_cols_s = input_cols("s.", true),
                 read_range = day_range("s."),
@@ -314,6 +319,7 @@ impl Statements {
                  )
                  SELECT failed FROM f"
                 .to_string(),
+            max_rows: job.max_group_rows,
         }
     }
 }
@@ -367,7 +373,7 @@ mod tests {
              s.\"value\" AS c1 FROM \"vitals_raw\" s WHERE s.user_id = $1::int8 AND s.\"recorded_at\" >= \
              ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s.\"recorded_at\" < (($2::pg_catalog.date + \
              1)::timestamp AT TIME ZONE 'UTC') AND (s.\"recorded_at\" AT TIME ZONE 'UTC')::pg_catalog.date = \
-             $2::pg_catalog.date ) r ON (SELECT ok FROM locked) ORDER BY r.at, r.id"
+             $2::pg_catalog.date LIMIT 250001 ) r ON (SELECT ok FROM locked) ORDER BY r.at, r.id"
         );
         assert_eq!(
             folded(&sql.replace),
@@ -393,18 +399,18 @@ mod tests {
         let sql = Statements::new(&job("app.readings", "app.daily", "taken_at"), &shape, &vitals());
         assert_eq!(
             folded(&sql.read_day),
-            "SELECT s.id::int8, (s.\"taken_at\" AT TIME ZONE 'America/New_York'), s.\"metric\" AS c0, s.\"value\" \
-             AS c1 FROM \"app\".\"readings\" s WHERE s.user_id = $1::int8 AND s.\"taken_at\" >= \
-             LEAST(($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AT TIME ZONE 'America/New_York', \
-             (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AT TIME ZONE \
-             'America/New_York' + interval '1 day', (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') + \
+            "SELECT * FROM (SELECT s.id::int8 AS id, (s.\"taken_at\" AT TIME ZONE 'America/New_York') AS at, \
+             s.\"metric\" AS c0, s.\"value\" AS c1 FROM \"app\".\"readings\" s WHERE s.user_id = $1::int8 AND \
+             s.\"taken_at\" >= LEAST(($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AT TIME ZONE \
+             'America/New_York', (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AT TIME \
+             ZONE 'America/New_York' + interval '1 day', (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') + \
              interval '1 day') AT TIME ZONE 'America/New_York' - interval '1 day') AND s.\"taken_at\" < \
              GREATEST((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AT TIME ZONE 'America/New_York', \
              ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') - interval '1 day') AT TIME ZONE \
              'America/New_York' + interval '1 day', ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + \
              interval '1 day') AT TIME ZONE 'America/New_York' - interval '1 day') AND ((s.\"taken_at\" AT TIME \
-             ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date ORDER BY \
-             s.\"taken_at\", s.id"
+             ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r \
+             ORDER BY r.at, r.id"
         );
         assert!(folded(&sql.replace).starts_with("WITH up AS ( INSERT INTO \"app\".\"daily\""));
         let count = folded(&sql.count_groups);

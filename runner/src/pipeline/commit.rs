@@ -114,8 +114,10 @@ pub async fn process_many(
     if state.candidate.is_none() {
         // The plugin calls of the whole transaction on one blocking thread,
         // one fresh instance each: one hand-over, not one per group.
-        let inputs: Vec<(GroupKey, Result<Vec<crate::rows::InputRow>, String>, usize)> =
-            to_run.iter().map(|(key, rows)| (*key, group::input_rows(rows, width - 3), rows.len())).collect();
+        let inputs: Vec<(GroupKey, Result<Vec<crate::rows::InputRow>, String>, usize)> = to_run
+            .iter()
+            .map(|(key, rows)| (*key, group::input_rows(rows, width - 3, live.sql.max_rows), rows.len()))
+            .collect();
         let (plugin, limits, budget) = (live.plugin.clone(), state.limits, config.transaction_budget);
         let span = tracing::Span::current();
         let results = tokio::task::spawn_blocking(move || {

@@ -445,10 +445,15 @@ impl Deployer {
                     }
                 }
             }
+            // The statements read at most max_group_rows: built again when it changes.
+            let reads_changed = live.max_group_rows != old.max_group_rows;
             *old = live.clone();
             let poll_interval = self.config.runner.poll_interval;
             job.update(|s| {
                 let mut next = JobState { limits: job_limits(&live), poll_interval, ..s.clone() };
+                if reads_changed {
+                    next.live = s.live.as_ref().map(|l| l.with_plugin(&live, l.plugin.clone()));
+                }
                 if let Some((plugin, candidate)) = reconfigured {
                     next.live = match (&s.live, plugin) {
                         (Some(l), Some(p)) => Some(l.with_plugin(&live, p)),

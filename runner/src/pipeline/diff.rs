@@ -100,7 +100,7 @@ pub async fn compare(
         let mut outputs = Vec::new();
         for ((side, plugin), raw) in [("live", live), ("new", new)].into_iter().zip(days) {
             let width = 2 + plugin.plugin.description.input.len();
-            let result = match input_rows(raw, width) {
+            let result = match input_rows(raw, width, plugin.sql.max_rows) {
                 Ok(rows) => call(&plugin.plugin, key, rows, limits).await.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("reading the day: {e}")),
             };

@@ -208,7 +208,15 @@ pub(super) async fn record_failure(
 
 /// A day's rows as a plugin's input: id, timestamp, then the input columns
 /// up to `values_end` (as `claim` and `read_day` return them).
-pub(crate) fn input_rows(raw: &[tokio_postgres::Row], values_end: usize) -> Result<Vec<InputRow>, String> {
+pub(crate) fn input_rows(raw: &[tokio_postgres::Row], values_end: usize, max: u32) -> Result<Vec<InputRow>, String> {
+    // The read stopped one row past `max_group_rows`: a day this large is
+    // refused before anything more is built from it.
+    if raw.len() > max as usize {
+        return Err(format!(
+            "the day has more than {max} raw rows (max_group_rows); the read stopped there: raise max_group_rows \
+             (and memory_limit_mb) if such days are real"
+        ));
+    }
     let mut rows = Vec::with_capacity(raw.len());
     for r in raw {
         let at: DateTime<Utc> = r.try_get(1).map_err(|e| e.to_string())?;
@@ -287,7 +295,7 @@ pub(super) async fn checked_output(
     raw: &[tokio_postgres::Row],
     values_end: usize,
 ) -> Result<Output, GroupError> {
-    let rows = input_rows(raw, values_end).map_err(|message| GroupError::Read { key, message })?;
+    let rows = input_rows(raw, values_end, live.sql.max_rows).map_err(|message| GroupError::Read { key, message })?;
 
     // The candidate gets the same rows; they are copied only when there is one.
     let shadow_rows = state.candidate.as_ref().map(|candidate| {
