@@ -191,6 +191,11 @@ async fn rollback_puts_back_the_previous_live_version_and_a_second_rollback_undo
     run_ok(&config, &["migrate"]).await;
     let live = own.join("vitals.wasm");
     let first = std::fs::read(&live).unwrap();
+    // The commands that only look write nothing into the plugin folder.
+    run_ok(&config, &["check"]).await;
+    run_ok(&config, &["status"]).await;
+    run_ok(&config, &["plugin", "validate", live.to_str().unwrap(), "--job", "vitals"]).await;
+    assert!(!own.join(".kept").exists(), "a read-only command kept a version");
     let out = runner(&config, &["plugin", "rollback", "--job", "vitals"]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(1), "nothing is kept yet: {}", text(&out));
     assert!(text(&out).contains("no earlier version of"), "{}", text(&out));

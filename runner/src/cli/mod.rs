@@ -382,6 +382,14 @@ async fn run_cmd(config: &Config, once: bool, repair: bool) -> anyhow::Result<Ex
         .await
         .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
     tracing::info!(jobs = jobs.len(), elapsed = ?loading.elapsed(), "Plugins loaded and checked.");
+    // What goes live is kept for rollback: by `run` only, never by the
+    // commands that only look (`check`, `status`, `validate`).
+    for job in &jobs {
+        let state = job.current();
+        if let Some(live) = &state.live {
+            pipeline::remember(&job.name, &config.plugin_path(&state.config), &live.plugin);
+        }
+    }
     let mode = if once { Mode::Once } else { Mode::Daemon };
     let (stop, shutdown) = watch::channel(false);
     if mode == Mode::Daemon {

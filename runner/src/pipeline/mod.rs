@@ -97,7 +97,6 @@ async fn prepare_one(
     let loaded = load_checked(&client, cfg, runtime, &path).await;
     let problems = match loaded {
         Ok((shape, plugin)) => {
-            remember(name, &path, &plugin);
             warn_unwritten(&client, name, cfg, &plugin).await;
             return Ok(job_with(Some((shape, plugin))));
         }
