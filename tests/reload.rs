@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Daemon, TestDb, config_with_own_plugins, deploy, job, plugins_dir, run_ok, variant, vitals_version, wait_count,
+    Daemon, TestDb, config_with_own_plugins, deploy, job, plugins_dir, run_ok, runner, text, variant, vitals_version,
+    wait_count,
 };
 
 const PENDING: &str = crate::util::QUEUED;
@@ -267,4 +268,34 @@ async fn chunked_writes_and_a_recreated_folder_are_followed() {
     let log = daemon.stop().await;
     assert!(log.contains("Watches re-established."), "{log}");
     drop(dir);
+}
+
+#[tokio::test]
+async fn a_symlink_out_of_the_plugin_folder_is_refused_and_one_within_it_goes_live() {
+    let db = TestDb::new().await;
+    let (dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    let good = std::fs::read(plugins.join("vitals.wasm")).unwrap();
+    let daemon = Daemon::start(&config);
+    daemon.wait_for("Job started.", 1, 60).await;
+
+    // A link to a file outside the folder: refused, the live version runs on.
+    let outside = dir.path().join("elsewhere.wasm");
+    std::fs::write(&outside, variant(&good, "outside")).unwrap();
+    let link = plugins.join(".vitals.link");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    std::fs::rename(&link, plugins.join("vitals.wasm")).unwrap();
+    daemon.wait_for("outside the plugin folder: refused", 1, 60).await;
+    let out = runner(&config, &["check"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("outside the plugin folder: refused"), "{}", text(&out));
+
+    // A link within the folder (a releases/ subfolder, swapped atomically): live.
+    std::fs::create_dir(plugins.join("releases")).unwrap();
+    let release = variant(&good, "v2");
+    std::fs::write(plugins.join("releases/vitals-2.wasm"), &release).unwrap();
+    std::os::unix::fs::symlink("releases/vitals-2.wasm", &link).unwrap();
+    std::fs::rename(&link, plugins.join("vitals.wasm")).unwrap();
+    daemon.wait_for_swap_to(&vitals_version(&release), 60).await;
+    daemon.stop().await;
 }

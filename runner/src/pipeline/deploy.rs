@@ -136,11 +136,11 @@ impl Deployer {
         {
             return Look::Unchanged;
         }
-        let bytes = match std::fs::read(path) {
+        let bytes = match crate::plugin::read_in_folder(path) {
             Ok(bytes) => bytes,
-            Err(e) => {
+            Err(why) => {
                 self.seen.remove(path);
-                return Look::Unreadable(format!("cannot read {}: {e}", path.display()));
+                return Look::Unreadable(why);
             }
         };
         let hash = sha256_hex(&bytes);

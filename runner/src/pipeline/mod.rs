@@ -139,7 +139,10 @@ async fn load_checked(
     runtime: &Runtime,
     path: &std::path::Path,
 ) -> Result<(schema::SourceShape, Arc<Plugin>), Vec<String>> {
-    let plugin = match Plugin::load(runtime, path, job_limits(cfg)) {
+    let loaded = crate::plugin::read_in_folder(path)
+        .map_err(|why| anyhow::anyhow!(why))
+        .and_then(|bytes| Plugin::from_bytes(runtime, path, &bytes, job_limits(cfg)));
+    let plugin = match loaded {
         Ok(p) => configure(cfg, &p).map(Arc::new),
         Err(_) if !path.exists() => Err(vec![format!(
             "its plugin file {} does not exist (plugin = \"{}\", {}): build or deploy it \

@@ -359,6 +359,31 @@ fn new_store(
 
 /// The SHA-256 of `bytes` in lowercase hex: how a plugin file is known
 /// (its `hash`, its cache key, what the deployer last saw, what promote renames).
+/// Reads a file of the plugin folder. A symbolic link is followed only to
+/// a file inside the folder: one that leads elsewhere is refused, so that
+/// whoever may write the folder cannot have the runner load (or quote in
+/// its errors) any other file it can read.
+pub fn read_in_folder(path: &Path) -> Result<Vec<u8>, String> {
+    let linked = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if linked {
+        let folder = path.parent().map(std::fs::canonicalize);
+        let target = std::fs::canonicalize(path);
+        match (folder, target) {
+            (Some(Ok(folder)), Ok(target)) if target.starts_with(&folder) => {}
+            (_, Ok(target)) => {
+                return Err(format!(
+                    "{} is a symbolic link to {}, outside the plugin folder: refused (deploy the file itself, or \
+                     link within the folder)",
+                    path.display(),
+                    target.display()
+                ));
+            }
+            (_, Err(e)) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
