@@ -231,7 +231,11 @@ fn rollback(job: &str, config_path: &Path) -> anyhow::Result<ExitCode> {
     }
     kept::write_atomically(&live, &bytes)?;
     let went_live = chrono::DateTime::<chrono::Utc>::from(previous.live_at).format("%Y-%m-%d %H:%M:%S UTC");
-    println!("Rolled back {} to the version live until {went_live} (sha256 {}).", live.display(), &previous.hash[..16]);
+    println!(
+        "Rolled back {} to the version that last went live at {went_live} (sha256 {}).",
+        live.display(),
+        &previous.hash[..16]
+    );
     println!("A running daemon checks and loads it within seconds: its log says \"Plugin swapped\".");
     Ok(ExitCode::SUCCESS)
 }
