@@ -188,3 +188,52 @@ async fn replica_role_writes_are_captured_and_disabled_triggers_are_said_loudly_
     wait_followed(&db, &repairing, "vitals_raw", "a repair").await;
     repairing.stop().await;
 }
+
+#[tokio::test]
+async fn a_partition_the_daemons_role_cannot_cover_is_said_loudly_and_migrate_mends_it() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE readings (id bigserial, user_id bigint NOT NULL, recorded_at timestamptz NOT NULL,
+                 metric text NOT NULL, value double precision, unit text NOT NULL) PARTITION BY RANGE (recorded_at);
+             CREATE TABLE readings_2024_05 PARTITION OF readings FOR VALUES FROM ('2024-05-01Z') TO ('2024-06-01Z');",
+        )
+        .await
+        .unwrap();
+    let (_dir, owner_config) = watched(&db, "readings");
+    run_ok(&owner_config, &["migrate"]).await;
+    // The daemon runs as the least-privilege role `--print-grants` creates.
+    let name: String = db.client.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
+    let role = format!("{name}_daemon");
+    let grants = text(&run_ok(&owner_config, &["migrate", "--print-grants", &role]).await);
+    db.client.batch_execute(&grants).await.unwrap();
+    let url = db.url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let config = owner_config.with_file_name("as-daemon.toml");
+    std::fs::write(&config, std::fs::read_to_string(&owner_config).unwrap().replace(&db.url, &url)).unwrap();
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    daemon.wait_for("Job started.", 1, 60).await;
+
+    // The application adds a partition: the daemon may not put triggers on it.
+    db.client
+        .batch_execute(
+            "CREATE TABLE readings_2024_06 PARTITION OF readings FOR VALUES FROM ('2024-06-01Z') TO ('2024-07-01Z')",
+        )
+        .await
+        .unwrap();
+    daemon.wait_for("Cannot install change capture on a new partition", 1, 60).await;
+    daemon.wait_for("Change capture does not fire on every write", 1, 60).await;
+    let (code, body) = http_get(&addr, "/ready").await;
+    assert!(code == 200 && body.contains("readings_2024_06"), "{body}");
+    // Through the parent, writes are still captured; straight into the new
+    // partition, not yet.
+    db.client.batch_execute(&insert("readings", 1, "'2024-05-05 10:00Z'")).await.unwrap();
+    db.client.batch_execute(&insert("readings_2024_06", 2, "'2024-06-03 10:00Z'")).await.unwrap();
+
+    // The owner's migrate covers it; the daemon names what to recompute.
+    run_ok(&owner_config, &["migrate"]).await;
+    daemon.wait_for("Change capture fires on every write again", 1, 60).await;
+    run_ok(&config, &["recompute", "--job", "vitals", "--from", "2024-06-01", "--to", "2024-06-30"]).await;
+    wait_followed(&db, &daemon, "readings", "migrate and the recompute").await;
+    daemon.stop().await;
+}
