@@ -36,6 +36,22 @@ fn insert(table: &str, user: i64, at: &str) -> String {
     )
 }
 
+/// `readings`, a raw vitals table partitioned by month, with the 2024
+/// partitions of `months` (`readings_2024_MM`).
+async fn partitioned(db: &TestDb, months: &[u32]) {
+    let mut sql = "CREATE TABLE readings (id bigserial, user_id bigint NOT NULL, recorded_at timestamptz NOT NULL,
+         metric text NOT NULL, value double precision, unit text NOT NULL) PARTITION BY RANGE (recorded_at);
+         CREATE INDEX ON readings (user_id, recorded_at);"
+        .to_string();
+    for m in months {
+        sql.push_str(&format!(
+            "CREATE TABLE readings_2024_{m:02} PARTITION OF readings FOR VALUES FROM ('2024-{m:02}-01Z') TO ('2024-{:02}-01Z');",
+            m + 1
+        ));
+    }
+    db.client.batch_execute(&sql).await.unwrap();
+}
+
 async fn check(config: &Path) -> (Option<i32>, String) {
     let out = runner(config, &["check"]).output().await.unwrap();
     (out.status.code(), text(&out))
@@ -44,16 +60,7 @@ async fn check(config: &Path) -> (Option<i32>, String) {
 #[tokio::test]
 async fn partitions_written_directly_created_attached_truncated_detached_and_dropped_are_followed() {
     let db = TestDb::new().await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE readings (id bigserial, user_id bigint NOT NULL, recorded_at timestamptz NOT NULL,
-                 metric text NOT NULL, value double precision, unit text NOT NULL) PARTITION BY RANGE (recorded_at);
-             CREATE TABLE readings_2024_05 PARTITION OF readings FOR VALUES FROM ('2024-05-01Z') TO ('2024-06-01Z');
-             CREATE TABLE readings_2024_06 PARTITION OF readings FOR VALUES FROM ('2024-06-01Z') TO ('2024-07-01Z');
-             CREATE INDEX ON readings (user_id, recorded_at);",
-        )
-        .await
-        .unwrap();
+    partitioned(&db, &[5, 6]).await;
     let (_dir, config) = watched(&db, "readings");
     let out = text(&run_ok(&config, &["migrate"]).await);
     assert!(out.contains("installed change capture on readings and its 2 partition(s)"), "{out}");
@@ -192,14 +199,7 @@ async fn replica_role_writes_are_captured_and_disabled_triggers_are_said_loudly_
 #[tokio::test]
 async fn a_partition_the_daemons_role_cannot_cover_is_said_loudly_and_migrate_mends_it() {
     let db = TestDb::new().await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE readings (id bigserial, user_id bigint NOT NULL, recorded_at timestamptz NOT NULL,
-                 metric text NOT NULL, value double precision, unit text NOT NULL) PARTITION BY RANGE (recorded_at);
-             CREATE TABLE readings_2024_05 PARTITION OF readings FOR VALUES FROM ('2024-05-01Z') TO ('2024-06-01Z');",
-        )
-        .await
-        .unwrap();
+    partitioned(&db, &[5]).await;
     let (_dir, owner_config) = watched(&db, "readings");
     run_ok(&owner_config, &["migrate"]).await;
     // The daemon runs as the least-privilege role `--print-grants` creates.

@@ -164,14 +164,18 @@ async fn ready(State(s): State<AppState>) -> Response {
         .filter(|j| j.current().config.enabled && j.current().live.is_none())
         .map(|j| j.name.as_str())
         .collect();
-    let troubled: serde_json::Map<String, serde_json::Value> = s
-        .jobs
-        .iter()
-        .filter_map(|j| {
-            let problems = j.health().problems();
-            (!problems.is_empty()).then(|| (j.name.clone(), json!(problems)))
-        })
-        .collect();
+    // Each job's reasons of one kind, for the jobs that have any.
+    let by_job =
+        |reasons: fn(&crate::pipeline::job::Health) -> Vec<String>| -> serde_json::Map<String, serde_json::Value> {
+            s.jobs
+                .iter()
+                .filter_map(|j| {
+                    let reasons = reasons(&j.health());
+                    (!reasons.is_empty()).then(|| (j.name.clone(), json!(reasons)))
+                })
+                .collect()
+        };
+    let troubled = by_job(|h| h.problems());
     // A refused file with the previous version still running is named, but
     // the job works: not a reason to be unready on its own.
     let refused: serde_json::Map<String, serde_json::Value> = s
@@ -180,14 +184,7 @@ async fn ready(State(s): State<AppState>) -> Response {
         .filter_map(|j| Some((j.name.clone(), json!(j.last_reload_error.lock().expect("lock").clone()?))))
         .collect();
     // Working, but perhaps wrong: named, not a reason to be unready.
-    let degraded: serde_json::Map<String, serde_json::Value> = s
-        .jobs
-        .iter()
-        .filter_map(|j| {
-            let reasons = j.health().degraded();
-            (!reasons.is_empty()).then(|| (j.name.clone(), json!(reasons)))
-        })
-        .collect();
+    let degraded = by_job(|h| h.degraded());
     let body = json!({
         "status": if !troubled.is_empty() || !waiting.is_empty() || db.is_err() { "down" }
             else if degraded.is_empty() { "ok" } else { "degraded" },
