@@ -245,18 +245,21 @@ impl Deployer {
             }
             look => match self.attempt(&state.config, &path, look, live_hash.as_deref()).await {
                 Some(Ok((shape, plugin))) => {
+                    // Swapped first, said after: whoever reads the log line
+                    // (an operator, CI, a test) finds the new version live.
+                    // Loaded under the keys in force: verified if any are.
+                    job.set_health(|h| h.unverified = None);
+                    *job.last_reload_error.lock().expect("lock") = None;
+                    let live = plugin.clone();
+                    job.update(|s| JobState { live: Some(Live::new(&s.config, shape, live)), ..s.clone() });
                     info!(job = %job.name, file = %path.display(), from = %state.live.as_ref().map_or("none", |l| &*l.plugin.version),
                         to = %plugin.version, signer = %signer_of(&plugin), "Plugin swapped.");
                     metrics::counter!("runner_plugin_reloads_total", "job" => job.name.clone(), "result" => "swapped")
                         .increment(1);
-                    *job.last_reload_error.lock().expect("lock") = None;
                     super::remember(&job.name, &path, &plugin);
                     if let Ok(client) = self.pool.get().await {
                         super::warn_unwritten(&client, &job.name, &state.config, &plugin).await;
                     }
-                    // Loaded under the keys in force: verified if any are.
-                    job.set_health(|h| h.unverified = None);
-                    job.update(|s| JobState { live: Some(Live::new(&s.config, shape, plugin)), ..s.clone() });
                 }
                 Some(Err(Rejection { reason, retry })) => {
                     let reason = match retry {
@@ -306,8 +309,9 @@ impl Deployer {
                 Some(Ok((_, plugin))) => {
                     self.candidate_errors.remove(&path);
                     job.set_candidate_error(None);
-                    info!(job = %job.name, candidate = %plugin.version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
+                    let version = plugin.version.clone();
                     job.update(|s| JobState { candidate: Some(plugin), ..s.clone() });
+                    info!(job = %job.name, candidate = %version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
                 }
                 Some(Err(Rejection { reason, .. })) => self.refuse_candidate(job, &path, reason),
                 None => {}
