@@ -494,10 +494,11 @@ impl Deployer {
                 }
                 (Some(_), Some(_)) => None,
             };
+            // Shown on /ready before it is logged, as a swap is.
+            job.set_health(|h| h.unverified = why.clone());
             if let Some(why) = &why {
                 error!(job = %job.name, reason = %why, "The live plugin is not verified by a trusted key: it keeps running until a signed file replaces it, and its next reload will be refused.");
             }
-            job.set_health(|h| h.unverified = why);
         }
         self.runtime.set_trusted_keys(new.plugins.trusted.clone());
         self.config.plugins.trusted = new.plugins.trusted.clone();
