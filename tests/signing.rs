@@ -85,7 +85,9 @@ async fn only_plugins_signed_by_a_trusted_key_go_live_and_keys_rotate() {
     // until the signature lands, then live without a new file.
     let v4 = variant(&vitals, "v4");
     std::fs::write(staging.join("v4.wasm"), &v4).unwrap();
-    plugin(&staging, &config, &["sign", staging.join("v4.wasm").to_str().unwrap(), "--key", "ci.key"]).await;
+    // Signed under another name: `--as` names the file it is deployed as.
+    let v4_file = staging.join("v4.wasm");
+    plugin(&staging, &config, &["sign", v4_file.to_str().unwrap(), "--key", "ci.key", "--as", "vitals.wasm"]).await;
     deploy(&plugins.join("vitals.wasm"), &v4);
     daemon.wait_for("bad signature:", 2, 60).await;
     deploy(&plugins.join("vitals.wasm.sig"), &std::fs::read(staging.join("v4.wasm.sig")).unwrap());
@@ -190,5 +192,92 @@ async fn keys_turned_on_name_unverified_code_and_a_refused_candidate_is_never_pr
     let (code, body) = crate::util::http_post(&addr, "/jobs/vitals/promote", Some(TOKEN), "").await;
     assert_eq!(code, 200, "{body}");
     daemon.wait_for_swap_to(&crate::util::vitals_version(&variant(&vitals, "candidate")), 60).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_downgrade_a_signature_for_another_name_and_a_revoked_release_are_refused() {
+    use crate::util::vitals_version;
+    let db = TestDb::new().await;
+    let (dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    plugin(&staging, &config, &["keygen", "ci"]).await;
+    let key = staging.join("ci.key");
+    let public = std::fs::read_to_string(staging.join("ci.pub")).unwrap();
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let keys = format!("[plugins]\ntrusted_keys = [\"{}\"]\n", public.trim());
+    std::fs::write(&config, toml.replace("[plugins]\n", &keys)).unwrap();
+    // Releases signed one after another, each in its own folder as CI builds them.
+    let vitals = std::fs::read(plugins_dir().join("vitals.wasm")).unwrap();
+    let release = |tag: &str| {
+        let (folder, bytes, key, config) = (staging.join(tag), variant(&vitals, tag), key.clone(), config.clone());
+        async move {
+            std::fs::create_dir(&folder).unwrap();
+            let file = folder.join("vitals.wasm");
+            std::fs::write(&file, &bytes).unwrap();
+            let (code, out) =
+                plugin(&folder, &config, &["sign", file.to_str().unwrap(), "--key", key.to_str().unwrap()]).await;
+            assert_eq!(code, Some(0), "{out}");
+            // Signing times are kept to the millisecond: the next release is later.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            (bytes.clone(), std::fs::read(folder.join("vitals.wasm.sig")).unwrap())
+        }
+    };
+    let put = |(bytes, sig): &(Vec<u8>, Vec<u8>)| {
+        deploy(&plugins.join("vitals.wasm.sig"), sig);
+        deploy(&plugins.join("vitals.wasm"), bytes);
+    };
+    let (old, new, revoked) = (release("old").await, release("new").await, release("revoked").await);
+    put(&old);
+    run_ok(&config, &["migrate"]).await;
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    daemon.wait_for("Plugins must be signed by a trusted key.", 1, 60).await;
+    put(&new);
+    daemon.wait_for_swap_to(&vitals_version(&new.0), 60).await;
+
+    // The older release and its genuine signature, put back: refused.
+    put(&old);
+    daemon.wait_for("a downgrade: signed", 1, 60).await;
+    let (_, body) = http_get(&addr, "/plugins").await;
+    assert!(body.contains(&vitals_version(&new.0)), "{body}");
+    // Across a restart too: the floor is the version that last went live.
+    daemon.stop().await;
+    let daemon = Daemon::start(&config);
+    let addr = daemon.http_address().await;
+    daemon.wait_for("the job runs its last good version", 1, 60).await;
+    let (_, body) = http_get(&addr, "/plugins").await;
+    assert!(body.contains(&vitals_version(&new.0)) && body.contains("a downgrade"), "{body}");
+
+    // An explicit rollback puts the older kept version back, once.
+    put(&new);
+    let out = text(&run_ok(&config, &["plugin", "rollback", "--job", "vitals"]).await);
+    assert!(out.contains("Rolled back"), "{out}");
+    daemon.wait_for_swap_to(&vitals_version(&old.0), 60).await;
+    assert!(!plugins.join("vitals.wasm.rollback").exists(), "the request is spent once it went live");
+    put(&new);
+    daemon.wait_for_swap_to(&vitals_version(&new.0), 60).await;
+
+    // A signature copied to another job's file name does not verify.
+    let other = plugins.join("nutrition.wasm");
+    std::fs::write(&other, &new.0).unwrap();
+    std::fs::write(plugins.join("nutrition.wasm.sig"), &new.1).unwrap();
+    let (code, out) = plugin(&staging, &config, &["verify", other.to_str().unwrap()]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("signed for `vitals.wasm`, not for `nutrition.wasm`"), "{out}");
+
+    // A revoked release never loads, however well signed, and says why.
+    let hash = runner::plugin::sha256_hex(&revoked.0);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("[plugins]\n", &format!("[plugins]\nrevoked = [\"sha256:{hash}\"]\n")))
+        .unwrap();
+    daemon.wait_for("Trusted keys or revoked hashes changed", 1, 60).await;
+    put(&revoked);
+    daemon.wait_for(&format!("revoked: its SHA-256 {hash} is listed in [plugins] revoked"), 1, 60).await;
+    let (_, body) = http_get(&addr, "/plugins").await;
+    assert!(body.contains(&vitals_version(&new.0)), "{body}");
+    let (code, out) = plugin(&staging, &config, &["verify", plugins.join("vitals.wasm").to_str().unwrap()]).await;
+    assert!(code == Some(1) && out.contains("revoked"), "{out}");
     daemon.stop().await;
 }

@@ -177,9 +177,18 @@ pub struct Plugins {
     /// Not a key: `trusted_keys` parsed.
     #[serde(skip)]
     pub trusted: Option<Vec<crate::plugin::trust::TrustedKey>>,
+    /// `revoked`: SHA-256s of files that never load, signed or not (a
+    /// known-bad release); lower-cased when loaded. Applies live.
+    #[serde(default)]
+    pub revoked: Vec<String>,
 }
 
 impl Plugins {
+    /// What a plugin file must pass to load.
+    pub fn trust(&self) -> crate::plugin::trust::Trust {
+        crate::plugin::trust::Trust { keys: self.trusted.clone(), revoked: self.revoked.clone() }
+    }
+
     /// Whether two `[plugins]` differ in what needs a restart (keys apply live).
     pub fn differs_but_keys(&self, other: &Plugins) -> bool {
         (&self.dir, &self.cache_dir) != (&other.dir, &other.cache_dir)
@@ -658,6 +667,21 @@ impl Config {
             }
             plugins.trusted = Some(keys);
         }
+        let revoked: Vec<Result<String, String>> =
+            plugins.revoked.iter().map(|e| crate::plugin::trust::parse_revoked(e)).collect();
+        let problems: Vec<String> = revoked
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().err().map(|why| (i, why)))
+            .map(|(i, why)| {
+                let at = key_line(text, "plugins", "revoked").unwrap_or(1);
+                format!("line {at}: plugins.revoked[{i}]: {why}")
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(error(problems));
+        }
+        plugins.revoked = revoked.into_iter().flatten().collect();
         Ok(Config {
             path: path.to_path_buf(),
             database,

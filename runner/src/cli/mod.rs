@@ -221,10 +221,10 @@ pub(crate) fn usage(ok: bool, message: impl FnOnce() -> String) -> anyhow::Resul
 }
 
 /// The plugin runtime for a command: the config's compile cache, and its
-/// trusted keys (plugins must be signed by one of them to load).
+/// trusted keys (plugins must be signed by one of them to load) and revoked hashes.
 pub(crate) fn runtime(config: &Config) -> anyhow::Result<Runtime> {
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
-    runtime.set_trusted_keys(config.plugins.trusted.clone());
+    runtime.set_trust(config.plugins.trust());
     Ok(runtime)
 }
 

@@ -100,7 +100,11 @@ pub enum Command {
         name: String,
     },
     /// Sign FILE with a secret key: writes FILE.sig (an Ed25519 signature
-    /// over the file's SHA-256) beside it. Deploy the .sig first, then the file.
+    /// over the file's SHA-256, the file name it is deployed under and the
+    /// signing time) beside it. Deploy the .sig first, then the file. A
+    /// runner refuses a file signed earlier than its live version (a
+    /// downgrade) unless it was signed with --allow-downgrade or put back
+    /// with `rollback`.
     ///
     /// Example: runner plugin sign target/plugins/vitals.wasm --key ci-2026.key
     Sign {
@@ -108,6 +112,14 @@ pub enum Command {
         /// The secret key (NAME.key from `keygen`).
         #[arg(long, value_name = "NAME.key")]
         key: PathBuf,
+        /// The file name it is deployed under in the plugin folder, when
+        /// not FILE's own (a signature is valid for that name only).
+        #[arg(long = "as", value_name = "NAME.wasm")]
+        name: Option<String>,
+        /// Let this file replace a newer signed version (a deliberate
+        /// downgrade; recorded in the signature).
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Say whether FILE is signed by a key of the config's `[plugins]
     /// trusted_keys`, and by which. Exits 0 when it would load, 1 when not.
@@ -174,26 +186,29 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
             println!("[plugins]\ntrusted_keys = [\"{}\"]", key.line());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sign { file, key } => {
-            let (sig, id) = trust::sign(&file, &key)?;
+        Command::Sign { file, key, name, allow_downgrade } => {
+            let (sig, id) = trust::sign(&file, &key, &trust::SignAs { name, allow_downgrade })?;
             println!("Wrote {} (key {id}).", sig.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { job } => rollback(&job, config_path),
         Command::Verify { file } => {
             let config = Config::load(config_path)?;
-            let Some(keys) = &config.plugins.trusted else {
-                println!(
-                    "{}: not verified: {} sets no [plugins] trusted_keys, so any plugin loads",
-                    file.display(),
-                    config_path.display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            };
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            match trust::verify(&file, &bytes, keys) {
-                Ok(signer) => {
+            match config.plugins.trust().check(&file, &bytes) {
+                Ok(None) => {
+                    println!(
+                        "{}: not verified: {} sets no [plugins] trusted_keys, so any plugin loads",
+                        file.display(),
+                        config_path.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(Some(signer)) => {
                     println!("{}: signed by trusted key {} ({})", file.display(), signer.key_id, signer.name);
+                    if let Some(warning) = signer.legacy_warning() {
+                        println!("warning: {warning}");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(why) => {
@@ -222,6 +237,8 @@ fn rollback(job: &str, config_path: &Path) -> anyhow::Result<ExitCode> {
         );
     };
     let bytes = std::fs::read(&previous.path).with_context(|| format!("reading {}", previous.path.display()))?;
+    // Asked for: the daemon lets this kept version replace a newer one.
+    kept::ask_rollback(&live, &previous.hash)?;
     // The signature first, so the daemon finds it waiting for the file.
     let (kept_sig, live_sig) = (trust::sig_path(&previous.path), trust::sig_path(&live));
     match std::fs::read(&kept_sig) {

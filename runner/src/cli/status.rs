@@ -205,12 +205,10 @@ fn plugin_line(config: &Config, cfg: &runner::config::Job, job: &str, daemon: Op
             let hash = runner::plugin::sha256_hex(&bytes);
             let kept = runner::plugin::kept::versions(&path).into_iter().find(|k| k.hash == hash);
             // Verified as a load would, which needs no compile.
-            let signed = match &config.plugins.trusted {
-                None => String::new(),
-                Some(keys) => match runner::plugin::trust::verify(&path, &bytes, keys) {
-                    Ok(s) => format!(" (signed by {} {})", s.key_id, s.name),
-                    Err(why) => format!(" (refused: {why})"),
-                },
+            let signed = match config.plugins.trust().check(&path, &bytes) {
+                Ok(None) => String::new(),
+                Ok(Some(s)) => format!(" (signed by {} {})", s.key_id, s.name),
+                Err(why) => format!(" (refused: {why})"),
             };
             let (what, when) = match &kept {
                 Some(k) => (

@@ -149,18 +149,21 @@ impl Deployer {
         if unchanged { Look::Unchanged } else { Look::Changed(bytes, hash) }
     }
 
-    /// Builds a plugin to one side and checks it against the job's tables.
+    /// Builds a plugin to one side, refuses a downgrade of `live`, and
+    /// checks it against the job's tables.
     async fn build(
         &self,
         cfg: &config::Job,
         path: &Path,
         bytes: Vec<u8>,
+        live: Option<&Plugin>,
     ) -> Result<(SourceShape, Arc<Plugin>), Rejection> {
         let (runtime, owned, limits) = (self.runtime.clone(), path.to_path_buf(), job_limits(cfg));
         let plugin = tokio::task::spawn_blocking(move || Plugin::from_bytes(&runtime, &owned, &bytes, limits))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| format!("{e:#}")))
+            .and_then(|p| super::not_older(&self.config.plugin_path(cfg), &p, live).map(|()| p))
             .map_err(|reason| Rejection { reason, retry: None })?;
         self.fit(cfg, Arc::new(plugin)).await
     }
@@ -190,10 +193,11 @@ impl Deployer {
         cfg: &config::Job,
         path: &Path,
         look: Look,
+        live: Option<&Plugin>,
         live_hash: Option<&str>,
     ) -> Option<Result<(SourceShape, Arc<Plugin>), Rejection>> {
         let result = match look {
-            Look::Changed(bytes, hash) if live_hash != Some(hash.as_str()) => self.build(cfg, path, bytes).await,
+            Look::Changed(bytes, hash) if live_hash != Some(hash.as_str()) => self.build(cfg, path, bytes, live).await,
             Look::Unchanged if self.waiting.contains_key(path) => {
                 let plugin = self.waiting[path].clone();
                 self.fit(cfg, plugin).await
@@ -222,6 +226,7 @@ impl Deployer {
         // signature is looked at anew: a signature added later clears it.
         let unverified = job.health().unverified.is_some();
         let live_hash = state.live.as_ref().filter(|_| !unverified).map(|l| l.plugin.hash.clone());
+        let live_plugin = state.live.as_ref().map(|l| &*l.plugin);
         let look = self.look(&path);
         // A recheck of a waiting file (nothing changed on disk) is logged only when its reason changes.
         let recheck = matches!(look, Look::Unchanged);
@@ -243,7 +248,7 @@ impl Deployer {
                     *last = Some(reason);
                 }
             }
-            look => match self.attempt(&state.config, &path, look, live_hash.as_deref()).await {
+            look => match self.attempt(&state.config, &path, look, live_plugin, live_hash.as_deref()).await {
                 Some(Ok((shape, plugin))) => {
                     // Swapped first, said after: whoever reads the log line
                     // (an operator, CI, a test) finds the new version live.
@@ -291,7 +296,7 @@ impl Deployer {
                 job.set_candidate_error(None);
             }
             Look::Unreadable(reason) => self.refuse_candidate(job, &path, reason),
-            look => match self.attempt(&state.config, &path, look, None).await.map(|r| {
+            look => match self.attempt(&state.config, &path, look, live_plugin, None).await.map(|r| {
                 // A candidate is given the live plugin's input rows (cut to its
                 // width): it must read the live plugin's first input columns.
                 r.and_then(|(shape, plugin)| match &job.current().live {
@@ -371,8 +376,8 @@ impl Deployer {
         if at_start(&new.runner) != at_start(&self.config.runner) {
             restart("[runner] shutdown_grace or keep_history");
         }
-        if new.plugins.trusted != self.config.plugins.trusted {
-            self.apply_trusted_keys(&new);
+        if new.plugins.trust() != self.config.plugins.trust() {
+            self.apply_trust(&new);
         }
         for name in new.jobs.keys().filter(|n| !self.config.jobs.contains_key(*n)) {
             restart(&format!("[jobs.{name}] (new job)"));
@@ -480,13 +485,18 @@ impl Deployer {
     /// key) keeps running, since stopping would stop aggregation; it is
     /// logged at error level and named on `/ready` until a verified file
     /// replaces it or the keys trust it again.
-    fn apply_trusted_keys(&mut self, new: &Config) {
+    fn apply_trust(&mut self, new: &Config) {
         let ids: Vec<&str> = new.plugins.trusted.iter().flatten().map(|k| k.id.as_str()).collect();
-        info!(trusted_keys = ?ids, "Trusted keys changed; they apply to every load from now on.");
+        info!(trusted_keys = ?ids, revoked = new.plugins.revoked.len(),
+            "Trusted keys or revoked hashes changed; they apply to every load from now on.");
         for job in &self.jobs {
             let state = job.current();
             let Some(live) = &state.live else { continue };
             let why = match (&new.plugins.trusted, &live.plugin.signer) {
+                _ if new.plugins.revoked.contains(&live.plugin.hash) => Some(format!(
+                    "{} is revoked in [plugins] revoked: put a good version back with `runner plugin rollback --job {}` or deploy one",
+                    live.plugin.version, job.name
+                )),
                 (None, _) => None,
                 (Some(_), None) => Some(format!("{} is not signed, and trusted_keys is now set", live.plugin.version)),
                 (Some(_), Some(s)) if !ids.contains(&s.key_id.as_str()) => {
@@ -497,12 +507,13 @@ impl Deployer {
             // Shown on /ready before it is logged, as a swap is.
             job.set_health(|h| h.unverified = why.clone());
             if let Some(why) = &why {
-                error!(job = %job.name, reason = %why, "The live plugin is not verified by a trusted key: it keeps running until a signed file replaces it, and its next reload will be refused.");
+                error!(job = %job.name, reason = %why, "The live plugin is no longer trusted: it keeps running until a trusted file replaces it, and its next reload will be refused.");
             }
         }
-        self.runtime.set_trusted_keys(new.plugins.trusted.clone());
+        self.runtime.set_trust(new.plugins.trust());
         self.config.plugins.trusted = new.plugins.trusted.clone();
         self.config.plugins.trusted_keys = new.plugins.trusted_keys.clone();
+        self.config.plugins.revoked = new.plugins.revoked.clone();
         // Every file is verified again, waiting ones included.
         self.seen.clear();
         self.waiting.clear();

@@ -95,6 +95,11 @@ async fn prepare_one(
     let path = config.plugin_path(cfg);
     let named = |problems: Vec<String>| problems.into_iter().map(|p| format!("job {name}: {p}")).collect::<Vec<_>>();
     let loaded = load_checked(&client, cfg, runtime, &path).await;
+    // Nothing is live yet: the floor is the version that last went live here.
+    let loaded = loaded.and_then(|(shape, plugin)| match not_older(&path, &plugin, None) {
+        Ok(()) => Ok((shape, plugin)),
+        Err(why) => Err(vec![format!("plugin {} refused: {why}", path.display())]),
+    });
     let problems = match loaded {
         Ok((shape, plugin)) => {
             warn_unwritten(&client, name, cfg, &plugin).await;
@@ -169,9 +174,21 @@ pub async fn warn_unwritten(client: &deadpool_postgres::Client, job: &str, cfg: 
     }
 }
 
+/// Refuses a signed downgrade of the job's file at `live_path`: `plugin`
+/// may not have been signed before the version live now, nor before the
+/// version that last went live here (which holds across restarts), unless
+/// signed with `--allow-downgrade` or put back by `runner plugin rollback`.
+pub fn not_older(live_path: &std::path::Path, plugin: &Plugin, live: Option<&Plugin>) -> Result<(), String> {
+    use crate::plugin::{kept, trust};
+    let Some(signer) = &plugin.signer else { return Ok(()) };
+    let floor = live.and_then(|l| l.signer.as_ref()?.signed_at).max(kept::signed_floor(live_path));
+    trust::not_older(signer, floor, kept::rollback_asked(live_path, &plugin.hash))
+}
+
 /// Keeps the version that went live for rollback (`plugin::kept`); a
 /// folder the runner may not write costs rollback only, with a warning.
 pub fn remember(job: &str, path: &std::path::Path, plugin: &Plugin) {
+    crate::plugin::kept::rollback_done(path, &plugin.hash);
     if let Err(e) = crate::plugin::kept::remember(path, &plugin.hash, &plugin.version) {
         tracing::warn!(job = %job, file = %path.display(), error = %e,
             "Cannot keep a copy of the live plugin for rollback; it runs anyway.");

@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::HostState;
 use super::cache::Cache;
-use super::trust::TrustedKey;
+use super::trust::Trust;
 
 /// How often the epoch advances; time limits are rounded up to this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -28,9 +28,9 @@ pub struct Runtime {
     /// (interpreter-based ones: componentize-py, componentize-js), made on
     /// first need.
     fallback: Arc<std::sync::OnceLock<Result<Runtime, String>>>,
-    /// `[plugins] trusted_keys` in force (`None`: plugins are not verified);
-    /// a config reload changes it for the next load.
-    trusted: Arc<std::sync::RwLock<Option<Arc<[TrustedKey]>>>>,
+    /// `[plugins] trusted_keys` and `revoked` in force; a config reload
+    /// changes them for the next load.
+    trust: Arc<std::sync::RwLock<Arc<Trust>>>,
 }
 
 impl Runtime {
@@ -40,18 +40,19 @@ impl Runtime {
         Self::build(cache, true)
     }
 
-    /// Sets the keys a plugin must be signed by to load (`None`: any plugin loads).
-    pub fn set_trusted_keys(&self, keys: Option<Vec<TrustedKey>>) {
-        let keys = keys.map(Arc::from);
+    /// Sets what a plugin must pass to load: the keys it must be signed
+    /// by (`None`: any plugin loads) and the hashes that never load.
+    pub fn set_trust(&self, trust: Trust) {
+        let trust = Arc::new(trust);
         if let Some(Ok(fallback)) = self.fallback.get() {
-            *fallback.trusted.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys.clone();
+            *fallback.trust.write().unwrap_or_else(std::sync::PoisonError::into_inner) = trust.clone();
         }
-        *self.trusted.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        *self.trust.write().unwrap_or_else(std::sync::PoisonError::into_inner) = trust;
     }
 
-    /// The keys in force.
-    pub fn trusted_keys(&self) -> Option<Arc<[TrustedKey]>> {
-        self.trusted.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    /// The trust settings in force.
+    pub fn trust(&self) -> Arc<Trust> {
+        self.trust.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The on-demand twin of a pooling runtime (itself if it is one).
@@ -64,7 +65,7 @@ impl Runtime {
             .fallback
             .get_or_init(|| {
                 let twin = Self::build(dir, false).map_err(|e| format!("{e:#}"))?;
-                twin.set_trusted_keys(self.trusted_keys().map(|k| k.to_vec()));
+                twin.set_trust(Trust::clone(&self.trust()));
                 Ok(twin)
             })
             .clone()
@@ -121,7 +122,7 @@ impl Runtime {
             cache: cache.and_then(Cache::open),
             pooling,
             fallback: Arc::default(),
-            trusted: Arc::default(),
+            trust: Arc::default(),
         })
     }
 }

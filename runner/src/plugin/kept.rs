@@ -96,6 +96,41 @@ pub fn newest_other_than(live: &Path, hash: Option<&str>) -> Option<Kept> {
     versions(live).into_iter().find(|k| Some(k.hash.as_str()) != hash)
 }
 
+/// The request `runner plugin rollback` leaves beside the live file
+/// (`vitals.wasm.rollback`, holding the hash it puts back): the daemon lets
+/// that kept version replace a newer signed one, once.
+fn rollback_request(live: &Path) -> PathBuf {
+    let mut name = live.as_os_str().to_owned();
+    name.push(".rollback");
+    PathBuf::from(name)
+}
+
+/// Asks for the kept version `hash` to go live although it is older.
+pub fn ask_rollback(live: &Path, hash: &str) -> std::io::Result<()> {
+    write_atomically(&rollback_request(live), hash.as_bytes())
+}
+
+/// Whether a rollback to `hash` was asked for: only a version this runner
+/// kept (one that went live here) may be put back over a newer one.
+pub fn rollback_asked(live: &Path, hash: &str) -> bool {
+    let asked = std::fs::read_to_string(rollback_request(live)).is_ok_and(|h| h.trim() == hash);
+    asked && versions(live).iter().any(|k| k.hash == hash)
+}
+
+/// The version `hash` went live: a rollback request for it is spent
+/// (best-effort, as keeping is).
+pub fn rollback_done(live: &Path, hash: &str) {
+    if std::fs::read_to_string(rollback_request(live)).is_ok_and(|h| h.trim() == hash) {
+        let _ = std::fs::remove_file(rollback_request(live));
+    }
+}
+
+/// When the version that last went live here was signed: at start-up,
+/// before anything is live, no older signed file may take its place.
+pub fn signed_floor(live: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    versions(live).first().and_then(|k| super::trust::signed_at(&sig_path(&k.path)))
+}
+
 /// Writes aside, then renames: a reader (a watching runner) never sees
 /// half a file. Kept versions, rollback and `plugin sign` use it.
 pub fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -127,13 +127,13 @@ impl Plugin {
     /// on an on-demand engine instead.
     pub fn from_bytes(runtime: &Runtime, path: &Path, bytes: &[u8], limits: Limits) -> anyhow::Result<Plugin> {
         // Fail closed, before the compiler ever sees the file.
-        let signer = match runtime.trusted_keys() {
-            Some(keys) => Some(
-                trust::verify(path, bytes, &keys)
-                    .map_err(|why| anyhow::anyhow!("plugin {} refused: {why}", path.display()))?,
-            ),
-            None => None,
-        };
+        let signer = runtime
+            .trust()
+            .check(path, bytes)
+            .map_err(|why| anyhow::anyhow!("plugin {} refused: {why}", path.display()))?;
+        if let Some(warning) = signer.as_ref().and_then(trust::Signer::legacy_warning) {
+            tracing::warn!(file = %path.display(), "{warning}");
+        }
         let hash = sha256_hex(bytes);
         // Found out once (and recorded beside the cache), not at every load:
         // trying the pooling engine first costs a whole load of a large file.
