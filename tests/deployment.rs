@@ -301,10 +301,11 @@ async fn console_listen_serves_the_console_apart_from_the_metrics_a_remote_prome
     let console_addr = line[line.find("address=").unwrap() + 8..].split_whitespace().next().unwrap().to_string();
     assert_ne!(metrics_addr, console_addr);
 
-    for path in ["/metrics", "/health", "/ready", "/health/db-pool", "/plugins"] {
+    for path in ["/metrics", "/health", "/ready", "/health/db-pool"] {
         wait_http(&daemon, &metrics_addr, path, 30, |status, _| status == 200).await;
     }
-    for path in ["/", "/console.js"] {
+    assert_eq!(http_get(&console_addr, "/plugins").await.0, 200);
+    for path in ["/", "/console.js", "/plugins"] {
         assert_eq!(http_get(&metrics_addr, path).await.0, 404, "{path} is served beside the metrics");
     }
     let (status, _) = http_post(&metrics_addr, "/jobs/vitals/pause", Some(token), "").await;

@@ -56,6 +56,18 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
     ] {
         assert!(metrics.contains(&expected), "no `{expected}` in:\n{metrics}");
     }
+    // The bound status and operating.md state: the pool of 4, + 3 beside it.
+    let sessions: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND application_name IN ('runner', 'runner-operator', 'runner-maintenance')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!((1..=7).contains(&sessions), "{sessions} runner sessions against a bound of 7");
     promtool_accepts(&metrics).await;
     seen.push_str(&metrics);
     let (code, body) = http_get(&addr, "/plugins").await;
@@ -99,7 +111,7 @@ async fn status_shows_the_queue_and_retry_failed_puts_rows_back() {
     assert!(line.contains("faulty@0.1.0+sha256:"), "{out}");
 
     assert!(out.contains("user 13 is refused"), "the most common errors: {out}");
-    assert!(out.contains("runner session(s) connected"), "{out}");
+    assert!(out.contains("runner session(s) connected; each runner holds at most"), "{out}");
 
     let json: serde_json::Value = serde_json::from_str(&text(&run_ok(&config, &["status", "--json"]).await)).unwrap();
     assert_eq!(json["jobs"][0]["queue"]["failed"], 1);

@@ -42,7 +42,9 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     let client = pool.get().await?;
     let daemon = daemon_get(&config.http.listen, "/ready").await;
     // The daemon's own word on its plugins: what runs, and what it refused.
-    let daemon_plugins = daemon_get(&config.http.listen, "/plugins").await;
+    // /plugins is the console's when the console has an address of its own.
+    let console = config.http.console_listen.as_deref().filter(|a| !a.is_empty()).unwrap_or(&config.http.listen);
+    let daemon_plugins = daemon_get(console, "/plugins").await;
     let mut jobs = Vec::new();
     for (name, cfg) in &config.jobs {
         let q = queue::queue(&**client, name)
@@ -92,8 +94,12 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             partitions,
         });
     }
-    let sessions: i64 =
-        client.query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner'", &[]).await?.get(0);
+    let names: Vec<&str> = pool::SESSION_NAMES.to_vec();
+    let sessions: i64 = client
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY($1)", &[&names])
+        .await?
+        .get(0);
+    let bound = config.database.max_connections + pool::BESIDE_THE_POOL;
     let server_max: String = client.query_one("SHOW max_connections", &[]).await?.get(0);
     let refused = |job: &str| -> Vec<String> {
         let Some((_, answer)) = &daemon_plugins else { return Vec::new() };
@@ -120,7 +126,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         let out = json!({
             "database": pool::describe(&config.database.url),
             "jobs": jobs,
-            "connections": { "runner_sessions": sessions, "max_per_runner": config.database.max_connections, "server_max": server_max },
+            "connections": { "runner_sessions": sessions, "max_per_runner": bound, "pool": config.database.max_connections, "server_max": server_max },
             "daemon": daemon.as_ref().map(|(addr, ready)| json!({"address": addr, "ready": ready})),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -172,7 +178,8 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         None => {}
     }
     println!(
-        "\ndatabase {}: {sessions} runner session(s) connected; each runner pools at most {} (+1 listening); server max_connections {server_max}",
+        "\ndatabase {}: {sessions} runner session(s) connected; each runner holds at most {bound} \
+         (a pool of {}, +1 listening, +1 operator, +1 pruning a moment each hour); server max_connections {server_max}",
         pool::describe(&config.database.url),
         config.database.max_connections
     );

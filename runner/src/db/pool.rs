@@ -64,6 +64,16 @@ pub fn build(db: &config::Database, application_name: &str) -> anyhow::Result<Po
         .context("building the connection pool")
 }
 
+/// The names a runner's sessions show in `pg_stat_activity`: its pool and
+/// LISTEN connection, the operator's connection (`[http] listen`) and
+/// pruning's (a moment each hour). `runner status` counts these.
+pub const SESSION_NAMES: [&str; 3] = ["runner", "runner-operator", "runner-maintenance"];
+
+/// Sessions a runner holds beside its pool of `max_connections`: the
+/// LISTEN connection, the operator's and pruning's, one each. The one
+/// statement of the bound: `status` and operating.md say it from here.
+pub const BESIDE_THE_POOL: usize = 3;
+
 /// The operator's budget (`http::snapshot`): a pool of its own, apart from
 /// the workers', of one connection whose statements and waits are short.
 /// Its sessions show as `runner-operator`.

@@ -95,11 +95,13 @@ pub fn serve(
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .route("/health/db-pool", get(db_pool))
-        .route("/metrics", get(render_metrics))
-        .route("/plugins", get(plugins));
-    // What only operators should: the console and its actions.
+        .route("/metrics", get(render_metrics));
+    // What only operators should: the console, its actions, and /plugins
+    // (file paths, hashes, signers, refusal texts: a map for an attacker,
+    // while /ready and /metrics already say what monitoring needs).
     let console = axum::Router::new()
         .route("/", get(page))
+        .route("/plugins", get(plugins))
         .route("/console.js", get(|| async { asset("text/javascript", console::SCRIPT) }))
         .route("/console.css", get(|| async { asset("text/css", console::STYLE) }))
         .merge(
@@ -114,7 +116,7 @@ pub fn serve(
         |router: axum::Router<AppState>| router.layer(axum::middleware::map_response(secure)).with_state(state.clone());
     let addr = listener.local_addr()?;
     let listeners = 1 + usize::from(console_listener.is_some());
-    let cap = server::connection_cap(listeners, config.database.max_connections);
+    let cap = server::connection_cap(listeners, config.database.max_connections + crate::db::pool::BESIDE_THE_POOL);
     let console_addr = match console_listener {
         Some(console_listener) => {
             let console_addr = console_listener.local_addr()?;
