@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::db::ident::{Identifier, JobName};
+
 /// Default config path, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/runner.toml";
 
@@ -329,6 +331,8 @@ pub fn setting_from_arg(arg: &str) -> Result<(String, crate::rows::Value), Strin
 
 mod defaults {
     use std::time::Duration;
+
+    use crate::plugin::Limits;
     pub fn max_connections() -> usize {
         4
     }
@@ -375,16 +379,16 @@ mod defaults {
         Duration::from_secs(10)
     }
     pub fn memory_limit_mb() -> usize {
-        64
+        Limits::DEFAULT.memory_bytes >> 20
     }
     pub fn log_lines() -> u32 {
-        100
+        Limits::DEFAULT.log_lines
     }
     pub fn log_line_bytes() -> usize {
-        1024
+        Limits::DEFAULT.log_line_bytes
     }
     pub fn time_limit() -> Duration {
-        Duration::from_secs(2)
+        Limits::DEFAULT.time
     }
     /// A reading a second for almost three days: what a day of the densest
     /// device streams holds, and (at a few hundred bytes a row, host and
@@ -397,59 +401,6 @@ mod defaults {
     }
     pub fn groups_per_transaction() -> usize {
         20
-    }
-}
-
-/// A SQL identifier from the config (`name` or `schema.name`), checked when
-/// parsed so a hostile or mistyped name never reaches SQL unquoted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identifier(String);
-
-impl Identifier {
-    /// Accepts `name` or `schema.name`, each part `[a-z_][a-z0-9_]*`, at most 63 bytes.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.split('.').collect();
-        let part_ok = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 63
-                && p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        };
-        if parts.len() <= 2 && parts.iter().all(|p| part_ok(p)) {
-            Ok(Identifier(s.to_string()))
-        } else {
-            Err(format!(
-                "`{s}` is not a valid table or column name: expected lower-case letters, digits and `_`, optionally `schema.name`"
-            ))
-        }
-    }
-
-    /// The name as written, e.g. `public.vitals_raw`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The last part: the table's own name without its schema.
-    pub fn name(&self) -> &str {
-        self.0.rsplit('.').next().unwrap_or(&self.0)
-    }
-
-    /// The name quoted for SQL, e.g. `"public"."vitals_raw"`.
-    pub fn quoted(&self) -> String {
-        self.0.split('.').map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".")
-    }
-}
-
-impl fmt::Display for Identifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Identifier {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Identifier::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -543,9 +494,8 @@ impl Config {
             // Each problem at its own key's line (the header's when the key is not written).
             let at = |key: &str| key_line(text, &format!("jobs.{name}"), key).unwrap_or(header);
             let line = header;
-            if Identifier::parse(&name).is_err() {
-                problems
-                    .push(format!("line {line}: [jobs.{name}]: a job name must be lower-case letters, digits and `_`"));
+            if let Err(why) = JobName::parse(&name) {
+                problems.push(format!("line {line}: [jobs.{name}]: {why}"));
             }
             if !job.plugin.ends_with(".wasm") || job.plugin.contains('/') {
                 problems.push(format!(
@@ -958,6 +908,17 @@ timestamp_column = "recorded_at"
     }
 
     #[test]
+    fn a_job_name_with_a_dot_or_over_39_bytes_is_refused_naming_why() {
+        let e = parse(&GOOD.replace("[jobs.vitals]", "[jobs.\"a.b\"]")).unwrap_err().to_string();
+        assert!(e.contains("[jobs.a.b]: a job name must be lower-case letters, digits and `_` (no `.`)"), "{e}");
+        let longest = "v".repeat(39);
+        assert!(parse(&GOOD.replace("[jobs.vitals]", &format!("[jobs.{longest}]"))).is_ok());
+        let over = "v".repeat(40);
+        let e = parse(&GOOD.replace("[jobs.vitals]", &format!("[jobs.{over}]"))).unwrap_err().to_string();
+        assert!(e.contains("a job name may have at most 39 bytes"), "{e}");
+    }
+
+    #[test]
     fn collects_every_cross_field_problem() {
         let text = GOOD.replace("vitals.wasm", "vitals.so").replace("\"vitals_daily\"", "\"vitals_raw\"");
         let e = parse(&text).unwrap_err();
@@ -1115,12 +1076,5 @@ timestamp_column = "recorded_at"
             let warning = Http { console_listen: Some(open.into()), ..http("127.0.0.1:1", None) }.exposure_warning();
             assert!(warning.unwrap_or_default().contains("console_listen"), "{open}");
         }
-    }
-
-    #[test]
-    fn identifiers_quote_each_part() {
-        assert_eq!(Identifier::parse("public.vitals_raw").unwrap().quoted(), "\"public\".\"vitals_raw\"");
-        assert!(Identifier::parse("a.b.c").is_err());
-        assert!(Identifier::parse("Vitals").is_err());
     }
 }

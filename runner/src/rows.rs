@@ -135,3 +135,71 @@ pub struct Output {
 pub fn days_since_epoch(day: chrono::NaiveDate) -> i32 {
     (day - chrono::NaiveDate::default()).num_days() as i32
 }
+
+/// The date `days` after 1970-01-01 (before it when negative); `None`
+/// beyond chrono's range. The one way back from a plugin's day number.
+pub fn date_of(days: i32) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::default().checked_add_signed(chrono::TimeDelta::days(days.into()))
+}
+
+/// The instant `micros` after the Unix epoch; `None` beyond chrono's range.
+pub fn timestamp_of(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_micros(micros)
+}
+
+/// As people read it: dates and instants in ISO 8601 (the raw number when
+/// out of range), floats as Rust prints them (`NaN`, `inf`), text verbatim
+/// (escape it before it reaches a terminal).
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Boolean(b) => write!(f, "{b}"),
+            Value::Integer(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Text(t) => f.write_str(t),
+            Value::Timestamp(t) => match timestamp_of(*t) {
+                Some(at) => f.write_str(&at.to_rfc3339()),
+                None => write!(f, "{t}"),
+            },
+            Value::Date(d) => match date_of(*d) {
+                Some(day) => write!(f, "{day}"),
+                None => write!(f, "{d}"),
+            },
+        }
+    }
+}
+
+impl Value {
+    /// As JSON: numbers and booleans as such, a non-finite float, a date
+    /// and an instant as their [`Display`](fmt::Display) text.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Boolean(b) => (*b).into(),
+            Value::Integer(i) => (*i).into(),
+            Value::Float(x) => serde_json::Number::from_f64(*x).map_or_else(|| x.to_string().into(), Into::into),
+            Value::Text(t) => t.clone().into(),
+            other => other.to_string().into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_display_and_serialize_one_way_before_1970_and_beyond_range() {
+        assert_eq!(Value::Date(-1).to_string(), "1969-12-31");
+        assert_eq!(Value::Date(i32::MIN).to_string(), i32::MIN.to_string());
+        assert_eq!(Value::Timestamp(-1_000_000).to_string(), "1969-12-31T23:59:59+00:00");
+        assert_eq!(Value::Float(f64::NAN).to_json(), serde_json::json!("NaN"));
+        assert_eq!(Value::Float(f64::INFINITY).to_string(), "inf");
+        assert_eq!(Value::Date(0).to_json(), serde_json::json!("1970-01-01"));
+        assert_eq!(
+            date_of(days_since_epoch(chrono::NaiveDate::from_ymd_opt(1900, 3, 1).unwrap())).unwrap().to_string(),
+            "1900-03-01"
+        );
+    }
+}

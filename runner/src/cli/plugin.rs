@@ -49,7 +49,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Memory limit per group, in MiB.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = Limits::DEFAULT.memory_bytes >> 20)]
         memory_limit_mb: usize,
         /// Time limit per group, e.g. 2s.
         #[arg(long, default_value = "2s", value_parser = humantime_serde::re::humantime::parse_duration)]
@@ -282,7 +282,7 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
             let limits = pipeline::job_limits(cfg);
             (Some((config.clone(), name.to_string())), limits)
         }
-        None => (None, Limits::new(64 << 20, std::time::Duration::from_secs(2))),
+        None => (None, Limits::DEFAULT),
     };
     let plugin = match Plugin::load(&cli_runtime(config_path)?, file, limits) {
         Ok(p) => p,

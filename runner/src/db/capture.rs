@@ -15,6 +15,7 @@
 
 use tokio_postgres::GenericClient;
 
+use super::ident::quote;
 use super::schema::SourceShape;
 use crate::config;
 
@@ -112,17 +113,18 @@ BEGIN
         -- committed since (REPEATABLE READ, SERIALIZABLE).
         INSERT INTO {schema}.runner_purges (job, relid, reason)
         VALUES ('{job_name}', TG_RELID, 'TRUNCATE of ' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME);
-        PERFORM pg_catalog.pg_notify('runner_pending', '{table}');
+        PERFORM pg_catalog.pg_notify('{channel}', '{table}');
         RETURN NULL;
     END IF;
     -- Wake the runners only if nothing of this job was queued before.
     IF first IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM {schema}.runner_changes WHERE job = '{job_name}' AND id < first) THEN
-        PERFORM pg_catalog.pg_notify('runner_pending', '{table}');
+        PERFORM pg_catalog.pg_notify('{channel}', '{table}');
     END IF;
     RETURN NULL;
 END
 ",
+        channel = super::migrate::CHANNEL,
         insert_new = insert(&keys("runner_new")),
         insert_old = insert(&keys("runner_old")),
         insert_both = insert(&format!("{} UNION {}", keys("runner_old"), keys("runner_new"))),
@@ -133,7 +135,7 @@ END
 /// SQL that installs (or replaces) a job's function, and its triggers on
 /// each of `tables` (the source and its partitions, quoted).
 pub fn install_sql(job_name: &str, job: &config::Job, shape: &SourceShape, names: &Names, tables: &[String]) -> String {
-    let function = format!("{}.\"{}\"", names.schema, function_name(job_name));
+    let function = format!("{}.{}", names.schema, quote(&function_name(job_name)));
     let mut sql = format!(
         "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
          SECURITY DEFINER SET search_path = '' AS $runner${}$runner$;
@@ -153,12 +155,13 @@ pub fn install_sql(job_name: &str, job: &config::Job, shape: &SourceShape, names
 /// write that bypasses the application's triggers on purpose bypasses
 /// capture too, silently.
 pub fn triggers_on(job_name: &str, schema: &str, table: &str) -> String {
-    let function = format!("{schema}.\"{}\"", function_name(job_name));
+    let function = format!("{schema}.{}", quote(&function_name(job_name)));
     let mut sql = String::new();
     for (name, event, referencing) in trigger_names(job_name) {
         sql.push_str(&format!(
-            "CREATE OR REPLACE TRIGGER \"{name}\" AFTER {event} ON {table} {referencing} EXECUTE FUNCTION {function}();
-             ALTER TABLE {table} ENABLE ALWAYS TRIGGER \"{name}\";\n"
+            "CREATE OR REPLACE TRIGGER {name} AFTER {event} ON {table} {referencing} EXECUTE FUNCTION {function}();
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name};\n",
+            name = quote(&name)
         ));
     }
     sql
@@ -405,7 +408,7 @@ pub async fn missing_index(
         .await?
         .try_get(0)?;
     Ok((!found).then(|| {
-        let index = format!("\"{}_user_time_idx\"", job.source.name());
+        let index = quote(&format!("{}_user_time_idx", job.source.name()));
         format!(
             "{} has no index on (user_id, {}), which every group's read uses; build it without blocking writes: \
              CREATE INDEX CONCURRENTLY {index} ON {} (user_id, {});",

@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod capture;
 pub mod day;
 pub mod health;
+pub mod ident;
 pub mod listen;
 pub mod migrate;
 pub mod partitions;

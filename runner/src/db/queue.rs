@@ -169,7 +169,7 @@ pub async fn retry_failed(
         .await?
         .try_get(0)?;
     // Wake running runners now rather than at their next poll.
-    client.execute("SELECT pg_notify('runner_pending', $1)", &[&job.source.name()]).await?;
+    client.execute("SELECT pg_notify($1, $2)", &[&super::migrate::CHANNEL, &job.source.name()]).await?;
     Ok(n as u64)
 }
 

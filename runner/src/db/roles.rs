@@ -5,6 +5,7 @@
 //! daily tables and the runner's own bookkeeping. The capture triggers run
 //! as their owner, so the application's role needs nothing new.
 
+use super::ident::quote;
 use crate::config::{Config, Identifier};
 
 /// The runner's tables the daemon and commands write.
@@ -20,11 +21,6 @@ pub const WRITTEN: &[&str] = &[
 
 /// The runner's tables it only reads once `migrate` has filled them.
 pub const READ: &[&str] = &["runner_schema_migrations", "runner_adopted_sources"];
-
-/// `role` quoted as an SQL identifier.
-fn quote(role: &str) -> String {
-    format!("\"{}\"", role.replace('"', "\"\""))
-}
 
 /// The GRANTs that let `role` run every enabled job of `config` (and
 /// `status`, `recompute`, `retry-failed`, `plugin diff --job`), and nothing
@@ -61,7 +57,7 @@ pub fn grants(config: &Config, role: &str, database: Option<&str>) -> String {
     // The runner's tables live in the schema `migrate` created them in.
     sql.push_str(&format!("GRANT USAGE ON SCHEMA public TO {role};  -- or the schema `runner migrate` ran in\n"));
     for schema in schemas.into_iter().filter(|s| *s != "public") {
-        sql.push_str(&format!("GRANT USAGE ON SCHEMA \"{schema}\" TO {role};\n"));
+        sql.push_str(&format!("GRANT USAGE ON SCHEMA {} TO {role};\n", quote(schema)));
     }
     if !jobs.is_empty() {
         sql.push_str(&format!(

@@ -100,7 +100,7 @@ impl ColumnArray {
                 _ => None,
             })?),
             ColumnType::Date => ColumnArray::Date(each(rows, index, |v| match v {
-                Value::Date(d) => Some(NaiveDate::default().checked_add_signed(chrono::TimeDelta::days((*d).into()))),
+                Value::Date(d) => Some(crate::rows::date_of(*d)),
                 _ => None,
             })?),
         })

@@ -8,6 +8,7 @@
 //! the integer width of the table's columns (Postgres compares integer
 //! widths within one index operator family, so the indexes still serve).
 
+use super::ident::quote;
 use crate::config;
 use crate::db::capture;
 use crate::db::day::Day;
@@ -73,12 +74,18 @@ pub struct Statements {
     pub max_rows: u32,
 }
 
+/// The group's lock: keyed by (target table, user, day), hashed by Postgres
+/// so every runner computes the same one. One text for `claim` and
+/// `claim_many`: if the two drifted they would stop excluding each other.
+fn group_lock(table: &str, user: &str, day: &str) -> String {
+    format!("pg_try_advisory_xact_lock(hashtextextended({table}::text || '/' || {user} || '/' || {day}, 0))")
+}
+
 impl Statements {
     pub fn new(job: &config::Job, shape: &SourceShape, description: &Description) -> Self {
         let src = job.source.quoted();
         let dst = job.target.quoted();
         let ts = job.timestamp_column.quoted();
-        let quote = |name: &str| format!("\"{name}\"");
         // The timestamp column as a timestamptz (`t` qualifies it). A naive
         // column holds wall-clock times of `timestamp_zone` (validated: no quotes).
         let at = |t: &str| match &shape.naive_zone {
@@ -121,13 +128,6 @@ impl Statements {
                 conflict.collect::<Vec<_>>().join(", "),
                 set.collect::<Vec<_>>().join(", "),
                 arrays.collect::<Vec<_>>().join(", "),
-            )
-        };
-        // The lock key is (target table, user, day), hashed by Postgres so
-        // every runner computes the same one.
-        let lock = |table: &str| {
-            format!(
-                "pg_try_advisory_xact_lock(hashtextextended({table}::text || '/' || $1::bigint || '/' || $2::date, 0))"
             )
         };
         // A group's read stops one row past the limit: enough to say it is over.
@@ -182,7 +182,7 @@ impl Statements {
                     WHERE {read_range} LIMIT {read_limit}
                  ) r ON (SELECT ok FROM locked)
                  ORDER BY r.at, r.id",
-                lock = lock("$3"),
+                lock = group_lock("$3", "$1::bigint", "$2::date"),
                 at_s = at("s."),
                 input_cols_s = input_cols("s.", true),
                 input_cols_r = input_cols("r.", false),
@@ -192,7 +192,7 @@ impl Statements {
                 "WITH g AS (
                     SELECT * FROM unnest($1::int8[], $2::date[]) WITH ORDINALITY AS g(user_id, day, n)
                  ), locked AS MATERIALIZED (
-                    SELECT g.*, pg_try_advisory_xact_lock(hashtextextended($3::text || '/' || g.user_id || '/' || g.day, 0)) AS ok
+                    SELECT g.*, {many_lock} AS ok
                     FROM g
                  ), taken AS (
                     DELETE FROM runner_changes c USING locked l
@@ -217,6 +217,7 @@ impl Statements {
                 input_cols_s = input_cols("s.", true),
                 input_cols_r = input_cols("r.", false),
                 group_range = group_range("s."),
+                many_lock = group_lock("$3", "g.user_id", "g.day"),
             ),
             replace_many: {
                 let (key, conflict, set, arrays) = upsert(5);

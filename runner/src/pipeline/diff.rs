@@ -244,14 +244,7 @@ fn number(v: &Value) -> Option<f64> {
 
 fn show(v: &Value) -> String {
     match v {
-        Value::Null => "NULL".into(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Integer(i) => i.to_string(),
-        Value::Float(f) => f.to_string(),
         Value::Text(t) => crate::plugin::contract::excerpt(t),
-        Value::Timestamp(t) => chrono::DateTime::from_timestamp_micros(*t).map_or(t.to_string(), |d| d.to_rfc3339()),
-        Value::Date(d) => NaiveDate::default()
-            .checked_add_signed(chrono::TimeDelta::days((*d).into()))
-            .map_or(d.to_string(), |d| d.to_string()),
+        other => other.to_string(),
     }
 }

@@ -370,7 +370,7 @@ pub async fn queue_window(
         tx.commit().await?;
         if moved == 1 {
             // Wake the workers: the triggers' notification is for writers.
-            client.execute("SELECT pg_notify('runner_pending', $1)", &[&cfg.source.name()]).await?;
+            client.execute("SELECT pg_notify($1, $2)", &[&crate::db::migrate::CHANNEL, &cfg.source.name()]).await?;
         }
     }
 }

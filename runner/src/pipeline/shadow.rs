@@ -20,15 +20,7 @@ pub struct Diff {
 /// A row as a JSON object keyed by column name.
 fn json_row(plugin: &Plugin, row: &[Value]) -> serde_json::Value {
     let object = plugin.description.output.iter().zip(row).map(|(c, v)| {
-        let v = match v {
-            Value::Null => serde_json::Value::Null,
-            Value::Boolean(b) => (*b).into(),
-            Value::Integer(i) => (*i).into(),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map_or_else(|| f.to_string().into(), Into::into),
-            Value::Text(s) => s.clone().into(),
-            Value::Timestamp(t) => (*t).into(),
-            Value::Date(d) => (*d).into(),
-        };
+        let v = v.to_json();
         (c.name.clone(), v)
     });
     serde_json::Value::Object(object.collect())

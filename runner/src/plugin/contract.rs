@@ -203,7 +203,7 @@ pub fn check_output(d: &Description, output: &Output) -> Result<(), String> {
 fn shown(v: &Value) -> String {
     match v {
         Value::Text(t) => excerpt(t),
-        other => format!("{other:?}"),
+        other => other.to_string(),
     }
 }
 

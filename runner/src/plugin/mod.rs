@@ -37,9 +37,14 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The defaults of a job's settings (`config/runner.toml`).
+    /// The defaults of a job's `memory_limit_mb`, `time_limit`,
+    /// `log_lines` and `log_line_bytes`: the config's defaults come from here.
+    pub const DEFAULT: Limits =
+        Limits { memory_bytes: 64 << 20, time: Duration::from_secs(2), log_lines: 100, log_line_bytes: 1024 };
+
+    /// These memory and time limits, and the default log limits.
     pub fn new(memory_bytes: usize, time: Duration) -> Self {
-        Limits { memory_bytes, time, log_lines: 100, log_line_bytes: 1024 }
+        Limits { memory_bytes, time, ..Self::DEFAULT }
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate};
 
 use runner::plugin::{Limits, Plugin};
 use runner::rows::{Column, ColumnType, GroupKey, InputRow, Value, days_since_epoch};
@@ -97,24 +97,11 @@ fn parse(v: &serde_json::Value, kind: ColumnType) -> anyhow::Result<Value> {
 
 fn show(v: &Value) -> String {
     match v {
-        Value::Null => "NULL".into(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Integer(i) => i.to_string(),
-        Value::Float(f) => format!("{}", (f * 1e6).round() / 1e6),
+        // Six decimals are what a table on a terminal needs.
+        Value::Float(f) if f.is_finite() => format!("{}", (f * 1e6).round() / 1e6),
         // A plugin's text reaches a terminal: control characters escaped.
         Value::Text(s) => runner::plugin::contract::sanitize(s, 1024),
-        Value::Timestamp(t) => DateTime::<Utc>::from_timestamp_micros(*t).map_or(t.to_string(), |t| t.to_rfc3339()),
-        Value::Date(d) => (NaiveDate::default() + chrono::Days::new(*d as u64)).to_string(),
-    }
-}
-
-fn json(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Boolean(b) => (*b).into(),
-        Value::Integer(i) => (*i).into(),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
-        other => show(other).into(),
+        other => other.to_string(),
     }
 }
 
@@ -136,7 +123,7 @@ pub fn run(plugin: &Plugin, input: &Path, as_json: bool, limits: Limits) -> anyh
             Ok(output) if as_json => report.push(serde_json::json!({
                 "user_id": key.user_id, "day": key.day.to_string(), "input_rows": count, "micros": micros,
                 "rejected": output.rejected,
-                "rows": output.rows.iter().map(|r| names.iter().zip(r).map(|(n, v)| (n.to_string(), json(v))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
+                "rows": output.rows.iter().map(|r| names.iter().zip(r).map(|(n, v)| (n.to_string(), v.to_json())).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
             })),
             Ok(output) => {
                 println!("{head}, {} rejected", output.rejected);
