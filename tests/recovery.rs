@@ -57,21 +57,16 @@ async fn daemon_wakes_on_notify_and_stops_cleanly_on_sigterm() {
     let db = TestDb::new().await;
     // Poll every minute: finishing within seconds proves the notification woke it.
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
-    let child = runner(&config, &["run"]).spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let daemon = crate::util::Daemon::start(&config);
+    // Readiness waited for, not slept for: from this line on, a row wakes it.
+    daemon.wait_for("Listening for new raw rows.", 1, 60).await;
     db.client
         .execute("INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES (7, now(), 'heart_rate', 61, 'bpm')", &[])
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while db.count("SELECT count(*) FROM vitals_daily WHERE user_id = 7").await == 0 {
-        assert!(Instant::now() < deadline, "the daemon did not pick up the new row");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
-    assert!(out.status.success(), "{}", crate::util::text(&out));
+    // Well under the 60 s poll interval: only the notification can wake it in time.
+    crate::util::wait_count(&db, "SELECT count(*) FROM vitals_daily WHERE user_id = 7", 1, 40).await;
+    daemon.stop().await;
     // Backends notice a closed socket at once, but leave pg_stat_activity a moment later.
     let sessions =
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()";

@@ -223,22 +223,19 @@ impl Daemon {
 
     /// Waits until the log contains `text` `n` times; panics with the log after `secs`.
     pub async fn wait_for(&self, text: &str, n: usize, secs: u64) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        while self.log().matches(text).count() < n {
-            assert!(std::time::Instant::now() < deadline, "no {n}× `{text}` within {secs} s; log:\n{}", self.log());
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let seen = || async { (self.log().matches(text).count() >= n).then_some(()).ok_or_else(|| self.log()) };
+        eventually(secs, seen, |log| format!("no {n}× `{text}`; log:\n{log}")).await
     }
 
     /// Waits until the plugin swapped to `version`: the swap meant, whatever
     /// other swaps a slow or fast machine logs around it.
     pub async fn wait_for_swap_to(&self, version: &str, secs: u64) {
         let to = format!("to={version}");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        while !self.log().lines().any(|l| l.contains("Plugin swapped.") && l.contains(&to)) {
-            assert!(std::time::Instant::now() < deadline, "no swap to {version} within {secs} s; log:\n{}", self.log());
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let swapped = || async {
+            let log = self.log();
+            log.lines().any(|l| l.contains("Plugin swapped.") && l.contains(&to)).then_some(()).ok_or(log)
+        };
+        eventually(secs, swapped, |log| format!("no swap to {version}; log:\n{log}")).await
     }
 
     /// SIGTERM, then expects a clean exit 0.
@@ -253,17 +250,31 @@ impl Daemon {
     }
 }
 
-/// Waits until `sql` (a count) reaches `n`; panics after `secs`.
-pub async fn wait_count(db: &TestDb, sql: &str, n: i64, secs: u64) {
+/// The one deadline loop: polls `check` until it gives `Ok`, and panics
+/// after `secs` with `why` of its last `Err`. A wait names its condition;
+/// nothing in the tests sleeps and hopes.
+pub async fn eventually<T, E, F, Fut>(secs: u64, check: F, why: impl Fn(E) -> String) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
-        let got = db.count(sql).await;
-        if got >= n {
-            return;
+        match check().await {
+            Ok(done) => return done,
+            Err(last) if std::time::Instant::now() >= deadline => panic!("after {secs} s: {}", why(last)),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
         }
-        assert!(std::time::Instant::now() < deadline, "`{sql}` is {got}, not {n}, after {secs} s");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `sql` (a count) reaches `n`; panics after `secs`.
+pub async fn wait_count(db: &TestDb, sql: &str, n: i64, secs: u64) {
+    let reached = || async {
+        let got = db.count(sql).await;
+        if got >= n { Ok(()) } else { Err(got) }
+    };
+    eventually(secs, reached, |got| format!("`{sql}` is {got}, not {n}")).await
 }
 
 /// Queued changes and purges, and groups waiting out a backoff: 0 once
@@ -283,15 +294,11 @@ pub async fn wait_runner_in_transaction(db: &TestDb) {
 
 /// Waits until every queued change has been aggregated (or its group failed).
 pub async fn wait_settled(db: &TestDb, secs: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
+    let settled = || async {
         let queued = db.count(QUEUED).await;
-        if queued == 0 {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{queued} change(s) still queued after {secs} s");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        if queued == 0 { Ok(()) } else { Err(queued) }
+    };
+    eventually(secs, settled, |queued| format!("{queued} change(s) still queued")).await
 }
 
 /// A user's one group: `failed`, `pending` (queued, maybe in backoff) or
@@ -377,19 +384,14 @@ pub async fn http_get_with_head(addr: &str, path: &str) -> (u16, String, String)
 /// console's and `/metrics`' queue figures are a snapshot up to 2 s old, so
 /// a test waits for them rather than reading them once.
 pub async fn wait_http(daemon: &Daemon, addr: &str, path: &str, secs: u64, pred: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
+    let matched = || async {
         let (status, body) = http_get(addr, path).await;
-        if pred(status, &body) {
-            return body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{path} never matched; last {status} {body}; log:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        if pred(status, &body) { Ok(body) } else { Err((status, body)) }
+    };
+    eventually(secs, matched, |(status, body)| {
+        format!("{path} never matched; last {status} {body}; log:\n{}", daemon.log())
+    })
+    .await
 }
 
 impl Daemon {

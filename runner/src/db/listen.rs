@@ -71,7 +71,9 @@ async fn listen_once(pg: &tokio_postgres::Config, wakers: &HashMap<String, Vec<A
         Ok(())
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    tracing::debug!("Listening for new raw rows.");
+    // Said once per connection: a reader (an operator, a test) knows that
+    // from here on a new row wakes the runner without waiting for a poll.
+    tracing::info!(channel = CHANNEL, "Listening for new raw rows.");
     // Anything that arrived while we were not listening is found by a claim now.
     wakers.values().flatten().for_each(|w| w.notify_one());
     let mut probe = tokio::time::interval(PROBE_EVERY);
