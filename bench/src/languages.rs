@@ -67,8 +67,8 @@ impl Cost {
 /// caches, and charge Rust for Python's footprint.)
 pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
     // The runner's own compile cache: a second run skips the compiles.
-    let runtime = Runtime::new(runner::plugin::cache::default_dir()).expect("the engine");
-    let limits = Limits::new(256 << 20, Duration::from_secs(10));
+    let runtime = Runtime::new(runner::config::default_cache_dir()).expect("the engine");
+    let limits = Limits::new(256 << 20, Duration::from_secs(10), runner::pipeline::default_limits());
     let (key, rows) = group();
     debug_assert_eq!(rows.len(), ROWS);
     let plugins: Vec<(&str, Option<Plugin>)> =

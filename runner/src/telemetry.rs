@@ -9,8 +9,8 @@ use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::db::pool;
-use crate::http::snapshot::Snapshot;
 use crate::pipeline::Job;
+use crate::snapshot::Snapshot;
 
 /// Installs the process-wide recorder; returns the handle that renders it.
 pub fn install() -> anyhow::Result<PrometheusHandle> {

@@ -10,8 +10,9 @@ use clap::Subcommand;
 
 use runner::config::Config;
 use runner::pipeline;
-use runner::plugin::{Limits, Plugin, Runtime, WORLD, settings, trust};
+use runner::plugin::{Limits, Plugin, Runtime, WORLD, settings};
 use runner::rows::Column;
+use runner::trust;
 
 use super::connect;
 
@@ -49,7 +50,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Memory limit per group, in MiB.
-        #[arg(long, default_value_t = Limits::DEFAULT.memory_bytes >> 20)]
+        #[arg(long, default_value_t = runner::config::defaults::memory_limit_mb())]
         memory_limit_mb: usize,
         /// Time limit per group, e.g. 2s.
         #[arg(long, default_value = "2s", value_parser = humantime_serde::re::humantime::parse_duration)]
@@ -145,7 +146,7 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
     match command {
         Command::Validate { file, job } => validate(&file, job.as_deref(), config_path).await,
         Command::Test { file, input, json, memory_limit_mb, time_limit, set, job } => {
-            let mut limits = Limits::new(memory_limit_mb << 20, time_limit);
+            let mut limits = Limits::new(memory_limit_mb << 20, time_limit, pipeline::default_limits());
             let mut values = std::collections::BTreeMap::new();
             let mut origin = "--set".to_string();
             if let Some(name) = &job {
@@ -265,7 +266,7 @@ fn rollback(job: &str, config_path: &Path) -> anyhow::Result<ExitCode> {
 pub(super) fn cli_runtime(config_path: &Path) -> anyhow::Result<Runtime> {
     let cache = match Config::load(config_path) {
         Ok(config) => config.plugins.cache_dir,
-        Err(_) => runner::plugin::cache::default_dir(),
+        Err(_) => runner::config::default_cache_dir(),
     };
     Runtime::new(cache)
 }
@@ -282,7 +283,7 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
             let limits = pipeline::job_limits(cfg);
             (Some((config.clone(), name.to_string())), limits)
         }
-        None => (None, Limits::DEFAULT),
+        None => (None, pipeline::default_limits()),
     };
     let plugin = match Plugin::load(&cli_runtime(config_path)?, file, limits) {
         Ok(p) => p,

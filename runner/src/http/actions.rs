@@ -3,7 +3,7 @@
 //! its shadow candidate. With no token configured the runner is read-only
 //! (403); a missing or wrong token is 401; a body with a key the action does
 //! not know is 400 naming it. The console's buttons call these. Their SQL
-//! runs on the operator's connection (`snapshot::Reads`), never the workers'.
+//! runs on the operator's connection (`crate::snapshot::Reads`), never the workers'.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -135,7 +135,7 @@ pub async fn promote(State(s): State<AppState>, Path(name): Path<String>) -> Ans
             candidate.version
         )));
     }
-    let (from_sig, to_sig) = (crate::plugin::trust::sig_path(&from), crate::plugin::trust::sig_path(&to));
+    let (from_sig, to_sig) = (crate::trust::sig_path(&from), crate::trust::sig_path(&to));
     let failed =
         |what: &str, e: std::io::Error| refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("renaming the {what}: {e}"));
     // The signature first, so the new file finds it waiting.

@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 use std::time::UNIX_EPOCH;
 
 use super::AppState;
-use super::snapshot::{Figures, Snapshot};
 use crate::db::pool;
 use crate::pipeline::Job;
+use crate::snapshot::{Figures, Snapshot};
 
 /// The whole page, or (`fragment`) only its `<main>`, which the script swaps in.
 pub(super) async fn render(s: &AppState, fragment: bool) -> String {

@@ -6,7 +6,6 @@
 mod actions;
 mod console;
 mod server;
-pub mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +28,7 @@ struct AppState {
     /// The workers' pool: only its figures are read here, never a connection.
     pool: Pool,
     /// The operator's own connection and the shared snapshot.
-    reads: Arc<snapshot::Reads>,
+    reads: Arc<crate::snapshot::Reads>,
     jobs: Arc<[Arc<Job>]>,
     metrics: PrometheusHandle,
     /// Paths of plugins and candidates.
@@ -84,7 +83,7 @@ pub fn serve(
     let jobs: Arc<[Arc<Job>]> = jobs.into();
     let state = AppState {
         pool,
-        reads: Arc::new(snapshot::Reads::new(&config.database, jobs.clone())?),
+        reads: Arc::new(crate::snapshot::Reads::new(&config.database, jobs.clone())?),
         jobs,
         metrics,
         config: Arc::new(config.clone()),

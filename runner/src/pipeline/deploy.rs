@@ -41,7 +41,7 @@ struct Seen {
 }
 
 fn sig_stamp(path: &Path) -> Option<(u64, (i64, i64))> {
-    let meta = std::fs::metadata(crate::plugin::trust::sig_path(path)).ok()?;
+    let meta = std::fs::metadata(crate::trust::sig_path(path)).ok()?;
     Some((meta.len(), (meta.mtime(), meta.mtime_nsec())))
 }
 
@@ -358,65 +358,20 @@ impl Deployer {
             }
         };
         metrics::gauge!("runner_config_refused").set(0.0);
-        let restart =
-            |what: &str| warn!(setting = what, "Config changed a setting that needs a restart to take effect.");
-        if new.database != self.config.database {
-            restart("[database]");
+        let reload = config::reload::diff(&self.config, &new);
+        for what in &reload.restart {
+            warn!(setting = %what, "Config changed a setting that needs a restart to take effect.");
         }
-        if new.plugins.differs_but_keys(&self.config.plugins) {
-            restart("[plugins] dir or cache_dir");
-        }
-        if new.http != self.config.http {
-            restart("[http]");
-        }
-        if new.log != self.config.log {
-            restart("[log]");
-        }
-        let at_start = |r: &config::Runner| (r.shutdown_grace, r.keep_history);
-        if at_start(&new.runner) != at_start(&self.config.runner) {
-            restart("[runner] shutdown_grace or keep_history");
-        }
-        if new.plugins.trust() != self.config.plugins.trust() {
+        if reload.trust_changed {
             self.apply_trust(&new);
         }
-        for name in new.jobs.keys().filter(|n| !self.config.jobs.contains_key(*n)) {
-            restart(&format!("[jobs.{name}] (new job)"));
-        }
-        for name in self.config.jobs.keys().filter(|n| !new.jobs.contains_key(*n)) {
-            restart(&format!("[jobs.{name}] (removed job)"));
-        }
-        // Only poll_interval applies live; the rest stays as started.
-        self.config.runner.poll_interval = new.runner.poll_interval;
+        self.config.runner.poll_interval = reload.live.runner.poll_interval;
         for job in &self.jobs {
-            let (Some(old), Some(new)) = (self.config.jobs.get_mut(&job.name), new.jobs.get(&job.name)) else {
+            let (Some(old), Some(next)) = (self.config.jobs.get_mut(&job.name), reload.live.jobs.get(&job.name)) else {
                 continue;
             };
-            let structural =
-                (&old.plugin, &old.source, &old.target, &old.timestamp_column, &old.timezone, &old.timestamp_zone)
-                    != (
-                        &new.plugin,
-                        &new.source,
-                        &new.target,
-                        &new.timestamp_column,
-                        &new.timezone,
-                        &new.timestamp_zone,
-                    );
-            if structural {
-                restart(&format!(
-                    "jobs.{}: plugin, source, target, timestamp_column, timezone or timestamp_zone",
-                    job.name
-                ));
-            }
-            // Everything else applies to the next batch and group.
-            let mut live = config::Job {
-                plugin: old.plugin.clone(),
-                source: old.source.clone(),
-                target: old.target.clone(),
-                timestamp_column: old.timestamp_column.clone(),
-                timezone: old.timezone.clone(),
-                timestamp_zone: old.timestamp_zone.clone(),
-                ..new.clone()
-            };
+            // Everything but the job's structure applies to the next batch and group.
+            let mut live = next.clone();
             // Settings apply to the live plugin and the candidate at once, or
             // not at all: the old ones stay while the new ones do not fit.
             let state = job.current();

@@ -179,7 +179,7 @@ pub async fn warn_unwritten(client: &deadpool_postgres::Client, job: &str, cfg: 
 /// version that last went live here (which holds across restarts), unless
 /// signed with `--allow-downgrade` or put back by `runner plugin rollback`.
 pub fn not_older(live_path: &std::path::Path, plugin: &Plugin, live: Option<&Plugin>) -> Result<(), String> {
-    use crate::plugin::{kept, trust};
+    use crate::{plugin::kept, trust};
     let Some(signer) = &plugin.signer else { return Ok(()) };
     let floor = live.and_then(|l| l.signer.as_ref()?.signed_at).max(kept::signed_floor(live_path));
     trust::not_older(signer, floor, kept::rollback_asked(live_path, &plugin.hash))
@@ -198,9 +198,22 @@ pub fn remember(job: &str, path: &std::path::Path, plugin: &Plugin) {
 /// The memory and time limits of a job's plugin calls.
 pub fn job_limits(cfg: &config::Job) -> Limits {
     Limits {
+        memory_bytes: cfg.memory_limit_mb << 20,
+        time: cfg.time_limit,
         log_lines: cfg.log_lines,
         log_line_bytes: cfg.log_line_bytes,
-        ..Limits::new(cfg.memory_limit_mb << 20, cfg.time_limit)
+    }
+}
+
+/// A job's limits when no job is named (`runner plugin validate FILE`):
+/// the config's defaults.
+pub fn default_limits() -> Limits {
+    use config::defaults;
+    Limits {
+        memory_bytes: defaults::memory_limit_mb() << 20,
+        time: defaults::time_limit(),
+        log_lines: defaults::log_lines(),
+        log_line_bytes: defaults::log_line_bytes(),
     }
 }
 
@@ -254,7 +267,13 @@ pub async fn check_tables(
             Err(p) => problems.extend(p),
         }
         if let Some(p) = plugin {
-            problems.extend(schema::check_plugin(&p.description, &p.version, source, target));
+            // Named after the plugin's own columns: as many as it declares, so bounded.
+            problems.extend(crate::plugin::contract::bounded(schema::check_plugin(
+                &p.description,
+                &p.version,
+                source,
+                target,
+            )));
         }
     }
     for (key, zone) in [("timezone", &cfg.timezone), ("timestamp_zone", &cfg.timestamp_zone)] {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits};
+use wasmtime::{ResourceLimiter, Store, StoreLimits};
 
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
@@ -93,10 +93,50 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> was
 
 /// Per-call store data: a capability-free WASI context, the memory limiter,
 /// and what the plugin's log lines are tagged with.
+/// `StoreLimits`, remembering whether it refused a memory: what tells a
+/// memory limit from any other failure, without reading error text.
+pub struct Limiter {
+    inner: StoreLimits,
+    pub memory_refused: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        self.memory_refused |= !matches!(allowed, Ok(true));
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: Limiter,
     /// `vitals@1.0.0+sha256:…`, for log lines.
     pub plugin: std::sync::Arc<str>,
     /// The group being aggregated, for log lines (empty while describing).
@@ -138,7 +178,7 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            limits: Limiter { inner: limits, memory_refused: false },
             plugin,
             group,
             settings,

@@ -23,17 +23,6 @@ pub struct Cache {
     dir: PathBuf,
 }
 
-/// The runner's default state directory for the cache: systemd's
-/// `$STATE_DIRECTORY`, else `$XDG_STATE_HOME/runner`, else
-/// `~/.local/state/runner`; `None` when there is no home to put it in.
-pub fn default_dir() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let state = env("STATE_DIRECTORY")
-        .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("runner")))
-        .or_else(|| env("HOME").map(|h| h.join(".local/state/runner")))?;
-    Some(state.join("components"))
-}
-
 impl Cache {
     /// Opens (creating, private) the cache folder; `None`, with a warning,
     /// when it cannot be made or others may write to it.

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::Identifier;
+use crate::db::ident::Identifier;
 use crate::rows::{ColumnType, Description, Output, Value};
 
 /// The longest plugin name, in bytes.

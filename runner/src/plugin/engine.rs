@@ -10,7 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::HostState;
 use super::cache::Cache;
-use super::trust::Trust;
+use crate::trust::Trust;
 
 /// How often the epoch advances; time limits are rounded up to this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -9,8 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub use crate::files::write_atomically;
+
 use super::sha256_hex;
-use super::trust::sig_path;
+use crate::trust::sig_path;
 
 /// Versions kept per file (the live one among them).
 pub const KEEP: usize = 3;
@@ -128,16 +130,7 @@ pub fn rollback_done(live: &Path, hash: &str) {
 /// When the version that last went live here was signed: at start-up,
 /// before anything is live, no older signed file may take its place.
 pub fn signed_floor(live: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
-    versions(live).first().and_then(|k| super::trust::signed_at(&sig_path(&k.path)))
-}
-
-/// Writes aside, then renames: a reader (a watching runner) never sees
-/// half a file. Kept versions, rollback and `plugin sign` use it.
-pub fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, dest)
+    versions(live).first().and_then(|k| crate::trust::signed_at(&sig_path(&k.path)))
 }
 
 #[cfg(test)]

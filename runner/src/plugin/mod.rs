@@ -7,7 +7,6 @@ pub mod contract;
 pub mod engine;
 pub mod kept;
 pub mod settings;
-pub mod trust;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +19,7 @@ use wasmtime::error::Context as _;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
 use crate::rows::{Description, GroupKey, InputRow, Output};
+use crate::trust;
 pub use bindings::WIT_VERSIONS;
 use bindings::{HostState, Pre};
 pub use engine::Runtime;
@@ -37,14 +37,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The defaults of a job's `memory_limit_mb`, `time_limit`,
-    /// `log_lines` and `log_line_bytes`: the config's defaults come from here.
-    pub const DEFAULT: Limits =
-        Limits { memory_bytes: 64 << 20, time: Duration::from_secs(2), log_lines: 100, log_line_bytes: 1024 };
-
-    /// These memory and time limits, and the default log limits.
-    pub fn new(memory_bytes: usize, time: Duration) -> Self {
-        Limits { memory_bytes, time, ..Self::DEFAULT }
+    /// These memory and time limits, and log limits of `logs_as`.
+    pub fn new(memory_bytes: usize, time: Duration, logs_as: Limits) -> Self {
+        Limits { memory_bytes, time, ..logs_as }
     }
 }
 
@@ -213,12 +208,12 @@ impl Plugin {
         let mut store = new_store(runtime, placeholder, String::new(), limits, Settings::default());
         let instance = pre
             .instantiate(&mut store)
-            .map_err(|e| call_error(e, limits))
+            .map_err(|e| call_error(e, limits, &store))
             .with_context(|| format!("instantiating plugin {}", path.display()))?;
         store.set_epoch_deadline(engine::ticks(limits.time));
         let description: Description = instance
             .describe(&mut store)
-            .map_err(|e| call_error(e, limits))
+            .map_err(|e| call_error(e, limits, &store))
             .with_context(|| format!("plugin {}: `describe` failed", path.display()))?;
         store.data_mut().finish_logs();
         // Before anything else reads it: the description is untrusted input.
@@ -253,10 +248,10 @@ impl Plugin {
         };
         let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits, self.settings.clone());
         let result = (|| {
-            let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, limits))?;
+            let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, limits, &store))?;
             // The deadline counts from now: arm it right before the call.
             store.set_epoch_deadline(engine::ticks(limits.time));
-            match instance.aggregate(&mut store, key, rows).map_err(|e| call_error(e, limits))? {
+            match instance.aggregate(&mut store, key, rows).map_err(|e| call_error(e, limits, &store))? {
                 Ok(output) => Ok(output),
                 Err(message) => Err(CallError::Plugin(contract::excerpt_long(&message))),
             }
@@ -293,12 +288,12 @@ impl Plugin {
 
 /// One line for `aggregation_error`: which limit a call hit, or the trap's
 /// own message (or the error's outermost one), not a backtrace.
-fn call_error(e: wasmtime::Error, limits: Limits) -> CallError {
+fn call_error(e: wasmtime::Error, limits: Limits, store: &Store<HostState>) -> CallError {
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::TimeLimit(limits.time),
         Some(trap) => CallError::Trap(trap.to_string()),
-        // `StoreLimits` refused a memory.grow (`trap_on_grow_failure`).
-        None if e.to_string().contains("growing memory") => CallError::MemoryLimit(limits.memory_bytes, e.to_string()),
+        // The limiter refused a memory.grow (`trap_on_grow_failure`).
+        None if store.data().limits.memory_refused => CallError::MemoryLimit(limits.memory_bytes, e.to_string()),
         None => CallError::Trap(e.to_string()),
     }
 }

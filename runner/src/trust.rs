@@ -196,7 +196,7 @@ pub fn sign(file: &Path, secret: &Path, how: &SignAs) -> anyhow::Result<(PathBuf
     let sig_path = sig_path(file);
     // Aside, then renamed: a watching runner never reads half a signature.
     let line = format!("{SIGNATURE} {id} {name} {signed_at} {downgrade} {}\n", hex(&signature.to_bytes()));
-    super::kept::write_atomically(&sig_path, line.as_bytes())?;
+    crate::files::write_atomically(&sig_path, line.as_bytes())?;
     Ok((sig_path, id.to_string()))
 }
 
