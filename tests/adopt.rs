@@ -5,7 +5,7 @@
 
 use chrono::NaiveDate;
 
-use crate::util::{Daemon, TestDb, config, daily_text, job, job_on, run_ok, runner, text, wait_count};
+use crate::util::{Daemon, TestDb, config, daily_text, job, job_on, run_ok, runner, text, wait_count, wait_settled};
 
 /// Copies the reference raw rows into `table`; `recorded_at` becomes `at_expr`.
 async fn copy_raw(db: &TestDb, table: &str, at_expr: &str) {
@@ -138,22 +138,49 @@ async fn tables_made_by_other_applications_give_the_reference_results() {
 }
 
 #[tokio::test]
-async fn overlapping_jobs_are_refused_before_anything_runs() {
+async fn two_jobs_on_one_source_each_follow_every_insert_update_and_delete() {
     let db = TestDb::new().await;
     let jobs = [
         job("vitals", "vitals.wasm", ""),
         job_on("copy", "vitals.wasm", "vitals_raw", "copy_daily", "recorded_at", ""),
     ];
-    let (_dir, same_source) = config(&db.url, &jobs.concat());
-    for command in [&["check"][..], &["run", "--once"]] {
-        let out = runner(&same_source, command).output().await.unwrap();
-        let all = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{all}");
-        assert!(
-            all.contains("jobs copy") && all.contains("and vitals both use table vitals_raw as their source"),
-            "{all}"
-        );
+    let (_dir, config) = config(&db.url, &jobs.concat());
+    // The team's own daily table, shaped as the reference one.
+    let ddl = include_str!("../runner/src/db/reference/vitals_daily.sql").replace("vitals_daily", "copy_daily");
+    db.client.batch_execute(&ddl).await.unwrap();
+    run_ok(&config, &["migrate"]).await;
+    let daemon = Daemon::start(&config);
+    for (user, value) in [(1i64, 60.0f64), (1, 70.0), (2, 80.0)] {
+        db.client
+            .execute(
+                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '2024-06-01 10:00Z', 'heart_rate', $2, 'bpm')",
+                &[&user, &value],
+            )
+            .await
+            .unwrap();
     }
+    db.client.execute("UPDATE vitals_raw SET value = 90 WHERE user_id = 2", &[]).await.unwrap();
+    db.client.execute("DELETE FROM vitals_raw WHERE user_id = 1 AND value = 70", &[]).await.unwrap();
+    wait_settled(&db, 60).await;
+    let daily = |table: &str| {
+        let sql = format!("SELECT user_id, day, metric, sample_count, avg_value FROM {table} ORDER BY user_id, metric");
+        let client = &db.client;
+        async move {
+            let rows = client.query(&sql, &[]).await.unwrap();
+            rows.iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i32>(3), r.get::<_, Option<f64>>(4)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let vitals = daily("vitals_daily").await;
+    assert_eq!(vitals, [(1, 1, Some(60.0)), (2, 1, Some(90.0))]);
+    assert_eq!(daily("copy_daily").await, vitals, "each job saw every write");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn two_jobs_writing_one_table_are_refused_before_anything_runs() {
+    let db = TestDb::new().await;
     let jobs = [
         job("vitals", "vitals.wasm", ""),
         job_on("other", "vitals.wasm", "other_raw", "vitals_daily", "recorded_at", ""),

@@ -96,3 +96,39 @@ async fn recompute_empties_days_without_input_follows_versions_and_retries_failu
     let v2 = vitals_version(&v2_bytes);
     assert_eq!(db.count(&format!("SELECT count(*) FROM vitals_daily WHERE plugin_version <> '{v2}'")).await, 0);
 }
+
+#[tokio::test]
+async fn a_recompute_that_changes_nothing_writes_nothing_and_a_correction_rewrites_its_group_only() {
+    let db = TestDb::new().await;
+    let (_dir, config, _plugins) =
+        config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
+    run_ok(&config, &["migrate"]).await;
+    runner::seed::vitals(&db.client, 10, 2, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    run_ok(&config, &["run", "--once"]).await;
+    // Each daily row's physical version: a rewrite, even of equal values, changes it.
+    let versions = "SELECT string_agg(user_id || '/' || day || '/' || metric || '@' || xmin::text, ',' ORDER BY user_id, day, metric) FROM vitals_daily";
+    let written = || async { db.client.query_one(versions, &[]).await.unwrap().get::<_, String>(0) };
+    let before = written().await;
+    let args = ["recompute", "--job", "vitals", "--from", "2024-01-01", "--to", "2024-01-02", "--restart"];
+    let out = text(&run_ok(&config, &args).await);
+    assert!(out.contains(": 20 groups recomputed"), "{out}");
+    assert_eq!(written().await, before, "equal results rewrote rows");
+
+    // A correction: only its group's changed rows are written.
+    db.client
+        .execute(
+            "UPDATE vitals_raw SET value = value + 1 WHERE id = (SELECT min(id) FROM vitals_raw WHERE user_id = 3 AND metric = 'heart_rate' AND recorded_at < '2024-01-02')",
+            &[],
+        )
+        .await
+        .unwrap();
+    run_ok(&config, &["run", "--once"]).await;
+    let after = written().await;
+    let changed: Vec<&str> = after
+        .split(',')
+        .zip(before.split(','))
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.split('@').next().unwrap())
+        .collect();
+    assert_eq!(changed, ["3/2024-01-01/heart_rate"], "only the corrected metric's row is rewritten");
+}

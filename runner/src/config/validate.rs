@@ -221,24 +221,20 @@ fn plugins(mut plugins: Plugins, text: &str, path: &Path, problems: &mut Vec<Str
     plugins
 }
 
-/// Two enabled jobs reading the same raw table would split its groups
-/// between them; two writing the same daily table would delete each
-/// other's rows. Both are refused, naming the jobs and the table.
+/// Two enabled jobs writing the same daily table would delete each
+/// other's rows: refused, naming the jobs and the table. Several jobs may
+/// read one raw table: change capture queues keys per job.
 fn overlaps(jobs: &BTreeMap<String, Job>, lines: &BTreeMap<String, usize>) -> Vec<String> {
     let enabled: Vec<(&String, &Job)> = jobs.iter().filter(|(_, j)| j.enabled).collect();
     let mut problems = Vec::new();
     for (i, (a, ja)) in enabled.iter().enumerate() {
         for (b, jb) in &enabled[i + 1..] {
-            for (what, ta, tb) in [("source", &ja.source, &jb.source), ("target", &ja.target, &jb.target)] {
-                if same_table(ta, tb) {
-                    problems.push(format!(
-                        "line {}: jobs.{b}.{what}: jobs {a} (line {}) and {b} both use table {tb} as their {what}; \
-                         only one enabled job may {}",
-                        lines[*b],
-                        lines[*a],
-                        if what == "source" { "read a raw table" } else { "write a daily table" }
-                    ));
-                }
+            if same_table(&ja.target, &jb.target) {
+                problems.push(format!(
+                    "line {}: jobs.{b}.target: jobs {a} (line {}) and {b} both use table {} as their target; \
+                     only one enabled job may write a daily table",
+                    lines[*b], lines[*a], jb.target
+                ));
             }
         }
     }

@@ -130,6 +130,14 @@ impl Statements {
                 arrays.collect::<Vec<_>>().join(", "),
             )
         };
+        // A row whose values and version are what it already holds is not
+        // updated: no write, no dead tuple, no capture downstream.
+        let changed = {
+            let compared = ["plugin_version".to_string()].into_iter().chain(output_cols.iter().cloned());
+            let (old, new): (Vec<String>, Vec<String>) =
+                compared.map(|c| (format!("d.{c}"), format!("excluded.{c}"))).unzip();
+            format!("WHERE ({}) IS DISTINCT FROM ({})", old.join(", "), new.join(", "))
+        };
         // A group's read stops one row past the limit: enough to say it is over.
         let read_limit = u64::from(job.max_group_rows) + 1;
         // The daily table as an SQL string (for `runner_expand_purges`).
@@ -221,24 +229,26 @@ impl Statements {
             ),
             replace_many: {
                 let (key, conflict, set, arrays) = upsert(5);
-                let same_key: String = key.iter().map(|k| format!(" AND up.{k} = d.{k}")).collect();
+                let same_key: String = key.iter().map(|k| format!(" AND v.{k} = d.{k}")).collect();
                 let v_cols: Vec<String> = output_cols.iter().map(|c| format!("v.{c}")).collect();
+                // Stale rows are told from the rows given, not from those the
+                // upsert returns: an unchanged row is not updated, so not returned.
                 format!(
                     "WITH g AS (
                         SELECT * FROM unnest($1::int8[], $2::date[], $3::text[]) WITH ORDINALITY AS g(user_id, day, version, n)
-                     ), up AS (
-                        INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {cols})
-                        SELECT g.user_id, g.day, g.version, clock_timestamp(), {v_cols}
+                     ), v AS (
+                        SELECT g.user_id, g.day, g.version, {v_cols}
                         FROM unnest($4::int8[], {arrays}) AS v(n, {cols}) JOIN g ON g.n = v.n
-                        ON CONFLICT ({conflict}) DO UPDATE SET {set}
-                        RETURNING user_id, day{returning}
+                     ), up AS (
+                        INSERT INTO {dst} AS d (user_id, day, plugin_version, updated_at, {cols})
+                        SELECT v.user_id, v.day, v.version, clock_timestamp(), {v_cols} FROM v
+                        ON CONFLICT ({conflict}) DO UPDATE SET {set} {changed}
                      )
                      DELETE FROM {dst} d USING g
                      WHERE d.user_id = g.user_id AND d.day = g.day
-                       AND NOT EXISTS (SELECT 1 FROM up WHERE up.user_id = d.user_id AND up.day = d.day{same_key})",
+                       AND NOT EXISTS (SELECT 1 FROM v WHERE v.user_id = d.user_id AND v.day = d.day{same_key})",
                     cols = output_cols.join(", "),
                     v_cols = v_cols.join(", "),
-                    returning = key.iter().map(|k| format!(", {k}")).collect::<String>(),
                 )
             },
             day_users: format!(
@@ -283,23 +293,24 @@ impl Statements {
             ),
             replace: {
                 let (key, conflict, set, arrays) = upsert(4);
-                // With no rows, the upsert does nothing and the delete takes the whole day.
+                // With no rows, the upsert does nothing and the delete takes
+                // the whole day. Stale rows are told from the rows given: an
+                // unchanged row is not updated, so an upsert would not return it.
                 let stale = if key.is_empty() {
-                    "NOT EXISTS (SELECT 1 FROM up)".to_string()
+                    "NOT EXISTS (SELECT 1 FROM v)".to_string()
                 } else {
-                    format!("({k}) NOT IN (SELECT {k} FROM up)", k = key.join(", "))
+                    format!("({k}) NOT IN (SELECT {k} FROM v)", k = key.join(", "))
                 };
                 format!(
-                    "WITH up AS (
-                        INSERT INTO {dst} (user_id, day, plugin_version, updated_at, {cols})
-                        SELECT $1::int8, $2::date, $3::text, clock_timestamp(), {cols}
-                        FROM unnest({arrays}) AS v({cols})
-                        ON CONFLICT ({conflict}) DO UPDATE SET {set}
-                        RETURNING {returning}
+                    "WITH v AS (
+                        SELECT * FROM unnest({arrays}) AS v({cols})
+                     ), up AS (
+                        INSERT INTO {dst} AS d (user_id, day, plugin_version, updated_at, {cols})
+                        SELECT $1::int8, $2::date, $3::text, clock_timestamp(), {cols} FROM v
+                        ON CONFLICT ({conflict}) DO UPDATE SET {set} {changed}
                      )
                      DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2 AND {stale}",
                     cols = output_cols.join(", "),
-                    returning = if key.is_empty() { "1".to_string() } else { key.join(", ") },
                 )
             },
             fail: "WITH f AS (
@@ -378,12 +389,14 @@ mod tests {
         );
         assert_eq!(
             folded(&sql.replace),
-            "WITH up AS ( INSERT INTO \"vitals_daily\" (user_id, day, plugin_version, updated_at, \"metric\", \"avg_value\") \
-             SELECT $1::int8, $2::date, $3::text, clock_timestamp(), \"metric\", \"avg_value\" FROM unnest($4::text[], \
-             $5::float8[]) AS v(\"metric\", \"avg_value\") ON CONFLICT (user_id, day, \"metric\") DO UPDATE SET \
-             plugin_version = excluded.plugin_version, updated_at = excluded.updated_at, \"avg_value\" = \
-             excluded.\"avg_value\" RETURNING \"metric\" ) DELETE FROM \"vitals_daily\" WHERE user_id = $1::int8 AND day = \
-             $2 AND (\"metric\") NOT IN (SELECT \"metric\" FROM up)"
+            "WITH v AS ( SELECT * FROM unnest($4::text[], $5::float8[]) AS v(\"metric\", \"avg_value\") ), up AS ( \
+             INSERT INTO \"vitals_daily\" AS d (user_id, day, plugin_version, updated_at, \"metric\", \"avg_value\") \
+             SELECT $1::int8, $2::date, $3::text, clock_timestamp(), \"metric\", \"avg_value\" FROM v ON CONFLICT \
+             (user_id, day, \"metric\") DO UPDATE SET plugin_version = excluded.plugin_version, updated_at = \
+             excluded.updated_at, \"avg_value\" = excluded.\"avg_value\" WHERE (d.plugin_version, d.\"metric\", \
+             d.\"avg_value\") IS DISTINCT FROM (excluded.plugin_version, excluded.\"metric\", excluded.\"avg_value\") ) \
+             DELETE FROM \"vitals_daily\" WHERE user_id = $1::int8 AND day = $2 AND (\"metric\") NOT IN (SELECT \
+             \"metric\" FROM v)"
         );
         // The source appears in reads only.
         for statement in [&sql.peek, &sql.claim, &sql.read_day, &sql.day_users, &sql.count_groups, &sql.sample_groups] {
@@ -413,7 +426,7 @@ mod tests {
              ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r \
              ORDER BY r.at, r.id"
         );
-        assert!(folded(&sql.replace).starts_with("WITH up AS ( INSERT INTO \"app\".\"daily\""));
+        assert!(folded(&sql.replace).contains("up AS ( INSERT INTO \"app\".\"daily\" AS d"));
         let count = folded(&sql.count_groups);
         assert!(
             count.contains(
