@@ -28,5 +28,6 @@ mod signing;
 mod timeouts;
 mod untrusted;
 mod vitals;
+mod windows;
 mod write_paths;
 mod zones;

@@ -4,7 +4,7 @@
 //! and `<metric>_max` for every metric, the plausible range in canonical
 //! units (default: the spec's).
 
-pub mod rules;
+pub use vitals_rules as rules;
 
 use plugin_kit::ColumnType::{Float, Integer, Text};
 use plugin_kit::{Day, Error, Output, Plugin, Schema, SettingType};

@@ -27,6 +27,7 @@ fn live_job(old: &Job, new: &Job) -> Job {
         timestamp_column: old.timestamp_column.clone(),
         timezone: old.timezone.clone(),
         timestamp_zone: old.timestamp_zone.clone(),
+        window_days: old.window_days,
         ..new.clone()
     }
 }
@@ -64,7 +65,9 @@ pub fn diff(old: &Config, new: &Config) -> Reload {
         let next = live_job(job, new_job);
         // `next` differs from the new file only in the fields kept as started.
         if next != *new_job {
-            restart.push(format!("jobs.{name}: plugin, source, target, timestamp_column, timezone or timestamp_zone"));
+            restart.push(format!(
+                "jobs.{name}: plugin, source, target, timestamp_column, timezone, timestamp_zone or window_days"
+            ));
         }
         *job = next;
     }
@@ -117,7 +120,10 @@ timestamp_column = "recorded_at"
         let reload = diff(&old, &config(&moved));
         assert_eq!(
             reload.restart,
-            ["[database]", "jobs.vitals: plugin, source, target, timestamp_column, timezone or timestamp_zone"]
+            [
+                "[database]",
+                "jobs.vitals: plugin, source, target, timestamp_column, timezone, timestamp_zone or window_days"
+            ]
         );
         assert_eq!(reload.live.jobs["vitals"].target.as_str(), "vitals_daily", "kept as started");
         assert_eq!(reload.live.database.max_connections, old.database.max_connections);

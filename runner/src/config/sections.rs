@@ -197,6 +197,12 @@ pub struct Job {
     /// wall-clock values (ignored for `timestamptz`).
     #[serde(default = "defaults::timezone")]
     pub timestamp_zone: String,
+    /// `window_days`: the days of input of group `(user, d)`: the user's
+    /// rows of days `d − N + 1 … d` (a rolling window; 1: the day alone).
+    /// A change on day `x` makes `x … x + N − 1` due; a day with no row of
+    /// its own has no output. Changing it needs `runner migrate`.
+    #[serde(default = "defaults::window_days", deserialize_with = "positive_u32")]
+    pub window_days: u32,
     /// `batch_size`: raw rows claimed per batch, at least (the floor under pressure).
     #[serde(default = "defaults::batch_size", deserialize_with = "positive_i64")]
     pub batch_size: i64,
@@ -349,6 +355,9 @@ pub mod defaults {
     /// A reading a second for almost three days: what a day of the densest
     /// device streams holds, and (at a few hundred bytes a row, host and
     /// guest) within the default `memory_limit_mb`.
+    pub fn window_days() -> u32 {
+        1
+    }
     pub fn max_group_rows() -> u32 {
         250_000
     }

@@ -13,6 +13,9 @@ use super::sections::RawConfig;
 use super::source::{every_section_error, key_line, line_number};
 use super::{Config, ConfigError, Database, Http, Identifier, Job, JobName, Plugins, Runner};
 
+/// The longest rolling window: a year of days.
+const MAX_WINDOW_DAYS: u32 = 366;
+
 /// What the environment replaces: `DATABASE_URL`, `RUNNER_ADMIN_TOKEN`
 /// (when set and not empty).
 #[derive(Debug, Default)]
@@ -100,6 +103,13 @@ fn one_job(name: &str, job: Job, header: usize, text: &str, path: &Path, problem
             "line {}: jobs.{name}.max_batch_size: must be at least batch_size ({})",
             at("max_batch_size"),
             job.batch_size
+        ));
+    }
+    if job.window_days > MAX_WINDOW_DAYS {
+        problems.push(format!(
+            "line {}: jobs.{name}.window_days: expected at most {MAX_WINDOW_DAYS} (a year), got {}",
+            at("window_days"),
+            job.window_days
         ));
     }
     if job.source == job.target {

@@ -66,9 +66,11 @@ impl Names {
 /// user or timestamp, or a timestamp outside [`FIRST_TIMESTAMP`,
 /// [`LAST_TIMESTAMP`]), belong to no group.
 pub fn group_keys(job: &config::Job, shape: &SourceShape, rows: &str) -> String {
+    let day = super::day::Day::new(job, shape);
+    // A rolling window: the row's day and the days whose windows hold it.
+    let (windows, due) = day.due_days(&day.of("r."));
     format!(
-        "SELECT r.user_id::pg_catalog.int8 AS user_id, {day} AS day FROM {rows} r WHERE {grouped}",
-        day = super::day::Day::new(job, shape).of("r."),
+        "SELECT r.user_id::pg_catalog.int8 AS user_id, {due} AS day FROM {rows} r{windows} WHERE {grouped}",
         grouped = in_a_group(job, shape, "r."),
     )
 }

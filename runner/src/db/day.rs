@@ -28,6 +28,8 @@ pub struct Day {
     zone: String,
     /// A naive column's zone, as a SQL literal, when it is not the job's.
     naive: Naive,
+    /// `window_days`: how many days, ending on its own, a group reads.
+    window: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +50,36 @@ impl Day {
             Some(zone) if *zone == job.timezone => Naive::SameZone,
             Some(zone) => Naive::Zone(literal(zone)),
         };
-        Day { column: job.timestamp_column.quoted(), zone: literal(&job.timezone), naive }
+        Day {
+            column: job.timestamp_column.quoted(),
+            zone: literal(&job.timezone),
+            naive,
+            window: job.window_days.max(1),
+        }
+    }
+
+    /// The days a group reads, ending on its own (1: the day alone).
+    pub fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// The first day of input of the group of day `key` (a SQL `date`
+    /// expression): the day itself, or the window's first day.
+    pub fn first_day(&self, key: &str) -> String {
+        match self.window {
+            0 | 1 => key.to_string(),
+            n => format!("({key}::pg_catalog.date - {})", n - 1),
+        }
+    }
+
+    /// The days a row of day `day` (a SQL `date`) is input of, as a
+    /// `FROM`-list item and the day expression it gives: the day alone, or
+    /// it and the `window − 1` days after it.
+    pub fn due_days(&self, day: &str) -> (String, String) {
+        match self.window {
+            0 | 1 => (String::new(), day.to_string()),
+            n => (format!(" CROSS JOIN pg_catalog.generate_series(0, {}) AS w(n)", n - 1), format!("{day} + w.n")),
+        }
     }
 
     /// The day of the row aliased `t` (its alias and a dot, or ""): a `date`.

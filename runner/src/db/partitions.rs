@@ -120,7 +120,7 @@ pub async fn sync(
     let mut changes = Changes::default();
     for gone in recorded.iter().filter(|r| !now.iter().any(|p| p.relid == r.relid)) {
         let reason = format!("partition {} left {}", gone.name, job.source);
-        queue::purge(client, job_name, (gone.from_day, gone.to_day), &reason).await?;
+        queue::purge(client, job_name, job, (gone.from_day, gone.to_day), &reason).await?;
         client
             .execute("DELETE FROM runner_partitions WHERE job = $1 AND relid = $2", &[&job_name, &gone.relid])
             .await?;
@@ -192,7 +192,7 @@ async fn queue_partition(
         // Unbounded (a list, hash or default partition), this would be
         // every day of the job: its rows' days are queued above.
         let reason = format!("partition {} joined {}", partition.name, job.source);
-        queue::purge(client, job_name, (partition.from_day, partition.to_day), &reason).await?;
+        queue::purge(client, job_name, job, (partition.from_day, partition.to_day), &reason).await?;
     }
     Ok(())
 }

@@ -196,9 +196,12 @@ pub async fn queue_rows(
 pub async fn purge(
     client: &impl GenericClient,
     job_name: &str,
+    job: &config::Job,
     (from, to): (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>),
     reason: &str,
 ) -> Result<(), tokio_postgres::Error> {
+    // The days whose windows hold the range's last days are due too.
+    let to = to.map(|d| d + chrono::Days::new(u64::from(job.window_days.max(1) - 1)));
     client
         .execute(
             "INSERT INTO runner_purges (job, from_day, to_day, reason) VALUES ($1, $2, $3, $4)",
@@ -223,6 +226,6 @@ pub async fn queue_days(
     let day = crate::db::day::Day::new(job, shape);
     let rows = format!("(SELECT * FROM {} s WHERE {})", job.source.quoted(), day.between("s.", "$2::date", "$3::date"));
     let queued = queue_rows(client, job_name, job, shape, &rows, &[&from, &to]).await?;
-    purge(client, job_name, (Some(from), Some(to)), "repair").await?;
+    purge(client, job_name, job, (Some(from), Some(to)), "repair").await?;
     Ok(queued)
 }

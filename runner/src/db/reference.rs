@@ -1,6 +1,6 @@
 //! The aggregation spec's reference tables: a raw and a daily table each
-//! for vitals, nutrition and lab. `runner migrate` creates one only when an
-//! enabled job names it and it does not exist, or all six with
+//! for vitals, nutrition and lab, and `weight_trend` (a window over vitals_raw). `runner migrate` creates one only when an
+//! enabled job names it and it does not exist, or all seven with
 //! `--reference-schema` (the demo, the benchmark, trying the bundled
 //! plugins). A table that exists — an application's own — is never touched.
 
@@ -17,6 +17,7 @@ const TABLES: &[(&str, &str)] = &[
     ("nutrition_daily", include_str!("reference/nutrition_daily.sql")),
     ("lab_raw", include_str!("reference/lab_raw.sql")),
     ("lab_daily", include_str!("reference/lab_daily.sql")),
+    ("weight_trend", include_str!("reference/weight_trend.sql")),
 ];
 
 /// Creates the reference tables the config's enabled jobs name (or all,

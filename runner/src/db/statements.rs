@@ -94,11 +94,24 @@ impl Statements {
         };
         // Days, as the change triggers count them (`db::day`).
         let day = Day::new(job, shape);
-        // The group's rows ($1 user, $2 day) as an index range on (user_id, timestamp).
-        let day_range = |t: &str| format!("{t}user_id = $1::int8 AND {}", day.between(t, "$2", "$2"));
+        // The input of the group of `user` and day `key`, as an index range
+        // on (user_id, timestamp): the day's rows, or its window's — and a
+        // window only when its own day has a row (else no output, as for a day).
+        let input_of = |t: &str, user: &str, key: &str| {
+            let own = match day.window() {
+                1 => String::new(),
+                _ => format!(
+                    " AND EXISTS (SELECT 1 FROM {src} o WHERE o.user_id = {user} AND {})",
+                    day.between("o.", key, key)
+                ),
+            };
+            format!("{t}user_id = {user} AND {}{own}", day.between(t, &day.first_day(key), key))
+        };
+        // The group's rows ($1 user, $2 day).
+        let day_range = |t: &str| input_of(t, "$1::int8", "$2");
         let grouped = |t: &str| capture::in_a_group(job, shape, t);
-        // The rows of group `l` (its user and day columns) as an index range.
-        let group_range = |t: &str| format!("{t}user_id = l.user_id AND {}", day.between(t, "l.day", "l.day"));
+        // The rows of group `l` (its user and day columns).
+        let group_range = |t: &str| input_of(t, "l.user_id", "l.day");
         let output_cols: Vec<String> = description.output.iter().map(|c| quote(&c.name)).collect();
         let input_cols = |t: &str, alias: bool| -> String {
             description

@@ -1,5 +1,7 @@
 //! The vitals rules of the aggregation spec, as plain Rust so they can be
-//! unit-tested natively: unit conversion, plausibility, and the daily figures.
+//! unit-tested natively: unit conversion, plausibility, and the daily
+//! figures. One home for both plugins that read `vitals_raw` (vitals,
+//! weight_trend): a reading is accepted and converted the same way in each.
 
 use plugin_kit::units::{self, Latest};
 
@@ -138,6 +140,14 @@ impl Metric {
         let canonical = conversion.apply(value);
         (low..=high).contains(&canonical).then_some(canonical)
     }
+}
+
+/// The canonical value of a reading of `metric` (e.g. `weight` in kg), or
+/// `None` when it is rejected (missing or non-finite value, unit not
+/// accepted, implausible value) or the metric is unknown.
+pub fn canonical(metric: &str, value: Option<f64>, unit: &str, ranges: &Ranges) -> Option<f64> {
+    let i = METRICS.iter().position(|m| m.name == metric)?;
+    METRICS[i].canonical_value(value, unit, ranges.0[i])
 }
 
 /// Aggregates one group's readings into one row per known metric seen that
