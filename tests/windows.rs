@@ -3,7 +3,7 @@
 //! deletions of raw rows with a running daemon, and equals a from-scratch
 //! computation of the spec's rule after each.
 
-use crate::util::{Daemon, TestDb, config, job, job_on, run_ok, wait_settled};
+use crate::util::{Daemon, TestDb, config, job, job_on, run_ok, runner, text, wait_settled};
 
 /// The spec's weight_trend, computed from scratch in SQL over every raw
 /// row: one row per (user, day that has a raw row of its own) whose 7-day
@@ -116,4 +116,13 @@ async fn a_seven_day_window_follows_every_change_and_equals_a_from_scratch_compu
     assert_eq!(rows(&db, WRITTEN).await, rows(&db, FROM_SCRATCH).await);
     let log = daemon.stop().await;
     assert!(!log.contains("ERROR"), "{log}");
+
+    // The window shapes the capture: another width is said by `check` until `migrate`.
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("window_days = 7", "window_days = 3"))
+        .unwrap();
+    let out = runner(&config, &["check"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("was installed for another configuration"), "{}", text(&out));
+    run_ok(&config, &["migrate"]).await;
+    run_ok(&config, &["check"]).await;
 }

@@ -93,7 +93,8 @@ fn impossible_limits_are_rejected_with_their_key() {
 fn the_reference_config_parses_with_every_job_enabled() {
     let text = include_str!("../../../config/runner.toml");
     let c = Config::parse(text, Path::new("/repo/config/runner.toml")).unwrap();
-    assert_eq!(c.jobs.keys().collect::<Vec<_>>(), ["lab", "nutrition", "vitals"]);
+    assert_eq!(c.jobs.keys().collect::<Vec<_>>(), ["lab", "nutrition", "vitals", "weight_trend"]);
+    assert_eq!(c.jobs["weight_trend"].window_days, 7);
     assert!(c.jobs.values().all(|j| j.enabled));
     assert_eq!(c.plugins.dir, Path::new("/repo/config/../target/plugins"));
     assert_eq!(c.http.listen, "127.0.0.1:9187");
@@ -115,6 +116,16 @@ fn settings_are_scalars_with_their_lines() {
     assert_eq!(job.setting_origin(Some("unknown")), line(table));
     use crate::rows::Value;
     assert_eq!(job.setting_values()["max"], Value::Integer(220));
+}
+
+#[test]
+fn a_window_is_one_day_to_a_year() {
+    assert_eq!(parse(GOOD).unwrap().jobs["vitals"].window_days, 1);
+    let with = |n: &str| GOOD.replace("timestamp_column", &format!("window_days = {n}\ntimestamp_column"));
+    assert_eq!(parse(&with("7")).unwrap().jobs["vitals"].window_days, 7);
+    assert!(parse(&with("0")).unwrap_err().to_string().contains("expected a number above 0, got 0"));
+    let e = parse(&with("367")).unwrap_err().to_string();
+    assert!(e.contains("jobs.vitals.window_days: expected at most 366 (a year), got 367"), "{e}");
 }
 
 #[test]

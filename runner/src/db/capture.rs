@@ -196,7 +196,7 @@ pub async fn problems(
             function_name(job_name)
         )],
         Some(body) if body != expected => vec![format!(
-            "the change capture on {} was installed for another configuration (its columns, timezone, \
+            "the change capture on {} was installed for another configuration (its columns, timezone, window_days, \
              timestamp_zone or target changed since, or an older release installed it): {migrate} to install \
              the current one",
             job.source
