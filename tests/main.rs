@@ -23,6 +23,7 @@ mod plugin_cli;
 mod recompute;
 mod recovery;
 mod reload;
+mod rollups;
 mod settings;
 mod signing;
 mod timeouts;

@@ -19,7 +19,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 /// The bundled plugins, as workspace package names.
-const PLUGINS: &[&str] = &["vitals", "nutrition", "lab", "weight_trend"];
+const PLUGINS: &[&str] = &["vitals", "nutrition", "lab", "weight_trend", "vitals_weekly"];
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -54,7 +54,7 @@ fn init_logging(format: config::LogFormat, level: Option<&str>, default: &str) {
 #[derive(Subcommand)]
 enum Command {
     /// Create or update the schema: the runner's tables, the reference tables
-    /// a job names that do not exist (all seven with --reference-schema), and
+    /// a job names that do not exist (all eight with --reference-schema), and
     /// the change-capture triggers on every enabled job's source (no column
     /// or index is added to it). Exits 2, changing nothing, when a job
     /// cannot be prepared.
@@ -68,7 +68,7 @@ enum Command {
         /// `status`, `recompute`, `retry-failed`) and exit.
         #[arg(long, value_name = "ROLE")]
         print_grants: Option<String>,
-        /// Also create all seven reference tables of the aggregation spec
+        /// Also create all eight reference tables of the aggregation spec
         /// (vitals, nutrition, lab; raw and daily) that do not exist.
         /// Without it, only those an enabled job names are created.
         #[arg(long)]

@@ -137,6 +137,25 @@ pub struct Log {
     pub level: Option<String>,
 }
 
+/// What a group spans (`period`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    #[default]
+    Day,
+    Week,
+    Month,
+}
+
+/// The first day of a week (`week_starts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WeekStart {
+    #[default]
+    Monday,
+    Sunday,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -197,6 +216,17 @@ pub struct Job {
     /// wall-clock values (ignored for `timestamptz`).
     #[serde(default = "defaults::timezone")]
     pub timestamp_zone: String,
+    /// `period`: what a group spans: a `day` (default), a `week` or a
+    /// `month` of the rows' days; the group's date is the period's first day.
+    #[serde(default)]
+    pub period: Period,
+    /// `week_starts`: `monday` (ISO, default) or `sunday`, for `period = "week"`.
+    #[serde(default)]
+    pub week_starts: WeekStart,
+    /// `target_day_column`: the target's date column, where the runner
+    /// writes the group's date (the period's first day); default `day`.
+    #[serde(default = "defaults::day_column")]
+    pub target_day_column: Identifier,
     /// `window_days`: the days of input of group `(user, d)`: the user's
     /// rows of days `d − N + 1 … d` (a rolling window; 1: the day alone).
     /// A change on day `x` makes `x … x + N − 1` due; a day with no row of
@@ -355,6 +385,9 @@ pub mod defaults {
     /// A reading a second for almost three days: what a day of the densest
     /// device streams holds, and (at a few hundred bytes a row, host and
     /// guest) within the default `memory_limit_mb`.
+    pub fn day_column() -> super::Identifier {
+        super::Identifier::parse("day").expect("a plain name")
+    }
     pub fn window_days() -> u32 {
         1
     }

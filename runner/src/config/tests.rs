@@ -93,7 +93,7 @@ fn impossible_limits_are_rejected_with_their_key() {
 fn the_reference_config_parses_with_every_job_enabled() {
     let text = include_str!("../../../config/runner.toml");
     let c = Config::parse(text, Path::new("/repo/config/runner.toml")).unwrap();
-    assert_eq!(c.jobs.keys().collect::<Vec<_>>(), ["lab", "nutrition", "vitals", "weight_trend"]);
+    assert_eq!(c.jobs.keys().collect::<Vec<_>>(), ["lab", "nutrition", "vitals", "vitals_weekly", "weight_trend"]);
     assert_eq!(c.jobs["weight_trend"].window_days, 7);
     assert!(c.jobs.values().all(|j| j.enabled));
     assert_eq!(c.plugins.dir, Path::new("/repo/config/../target/plugins"));

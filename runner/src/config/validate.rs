@@ -78,6 +78,7 @@ fn jobs(
         jobs.insert(name, job);
     }
     problems.extend(overlaps(&jobs, &lines));
+    problems.extend(cycles(&jobs, &lines));
     jobs
 }
 
@@ -110,6 +111,12 @@ fn one_job(name: &str, job: Job, header: usize, text: &str, path: &Path, problem
             "line {}: jobs.{name}.window_days: expected at most {MAX_WINDOW_DAYS} (a year), got {}",
             at("window_days"),
             job.window_days
+        ));
+    }
+    if job.window_days > 1 && job.period != super::Period::Day {
+        problems.push(format!(
+            "line {}: jobs.{name}.window_days: a window is a run of days; it needs period = \"day\"",
+            at("window_days")
         ));
     }
     if job.source == job.target {
@@ -245,6 +252,49 @@ fn overlaps(jobs: &BTreeMap<String, Job>, lines: &BTreeMap<String, usize>) -> Ve
                      only one enabled job may write a daily table",
                     lines[*b], lines[*a], jb.target
                 ));
+            }
+        }
+    }
+    problems
+}
+
+/// A job may read another's target (a rollup of a rollup), but not its
+/// own, directly or through others: its writes would queue its own groups
+/// for ever. Each cycle is refused once, naming its jobs in order.
+fn cycles(jobs: &BTreeMap<String, Job>, lines: &BTreeMap<String, usize>) -> Vec<String> {
+    let enabled: Vec<(&String, &Job)> = jobs.iter().filter(|(_, j)| j.enabled).collect();
+    // The jobs that read what `job` writes.
+    let readers = |job: &Job| -> Vec<&String> {
+        enabled.iter().filter(|(_, r)| same_table(&r.source, &job.target)).map(|(n, _)| *n).collect()
+    };
+    let mut problems = Vec::new();
+    let mut reported: Vec<Vec<&String>> = Vec::new();
+    for (start, _) in &enabled {
+        // Depth-first along target → source edges, back to `start`.
+        let mut stack: Vec<Vec<&String>> = vec![vec![*start]];
+        while let Some(path) = stack.pop() {
+            let last = &jobs[*path.last().expect("a path has a job")];
+            for next in readers(last) {
+                if next == *start && path.len() == 1 {
+                    // Its own target: said by the job's own check.
+                } else if next == *start {
+                    let mut members = path.clone();
+                    members.sort();
+                    if !reported.contains(&members) {
+                        reported.push(members);
+                        let chain: Vec<&str> = path.iter().map(|n| n.as_str()).chain([start.as_str()]).collect();
+                        problems.push(format!(
+                            "line {}: jobs.{start}: its rows feed themselves back: {} (each job's target is the next one's \
+                             source); a job may not read its own target, directly or through others",
+                            lines[*start],
+                            chain.join(" → ")
+                        ));
+                    }
+                } else if !path.contains(&next) {
+                    let mut longer = path.clone();
+                    longer.push(next);
+                    stack.push(longer);
+                }
             }
         }
     }

@@ -24,6 +24,9 @@ use crate::config;
 /// and an error in the trigger would fail the application's statement.
 pub const FIRST_TIMESTAMP: &str = "4712-01-01 00:00:00+00 BC";
 pub const LAST_TIMESTAMP: &str = "294275-01-01 00:00:00+00";
+/// The same bounds for a `date` column (a daily table as a source).
+const FIRST_DATE: &str = "4712-01-02 BC";
+const LAST_DATE: &str = "294275-01-01";
 
 /// The trigger function of a job (job names are `[a-z0-9_]+`).
 pub fn function_name(job: &str) -> String {
@@ -67,8 +70,9 @@ impl Names {
 /// [`LAST_TIMESTAMP`]), belong to no group.
 pub fn group_keys(job: &config::Job, shape: &SourceShape, rows: &str) -> String {
     let day = super::day::Day::new(job, shape);
-    // A rolling window: the row's day and the days whose windows hold it.
-    let (windows, due) = day.due_days(&day.of("r."));
+    // The group's date (the day, or its week's or month's first day); for
+    // a rolling window, also the days whose windows hold it.
+    let (windows, due) = day.due_days(&day.key_of(&day.of("r.")));
     format!(
         "SELECT r.user_id::pg_catalog.int8 AS user_id, {due} AS day FROM {rows} r{windows} WHERE {grouped}",
         grouped = in_a_group(job, shape, "r."),
@@ -78,9 +82,13 @@ pub fn group_keys(job: &config::Job, shape: &SourceShape, rows: &str) -> String 
 /// The condition that a source row (`t`: its alias and a dot, or "") belongs to a group.
 pub fn in_a_group(job: &config::Job, shape: &SourceShape, t: &str) -> String {
     let ts = job.timestamp_column.quoted();
-    let kind = if shape.naive_zone.is_some() { "timestamp" } else { "timestamptz" };
+    let (kind, first, last) = match (shape.dated, &shape.naive_zone) {
+        (true, _) => ("date", FIRST_DATE, LAST_DATE),
+        (false, Some(_)) => ("timestamp", FIRST_TIMESTAMP, LAST_TIMESTAMP),
+        (false, None) => ("timestamptz", FIRST_TIMESTAMP, LAST_TIMESTAMP),
+    };
     format!(
-        "{t}user_id IS NOT NULL AND {t}{ts} >= '{FIRST_TIMESTAMP}'::pg_catalog.{kind} AND {t}{ts} < '{LAST_TIMESTAMP}'::pg_catalog.{kind}"
+        "{t}user_id IS NOT NULL AND {t}{ts} >= '{first}'::pg_catalog.{kind} AND {t}{ts} < '{last}'::pg_catalog.{kind}"
     )
 }
 
@@ -371,9 +379,10 @@ async fn history(
         .query_one(
             &format!(
                 "SELECT count(*), min(k.day), max(k.day) FROM (SELECT DISTINCT user_id, day FROM ({keys}) g) k
-                 WHERE NOT EXISTS (SELECT 1 FROM {dst} d WHERE d.user_id = k.user_id AND d.day = k.day)
+                 WHERE NOT EXISTS (SELECT 1 FROM {dst} d WHERE d.user_id = k.user_id AND d.{dcol} = k.day)
                    AND NOT EXISTS (SELECT 1 FROM runner_changes c WHERE c.job = $1 AND c.day = k.day AND c.user_id = k.user_id)",
-                dst = job.target.quoted()
+                dst = job.target.quoted(),
+                dcol = job.target_day_column.quoted()
             ),
             &[&job_name],
         )

@@ -30,6 +30,9 @@ pub struct Day {
     naive: Naive,
     /// `window_days`: how many days, ending on its own, a group reads.
     window: u32,
+    /// What a group spans, and its first weekday.
+    period: config::Period,
+    week_starts: config::WeekStart,
 }
 
 #[derive(Debug, Clone)]
@@ -40,12 +43,15 @@ enum Naive {
     SameZone,
     /// `timestamp` of wall times in another zone (a SQL literal).
     Zone(String),
+    /// `date`: the day itself (a daily table as a source), in no zone.
+    Date,
 }
 
 impl Day {
     pub fn new(job: &config::Job, shape: &SourceShape) -> Day {
         let literal = |zone: &str| format!("'{zone}'");
         let naive = match &shape.naive_zone {
+            _ if shape.dated => Naive::Date,
             None => Naive::No,
             Some(zone) if *zone == job.timezone => Naive::SameZone,
             Some(zone) => Naive::Zone(literal(zone)),
@@ -55,7 +61,39 @@ impl Day {
             zone: literal(&job.timezone),
             naive,
             window: job.window_days.max(1),
+            period: job.period,
+            week_starts: job.week_starts,
         }
+    }
+
+    /// The group's date of a row of day `day` (a SQL `date`): the day, or
+    /// the first day of its week or month. Arithmetic on the date alone:
+    /// no cast through a `timestamptz`, whose day would depend on the
+    /// session's zone.
+    pub fn key_of(&self, day: &str) -> String {
+        use config::{Period, WeekStart};
+        match (self.period, self.week_starts) {
+            (Period::Day, _) => day.to_string(),
+            (Period::Week, WeekStart::Monday) => format!("({day} - (EXTRACT(isodow FROM {day})::int - 1))"),
+            (Period::Week, WeekStart::Sunday) => format!("({day} - EXTRACT(dow FROM {day})::int)"),
+            (Period::Month, _) => format!("({day} - (EXTRACT(day FROM {day})::int - 1))"),
+        }
+    }
+
+    /// The last day of the group of date `key` (a SQL `date`).
+    pub fn last_day(&self, key: &str) -> String {
+        match self.period {
+            config::Period::Day => key.to_string(),
+            config::Period::Week => format!("({key}::pg_catalog.date + 6)"),
+            config::Period::Month => {
+                format!("(({key}::pg_catalog.date + interval '1 month')::pg_catalog.date - 1)")
+            }
+        }
+    }
+
+    /// Whether a group spans more than its own day (a week or a month).
+    pub fn is_period(&self) -> bool {
+        self.period != config::Period::Day
     }
 
     /// The days a group reads, ending on its own (1: the day alone).
@@ -86,6 +124,7 @@ impl Day {
     pub fn of(&self, t: &str) -> String {
         let (ts, tz) = (format!("{t}{}", self.column), &self.zone);
         match &self.naive {
+            Naive::Date => ts,
             Naive::No => format!("({ts} AT TIME ZONE {tz})::pg_catalog.date"),
             Naive::SameZone => format!("{ts}::pg_catalog.date"),
             Naive::Zone(zone) => format!("(({ts} AT TIME ZONE {zone}) AT TIME ZONE {tz})::pg_catalog.date"),
@@ -96,11 +135,18 @@ impl Day {
     /// expressions): an index range on the timestamp column, then the day.
     pub fn between(&self, t: &str, from: &str, to: &str) -> String {
         let ts = format!("{t}{}", self.column);
+        if let Naive::Date = self.naive {
+            // The day itself: the range is the condition.
+            return match from == to {
+                true => format!("{ts} = {from}::pg_catalog.date"),
+                false => format!("{ts} BETWEEN {from}::pg_catalog.date AND {to}::pg_catalog.date"),
+            };
+        }
         let (first, end) =
             (format!("{from}::pg_catalog.date::timestamp"), format!("({to}::pg_catalog.date + 1)::timestamp"));
         let (low, high) = match &self.naive {
             // Wall times of the job's zone: the range is exact.
-            Naive::SameZone => (first, end),
+            Naive::SameZone | Naive::Date => (first, end),
             Naive::No => (widened(&first, &self.zone, Widest::Earliest), widened(&end, &self.zone, Widest::Latest)),
             // The instants, then as wall times of the column's zone.
             Naive::Zone(zone) => (
@@ -116,6 +162,18 @@ impl Day {
         };
         format!("{ts} >= {low} AND {ts} < {high} AND {days}")
     }
+}
+
+/// The group's date of day `day` (as [`Day::key_of`] says it in SQL).
+pub fn period_start(job: &config::Job, day: chrono::NaiveDate) -> chrono::NaiveDate {
+    use chrono::Datelike as _;
+    let back = match (job.period, job.week_starts) {
+        (config::Period::Day, _) => 0,
+        (config::Period::Week, config::WeekStart::Monday) => day.weekday().num_days_from_monday(),
+        (config::Period::Week, config::WeekStart::Sunday) => day.weekday().num_days_from_sunday(),
+        (config::Period::Month, _) => day.day0(),
+    };
+    day - chrono::Days::new(u64::from(back))
 }
 
 /// Which reading of a bound to keep.

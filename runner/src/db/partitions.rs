@@ -55,7 +55,11 @@ pub async fn of(
     job: &config::Job,
     shape: &SourceShape,
 ) -> Result<Vec<Partition>, tokio_postgres::Error> {
-    let kind = if shape.naive_zone.is_some() { "timestamp" } else { "timestamptz" };
+    let kind = match (shape.dated, &shape.naive_zone) {
+        (true, _) => "date",
+        (false, Some(_)) => "timestamp",
+        (false, None) => "timestamptz",
+    };
     let day = Day::new(job, shape);
     let column = job.timestamp_column.quoted();
     // A bound is `FOR VALUES FROM ('…') TO ('…')` on the parent's key; only a

@@ -200,8 +200,10 @@ pub async fn purge(
     (from, to): (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>),
     reason: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    // The days whose windows hold the range's last days are due too.
+    // The days whose windows hold the range's last days are due too, and
+    // the week or month its first day belongs to.
     let to = to.map(|d| d + chrono::Days::new(u64::from(job.window_days.max(1) - 1)));
+    let from = from.map(|d| super::day::period_start(job, d));
     client
         .execute(
             "INSERT INTO runner_purges (job, from_day, to_day, reason) VALUES ($1, $2, $3, $4)",

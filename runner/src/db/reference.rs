@@ -1,6 +1,7 @@
 //! The aggregation spec's reference tables: a raw and a daily table each
-//! for vitals, nutrition and lab, and `weight_trend` (a window over vitals_raw). `runner migrate` creates one only when an
-//! enabled job names it and it does not exist, or all seven with
+//! for vitals, nutrition and lab, `weight_trend` (a window over vitals_raw) and `vitals_weekly` (a week of
+//! vitals_daily). `runner migrate` creates one only when an
+//! enabled job names it and it does not exist, or all eight with
 //! `--reference-schema` (the demo, the benchmark, trying the bundled
 //! plugins). A table that exists — an application's own — is never touched.
 
@@ -18,6 +19,7 @@ const TABLES: &[(&str, &str)] = &[
     ("lab_raw", include_str!("reference/lab_raw.sql")),
     ("lab_daily", include_str!("reference/lab_daily.sql")),
     ("weight_trend", include_str!("reference/weight_trend.sql")),
+    ("vitals_weekly", include_str!("reference/vitals_weekly.sql")),
 ];
 
 /// Creates the reference tables the config's enabled jobs name (or all,

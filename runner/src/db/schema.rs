@@ -8,13 +8,16 @@ use tokio_postgres::GenericClient;
 use crate::config::{self, Identifier};
 use crate::rows::Description;
 
-/// Columns the runner fills itself in every daily table.
-pub const RUNNER_OUTPUT: &[(&str, &[&str])] = &[
-    ("user_id", &["int8", "int4", "int2"]),
-    ("day", &["date"]),
-    ("plugin_version", &["text", "varchar"]),
-    ("updated_at", &["timestamptz"]),
-];
+/// Columns the runner fills itself in every daily table; `day` is the
+/// job's `target_day_column`.
+pub fn runner_output(day: &str) -> [(&str, &'static [&'static str]); 4] {
+    [
+        ("user_id", &["int8", "int4", "int2"]),
+        (day, &["date"]),
+        ("plugin_version", &["text", "varchar"]),
+        ("updated_at", &["timestamptz"]),
+    ]
+}
 
 #[derive(Debug, Clone)]
 pub struct ColumnInfo {
@@ -85,6 +88,12 @@ pub struct SourceShape {
     /// The timestamp column is `timestamp without time zone`: its values are
     /// wall-clock times in this zone (the job's `timestamp_zone`).
     pub naive_zone: Option<String>,
+    /// The timestamp column is a `date`: the source is a daily table (a
+    /// rollup of a rollup), its rows' days are that column, in no zone.
+    pub dated: bool,
+    /// The source has an `id` column. A dated source needs none: its rows
+    /// are identified by their key, and numbered in time order when read.
+    pub has_id: bool,
     /// One sentence per key column, for `runner check`.
     pub reading: Vec<String>,
 }
@@ -94,9 +103,13 @@ pub struct SourceShape {
 pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Vec<String>> {
     let mut problems = Vec::new();
     let ts = job.timestamp_column.as_str();
-    expect_type(&mut problems, source, "id", INTEGER_IDS, "the runner's row id");
+    let dated = source.columns.get(ts).is_some_and(|c| c.sql_type == "date");
+    let has_id = source.columns.contains_key("id");
+    if has_id || !dated {
+        expect_type(&mut problems, source, "id", INTEGER_IDS, "the runner's row id");
+    }
     expect_type(&mut problems, source, "user_id", INTEGER_IDS, "the group's user");
-    expect_type(&mut problems, source, ts, &["timestamptz", "timestamp"], "timestamp_column");
+    expect_type(&mut problems, source, ts, &["timestamptz", "timestamp", "date"], "timestamp_column");
     if source.columns.get("id").is_some_and(|c| !c.not_null) {
         // Plugins see each row's id (ties in time go to the greatest).
         problems.push(format!(
@@ -115,14 +128,19 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
     };
     let naive = column(ts).sql_type == "timestamp";
     let nulls = if column(ts).not_null { "" } else { "; a row where it is NULL belongs to no group" };
-    let time = if naive {
+    let time = if dated {
+        format!("{ts} is a date: each row's day, in no zone (a daily table as a source){nulls}")
+    } else if naive {
         format!("{ts} is timestamp without time zone: read as {}{nulls}", job.timestamp_zone)
     } else {
         format!("{ts} is timestamp with time zone{nulls}")
     };
+    let id = if has_id { int("id") } else { "no id column: rows are numbered in time order when read".to_string() };
     Ok(SourceShape {
         naive_zone: naive.then(|| job.timestamp_zone.clone()),
-        reading: vec![int("id"), int("user_id"), time],
+        dated,
+        has_id,
+        reading: vec![id, int("user_id"), time],
     })
 }
 
@@ -131,7 +149,8 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
 /// Warnings, not errors: nullable daily columns without a default that
 /// the plugin never writes, which stay NULL for ever (often a column the
 /// author forgot). `validate --job`, `check` and every load say them.
-pub fn unwritten(desc: &Description, version: &str, target: &Table) -> Vec<String> {
+pub fn unwritten(desc: &Description, version: &str, target: &Table, day: &str) -> Vec<String> {
+    let runner_output = runner_output(day);
     let mut names: Vec<&String> = target
         .columns
         .iter()
@@ -139,7 +158,7 @@ pub fn unwritten(desc: &Description, version: &str, target: &Table) -> Vec<Strin
             !info.not_null
                 && !info.has_default
                 && !desc.output.iter().any(|c| &c.name == *name)
-                && !RUNNER_OUTPUT.iter().any(|(n, _)| n == name)
+                && !runner_output.iter().any(|(n, _)| n == name)
         })
         .map(|(name, _)| name)
         .collect();
@@ -163,10 +182,12 @@ pub async fn unwritten_in(
     desc: &Description,
     version: &str,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    Ok(table(client, &cfg.target).await?.map(|t| unwritten(desc, version, &t)).unwrap_or_default())
+    let day = cfg.target_day_column.as_str();
+    Ok(table(client, &cfg.target).await?.map(|t| unwritten(desc, version, &t, day)).unwrap_or_default())
 }
 
-pub fn check_plugin(desc: &Description, version: &str, source: &Table, target: &Table) -> Vec<String> {
+pub fn check_plugin(desc: &Description, version: &str, source: &Table, target: &Table, day: &str) -> Vec<String> {
+    let runner_output = runner_output(day);
     // The description's own bounds (names, counts, key) were checked when
     // the plugin was loaded (`plugin::contract`); here only the tables.
     let mut problems = Vec::new();
@@ -175,17 +196,17 @@ pub fn check_plugin(desc: &Description, version: &str, source: &Table, target: &
         expect_type(&mut problems, source, &c.name, c.kind.sql_types(), &format!("{plugin} reads it as {}", c.kind));
     }
     for c in &desc.output {
-        if RUNNER_OUTPUT.iter().any(|(name, _)| *name == c.name) {
+        if runner_output.iter().any(|(name, _)| *name == c.name) {
             problems.push(format!("{plugin} declares output column `{}`, which the runner fills itself", c.name));
             continue;
         }
         expect_type(&mut problems, target, &c.name, c.kind.sql_types(), &format!("{plugin} writes it as {}", c.kind));
     }
-    for (name, types) in RUNNER_OUTPUT {
+    for (name, types) in runner_output {
         expect_type(&mut problems, target, name, types, "the runner fills it");
     }
     for (name, info) in &target.columns {
-        let written = desc.output.iter().any(|c| &c.name == name) || RUNNER_OUTPUT.iter().any(|(n, _)| n == name);
+        let written = desc.output.iter().any(|c| &c.name == name) || runner_output.iter().any(|(n, _)| n == name);
         if info.not_null && !info.has_default && !written {
             problems.push(format!(
                 "column {}.{name} is NOT NULL without a default, but {plugin} does not write it",
@@ -193,7 +214,7 @@ pub fn check_plugin(desc: &Description, version: &str, source: &Table, target: &
             ));
         }
     }
-    let mut key: BTreeSet<String> = ["user_id".to_string(), "day".to_string()].into();
+    let mut key: BTreeSet<String> = ["user_id".to_string(), day.to_string()].into();
     key.extend(desc.key.iter().cloned());
     if !target.unique_keys.contains(&key) {
         let key: Vec<_> = key.into_iter().collect();

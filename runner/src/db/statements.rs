@@ -89,9 +89,19 @@ impl Statements {
         // The timestamp column as a timestamptz (`t` qualifies it). A naive
         // column holds wall-clock times of `timestamp_zone` (validated: no quotes).
         let at = |t: &str| match &shape.naive_zone {
+            // A date (a daily table read as a source): its midnight in UTC.
+            _ if shape.dated => format!("({t}{ts}::timestamp AT TIME ZONE 'UTC')"),
             None => format!("{t}{ts}"),
             Some(zone) => format!("({t}{ts} AT TIME ZONE '{zone}')"),
         };
+        // Each row's id; a source without one (a daily table: its rows are
+        // identified by their key) numbers its group's rows in time order.
+        let id = |t: &str| match shape.has_id {
+            true => format!("{t}id::int8"),
+            false => format!("(row_number() OVER (ORDER BY {t}{ts}))::int8"),
+        };
+        // The target's date column (`target_day_column`), quoted.
+        let dcol = job.target_day_column.quoted();
         // Days, as the change triggers count them (`db::day`).
         let day = Day::new(job, shape);
         // The input of the group of `user` and day `key`, as an index range
@@ -105,7 +115,7 @@ impl Statements {
                     day.between("o.", key, key)
                 ),
             };
-            format!("{t}user_id = {user} AND {}{own}", day.between(t, &day.first_day(key), key))
+            format!("{t}user_id = {user} AND {}{own}", day.between(t, &day.first_day(key), &day.last_day(key)))
         };
         // The group's rows ($1 user, $2 day).
         let day_range = |t: &str| input_of(t, "$1::int8", "$2");
@@ -126,7 +136,7 @@ impl Statements {
         // column from `$first` on.
         let upsert = |first: usize| {
             let key: Vec<String> = description.key.iter().map(|k| quote(k)).collect();
-            let conflict = ["user_id".to_string(), "day".to_string()].into_iter().chain(key.iter().cloned());
+            let conflict = ["user_id".to_string(), dcol.clone()].into_iter().chain(key.iter().cloned());
             let set = ["plugin_version".to_string(), "updated_at".to_string()]
                 .into_iter()
                 .chain(description.output.iter().filter(|c| !description.key.contains(&c.name)).map(|c| quote(&c.name)))
@@ -153,8 +163,13 @@ impl Statements {
         };
         // A group's read stops one row past the limit: enough to say it is over.
         let read_limit = u64::from(job.max_group_rows) + 1;
-        // The daily table as an SQL string (for `runner_expand_purges`).
-        let target = dst.replace('\'', "''");
+        // The daily table, its date column as `day`, as an SQL string (for
+        // `runner_expand_purges`, which reads `FROM <it> d`).
+        let target = match job.target_day_column.as_str() {
+            "day" => dst.clone(),
+            _ => format!("(SELECT user_id, {dcol} AS day FROM {dst})"),
+        }
+        .replace('\'', "''");
         Statements {
             // A purge (`runner_purges`: a TRUNCATE, a partition gone) becomes
             // the keys of the days it covers that have daily rows, read with
@@ -199,12 +214,13 @@ impl Statements {
                         (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry),
                         (SELECT ok FROM locked)
                  FROM (SELECT 1) one LEFT JOIN LATERAL (
-                    SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
+                    SELECT {id_s} AS id, {at_s} AS at{input_cols_s} FROM {src} s
                     WHERE {read_range} LIMIT {read_limit}
                  ) r ON (SELECT ok FROM locked)
                  ORDER BY r.at, r.id",
                 lock = group_lock("$3", "$1::bigint", "$2::date"),
                 at_s = at("s."),
+                id_s = id("s."),
                 input_cols_s = input_cols("s.", true),
                 input_cols_r = input_cols("r.", false),
                 read_range = day_range("s."),
@@ -230,11 +246,12 @@ impl Statements {
                  )
                  SELECT r.id, r.at{input_cols_r}, k.taken, l.ok, l.n
                  FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
-                    SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
+                    SELECT {id_s} AS id, {at_s} AS at{input_cols_s} FROM {src} s
                     WHERE {group_range} LIMIT {read_limit}
                  ) r ON l.ok
                  ORDER BY l.n, r.at, r.id",
                 at_s = at("s."),
+                id_s = id("s."),
                 input_cols_s = input_cols("s.", true),
                 input_cols_r = input_cols("r.", false),
                 group_range = group_range("s."),
@@ -253,13 +270,13 @@ impl Statements {
                         SELECT g.user_id, g.day, g.version, {v_cols}
                         FROM unnest($4::int8[], {arrays}) AS v(n, {cols}) JOIN g ON g.n = v.n
                      ), up AS (
-                        INSERT INTO {dst} AS d (user_id, day, plugin_version, updated_at, {cols})
+                        INSERT INTO {dst} AS d (user_id, {dcol}, plugin_version, updated_at, {cols})
                         SELECT v.user_id, v.day, v.version, clock_timestamp(), {v_cols} FROM v
                         ON CONFLICT ({conflict}) DO UPDATE SET {set} {changed}
                      )
                      DELETE FROM {dst} d USING g
-                     WHERE d.user_id = g.user_id AND d.day = g.day
-                       AND NOT EXISTS (SELECT 1 FROM v WHERE v.user_id = d.user_id AND v.day = d.day{same_key})",
+                     WHERE d.user_id = g.user_id AND d.{dcol} = g.day
+                       AND NOT EXISTS (SELECT 1 FROM v WHERE v.user_id = d.user_id AND v.day = d.{dcol}{same_key})",
                     cols = output_cols.join(", "),
                     v_cols = v_cols.join(", "),
                 )
@@ -270,9 +287,17 @@ impl Statements {
                    AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
                  UNION
                  SELECT user_id::int8 FROM {dst}
-                 WHERE day = $1::date AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
+                 WHERE {dcol} = $1::date AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
                  ORDER BY 1 LIMIT $4",
-                range = day.between("", "$1", "$1"),
+                // A week or month is a group on its first day only.
+                range = match day.is_period() {
+                    false => day.between("", "$1", "$1"),
+                    true => format!(
+                        "$1::date = {} AND {}",
+                        day.key_of("$1::date"),
+                        day.between("", "$1", &day.last_day("$1"))
+                    ),
+                },
                 grouped = grouped(""),
             ),
             count_groups: format!(
@@ -280,18 +305,19 @@ impl Statements {
                     SELECT user_id, {day_of} FROM {src}
                     WHERE {range} AND {grouped} AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
                     UNION
-                    SELECT user_id, day FROM {dst}
-                    WHERE day BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
+                    SELECT user_id, {dcol} FROM {dst}
+                    WHERE {dcol} BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
                  ) g",
-                day_of = day.of(""),
+                day_of = day.key_of(&day.of("")),
                 range = day.between("", "$1::date", "$2::date"),
                 grouped = grouped(""),
             ),
             read_day: format!(
-                "SELECT * FROM (SELECT s.id::int8 AS id, {at_s} AS at{input_cols_s} FROM {src} s
+                "SELECT * FROM (SELECT {id_s} AS id, {at_s} AS at{input_cols_s} FROM {src} s
                  WHERE {read_range} LIMIT {read_limit}) r
                  ORDER BY r.at, r.id",
                 at_s = at("s."),
+                id_s = id("s."),
                 input_cols_s = input_cols("s.", true),
                 read_range = day_range("s."),
             ),
@@ -300,7 +326,7 @@ impl Statements {
                     SELECT DISTINCT user_id::int8 AS user_id, {day_of} AS day FROM {src}
                     WHERE {range} AND {grouped}
                  ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3",
-                day_of = day.of(""),
+                day_of = day.key_of(&day.of("")),
                 range = day.between("", "$1::date", "$2::date"),
                 grouped = grouped(""),
             ),
@@ -318,11 +344,11 @@ impl Statements {
                     "WITH v AS (
                         SELECT * FROM unnest({arrays}) AS v({cols})
                      ), up AS (
-                        INSERT INTO {dst} AS d (user_id, day, plugin_version, updated_at, {cols})
+                        INSERT INTO {dst} AS d (user_id, {dcol}, plugin_version, updated_at, {cols})
                         SELECT $1::int8, $2::date, $3::text, clock_timestamp(), {cols} FROM v
                         ON CONFLICT ({conflict}) DO UPDATE SET {set} {changed}
                      )
-                     DELETE FROM {dst} WHERE user_id = $1::int8 AND day = $2 AND {stale}",
+                     DELETE FROM {dst} WHERE user_id = $1::int8 AND {dcol} = $2 AND {stale}",
                     cols = output_cols.join(", "),
                 )
             },
@@ -384,7 +410,7 @@ mod tests {
 
     #[test]
     fn the_reference_schema_claims_keys_and_only_reads_the_source() {
-        let shape = SourceShape { naive_zone: None, reading: Vec::new() };
+        let shape = SourceShape { naive_zone: None, dated: false, has_id: true, reading: Vec::new() };
         let sql = Statements::new(&job("vitals_raw", "vitals_daily", "recorded_at"), &shape, &vitals());
         assert_eq!(
             folded(&sql.claim),
@@ -403,12 +429,12 @@ mod tests {
         assert_eq!(
             folded(&sql.replace),
             "WITH v AS ( SELECT * FROM unnest($4::text[], $5::float8[]) AS v(\"metric\", \"avg_value\") ), up AS ( \
-             INSERT INTO \"vitals_daily\" AS d (user_id, day, plugin_version, updated_at, \"metric\", \"avg_value\") \
+             INSERT INTO \"vitals_daily\" AS d (user_id, \"day\", plugin_version, updated_at, \"metric\", \"avg_value\") \
              SELECT $1::int8, $2::date, $3::text, clock_timestamp(), \"metric\", \"avg_value\" FROM v ON CONFLICT \
-             (user_id, day, \"metric\") DO UPDATE SET plugin_version = excluded.plugin_version, updated_at = \
+             (user_id, \"day\", \"metric\") DO UPDATE SET plugin_version = excluded.plugin_version, updated_at = \
              excluded.updated_at, \"avg_value\" = excluded.\"avg_value\" WHERE (d.plugin_version, d.\"metric\", \
              d.\"avg_value\") IS DISTINCT FROM (excluded.plugin_version, excluded.\"metric\", excluded.\"avg_value\") ) \
-             DELETE FROM \"vitals_daily\" WHERE user_id = $1::int8 AND day = $2 AND (\"metric\") NOT IN (SELECT \
+             DELETE FROM \"vitals_daily\" WHERE user_id = $1::int8 AND \"day\" = $2 AND (\"metric\") NOT IN (SELECT \
              \"metric\" FROM v)"
         );
         // The source appears in reads only.
@@ -422,7 +448,12 @@ mod tests {
 
     #[test]
     fn an_adopted_table_is_read_in_its_schema_and_its_naive_times_in_their_zone() {
-        let shape = SourceShape { naive_zone: Some("America/New_York".into()), reading: Vec::new() };
+        let shape = SourceShape {
+            naive_zone: Some("America/New_York".into()),
+            dated: false,
+            has_id: true,
+            reading: Vec::new(),
+        };
         let sql = Statements::new(&job("app.readings", "app.daily", "taken_at"), &shape, &vitals());
         assert_eq!(
             folded(&sql.read_day),
@@ -451,7 +482,12 @@ mod tests {
 
     #[test]
     fn a_naive_column_in_the_jobs_own_zone_is_read_by_its_own_date() {
-        let shape = SourceShape { naive_zone: Some("America/Santiago".into()), reading: Vec::new() };
+        let shape = SourceShape {
+            naive_zone: Some("America/Santiago".into()),
+            dated: false,
+            has_id: true,
+            reading: Vec::new(),
+        };
         let mut config = job("app.readings", "app.daily", "taken_at");
         config.timezone = "America/Santiago".into();
         let sql = Statements::new(&config, &shape, &vitals());

@@ -126,13 +126,14 @@ async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> 
 /// leaves no group behind. Returns the groups queued.
 async fn sweep(pool: &Pool, job: &Job, version: &str, range: &Range) -> anyhow::Result<u64> {
     let client = pool.get().await?;
-    let target = job.current().config.target.quoted();
+    let config = job.current().config.clone();
+    let (target, day) = (config.target.quoted(), config.target_day_column.quoted());
     let queued = client
         .execute(
             &format!(
                 "INSERT INTO runner_changes (job, user_id, day)
-                 SELECT DISTINCT $1::text, user_id::int8, day FROM {target}
-                 WHERE day BETWEEN $2 AND $3 AND plugin_version IS DISTINCT FROM $4::text"
+                 SELECT DISTINCT $1::text, user_id::int8, {day} FROM {target}
+                 WHERE {day} BETWEEN $2 AND $3 AND plugin_version IS DISTINCT FROM $4::text"
             ),
             &[&job.name, &range.from, &range.to, &version],
         )

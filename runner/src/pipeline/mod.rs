@@ -273,6 +273,7 @@ pub async fn check_tables(
                 &p.version,
                 source,
                 target,
+                cfg.target_day_column.as_str(),
             )));
         }
     }
