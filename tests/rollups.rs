@@ -146,3 +146,17 @@ async fn a_chain_that_feeds_itself_back_is_refused_naming_it() {
     assert_eq!(all.matches("feed themselves back").count(), 1, "one cycle, said once: {all}");
     assert!(all.contains("back → up → down → back"), "{all}");
 }
+
+#[tokio::test]
+async fn run_once_drains_a_chain_level_by_level() {
+    let db = TestDb::new().await;
+    let (_dir, config) = config(&db.url, &[job("vitals", "vitals.wasm", ""), weekly_job()].concat());
+    run_ok(&config, &["migrate"]).await;
+    runner::seed::vitals(&db.client, 6, 9, chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap()).await.unwrap();
+    run_ok(&config, &["run", "--once"]).await;
+    assert_eq!(db.count(crate::util::QUEUED).await, 0, "the weekly job ran after the daily one had drained");
+    let expected = weeks(&db, FROM_SCRATCH).await;
+    let weeks_seen: std::collections::BTreeSet<&str> = expected.iter().map(|w| w.1.as_str()).collect();
+    assert_eq!(weeks_seen.into_iter().collect::<Vec<_>>(), ["2026-03-02", "2026-03-09"]);
+    assert_eq!(weeks(&db, WRITTEN).await, expected);
+}

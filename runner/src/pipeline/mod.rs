@@ -345,17 +345,8 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<(String, Report)>> {
     let mut wakers: HashMap<String, Vec<Arc<tokio::sync::Notify>>> = HashMap::new();
-    let mut tasks = Vec::new();
     for job in jobs {
-        let state = job.current();
-        wakers.entry(state.config.source.name().to_string()).or_default().push(job.wake.clone());
-        match state.running() {
-            Some(live) => tracing::info!(job = %job.name, plugin = %live.plugin.version, source = %state.config.source,
-                target = %state.config.target, "Job started."),
-            None => tracing::info!(job = %job.name, "Job paused (disabled)."),
-        }
-        let name = job.name.clone();
-        tasks.push((name, tokio::spawn(supervise(pool.clone(), job.clone(), mode, repair, shutdown.clone()))));
+        wakers.entry(job.current().config.source.name().to_string()).or_default().push(job.wake.clone());
     }
     let listener = match mode {
         Mode::Daemon => {
@@ -365,12 +356,60 @@ pub async fn run(
         }
         Mode::Once => None,
     };
+    // A daemon runs every job at once (a chain's downstream jobs are woken
+    // by their capture). `--once` runs a chain level by level, so a job
+    // reading another's target starts when that one has drained: its queue
+    // then holds every key the run will give it.
+    let levels = match mode {
+        Mode::Daemon => vec![jobs.to_vec()],
+        Mode::Once => chain_levels(jobs),
+    };
     let mut reports = Vec::new();
-    for (name, task) in tasks {
-        reports.push((name.clone(), task.await.with_context(|| format!("job {name} panicked"))?));
+    for level in levels {
+        let mut tasks = Vec::new();
+        for job in level {
+            let state = job.current();
+            match state.running() {
+                Some(live) => {
+                    tracing::info!(job = %job.name, plugin = %live.plugin.version, source = %state.config.source,
+                    target = %state.config.target, "Job started.")
+                }
+                None => tracing::info!(job = %job.name, "Job paused (disabled)."),
+            }
+            let name = job.name.clone();
+            tasks.push((name, tokio::spawn(supervise(pool.clone(), job.clone(), mode, repair, shutdown.clone()))));
+        }
+        for (name, task) in tasks {
+            reports.push((name.clone(), task.await.with_context(|| format!("job {name} panicked"))?));
+        }
     }
     if let Some(listener) = listener {
         listener.abort();
     }
     Ok(reports)
+}
+
+/// The jobs in levels: first those reading no other job's target, then
+/// those reading a target of the levels before (the config refuses cycles;
+/// any job left over is run last rather than never).
+fn chain_levels(jobs: &[Arc<Job>]) -> Vec<Vec<Arc<Job>>> {
+    let configs: Vec<config::Job> = jobs.iter().map(|j| j.current().config.clone()).collect();
+    let feeds = |upstream: &config::Job, downstream: &config::Job| {
+        upstream.target.as_str().trim_start_matches("public.")
+            == downstream.source.as_str().trim_start_matches("public.")
+    };
+    let mut placed = vec![false; jobs.len()];
+    let mut levels = Vec::new();
+    while placed.contains(&false) {
+        let ready: Vec<usize> = (0..jobs.len())
+            .filter(|&i| !placed[i])
+            .filter(|&i| (0..jobs.len()).all(|u| placed[u] || u == i || !feeds(&configs[u], &configs[i])))
+            .collect();
+        let level = if ready.is_empty() { (0..jobs.len()).filter(|&i| !placed[i]).collect() } else { ready };
+        for &i in &level {
+            placed[i] = true;
+        }
+        levels.push(level.into_iter().map(|i| jobs[i].clone()).collect());
+    }
+    levels
 }
