@@ -70,7 +70,7 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
 
     println!();
     println!(
-        "{:<10} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
+        "{:<14} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
         "job", "rows", "groups", "rejected", "failed", "seconds", "rows/s"
     );
     for (job, r) in &reports {
@@ -151,7 +151,7 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
 
 fn print_report(job: &str, r: &Report, seconds: f64) {
     println!(
-        "{job:<10} {:>10} {:>9} {:>9} {:>8} {:>9.2} {:>10.0}",
+        "{job:<14} {:>10} {:>9} {:>9} {:>8} {:>9.2} {:>10.0}",
         r.rows_completed,
         r.groups_completed,
         r.rows_rejected,
