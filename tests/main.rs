@@ -15,6 +15,7 @@ mod group_commit;
 mod hostile;
 mod http_limits;
 mod lab;
+mod local_days;
 mod nutrition;
 mod operator;
 mod pipelined;

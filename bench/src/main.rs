@@ -129,7 +129,13 @@ fn config(url: &str, args: &Args, dir: &Path) -> anyhow::Result<Config> {
 
 /// The day of a `vitals_raw` row (unqualified) as the bench's job counts it.
 fn vitals_day(config: &Config) -> String {
-    let shape = runner::db::schema::SourceShape { naive_zone: None, dated: false, has_id: true, reading: Vec::new() };
+    let shape = runner::db::schema::SourceShape {
+        naive_zone: None,
+        dated: false,
+        has_id: true,
+        zone: None,
+        reading: Vec::new(),
+    };
     runner::db::day::Day::new(&config.jobs["vitals"], &shape).of("")
 }
 

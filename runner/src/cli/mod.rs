@@ -332,6 +332,15 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
                                 job.name
                             );
                         }
+                        if let Some(unknown) = runner::db::queue::unknown_zones(&**client, cfg, &live.shape).await?
+                            && unknown > 0
+                        {
+                            println!(
+                                "  {unknown} raw row(s) with an unknown zone (NULL, a name Postgres does not know, or an \
+                                 offset beyond ±18 h): grouped in the job's timezone, {}",
+                                cfg.timezone
+                            );
+                        }
                         let ungrouped = runner::db::queue::ungrouped(&**client, cfg, &live.shape).await?;
                         if ungrouped > 0 {
                             println!(

@@ -28,6 +28,7 @@ fn live_job(old: &Job, new: &Job) -> Job {
         timezone: old.timezone.clone(),
         timestamp_zone: old.timestamp_zone.clone(),
         window_days: old.window_days,
+        zone_column: old.zone_column.clone(),
         period: old.period,
         week_starts: old.week_starts,
         target_day_column: old.target_day_column.clone(),
@@ -69,7 +70,7 @@ pub fn diff(old: &Config, new: &Config) -> Reload {
         // `next` differs from the new file only in the fields kept as started.
         if next != *new_job {
             restart.push(format!(
-                "jobs.{name}: plugin, source, target, timestamp_column, timezone, timestamp_zone, period, week_starts, target_day_column or window_days"
+                "jobs.{name}: plugin, source, target, timestamp_column, timezone, timestamp_zone, period, week_starts, target_day_column, window_days or zone_column"
             ));
         }
         *job = next;
@@ -125,7 +126,7 @@ timestamp_column = "recorded_at"
             reload.restart,
             [
                 "[database]",
-                "jobs.vitals: plugin, source, target, timestamp_column, timezone, timestamp_zone, period, week_starts, target_day_column or window_days"
+                "jobs.vitals: plugin, source, target, timestamp_column, timezone, timestamp_zone, period, week_starts, target_day_column, window_days or zone_column"
             ]
         );
         assert_eq!(reload.live.jobs["vitals"].target.as_str(), "vitals_daily", "kept as started");

@@ -216,6 +216,12 @@ pub struct Job {
     /// wall-clock values (ignored for `timestamptz`).
     #[serde(default = "defaults::timezone")]
     pub timestamp_zone: String,
+    /// `zone_column`: each reading's zone, a column of the source: a `text`
+    /// IANA name (`Asia/Tokyo`) or an `integer` offset in minutes east of
+    /// UTC (`330`, `-300`). Its day is the local date there; a NULL or
+    /// unknown zone is grouped in `timezone` (and counted by `check`).
+    #[serde(default)]
+    pub zone_column: Option<Identifier>,
     /// `period`: what a group spans: a `day` (default), a `week` or a
     /// `month` of the rows' days; the group's date is the period's first day.
     #[serde(default)]

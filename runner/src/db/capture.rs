@@ -69,7 +69,12 @@ impl Names {
 /// user or timestamp, or a timestamp outside [`FIRST_TIMESTAMP`,
 /// [`LAST_TIMESTAMP`]), belong to no group.
 pub fn group_keys(job: &config::Job, shape: &SourceShape, rows: &str) -> String {
-    let day = super::day::Day::new(job, shape);
+    keys_with(super::day::Day::new(job, shape), job, shape, rows)
+}
+
+/// [`group_keys`] with the days read by `day` (the capture function's
+/// reads its zone names from the runner's schema).
+fn keys_with(day: super::day::Day, job: &config::Job, shape: &SourceShape, rows: &str) -> String {
     // The group's date (the day, or its week's or month's first day); for
     // a rolling window, also the days whose windows hold it.
     let (windows, due) = day.due_days(&day.key_of(&day.of("r.")));
@@ -94,8 +99,9 @@ pub fn in_a_group(job: &config::Job, shape: &SourceShape, t: &str) -> String {
 
 /// The body of a job's trigger function.
 pub fn function_body(job_name: &str, job: &config::Job, shape: &SourceShape, names: &Names) -> String {
-    let keys = |rows: &str| group_keys(job, shape, rows);
     let schema = &names.schema;
+    let day = super::day::Day::new(job, shape).zone_names_in(schema);
+    let keys = |rows: &str| keys_with(day.clone(), job, shape, rows);
     let insert = |from: &str| {
         format!(
             "WITH queued AS (

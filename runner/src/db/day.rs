@@ -17,7 +17,7 @@
 //! taken. The filter then keeps exactly the day's rows.
 
 use crate::config;
-use crate::db::schema::SourceShape;
+use crate::db::schema::{SourceShape, ZoneKind};
 
 /// How a job reads days from its source's timestamp column.
 #[derive(Debug, Clone)]
@@ -33,6 +33,11 @@ pub struct Day {
     /// What a group spans, and its first weekday.
     period: config::Period,
     week_starts: config::WeekStart,
+    /// Each row's zone (`zone_column`, quoted) and how it is written.
+    row_zone: Option<(String, ZoneKind)>,
+    /// The known zone names (`runner_zone_names`), schema-qualified where
+    /// the search path is empty (the capture function).
+    zone_names: String,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +68,33 @@ impl Day {
             window: job.window_days.max(1),
             period: job.period,
             week_starts: job.week_starts,
+            row_zone: job.zone_column.as_ref().zip(shape.zone).map(|(c, k)| (c.quoted(), k)),
+            zone_names: "runner_zone_names".to_string(),
+        }
+    }
+
+    /// Reads the known zone names from `schema` (a quoted name): for the
+    /// capture function, which runs with an empty search path.
+    pub fn zone_names_in(self, schema: &str) -> Day {
+        Day { zone_names: format!("{schema}.runner_zone_names"), ..self }
+    }
+
+    /// Row `t`'s zone as `AT TIME ZONE` takes it: its own when known,
+    /// else the job's. A lookup, never a cast that could fail: an unknown
+    /// name must not fail the application's statement in the trigger.
+    fn zone_of(&self, t: &str) -> String {
+        let tz = &self.zone;
+        match &self.row_zone {
+            None => tz.clone(),
+            Some((column, ZoneKind::Name)) => format!(
+                "(CASE WHEN {t}{column} IN (SELECT n.name FROM {names} n) THEN {t}{column} ELSE {tz} END)",
+                names = self.zone_names
+            ),
+            // Minutes east of UTC: the interval form of AT TIME ZONE.
+            Some((column, ZoneKind::Offset)) => format!(
+                "(CASE WHEN {t}{column} BETWEEN -1080 AND 1080 \
+                 THEN pg_catalog.make_interval(mins => {t}{column}::int4) END)"
+            ),
         }
     }
 
@@ -125,7 +157,12 @@ impl Day {
         let (ts, tz) = (format!("{t}{}", self.column), &self.zone);
         match &self.naive {
             Naive::Date => ts,
-            Naive::No => format!("({ts} AT TIME ZONE {tz})::pg_catalog.date"),
+            // An offset: its interval, else (NULL, beyond ±18 h) the job's zone.
+            Naive::No if matches!(self.row_zone, Some((_, ZoneKind::Offset))) => format!(
+                "COALESCE(({ts} AT TIME ZONE {zone})::pg_catalog.date, ({ts} AT TIME ZONE {tz})::pg_catalog.date)",
+                zone = self.zone_of(t)
+            ),
+            Naive::No => format!("({ts} AT TIME ZONE {})::pg_catalog.date", self.zone_of(t)),
             Naive::SameZone => format!("{ts}::pg_catalog.date"),
             Naive::Zone(zone) => format!("(({ts} AT TIME ZONE {zone}) AT TIME ZONE {tz})::pg_catalog.date"),
         }
@@ -147,6 +184,12 @@ impl Day {
         let (low, high) = match &self.naive {
             // Wall times of the job's zone: the range is exact.
             Naive::SameZone | Naive::Date => (first, end),
+            // Each row's own zone: a day either side of the UTC day holds
+            // every zone's (offsets stay within ±18 h), the filter the rest.
+            Naive::No if self.row_zone.is_some() => (
+                format!("(({first} AT TIME ZONE 'UTC') - interval '1 day')"),
+                format!("(({end} AT TIME ZONE 'UTC') + interval '1 day')"),
+            ),
             Naive::No => (widened(&first, &self.zone, Widest::Earliest), widened(&end, &self.zone, Widest::Latest)),
             // The instants, then as wall times of the column's zone.
             Naive::Zone(zone) => (

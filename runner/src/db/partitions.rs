@@ -60,7 +60,10 @@ pub async fn of(
         (false, Some(_)) => "timestamp",
         (false, None) => "timestamptz",
     };
-    let day = Day::new(job, shape);
+    // A bound is an instant, not a row: read in the job's zone. Rows with
+    // zones of their own (`zone_column`, up to ±18 h) may lie a day further.
+    let day = Day::new(job, &SourceShape { zone: None, ..shape.clone() });
+    let margin = if shape.zone.is_some() { 2 } else { 1 };
     let column = job.timestamp_column.quoted();
     // A bound is `FOR VALUES FROM ('…') TO ('…')` on the parent's key; only a
     // range key that is exactly the timestamp column says which days.
@@ -77,7 +80,7 @@ pub async fn of(
                    CASE WHEN by_time THEN substring(bound FROM $re$ TO \\('([^']*)'\\)$$re$) END AS hi
             FROM tree
          )
-         SELECT b.relid::oid, b.name, {lo_day} - 1, {hi_day} + 1
+         SELECT b.relid::oid, b.name, {lo_day} - {margin}, {hi_day} + {margin}
          FROM bounds b
          LEFT JOIN LATERAL (SELECT b.lo::pg_catalog.{kind} AS {column}) lo ON true
          LEFT JOIN LATERAL (SELECT b.hi::pg_catalog.{kind} AS {column}) hi ON true

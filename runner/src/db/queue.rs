@@ -68,6 +68,24 @@ pub async fn ungrouped(
         .try_get(0)
 }
 
+/// Rows whose own zone (`zone_column`) is NULL or unknown, grouped in the
+/// job's `timezone` instead; `None` for a job without a zone column.
+pub async fn unknown_zones(
+    client: &impl GenericClient,
+    job: &config::Job,
+    shape: &crate::db::schema::SourceShape,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    use crate::db::schema::ZoneKind;
+    let (Some(column), Some(kind)) = (&job.zone_column, shape.zone) else { return Ok(None) };
+    let column = column.quoted();
+    let unknown = match kind {
+        ZoneKind::Name => format!("{column} IS NULL OR {column} NOT IN (SELECT name FROM runner_zone_names)"),
+        ZoneKind::Offset => format!("{column} IS NULL OR {column} NOT BETWEEN -1080 AND 1080"),
+    };
+    let sql = format!("SELECT count(*) FROM {} WHERE {unknown}", job.source.quoted());
+    Ok(Some(client.query_one(&sql, &[]).await?.try_get(0)?))
+}
+
 /// The `n` most common causes among failed and retrying groups, with
 /// counts and one example each, and how many distinct causes there are in
 /// all. The user and the day are taken out of each message first

@@ -20,7 +20,7 @@ pub const WRITTEN: &[&str] = &[
 ];
 
 /// The runner's tables it only reads once `migrate` has filled them.
-pub const READ: &[&str] = &["runner_schema_migrations", "runner_adopted_sources"];
+pub const READ: &[&str] = &["runner_schema_migrations", "runner_adopted_sources", "runner_zone_names"];
 
 /// The GRANTs that let `role` run every enabled job of `config` (and
 /// `status`, `recompute`, `retry-failed`, `plugin diff --job`), and nothing

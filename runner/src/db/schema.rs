@@ -94,8 +94,19 @@ pub struct SourceShape {
     /// The source has an `id` column. A dated source needs none: its rows
     /// are identified by their key, and numbered in time order when read.
     pub has_id: bool,
+    /// Each row's zone (`zone_column`) and how it is written.
+    pub zone: Option<ZoneKind>,
     /// One sentence per key column, for `runner check`.
     pub reading: Vec<String>,
+}
+
+/// How a `zone_column` gives a row's zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneKind {
+    /// A `text` IANA name.
+    Name,
+    /// An `integer`: minutes east of UTC.
+    Offset,
 }
 
 /// Problems with the raw table itself, independent of any plugin, and (when
@@ -117,6 +128,30 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
             source.name
         ));
     }
+    let zone = job.zone_column.as_ref().and_then(|zc| {
+        let kind = match source.columns.get(zc.as_str()).map(|c| c.sql_type.as_str()) {
+            Some("text" | "varchar") => Some(ZoneKind::Name),
+            Some("int2" | "int4" | "int8") => Some(ZoneKind::Offset),
+            _ => None,
+        };
+        if kind.is_none() {
+            expect_type(
+                &mut problems,
+                source,
+                zc.as_str(),
+                &["text", "varchar", "int2", "int4", "int8"],
+                "zone_column",
+            );
+        }
+        if source.columns.get(ts).is_some_and(|c| c.sql_type != "timestamptz") {
+            problems.push(format!(
+                "column {}.{ts} is {}, but zone_column needs instants (timestamp with time zone): a wall time \
+                 already has a zone",
+                source.name, source.columns[ts].sql_type
+            ));
+        }
+        kind
+    });
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -136,12 +171,16 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
         format!("{ts} is timestamp with time zone{nulls}")
     };
     let id = if has_id { int("id") } else { "no id column: rows are numbered in time order when read".to_string() };
-    Ok(SourceShape {
-        naive_zone: naive.then(|| job.timestamp_zone.clone()),
-        dated,
-        has_id,
-        reading: vec![id, int("user_id"), time],
-    })
+    let mut reading = vec![id, int("user_id"), time];
+    if let (Some(zc), Some(kind)) = (&job.zone_column, zone) {
+        reading.push(match kind {
+            ZoneKind::Name => format!("{zc}: each row's zone, an IANA name; NULL or unknown: {}", job.timezone),
+            ZoneKind::Offset => {
+                format!("{zc}: each row's offset in minutes east of UTC; NULL or beyond ±18 h: {}", job.timezone)
+            }
+        });
+    }
+    Ok(SourceShape { naive_zone: naive.then(|| job.timestamp_zone.clone()), dated, has_id, zone, reading })
 }
 
 /// Checks a plugin's description against the job's tables; returns every

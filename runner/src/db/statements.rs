@@ -410,7 +410,7 @@ mod tests {
 
     #[test]
     fn the_reference_schema_claims_keys_and_only_reads_the_source() {
-        let shape = SourceShape { naive_zone: None, dated: false, has_id: true, reading: Vec::new() };
+        let shape = SourceShape { naive_zone: None, dated: false, has_id: true, zone: None, reading: Vec::new() };
         let sql = Statements::new(&job("vitals_raw", "vitals_daily", "recorded_at"), &shape, &vitals());
         assert_eq!(
             folded(&sql.claim),
@@ -452,6 +452,7 @@ mod tests {
             naive_zone: Some("America/New_York".into()),
             dated: false,
             has_id: true,
+            zone: None,
             reading: Vec::new(),
         };
         let sql = Statements::new(&job("app.readings", "app.daily", "taken_at"), &shape, &vitals());
@@ -486,6 +487,7 @@ mod tests {
             naive_zone: Some("America/Santiago".into()),
             dated: false,
             has_id: true,
+            zone: None,
             reading: Vec::new(),
         };
         let mut config = job("app.readings", "app.daily", "taken_at");

@@ -1,0 +1,98 @@
+//! Local days: a job whose rows carry their own zone (`zone_column`, an
+//! IANA name or an offset in minutes) groups each reading in its local day,
+//! DST-correct, beside a running daemon; an unknown zone never fails the
+//! application's insert and is counted; a change of zone regroups both days.
+
+use crate::util::{Daemon, TestDb, config, job_on, run_ok, text, wait_settled};
+
+/// Readings every 10 minutes over the days around both 2026 DST changes of
+/// Europe and the US, for each (user, zone) of `zones` (a VALUES list).
+fn readings(table: &str, zone_column: &str, zones: &str) -> String {
+    format!(
+        "INSERT INTO {table} (user_id, recorded_at, metric, value, unit, {zone_column})
+         SELECT z.u, t, 'heart_rate', 60 + (extract(epoch FROM t)::bigint / 60) % 100, 'bpm', z.zone
+         FROM (VALUES {zones}) z(u, zone),
+              unnest(ARRAY['2026-03-07', '2026-03-28', '2026-10-24', '2026-10-31']::timestamptz[]) AS s(start),
+              generate_series(s.start, s.start + interval '3 days', interval '10 minutes') t"
+    )
+}
+
+/// Per user and local day: how many readings, and the latest one's value
+/// (latest: greatest time, then id), computed from scratch with `zone_sql`
+/// (the zone each row is read in).
+fn from_scratch(table: &str, zone_sql: &str) -> String {
+    format!(
+        "SELECT user_id, (recorded_at AT TIME ZONE {zone_sql})::date::text, count(*)::int,
+                (array_agg(value ORDER BY recorded_at DESC, id DESC))[1]
+         FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+}
+
+fn written(table: &str) -> String {
+    format!("SELECT user_id, day::text, sample_count + rejected_count, last_value FROM {table} ORDER BY 1, 2")
+}
+
+async fn days(db: &TestDb, sql: &str) -> Vec<(i64, String, i32, f64)> {
+    let rows = db.client.query(sql, &[]).await.unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+}
+
+#[tokio::test]
+async fn each_reading_is_grouped_in_its_own_local_day_across_dst_and_a_zone_change_regroups_both_days() {
+    let db = TestDb::new().await;
+    let raw = |table: &str, zone: &str| {
+        format!(
+            "CREATE TABLE {table} (id bigserial PRIMARY KEY, user_id bigint, recorded_at timestamptz NOT NULL,
+                metric text, value double precision, unit text, {zone});
+             CREATE INDEX ON {table} (user_id, recorded_at);"
+        )
+    };
+    let daily = include_str!("../runner/src/db/reference/vitals_daily.sql");
+    db.client.batch_execute(&raw("named", "zone text")).await.unwrap();
+    db.client.batch_execute(&raw("offsets", "minutes int")).await.unwrap();
+    db.client.batch_execute(&daily.replace("vitals_daily", "named_daily")).await.unwrap();
+    db.client.batch_execute(&daily.replace("vitals_daily", "offsets_daily")).await.unwrap();
+    let jobs = [
+        job_on("named", "vitals.wasm", "named", "named_daily", "recorded_at", "zone_column = \"zone\""),
+        job_on("offsets", "vitals.wasm", "offsets", "offsets_daily", "recorded_at", "zone_column = \"minutes\""),
+    ];
+    let (_dir, config) = config(&db.url, &jobs.concat());
+    run_ok(&config, &["migrate"]).await;
+    let daemon = Daemon::start(&config);
+    // Tokyo, Berlin, New York, a zone Postgres does not know, none.
+    let named = "(1, 'Asia/Tokyo'), (2, 'Europe/Berlin'), (3, 'America/New_York'), (4, 'Mars/Olympus'), (5, NULL)";
+    db.client.batch_execute(&readings("named", "zone", named)).await.expect("an unknown zone never fails the insert");
+    let offsets = "(1, 330), (2, -300), (3, 840), (4, 5000), (5, NULL::int)";
+    db.client.batch_execute(&readings("offsets", "minutes", offsets)).await.unwrap();
+    wait_settled(&db, 120).await;
+
+    let named_zone = "(CASE WHEN zone IN (SELECT name FROM pg_timezone_names) THEN zone ELSE 'UTC' END)";
+    let offset_zone =
+        "(CASE WHEN minutes BETWEEN -1080 AND 1080 THEN make_interval(mins => minutes) ELSE interval '0' END)";
+    let expected = days(&db, &from_scratch("named", named_zone)).await;
+    assert!(expected.len() >= 5 * 16, "{}", expected.len());
+    // New York's fall-back day has 25 hours of readings, its spring-forward
+    // day 23, the day before each 24 (the four are wholly inside the series).
+    let ny = |day: &str| expected.iter().find(|d| d.0 == 3 && d.1 == day).unwrap().2;
+    assert_eq!((ny("2026-03-07"), ny("2026-03-08")), (144, 138), "{expected:?}");
+    assert_eq!((ny("2026-10-31"), ny("2026-11-01")), (144, 150), "{expected:?}");
+    assert_eq!(days(&db, &written("named_daily")).await, expected);
+    assert_eq!(days(&db, &written("offsets_daily")).await, days(&db, &from_scratch("offsets", offset_zone)).await);
+
+    // A zone corrected on past rows: their old and their new days both follow.
+    db.client
+        .execute("UPDATE named SET zone = 'America/Los_Angeles' WHERE user_id = 3 AND recorded_at < '2026-03-09'", &[])
+        .await
+        .unwrap();
+    db.client.execute("UPDATE offsets SET minutes = -600 WHERE user_id = 4", &[]).await.unwrap();
+    wait_settled(&db, 120).await;
+    assert_eq!(days(&db, &written("named_daily")).await, days(&db, &from_scratch("named", named_zone)).await);
+    assert_eq!(days(&db, &written("offsets_daily")).await, days(&db, &from_scratch("offsets", offset_zone)).await);
+    daemon.stop().await;
+
+    // Unknown zones are counted where an operator looks.
+    let check = text(&run_ok(&config, &["check"]).await);
+    let unknown = db.count("SELECT count(*) FROM named WHERE user_id IN (4, 5)").await;
+    assert!(check.contains(&format!("{unknown} raw row(s) with an unknown zone")), "{check}");
+    assert!(check.contains("zone: each row's zone, an IANA name"), "{check}");
+}
