@@ -96,3 +96,63 @@ async fn each_reading_is_grouped_in_its_own_local_day_across_dst_and_a_zone_chan
     assert!(check.contains(&format!("{unknown} raw row(s) with an unknown zone")), "{check}");
     assert!(check.contains("zone: each row's zone, an IANA name"), "{check}");
 }
+
+#[tokio::test]
+async fn each_users_zone_comes_from_their_table_and_a_change_to_it_regroups_their_days() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE readings (id bigserial PRIMARY KEY, user_id bigint, recorded_at timestamptz NOT NULL,
+                 metric text, value double precision, unit text);
+             CREATE INDEX ON readings (user_id, recorded_at);
+             CREATE TABLE zones (user_id bigint NOT NULL, zone text, valid_from timestamptz NOT NULL);
+             INSERT INTO zones VALUES (1, 'Asia/Tokyo', '2000-01-01Z'), (2, 'Europe/Berlin', '2000-01-01Z'),
+                 (2, 'America/New_York', '2026-03-29 12:00Z'), (4, 'Mars/Olympus', '2000-01-01Z');
+             {}",
+            include_str!("../runner/src/db/reference/vitals_daily.sql").replace("vitals_daily", "local_daily")
+        ))
+        .await
+        .unwrap();
+    let zones = "[jobs.local.user_zones]\ntable = \"zones\"\nfrom_column = \"valid_from\"";
+    let (_dir, config) =
+        config(&db.url, &job_on("local", "vitals.wasm", "readings", "local_daily", "recorded_at", zones));
+    run_ok(&config, &["migrate"]).await;
+    let daemon = Daemon::start(&config);
+    db.client
+        .batch_execute(
+            "INSERT INTO readings (user_id, recorded_at, metric, value, unit)
+             SELECT u, t, 'heart_rate', 60 + (extract(epoch FROM t)::bigint / 60) % 100, 'bpm'
+             FROM generate_series(1, 4) u,
+                  unnest(ARRAY['2026-03-07', '2026-03-28', '2026-10-24', '2026-10-31']::timestamptz[]) AS s(start),
+                  generate_series(s.start, s.start + interval '3 days', interval '10 minutes') t",
+        )
+        .await
+        .unwrap();
+    wait_settled(&db, 120).await;
+    // The entry in effect at each reading's time; none, or unknown: UTC.
+    let zone = "COALESCE((SELECT CASE WHEN z.zone IN (SELECT name FROM pg_timezone_names) THEN z.zone END FROM zones z
+                 WHERE z.user_id = readings.user_id AND z.valid_from <= readings.recorded_at
+                 ORDER BY z.valid_from DESC LIMIT 1), 'UTC')";
+    let expected = days(&db, &from_scratch("readings", zone)).await;
+    let berlin_then_ny = |day: &str| expected.iter().find(|d| d.0 == 2 && d.1 == day).map(|d| d.2);
+    // 2026-03-29 is Berlin's until 12:00 UTC (13 h, after its 01:00 UTC
+    // spring-forward), then New York's until its midnight (16 h): 29 hours.
+    assert_eq!(berlin_then_ny("2026-03-29"), Some(29 * 6), "{expected:?}");
+    assert_eq!(days(&db, &written("local_daily")).await, expected);
+
+    // A user moves zones for good, another gets a first entry, a trip is undone.
+    db.client
+        .batch_execute(
+            "UPDATE zones SET zone = 'America/Los_Angeles' WHERE user_id = 1;
+             INSERT INTO zones VALUES (3, 'Asia/Kolkata', '2026-10-01Z');
+             DELETE FROM zones WHERE user_id = 2 AND zone = 'America/New_York';",
+        )
+        .await
+        .unwrap();
+    wait_settled(&db, 120).await;
+    assert_eq!(days(&db, &written("local_daily")).await, days(&db, &from_scratch("readings", zone)).await);
+    daemon.stop().await;
+    let check = text(&run_ok(&config, &["check"]).await);
+    assert!(check.contains("1 user zone entr(ies) with an unknown zone"), "{check}");
+    assert!(check.contains("each user's zone: zones.zone, the entry in effect"), "{check}");
+}

@@ -341,6 +341,15 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
                                 cfg.timezone
                             );
                         }
+                        if let Some(unknown) = runner::db::user_zones::unknown(&**client, cfg).await?
+                            && unknown > 0
+                        {
+                            println!(
+                                "  {unknown} user zone entr(ies) with an unknown zone (NULL, or a name Postgres does \
+                                 not know): those users' rows are grouped in the job's timezone, {}",
+                                cfg.timezone
+                            );
+                        }
                         let ungrouped = runner::db::queue::ungrouped(&**client, cfg, &live.shape).await?;
                         if ungrouped > 0 {
                             println!(

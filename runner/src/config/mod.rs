@@ -19,7 +19,7 @@ mod validate;
 
 pub use crate::db::ident::{Identifier, JobName};
 pub use paths::default_cache_dir;
-pub use sections::{Database, Http, Job, Log, LogFormat, Period, Plugins, Runner, WeekStart, defaults};
+pub use sections::{Database, Http, Job, Log, LogFormat, Period, Plugins, Runner, UserZones, WeekStart, defaults};
 pub use settings::{setting_from_arg, setting_value};
 
 /// Default config path, relative to the working directory.

@@ -29,6 +29,7 @@ fn live_job(old: &Job, new: &Job) -> Job {
         timestamp_zone: old.timestamp_zone.clone(),
         window_days: old.window_days,
         zone_column: old.zone_column.clone(),
+        user_zones: old.user_zones.clone(),
         period: old.period,
         week_starts: old.week_starts,
         target_day_column: old.target_day_column.clone(),
@@ -70,7 +71,7 @@ pub fn diff(old: &Config, new: &Config) -> Reload {
         // `next` differs from the new file only in the fields kept as started.
         if next != *new_job {
             restart.push(format!(
-                "jobs.{name}: plugin, source, target, timestamp_column, timezone, timestamp_zone, period, week_starts, target_day_column, window_days or zone_column"
+                "jobs.{name}: plugin, source, target, timestamp_column, timezone, timestamp_zone, period, week_starts, target_day_column, window_days, zone_column or user_zones"
             ));
         }
         *job = next;

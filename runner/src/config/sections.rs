@@ -137,6 +137,26 @@ pub struct Log {
     pub level: Option<String>,
 }
 
+/// `[jobs.<name>.user_zones]`: where each user's zone is kept. Without
+/// `from_column` a user has one zone for all their rows; with it a row
+/// takes the zone in effect at its timestamp (the latest `from_column` not
+/// after it), and rows before a user's first entry take the job's zone.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserZones {
+    /// `table`: the users' zones, optionally `schema.table`.
+    pub table: Identifier,
+    /// `user_column`: the user, as the source's `user_id` (default `user_id`).
+    #[serde(default = "defaults::user_column")]
+    pub user_column: Identifier,
+    /// `zone_column`: an IANA zone name (default `zone`).
+    #[serde(default = "defaults::zone_column")]
+    pub zone_column: Identifier,
+    /// `from_column`: a `timestamptz`, when the zone is in effect from.
+    #[serde(default)]
+    pub from_column: Option<Identifier>,
+}
+
 /// What a group spans (`period`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -222,6 +242,9 @@ pub struct Job {
     /// unknown zone is grouped in `timezone` (and counted by `check`).
     #[serde(default)]
     pub zone_column: Option<Identifier>,
+    /// `[jobs.<name>.user_zones]`: each user's zone, from a table of theirs.
+    #[serde(default)]
+    pub user_zones: Option<UserZones>,
     /// `period`: what a group spans: a `day` (default), a `week` or a
     /// `month` of the rows' days; the group's date is the period's first day.
     #[serde(default)]
@@ -393,6 +416,12 @@ pub mod defaults {
     /// guest) within the default `memory_limit_mb`.
     pub fn day_column() -> super::Identifier {
         super::Identifier::parse("day").expect("a plain name")
+    }
+    pub fn user_column() -> super::Identifier {
+        super::Identifier::parse("user_id").expect("a plain name")
+    }
+    pub fn zone_column() -> super::Identifier {
+        super::Identifier::parse("zone").expect("a plain name")
     }
     pub fn window_days() -> u32 {
         1

@@ -119,6 +119,12 @@ fn one_job(name: &str, job: Job, header: usize, text: &str, path: &Path, problem
             at("window_days")
         ));
     }
+    if job.zone_column.is_some() && job.user_zones.is_some() {
+        problems.push(format!(
+            "line {}: jobs.{name}: zone_column and [jobs.{name}.user_zones] both say whose day a row is; keep one",
+            at("zone_column")
+        ));
+    }
     if job.source == job.target {
         problems.push(format!("line {line}: jobs.{name}: `source` and `target` are the same table"));
     }

@@ -35,15 +35,20 @@ pub fn function_name(job: &str) -> String {
 
 /// The names of the four triggers on the source table.
 fn trigger_names(job: &str) -> [(String, &'static str, &'static str); 4] {
+    triggers_of(&function_name(job))
+}
+
+/// The four triggers that run `function`, named after it.
+fn triggers_of(function: &str) -> [(String, &'static str, &'static str); 4] {
     [
-        (format!("runner_capture_{job}_insert"), "INSERT", "REFERENCING NEW TABLE AS runner_new FOR EACH STATEMENT"),
+        (format!("{function}_insert"), "INSERT", "REFERENCING NEW TABLE AS runner_new FOR EACH STATEMENT"),
         (
-            format!("runner_capture_{job}_update"),
+            format!("{function}_update"),
             "UPDATE",
             "REFERENCING OLD TABLE AS runner_old NEW TABLE AS runner_new FOR EACH STATEMENT",
         ),
-        (format!("runner_capture_{job}_delete"), "DELETE", "REFERENCING OLD TABLE AS runner_old FOR EACH STATEMENT"),
-        (format!("runner_capture_{job}_truncate"), "TRUNCATE", "FOR EACH STATEMENT"),
+        (format!("{function}_delete"), "DELETE", "REFERENCING OLD TABLE AS runner_old FOR EACH STATEMENT"),
+        (format!("{function}_truncate"), "TRUNCATE", "FOR EACH STATEMENT"),
     ]
 }
 
@@ -55,12 +60,24 @@ fn trigger_names(job: &str) -> [(String, &'static str, &'static str); 4] {
 pub struct Names {
     /// The schema of the runner's tables, quoted.
     pub schema: String,
+    /// The job's source, schema-qualified.
+    pub source: String,
+    /// The job's `user_zones` table, schema-qualified (`None`: none, or it
+    /// does not exist).
+    pub user_zones: Option<String>,
 }
 
 impl Names {
-    pub async fn resolve(client: &impl GenericClient) -> Result<Names, tokio_postgres::Error> {
+    pub async fn resolve(client: &impl GenericClient, job: &config::Job) -> Result<Names, tokio_postgres::Error> {
+        let qualified = "SELECT (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1))";
         let row = client.query_one("SELECT quote_ident(current_schema())", &[]).await?;
-        Ok(Names { schema: row.try_get(0)? })
+        let source: Option<String> = client.query_one(qualified, &[&job.source.quoted()]).await?.try_get(0)?;
+        let user_zones = match &job.user_zones {
+            Some(u) => client.query_one(qualified, &[&u.table.quoted()]).await?.try_get(0)?,
+            None => None,
+        };
+        Ok(Names { schema: row.try_get(0)?, source: source.unwrap_or_else(|| job.source.quoted()), user_zones })
     }
 }
 
@@ -100,7 +117,7 @@ pub fn in_a_group(job: &config::Job, shape: &SourceShape, t: &str) -> String {
 /// The body of a job's trigger function.
 pub fn function_body(job_name: &str, job: &config::Job, shape: &SourceShape, names: &Names) -> String {
     let schema = &names.schema;
-    let day = super::day::Day::new(job, shape).zone_names_in(schema);
+    let day = super::day::Day::new(job, shape).in_capture(schema, names.user_zones.as_deref());
     let keys = |rows: &str| keys_with(day.clone(), job, shape, rows);
     let insert = |from: &str| {
         format!(
@@ -171,9 +188,15 @@ pub fn install_sql(job_name: &str, job: &config::Job, shape: &SourceShape, names
 /// write that bypasses the application's triggers on purpose bypasses
 /// capture too, silently.
 pub fn triggers_on(job_name: &str, schema: &str, table: &str) -> String {
-    let function = format!("{schema}.{}", quote(&function_name(job_name)));
+    triggers_for(&function_name(job_name), schema, table)
+}
+
+/// [`triggers_on`] for any of the runner's trigger functions (`function`
+/// in `schema`; its triggers are named after it).
+pub fn triggers_for(function_name: &str, schema: &str, table: &str) -> String {
+    let function = format!("{schema}.{}", quote(function_name));
     let mut sql = String::new();
-    for (name, event, referencing) in trigger_names(job_name) {
+    for (name, event, referencing) in triggers_of(function_name) {
         sql.push_str(&format!(
             "CREATE OR REPLACE TRIGGER {name} AFTER {event} ON {table} {referencing} EXECUTE FUNCTION {function}();
              ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name};\n",
@@ -192,7 +215,7 @@ pub async fn problems(
     job: &config::Job,
     shape: &SourceShape,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let names = Names::resolve(client).await?;
+    let names = Names::resolve(client, job).await?;
     let expected = function_body(job_name, job, shape, &names);
     let installed: Option<String> = client
         .query_opt(
@@ -203,20 +226,24 @@ pub async fn problems(
         .map(|r| r.try_get(0))
         .transpose()?;
     let migrate = "run `runner migrate`";
-    Ok(match installed {
-        None => vec![format!(
-            "source {} has no change capture for this job (its trigger function {} is missing): {migrate}",
-            job.source,
-            function_name(job_name)
-        )],
-        Some(body) if body != expected => vec![format!(
-            "the change capture on {} was installed for another configuration (its columns, timezone, window_days, \
+    let zones = super::user_zones::problems(client, job_name, job, shape, &names).await?;
+    Ok(zones
+        .into_iter()
+        .chain(match installed {
+            None => vec![format!(
+                "source {} has no change capture for this job (its trigger function {} is missing): {migrate}",
+                job.source,
+                function_name(job_name)
+            )],
+            Some(body) if body != expected => vec![format!(
+                "the change capture on {} was installed for another configuration (its columns, timezone, window_days, \
              timestamp_zone or target changed since, or an older release installed it): {migrate} to install \
              the current one",
-            job.source
-        )],
-        Some(_) => Vec::new(),
-    })
+                job.source
+            )],
+            Some(_) => Vec::new(),
+        })
+        .collect())
 }
 
 /// The job's capture triggers that do not fire on every write, one sentence
@@ -299,7 +326,7 @@ pub async fn install(
         return Err(vec![format!("source table {} does not exist", job.source)]);
     };
     let shape = super::schema::check_source(job, &source)?;
-    let names = Names::resolve(client).await.map_err(|e| db("resolving names", e))?;
+    let names = Names::resolve(client, job).await.map_err(|e| db("resolving names", e))?;
     let partitions =
         super::partitions::of(client, job, &shape).await.map_err(|e| db("reading the source's partitions", e))?;
     let mut before = problems(client, job_name, job, &shape).await.map_err(|e| db("reading the capture", e))?;
@@ -308,7 +335,8 @@ pub async fn install(
     if !before.is_empty() {
         let tables: Vec<String> =
             std::iter::once(src.clone()).chain(partitions.iter().map(|p| p.name.clone())).collect();
-        let sql = install_sql(job_name, job, &shape, &names, &tables);
+        let mut sql = install_sql(job_name, job, &shape, &names, &tables);
+        sql.extend(super::user_zones::install_sql(job_name, job, &shape, &names));
         client.batch_execute(&sql).await.map_err(|e| {
             let why = super::describe_error(&e);
             let hint = if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {

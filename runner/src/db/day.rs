@@ -33,11 +33,21 @@ pub struct Day {
     /// What a group spans, and its first weekday.
     period: config::Period,
     week_starts: config::WeekStart,
-    /// Each row's zone (`zone_column`, quoted) and how it is written.
-    row_zone: Option<(String, ZoneKind)>,
+    /// Where each row's own zone comes from, if it has one.
+    row_zone: Option<RowZone>,
     /// The known zone names (`runner_zone_names`), schema-qualified where
     /// the search path is empty (the capture function).
     zone_names: String,
+}
+
+/// A row's own zone.
+#[derive(Debug, Clone)]
+enum RowZone {
+    /// A column of the row (`zone_column`, quoted) and how it is written.
+    Column(String, ZoneKind),
+    /// The user's entry in a table (`user_zones`; names quoted; the table
+    /// schema-qualified where the search path is empty).
+    User { table: String, user: String, zone: String, from: Option<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -68,33 +78,71 @@ impl Day {
             window: job.window_days.max(1),
             period: job.period,
             week_starts: job.week_starts,
-            row_zone: job.zone_column.as_ref().zip(shape.zone).map(|(c, k)| (c.quoted(), k)),
+            row_zone: match (&job.zone_column, shape.zone, &job.user_zones) {
+                (Some(column), Some(kind), _) => Some(RowZone::Column(column.quoted(), kind)),
+                (_, _, Some(u)) => Some(RowZone::User {
+                    table: u.table.quoted(),
+                    user: u.user_column.quoted(),
+                    zone: u.zone_column.quoted(),
+                    from: u.from_column.as_ref().map(|f| f.quoted()),
+                }),
+                _ => None,
+            },
             zone_names: "runner_zone_names".to_string(),
         }
     }
 
-    /// Reads the known zone names from `schema` (a quoted name): for the
-    /// capture function, which runs with an empty search path.
-    pub fn zone_names_in(self, schema: &str) -> Day {
-        Day { zone_names: format!("{schema}.runner_zone_names"), ..self }
+    /// Every row in the job's zone, as a bound of a partition (an instant,
+    /// not a row) is read.
+    pub fn in_job_zone(self) -> Day {
+        Day { row_zone: None, ..self }
+    }
+
+    /// Whether the job's rows have zones of their own (a column, or the user's).
+    pub fn has_row_zones(&self, job: &config::Job, shape: &SourceShape) -> bool {
+        shape.zone.is_some() || job.user_zones.is_some()
+    }
+
+    /// Reads the known zone names from `schema` (a quoted name), and the
+    /// users' zones from `user_zones` (schema-qualified): for the capture
+    /// function, which runs with an empty search path.
+    pub fn in_capture(self, schema: &str, user_zones: Option<&str>) -> Day {
+        let row_zone = match (self.row_zone, user_zones) {
+            (Some(RowZone::User { user, zone, from, .. }), Some(table)) => {
+                Some(RowZone::User { table: table.to_string(), user, zone, from })
+            }
+            (other, _) => other,
+        };
+        Day { zone_names: format!("{schema}.runner_zone_names"), row_zone, ..self }
     }
 
     /// Row `t`'s zone as `AT TIME ZONE` takes it: its own when known,
     /// else the job's. A lookup, never a cast that could fail: an unknown
     /// name must not fail the application's statement in the trigger.
     fn zone_of(&self, t: &str) -> String {
-        let tz = &self.zone;
+        let (tz, names) = (&self.zone, &self.zone_names);
         match &self.row_zone {
             None => tz.clone(),
-            Some((column, ZoneKind::Name)) => format!(
-                "(CASE WHEN {t}{column} IN (SELECT n.name FROM {names} n) THEN {t}{column} ELSE {tz} END)",
-                names = self.zone_names
-            ),
+            Some(RowZone::Column(column, ZoneKind::Name)) => {
+                format!("(CASE WHEN {t}{column} IN (SELECT n.name FROM {names} n) THEN {t}{column} ELSE {tz} END)")
+            }
             // Minutes east of UTC: the interval form of AT TIME ZONE.
-            Some((column, ZoneKind::Offset)) => format!(
+            Some(RowZone::Column(column, ZoneKind::Offset)) => format!(
                 "(CASE WHEN {t}{column} BETWEEN -1080 AND 1080 \
                  THEN pg_catalog.make_interval(mins => {t}{column}::int4) END)"
             ),
+            // The user's entry (the latest in effect at the row's time);
+            // none, or an unknown name: the job's zone.
+            Some(RowZone::User { table, user, zone, from }) => {
+                let (when, latest) = match from {
+                    Some(f) => (format!(" AND z.{f} <= {t}{}", self.column), format!(" ORDER BY z.{f} DESC")),
+                    None => (String::new(), String::new()),
+                };
+                format!(
+                    "COALESCE((SELECT CASE WHEN z.{zone} IN (SELECT n.name FROM {names} n) THEN z.{zone} END \
+                     FROM {table} z WHERE z.{user} = {t}user_id{when}{latest} LIMIT 1), {tz})"
+                )
+            }
         }
     }
 
@@ -158,7 +206,7 @@ impl Day {
         match &self.naive {
             Naive::Date => ts,
             // An offset: its interval, else (NULL, beyond ±18 h) the job's zone.
-            Naive::No if matches!(self.row_zone, Some((_, ZoneKind::Offset))) => format!(
+            Naive::No if matches!(self.row_zone, Some(RowZone::Column(_, ZoneKind::Offset))) => format!(
                 "COALESCE(({ts} AT TIME ZONE {zone})::pg_catalog.date, ({ts} AT TIME ZONE {tz})::pg_catalog.date)",
                 zone = self.zone_of(t)
             ),

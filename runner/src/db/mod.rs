@@ -21,6 +21,7 @@ pub mod sql;
 pub mod statements;
 pub mod throwaway;
 pub mod uninstall;
+pub mod user_zones;
 
 /// A Postgres error in one line: the server's message (with its detail),
 /// or the client-side cause, instead of tokio-postgres's bare "db error".

@@ -62,8 +62,8 @@ pub async fn of(
     };
     // A bound is an instant, not a row: read in the job's zone. Rows with
     // zones of their own (`zone_column`, up to ±18 h) may lie a day further.
-    let day = Day::new(job, &SourceShape { zone: None, ..shape.clone() });
-    let margin = if shape.zone.is_some() { 2 } else { 1 };
+    let day = Day::new(job, shape).in_job_zone();
+    let margin = if day.has_row_zones(job, shape) { 2 } else { 1 };
     let column = job.timestamp_column.quoted();
     // A bound is `FOR VALUES FROM ('…') TO ('…')` on the parent's key; only a
     // range key that is exactly the timestamp column says which days.

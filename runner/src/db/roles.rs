@@ -37,7 +37,7 @@ pub fn grants(config: &Config, role: &str, database: Option<&str>) -> String {
     };
     let mut schemas: Vec<&str> = jobs
         .iter()
-        .flat_map(|j| [&j.source, &j.target])
+        .flat_map(|j| [&j.source, &j.target].into_iter().chain(j.user_zones.iter().map(|u| &u.table)))
         .filter_map(|t: &Identifier| t.as_str().split_once('.').map(|(s, _)| s))
         .collect();
     schemas.sort_unstable();
@@ -61,8 +61,12 @@ pub fn grants(config: &Config, role: &str, database: Option<&str>) -> String {
     }
     if !jobs.is_empty() {
         sql.push_str(&format!(
-            "GRANT SELECT ON {} TO {role};  -- the sources: read only\n",
-            list(&mut jobs.iter().map(|j| j.source.quoted()))
+            "GRANT SELECT ON {} TO {role};  -- the sources (and users' zones): read only\n",
+            list(
+                &mut jobs.iter().flat_map(
+                    |j| std::iter::once(j.source.quoted()).chain(j.user_zones.iter().map(|u| u.table.quoted()))
+                )
+            )
         ));
         sql.push_str(&format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {role};  -- the daily tables\n",

@@ -152,6 +152,13 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
         }
         kind
     });
+    if job.user_zones.is_some() && source.columns.get(ts).is_some_and(|c| c.sql_type != "timestamptz") {
+        problems.push(format!(
+            "column {}.{ts} is {}, but user_zones needs instants (timestamp with time zone): a wall time \
+             already has a zone",
+            source.name, source.columns[ts].sql_type
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -179,6 +186,16 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
                 format!("{zc}: each row's offset in minutes east of UTC; NULL or beyond ±18 h: {}", job.timezone)
             }
         });
+    }
+    if let Some(u) = &job.user_zones {
+        let when = match &u.from_column {
+            Some(from) => format!(", the entry in effect at the row's time ({from})"),
+            None => String::new(),
+        };
+        reading.push(format!(
+            "each user's zone: {}.{}{when}; no entry or an unknown name: {}",
+            u.table, u.zone_column, job.timezone
+        ));
     }
     Ok(SourceShape { naive_zone: naive.then(|| job.timestamp_zone.clone()), dated, has_id, zone, reading })
 }

@@ -26,7 +26,7 @@ pub async fn plan(
     let triggers = client
         .query(
             "SELECT quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
-             WHERE (p.proname LIKE 'runner\\_capture\\_%' OR p.proname = 'runner_notify_pending')
+             WHERE (p.proname LIKE 'runner\\_capture\\_%' OR p.proname LIKE 'runner\\_zones\\_%' OR p.proname = 'runner_notify_pending')
                AND NOT t.tgisinternal AND t.tgparentid = 0
              ORDER BY 2, 1",
             &[],
@@ -39,7 +39,7 @@ pub async fn plan(
     let functions = client
         .query(
             "SELECT p.oid::regprocedure::text FROM pg_proc p
-             WHERE p.proname LIKE 'runner\\_capture\\_%' OR p.proname IN ('runner_notify_pending', 'runner_expand_purges')
+             WHERE p.proname LIKE 'runner\\_capture\\_%' OR p.proname LIKE 'runner\\_zones\\_%' OR p.proname IN ('runner_notify_pending', 'runner_expand_purges')
              ORDER BY 1",
             &[],
         )

@@ -253,6 +253,13 @@ pub async fn check_tables(
             Err(e) => problems.push(format!("reading table {table}: {}", crate::db::describe_error(&e))),
         }
     }
+    if let Some(zones) = &cfg.user_zones {
+        match schema::table(&***client, &zones.table).await {
+            Ok(Some(t)) => problems.extend(crate::db::user_zones::check_table(zones, &t)),
+            Ok(None) => problems.push(format!("table {} (user_zones) does not exist", zones.table)),
+            Err(e) => problems.push(format!("reading table {}: {}", zones.table, crate::db::describe_error(&e))),
+        }
+    }
     let mut shape = None;
     if let [source, target] = tables.as_slice() {
         match schema::check_source(cfg, source) {
