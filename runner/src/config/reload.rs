@@ -127,7 +127,7 @@ timestamp_column = "recorded_at"
             reload.restart,
             [
                 "[database]",
-                "jobs.vitals: plugin, source, target, timestamp_column, timezone, timestamp_zone, period, week_starts, target_day_column, window_days or zone_column"
+                "jobs.vitals: plugin, source, target, timestamp_column, timezone, timestamp_zone, period, week_starts, target_day_column, window_days, zone_column or user_zones"
             ]
         );
         assert_eq!(reload.live.jobs["vitals"].target.as_str(), "vitals_daily", "kept as started");
