@@ -95,6 +95,9 @@ async fn each_reading_is_grouped_in_its_own_local_day_across_dst_and_a_zone_chan
     let unknown = db.count("SELECT count(*) FROM named WHERE user_id IN (4, 5)").await;
     assert!(check.contains(&format!("{unknown} raw row(s) with an unknown zone")), "{check}");
     assert!(check.contains("zone: each row's zone, an IANA name"), "{check}");
+    let status: serde_json::Value = serde_json::from_str(&text(&run_ok(&config, &["status", "--json"]).await)).unwrap();
+    let named_job = status["jobs"].as_array().unwrap().iter().find(|j| j["job"] == "named").unwrap();
+    assert_eq!(named_job["unknown_zones"], unknown, "{status}");
 }
 
 #[tokio::test]

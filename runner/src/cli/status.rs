@@ -32,6 +32,8 @@ struct JobStatus<'a> {
     plugin: String,
     after_deploy: Option<String>,
     ungrouped: Option<i64>,
+    /// Rows (or, with user_zones, zone entries) with a NULL or unknown zone.
+    unknown_zones: Option<i64>,
     /// Change triggers that do not fire on every write (none: all do).
     capture: Vec<String>,
     partitions: Vec<runner::db::partitions::Partition>,
@@ -59,6 +61,12 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         let ungrouped = match &shape {
             Some(shape) => queue::ungrouped(&**client, cfg, shape).await.ok(),
             None => None,
+        };
+        let unknown_zones = match &shape {
+            Some(shape) if cfg.zone_column.is_some() => {
+                queue::unknown_zones(&**client, cfg, shape).await.ok().flatten()
+            }
+            _ => runner::db::user_zones::unknown(&**client, cfg).await.ok().flatten(),
         };
         let plugin = plugin_line(config, cfg, name, daemon_plugins.as_ref().map(|(_, answer)| answer));
         let after_deploy = client
@@ -90,6 +98,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             plugin,
             after_deploy,
             ungrouped,
+            unknown_zones,
             capture,
             partitions,
         });
@@ -116,6 +125,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             .map(|j| {
                 json!({
                     "job": j.name, "enabled": j.enabled, "plugin": j.plugin, "queue": j.q, "ungrouped_rows": j.ungrouped,
+                    "unknown_zones": j.unknown_zones,
                     "top_errors": j.errors.shown, "causes_total": j.errors.total,
                     "recompute_after_deploy": j.after_deploy, "daemon_refused": refused(j.name),
                     "capture_problems": j.capture,
@@ -134,7 +144,9 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     }
     println!("groups (a user's day) per job:");
     println!("{:<12} {:>10} {:>10} {:>8}  {:<14} plugin", "job", "pending", "in backoff", "failed", "oldest pending");
-    for JobStatus { name, enabled, q, errors, plugin, after_deploy, ungrouped, capture, partitions } in &jobs {
+    for JobStatus { name, enabled, q, errors, plugin, after_deploy, ungrouped, unknown_zones, capture, partitions } in
+        &jobs
+    {
         let plugin = if *enabled { plugin.clone() } else { format!("{plugin} (disabled)") };
         let pending = if q.pending_capped { format!("{}+", q.pending) } else { q.pending.to_string() };
         println!(
@@ -145,6 +157,12 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         );
         if let Some(n) = ungrouped.filter(|n| *n > 0) {
             println!("{:<12} {n} raw row(s) belong to no group (NULL user or timestamp): never aggregated", "");
+        }
+        if let Some(n) = unknown_zones.filter(|n| *n > 0) {
+            println!(
+                "{:<12} {n} row(s) or user zone entr(ies) with an unknown zone: grouped in the job's timezone",
+                ""
+            );
         }
         if let Some(line) = after_deploy {
             println!("{:<12} {line}", "");
