@@ -22,7 +22,7 @@ pub async fn measure(url: &str, seconds: f64) -> anyhow::Result<(f64, f64)> {
     Ok((on, off?))
 }
 
-async fn rate(url: &str, seconds: f64, first_user: i64) -> anyhow::Result<f64> {
+pub(crate) async fn rate(url: &str, seconds: f64, first_user: i64) -> anyhow::Result<f64> {
     let syncs = Arc::new(AtomicI64::new(0));
     let started = Instant::now();
     let mut producers = Vec::new();

@@ -11,6 +11,7 @@ mod history;
 mod ingest;
 mod languages;
 mod messy;
+mod models;
 mod native;
 mod reads;
 mod replay;
@@ -99,6 +100,10 @@ struct Args {
     /// figures of docs/performance.md "Per-language cost of a group".
     #[arg(long)]
     languages: bool,
+    /// Measure only the group models (local-day capture on ingest, a
+    /// 7-day window's cost per group): docs/performance.md, round 9.
+    #[arg(long)]
+    group_models: bool,
     /// The folder holding vitals.wasm (`cargo xtask build-plugins`).
     #[arg(long, default_value = "target/plugins")]
     plugins: PathBuf,
@@ -179,7 +184,7 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-struct RunnerRun {
+pub(crate) struct RunnerRun {
     seconds: f64,
     rows: u64,
     groups: u64,
@@ -406,6 +411,17 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         pool.close();
+    }
+
+    if args.group_models {
+        return models::run(
+            &admin,
+            |db| pg.url(db),
+            |url| config(url, &args, &work),
+            args.runs,
+            args.idle_seconds.max(1) as f64,
+        )
+        .await;
     }
 
     // 1.–3. The set-based reference and the runner (WebAssembly, native),

@@ -1,0 +1,108 @@
+//! What the group models cost (`--group-models`): API-style ingest with
+//! each kind of local-day capture (the job's zone, each reading's zone
+//! column, each user's zone from a table) over the same ingest without
+//! triggers; and a 7-day window's time per group against the day's, both
+//! on the same seeded rows. Interleaved run by run, reported as min /
+//! median / max of ratios taken within one run.
+
+use std::time::Duration;
+
+use runner::config::{Config, Identifier, UserZones};
+
+use crate::{connect, copy, ingest, run_runner};
+
+type Spread = (f64, f64, f64);
+
+fn spread(mut v: Vec<f64>) -> Spread {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+/// Installs the vitals job's capture as `config` counts days.
+async fn capture_as(url: &str, config: &Config) -> anyhow::Result<()> {
+    let client = connect(url).await?;
+    runner::db::capture::install(&client, "vitals", &config.jobs["vitals"])
+        .await
+        .map_err(|p| anyhow::anyhow!(p.join("\n")))?;
+    Ok(())
+}
+
+pub async fn run(
+    admin: &tokio_postgres::Client,
+    url: impl Fn(&str) -> String,
+    base: impl Fn(&str) -> anyhow::Result<Config>,
+    runs: usize,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    let name = |s: &str| Identifier::parse(s).expect("a plain name");
+    let (mut column, mut user, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut window = Vec::new();
+    for run in 1..=runs.max(1) {
+        // Ingest: the same table, triggers as each model installs them.
+        copy(admin, "bench_models").await?;
+        let db = url("bench_models");
+        let client = connect(&db).await?;
+        client
+            .batch_execute(
+                "ALTER TABLE vitals_raw ADD COLUMN zone text DEFAULT 'Europe/Berlin';
+                 CREATE TABLE user_zones (user_id bigint NOT NULL, zone text, valid_from timestamptz NOT NULL);
+                 INSERT INTO user_zones SELECT u, 'Asia/Tokyo', '2000-01-01Z' FROM generate_series(10000000, 10400000) u;
+                 CREATE INDEX ON user_zones (user_id, valid_from); ANALYZE user_zones;",
+            )
+            .await?;
+        let plain = base(&db)?;
+        let mut by_column = plain.clone();
+        by_column.jobs.get_mut("vitals").expect("the vitals job").zone_column = Some(name("zone"));
+        let mut by_user = plain.clone();
+        by_user.jobs.get_mut("vitals").expect("the vitals job").user_zones = Some(UserZones {
+            table: name("user_zones"),
+            user_column: name("user_id"),
+            zone_column: name("zone"),
+            from_column: Some(name("valid_from")),
+        });
+        let rate = |config: Config| {
+            let db = db.clone();
+            async move {
+                capture_as(&db, &config).await?;
+                ingest::rate(&db, seconds, 10_000_000).await
+            }
+        };
+        let with_fixed = rate(plain.clone()).await?;
+        let with_column = rate(by_column).await?;
+        let with_user = rate(by_user).await?;
+        client.batch_execute("ALTER TABLE vitals_raw DISABLE TRIGGER USER").await?;
+        let without = ingest::rate(&db, seconds, 20_000_000).await?;
+        fixed.push(with_fixed / without);
+        column.push(with_column / without);
+        user.push(with_user / without);
+        drop(client);
+
+        // A 7-day window against the day, each over every seeded group.
+        copy(admin, "bench_models").await?;
+        let day = run_runner(&base(&db)?, false, "bench_models", 0).await?;
+        copy(admin, "bench_models").await?;
+        let mut seven = base(&db)?;
+        seven.jobs.get_mut("vitals").expect("the vitals job").window_days = 7;
+        capture_as(&db, &seven).await?;
+        let week = run_runner(&seven, false, "bench_models", 0).await?;
+        let per_group = |r: &crate::RunnerRun| r.seconds / r.groups.max(1) as f64;
+        window.push(per_group(&week) / per_group(&day));
+        println!(
+            "run {run}: ingest rows/s with capture by the job's zone {with_fixed:.0}, a zone column {with_column:.0}, \
+             user zones {with_user:.0}, none {without:.0}; per group: day {:.3} ms, 7-day window {:.3} ms",
+            per_group(&day) * 1e3,
+            per_group(&week) * 1e3
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let show = |what: &str, s: Spread| println!("  {what:<52} {:.2} / {:.2} / {:.2}", s.0, s.1, s.2);
+    println!("group models (min / median / max over {} runs, each ratio within one run)", runs.max(1));
+    show("ingest, capture by the job's zone ÷ no capture", spread(fixed.clone()));
+    show("ingest, capture by a zone column ÷ no capture", spread(column.clone()));
+    show("ingest, capture by user zones ÷ no capture", spread(user.clone()));
+    let over = |a: &[f64]| spread(a.iter().zip(&fixed).map(|(a, f)| a / f).collect());
+    show("ingest, zone column ÷ the job's zone (both captured)", over(&column));
+    show("ingest, user zones ÷ the job's zone (both captured)", over(&user));
+    show("time per group, 7-day window ÷ day", spread(window));
+    Ok(())
+}
