@@ -5,7 +5,9 @@
 
 use chrono::NaiveDate;
 
-use crate::util::{Daemon, TestDb, config, daily_text, job, job_on, run_ok, runner, text, wait_count, wait_settled};
+use crate::util::{
+    Daemon, TestDb, config, daily_text, insert_reading, job, job_on, run_ok, runner, text, wait_count, wait_settled,
+};
 
 /// Copies the reference raw rows into `table`; `recorded_at` becomes `at_expr`.
 async fn copy_raw(db: &TestDb, table: &str, at_expr: &str) {
@@ -151,13 +153,7 @@ async fn two_jobs_on_one_source_each_follow_every_insert_update_and_delete() {
     run_ok(&config, &["migrate"]).await;
     let daemon = Daemon::start(&config);
     for (user, value) in [(1i64, 60.0f64), (1, 70.0), (2, 80.0)] {
-        db.client
-            .execute(
-                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, '2024-06-01 10:00Z', 'heart_rate', $2, 'bpm')",
-                &[&user, &value],
-            )
-            .await
-            .unwrap();
+        insert_reading(&db, user, "2024-06-01 10:00Z", "heart_rate", value, "bpm").await;
     }
     db.client.execute("UPDATE vitals_raw SET value = 90 WHERE user_id = 2", &[]).await.unwrap();
     db.client.execute("DELETE FROM vitals_raw WHERE user_id = 1 AND value = 70", &[]).await.unwrap();

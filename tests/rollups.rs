@@ -2,7 +2,7 @@
 //! the `vitals` job's daily table, a week per group, and follows every raw
 //! change through both jobs with a running daemon; a cycle is refused.
 
-use crate::util::{Daemon, TestDb, config, job, job_on, run_ok, runner, text, wait_settled};
+use crate::util::{Daemon, TestDb, config, insert_reading, job, job_on, run_ok, runner, text, wait_settled};
 
 /// The spec's vitals_weekly, computed from scratch over vitals_daily.
 const FROM_SCRATCH: &str = "
@@ -87,13 +87,7 @@ async fn a_weekly_rollup_of_the_daily_rows_follows_raw_corrections_moves_and_del
         (1, "2026-03-11 08:00Z", "spo2", 0.97, "fraction"),
         (2, "2026-03-05 08:00Z", "weight", 9000.0, "kg"),
     ] {
-        db.client
-            .execute(
-                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, $2::text::timestamptz, $3, $4, $5)",
-                &[&user, &at, &metric, &value, &unit],
-            )
-            .await
-            .unwrap();
+        insert_reading(&db, user, at, metric, value, unit).await;
     }
     wait_settled(&db, 60).await;
     let expected = weeks(&db, FROM_SCRATCH).await;

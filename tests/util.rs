@@ -488,3 +488,14 @@ pub async fn counts_by_day(db: &TestDb, table: &str, day: &str) -> String {
     );
     db.client.query_one(&sql, &[]).await.unwrap().get(0)
 }
+
+/// One `vitals_raw` reading at `at` (RFC 3339 text).
+pub async fn insert_reading(db: &TestDb, user: i64, at: &str, metric: &str, value: f64, unit: &str) {
+    db.client
+        .execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, $2::text::timestamptz, $3, $4, $5)",
+            &[&user, &at, &metric, &value, &unit],
+        )
+        .await
+        .unwrap();
+}

@@ -3,7 +3,7 @@
 //! deletions of raw rows with a running daemon, and equals a from-scratch
 //! computation of the spec's rule after each.
 
-use crate::util::{Daemon, TestDb, config, job, job_on, run_ok, runner, text, wait_settled};
+use crate::util::{Daemon, TestDb, config, insert_reading, job, job_on, run_ok, runner, text, wait_settled};
 
 /// The spec's weight_trend, computed from scratch in SQL over every raw
 /// row: one row per (user, day that has a raw row of its own) whose 7-day
@@ -40,16 +40,6 @@ async fn rows(db: &TestDb, sql: &str) -> Vec<Trend> {
     rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))).collect()
 }
 
-async fn insert(db: &TestDb, user: i64, at: &str, metric: &str, value: f64, unit: &str) {
-    db.client
-        .execute(
-            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES ($1, $2::text::timestamptz, $3, $4, $5)",
-            &[&user, &at, &metric, &value, &unit],
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_seven_day_window_follows_every_change_and_equals_a_from_scratch_computation() {
     let db = TestDb::new().await;
@@ -71,7 +61,7 @@ async fn a_seven_day_window_follows_every_change_and_equals_a_from_scratch_compu
         (2, "2026-03-02 00:00Z", "weight", 60.0, "kg"),
         (2, "2026-03-02 00:00Z", "weight", 61.0, "kg"),
     ] {
-        insert(&db, user, at, metric, value, unit).await;
+        insert_reading(&db, user, at, metric, value, unit).await;
     }
     wait_settled(&db, 60).await;
     let expected = rows(&db, FROM_SCRATCH).await;
