@@ -121,6 +121,23 @@ async fn a_weekly_rollup_of_the_daily_rows_follows_raw_corrections_moves_and_del
     assert!(expected.iter().any(|w| w.1 == "2026-03-09" && w.2 == "heart_rate"), "{expected:?}");
     assert!(!expected.iter().any(|w| w.2 == "spo2"), "{expected:?}");
     assert_eq!(weeks(&db, WRITTEN).await, expected);
+
+    // A TRUNCATE of the raw table empties the daily rows (a purge), whose
+    // deletes reach the weekly rows; and one of the daily table itself is
+    // a purge of the weekly job, read through its `week` column.
+    db.client.batch_execute("TRUNCATE vitals_raw").await.unwrap();
+    wait_settled(&db, 60).await;
+    assert_eq!(db.count("SELECT count(*) FROM vitals_daily").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM vitals_weekly").await, 0);
+    db.client
+        .batch_execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit) VALUES (7, '2026-03-03 08:00Z', 'heart_rate', 61, 'bpm')",
+        )
+        .await
+        .unwrap();
+    crate::util::wait_count(&db, "SELECT count(*) FROM vitals_weekly WHERE user_id = 7", 1, 60).await;
+    db.client.batch_execute("TRUNCATE vitals_daily").await.unwrap();
+    crate::util::wait_count(&db, "SELECT 1 - count(*) FROM vitals_weekly", 1, 60).await;
     let log = daemon.stop().await;
     assert!(!log.contains("ERROR"), "{log}");
 }
