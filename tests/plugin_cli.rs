@@ -100,6 +100,23 @@ async fn test_runs_a_plugin_on_csv_and_json_rows_without_a_database() {
     assert!(out.contains("user 1 day 2024-03-10: 2 input rows") && out.contains("1 rejected"), "{out}");
     assert!(out.contains("entry_count") && out.contains("user 2 day 2024-03-11"), "{out}");
 
+    // Rows of several days in one group (a window's), by their `group` date.
+    let window = dir.path().join("window.csv");
+    std::fs::write(
+        &window,
+        "group,at,metric,value,unit\n\
+         2026-03-07,2026-03-01T08:00:00Z,weight,80,kg\n\
+         2026-03-07,2026-03-07T08:00:00Z,weight,78,kg\n",
+    )
+    .unwrap();
+    let (code, out) =
+        plugin(&["plugin", "test", &built("weight_trend.wasm"), "--input", window.to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("user 1 day 2026-03-07: 2 input rows") && out.contains("-2"),
+        "change_kg over the window: {out}"
+    );
+
     let json = dir.path().join("rows.json");
     std::fs::write(
         &json,

@@ -37,8 +37,10 @@ pub enum Command {
     /// each group's output rows, rejected count, errors and time.
     ///
     /// The input has a column per declared input column, plus `at` (RFC 3339
-    /// timestamp), and optionally `user_id` (default 1) and `id`. Groups are
-    /// UTC days. Exits 1 if any group failed.
+    /// timestamp), and optionally `user_id` (default 1), `id` and `group`
+    /// (YYYY-MM-DD: the group's date, for rows of several days in one group,
+    /// as a window or a week gives them; default: the UTC day of `at`).
+    /// Exits 1 if any group failed.
     ///
     /// Example: runner plugin test target/plugins/vitals.wasm --input readings.csv
     Test {

@@ -56,7 +56,14 @@ fn read_rows(path: &Path, input: &[Column]) -> anyhow::Result<BTreeMap<GroupKey,
                 Some(v) => parse(v, c.kind).with_context(|| format!("row {line}: column `{}`", c.name)),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let day = DateTime::from_timestamp_micros(at).context("timestamp out of range")?.date_naive();
+        let day = match field("group") {
+            // Rows of several days in one group (a window, a week).
+            Some(v) => match parse(v, ColumnType::Date).with_context(|| format!("row {line}: `group`"))? {
+                Value::Date(d) => runner::rows::date_of(d).context("`group` out of range")?,
+                _ => unreachable!("parsed as a date"),
+            },
+            None => DateTime::from_timestamp_micros(at).context("timestamp out of range")?.date_naive(),
+        };
         groups.entry(GroupKey { user_id, day }).or_default().push(InputRow { id, at, values });
     }
     for rows in groups.values_mut() {
