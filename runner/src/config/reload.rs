@@ -86,19 +86,8 @@ mod tests {
 
     use super::*;
 
-    const FILE: &str = r#"
-[database]
-url = "postgres://localhost/health"
-
-[plugins]
-dir = "plugins"
-
-[jobs.vitals]
-plugin = "vitals.wasm"
-source = "vitals_raw"
-target = "vitals_daily"
-timestamp_column = "recorded_at"
-"#;
+    /// The config tests' smallest valid file.
+    const FILE: &str = super::super::tests::GOOD;
 
     fn config(text: &str) -> Config {
         Config::parse(text, Path::new("/etc/runner/runner.toml")).unwrap()

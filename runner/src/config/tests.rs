@@ -2,7 +2,8 @@
 
 use super::*;
 
-const GOOD: &str = r#"
+/// The smallest valid config: one job, every default.
+pub(super) const GOOD: &str = r#"
 [database]
 url = "postgres://localhost/health"
 

@@ -246,6 +246,22 @@ pub fn triggers_for(function_name: &str, schema: &str, table: &str) -> String {
     sql
 }
 
+/// The text of the runner's trigger function `name`, as installed in the
+/// runner's schema (`None`: not there).
+pub(super) async fn installed_body(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    client
+        .query_opt(
+            "SELECT p.prosrc FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = $1",
+            &[&name],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+}
+
 /// Problems with a job's change-capture function, one sentence each
 /// (empty: fine): missing, or installed for another configuration. Its
 /// triggers are [`trigger_problems`].
@@ -257,14 +273,7 @@ pub async fn problems(
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let names = Names::resolve(client, job).await?;
     let expected = function_body(job_name, job, shape, &names);
-    let installed: Option<String> = client
-        .query_opt(
-            "SELECT p.prosrc FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = $1",
-            &[&function_name(job_name)],
-        )
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
+    let installed = installed_body(client, &function_name(job_name)).await?;
     let migrate = "run `runner migrate`";
     let zones = super::user_zones::problems(client, job_name, job, shape, &names).await?;
     Ok(zones

@@ -120,14 +120,7 @@ pub async fn problems(
         return Ok(vec![format!("table {} (user_zones of job {job_name}) does not exist", zones.table)]);
     };
     let expected = function_body(job_name, job, shape, names);
-    let installed: Option<String> = client
-        .query_opt(
-            "SELECT p.prosrc FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = $1",
-            &[&function_name(job_name)],
-        )
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
+    let installed = capture::installed_body(client, &function_name(job_name)).await?;
     let firing: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
