@@ -74,8 +74,10 @@ async fn actions_need_the_admin_token_and_do_what_they_say() {
     // Paused: rows wait; resumed: they are aggregated.
     let (code, body) = http_post(&addr, "/jobs/faulty/pause", Some(TOKEN), "").await;
     assert_eq!((code, body.as_str()), (200, r#"{"job":"faulty","paused":true}"#));
+    let woken = crate::util::wakeups(&addr, "faulty").await;
     one_reading(&db, 1, "2024-05-01").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Not a sleep: the paused loop answered the row's notification, and left it queued.
+    crate::util::wait_http(&daemon, &addr, "/metrics", 60, |_, m| crate::util::wakeups_in(m, "faulty") > woken).await;
     assert_eq!(db.count(crate::util::QUEUED).await, 1, "still queued");
     assert!(http_get(&addr, "/").await.1.contains("paused by an operator"));
     http_post(&addr, "/jobs/faulty/resume", Some(TOKEN), "").await;

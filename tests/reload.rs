@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{
     Daemon, TestDb, config_with_own_plugins, deploy, job, plugins_dir, run_ok, runner, text, variant, vitals_version,
-    wait_count,
+    wait_count, wait_http,
 };
 
 const PENDING: &str = crate::util::QUEUED;
@@ -133,8 +133,11 @@ async fn bad_files_are_rejected_and_a_deleted_plugin_pauses_its_job() {
     // Deleting the file pauses the job: new rows wait, nothing fails.
     std::fs::remove_file(plugins.join("vitals.wasm")).unwrap();
     daemon.wait_for("Plugin file is gone: job paused", 1, 60).await;
+    let addr = daemon.http_address().await;
+    // Not a sleep: the loop answered the new row's notification, and left it queued.
+    let woken = crate::util::wakeups(&addr, "vitals").await;
     insert(&db, 200).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_http(&daemon, &addr, "/metrics", 60, |_, m| crate::util::wakeups_in(m, "vitals") > woken).await;
     assert_eq!(db.count("SELECT count(*) FROM runner_changes WHERE user_id = 200").await, 1);
 
     // Putting it back resumes the job.
@@ -201,8 +204,10 @@ async fn config_edits_apply_live_and_a_bad_edit_keeps_the_running_config() {
     // Disable the job: new rows wait.
     std::fs::write(&config, original.replace("enabled = true", "enabled = false")).unwrap();
     daemon.wait_for("Config reloaded.", 1, 60).await;
+    let addr = daemon.http_address().await;
+    let woken = crate::util::wakeups(&addr, "vitals").await;
     insert(&db, 1).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_http(&daemon, &addr, "/metrics", 60, |_, m| crate::util::wakeups_in(m, "vitals") > woken).await;
     assert_eq!(db.count(PENDING).await, 1);
 
     // A broken edit is rejected with its error; the running config stays.

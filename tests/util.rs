@@ -499,3 +499,16 @@ pub async fn insert_reading(db: &TestDb, user: i64, at: &str, metric: &str, valu
         .await
         .unwrap();
 }
+
+/// A job's `runner_job_wakeups_total` in a `/metrics` text (0 before the
+/// first): how a negative check knows the daemon answered a notification.
+pub fn wakeups_in(metrics: &str, job: &str) -> u64 {
+    let name = format!("runner_job_wakeups_total{{job=\"{job}\"}}");
+    let line = metrics.lines().find(|l| l.starts_with(&name));
+    line.and_then(|l| l.split_whitespace().last()?.parse().ok()).unwrap_or(0)
+}
+
+/// [`wakeups_in`] of the daemon at `addr`, now.
+pub async fn wakeups(addr: &str, job: &str) -> u64 {
+    wakeups_in(&http_get(addr, "/metrics").await.1, job)
+}

@@ -137,13 +137,13 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, repair: bool, mut shutdo
                 // A notification ends the pause at once.
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = job.wake.notified() => {}
+                    _ = job.wake.notified() => woken(&job.name),
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
             tokio::select! {
-                _ = job.wake.notified() => debug!(job = %job.name, "Woken."),
+                _ = job.wake.notified() => woken(&job.name),
                 _ = tokio::time::sleep(state.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
@@ -459,4 +459,12 @@ fn failpoint(job: &str) {
     {
         panic!("failpoint job-loop-panic");
     }
+}
+
+/// A notification (new rows) woke the job's loop: counted, so that an
+/// operator (or a test) sees the loop answered it, even when it then found
+/// nothing to do (a paused or disabled job).
+fn woken(job: &str) {
+    debug!(job = %job, "Woken.");
+    metrics::counter!("runner_job_wakeups_total", "job" => job.to_string()).increment(1);
 }
