@@ -27,6 +27,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         "runner_rows_rejected_total",
         "Raw rows rejected as bad data by the plugin (not failures)."
     );
+    metrics::describe_counter!(
+        "runner_job_wakeups_total",
+        "Notifications of new rows a job's loop answered (paused or not)."
+    );
     metrics::describe_histogram!(
         "runner_group_seconds",
         "A group's share of its transaction's time (the transaction's time over the groups it carried)."
