@@ -34,7 +34,7 @@ async fn tables_made_by_other_applications_give_the_reference_results() {
     // The reference schema first, seeded; the other tables copy its rows.
     let (_dir, reference) = config(&db.url, &job("vitals", "vitals.wasm", ""));
     run_ok(&reference, &["migrate"]).await;
-    runner::seed::vitals(&db.client, 12, 3, NaiveDate::from_ymd_opt(2024, 3, 9).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 12, 3, NaiveDate::from_ymd_opt(2024, 3, 9).unwrap()).await.unwrap();
     db.client
         .batch_execute(&format!(
             // SQLAlchemy's Integer and DateTime: int4 ids, a naive timestamp.

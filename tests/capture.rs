@@ -417,7 +417,7 @@ async fn two_runners_share_one_recompute_after_deploy_through_the_queue() {
     );
     run_ok(&config, &["migrate"]).await;
     let today = chrono::Utc::now().date_naive();
-    runner::seed::vitals(&db.client, 40, 3, today - chrono::Days::new(2)).await.unwrap();
+    runner::db::seed::vitals(&db.client, 40, 3, today - chrono::Days::new(2)).await.unwrap();
     let (first, second) = (Daemon::start(&config), Daemon::start(&config));
     wait_settled(&db, 120).await;
     let v2 = crate::util::variant(&std::fs::read(crate::util::plugins_dir().join("vitals.wasm")).unwrap(), "v2");

@@ -261,7 +261,7 @@ async fn many_clients_on_the_console_take_no_worker_connection_and_share_one_sna
     // that borrowed from the workers' pool would show as a peak of 2.
     let text = std::fs::read_to_string(&config).unwrap().replace("[database]\n", "[database]\nmax_connections = 2\n");
     std::fs::write(&config, text).unwrap();
-    runner::seed::vitals(&db.client, 60, 2, chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 60, 2, chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap()).await.unwrap();
     let daemon = Daemon::start(&config);
     let addr = daemon.http_address().await;
     let started = std::time::Instant::now();

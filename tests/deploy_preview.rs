@@ -90,12 +90,12 @@ async fn diff_locks_nothing_a_running_runner_needs() {
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
     let start = NaiveDate::from_ymd_opt(2024, 6, 1).unwrap();
-    runner::seed::vitals(&db.client, 40, 3, start).await.unwrap();
+    runner::db::seed::vitals(&db.client, 40, 3, start).await.unwrap();
     run_ok(&config, &["run", "--once"]).await;
     let daemon = Daemon::start(&config);
     daemon.wait_for("Job started.", 1, 60).await;
     // New rows arrive while diff reads the old days.
-    runner::seed::vitals(&db.client, 40, 1, NaiveDate::from_ymd_opt(2024, 6, 4).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 40, 1, NaiveDate::from_ymd_opt(2024, 6, 4).unwrap()).await.unwrap();
     let file = plugins_dir().join("vitals.wasm");
     let args = [
         "plugin",
@@ -169,7 +169,7 @@ async fn past_days_follow_a_deploy_resume_after_a_kill_and_live_rows_still_flow(
     );
     run_ok(&config, &["migrate"]).await;
     let today = Utc::now().date_naive();
-    runner::seed::vitals(&db.client, 300, 3, today - chrono::Days::new(2)).await.unwrap();
+    runner::db::seed::vitals(&db.client, 300, 3, today - chrono::Days::new(2)).await.unwrap();
     let daemon = Daemon::start(&config);
     crate::util::wait_settled(&db, 120).await;
     let not_on = |v: &str| format!("SELECT count(*) FROM vitals_daily WHERE plugin_version <> '{v}'");
@@ -196,7 +196,7 @@ async fn past_days_follow_a_deploy_resume_after_a_kill_and_live_rows_still_flow(
     );
     assert_eq!(db.count(&unfinished).await, 1, "killed part-way through 900 groups");
     let daemon = Daemon::start(&config);
-    runner::seed::vitals(&db.client, 5, 1, today).await.unwrap(); // new users, live
+    runner::db::seed::vitals(&db.client, 5, 1, today).await.unwrap(); // new users, live
     let deadline = Instant::now() + Duration::from_secs(180);
     while db.count(&not_on(&vitals_version(&v3))).await > 0 {
         assert!(Instant::now() < deadline, "not converged to v3:\n{}", daemon.log());

@@ -23,7 +23,7 @@ fn start() -> NaiveDate {
 async fn clean_daily(users: i32, days: i32) -> String {
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
-    runner::seed::vitals(&db.client, users, days, start()).await.unwrap();
+    runner::db::seed::vitals(&db.client, users, days, start()).await.unwrap();
     run_ok(&config, &["run", "--once"]).await;
     vitals_daily_text(&db.client).await
 }
@@ -36,7 +36,7 @@ async fn daily(db: &TestDb) -> String {
 async fn killed_at_random_points_many_times_loses_nothing() {
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 20")).await;
-    runner::seed::vitals(&db.client, 150, 4, start()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 150, 4, start()).await.unwrap();
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     eprintln!("kill schedule seed: {seed}");
     for _ in 0..6 {
@@ -61,7 +61,7 @@ async fn a_postgres_restart_mid_run_is_survived() {
     let url = pg.url("restart");
     let (_dir, config) = config(&url, &job("vitals", "vitals.wasm", "batch_size = 20"));
     run_ok(&config, &["migrate"]).await;
-    runner::seed::vitals(&connect(&url).await, 150, 4, start()).await.unwrap();
+    runner::db::seed::vitals(&connect(&url).await, 150, 4, start()).await.unwrap();
 
     let daemon = Daemon::start(&config);
     let progress = connect(&url).await;
@@ -89,7 +89,7 @@ async fn backends_terminated_under_the_runner_are_survived() {
     let db = TestDb::new().await;
     let (_dir, config) =
         migrated(&db, &job("vitals", "vitals.wasm", "batch_size = 20\ngroups_per_transaction = 1")).await;
-    runner::seed::vitals(&db.client, 150, 4, start()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 150, 4, start()).await.unwrap();
     // One group a transaction: the run lasts long enough to be cut into.
     let daemon = Daemon::start(&config);
     wait_count(&db, "SELECT count(*) FROM vitals_daily", 1, 60).await;
@@ -123,7 +123,7 @@ async fn backends_terminated_under_the_runner_are_survived() {
 async fn connection_slots_taken_from_outside_give_a_clear_error_then_recover() {
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", "")).await;
-    runner::seed::vitals(&db.client, 20, 2, start()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 20, 2, start()).await.unwrap();
     // An application role with a budget of one connection (superusers have
     // no such limits), and that one connection taken from outside.
     let role: String = db.client.query_one("SELECT 'app_' || current_database()", &[]).await.unwrap().get(0);
@@ -177,9 +177,16 @@ async fn three_runners_while_rows_arrive_equal_one_runner_and_never_share_a_grou
     }
     // Rows keep arriving, a day at a time, while the three run.
     for day in 0..4 {
-        runner::seed::seed(&db.client, runner::seed::Kind::Vitals, 100, 1, start() + chrono::Days::new(day), |_| {})
-            .await
-            .unwrap();
+        runner::db::seed::seed(
+            &db.client,
+            runner::db::seed::Kind::Vitals,
+            100,
+            1,
+            start() + chrono::Days::new(day),
+            |_| {},
+        )
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -40,7 +40,7 @@ async fn a_transaction_carries_many_groups_and_writes_what_one_group_a_transacti
         let db = TestDb::new().await;
         let extra = format!("workers = 1\ngroups_per_transaction = {per_transaction}\ntransaction_budget = \"10s\"");
         let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", &extra)).await;
-        runner::seed::vitals(&db.client, 20, 3, start).await.unwrap();
+        runner::db::seed::vitals(&db.client, 20, 3, start).await.unwrap();
         let log = text(&run_ok(&config, &["run", "--once"]).await);
         assert_eq!(db.count(crate::util::QUEUED).await, 0);
         let (groups, transactions) = (batch_total(&log, "completed"), batch_total(&log, "transactions"));

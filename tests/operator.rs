@@ -16,7 +16,7 @@ async fn endpoints_answer_while_aggregating_and_never_show_the_password() {
     let (_dir, config, plugins) =
         config_with_own_plugins(&url, &job("vitals", "vitals.wasm", "batch_size = 50"), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
-    runner::seed::vitals(&db.client, 60, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 60, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
 
     let daemon = Daemon::start(&config);
     let addr = daemon.http_address().await;
@@ -162,7 +162,7 @@ async fn seed_inserts_realistic_rows_in_time_order_across_users() {
     let same_user = db.count("SELECT count(*) FROM (SELECT user_id = lag(user_id) OVER (ORDER BY id) AS same FROM vitals_raw) x WHERE same").await;
     assert!(same_user < 340 / 2, "rows are interleaved across users ({same_user} repeats)");
     // About 1.2 % bad input: among 3,400 more rows, none bad has odds of 1e-18.
-    runner::seed::vitals(&db.client, 100, 1, chrono::NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 100, 1, chrono::NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()).await.unwrap();
     let bad = db.count("SELECT count(*) FROM vitals_raw WHERE value IS NULL OR unit = 'furlongs'").await;
     assert!(bad > 0, "some bad input among {} rows", db.count("SELECT count(*) FROM vitals_raw").await);
 }
@@ -206,7 +206,7 @@ async fn sigterm_mid_run_exits_zero_and_loses_nothing() {
     // the middle (tests/group_commit.rs kills a multi-group transaction).
     let extra = "batch_size = 10\ngroups_per_transaction = 1";
     let (_dir, config) = migrated(&db, &job("vitals", "vitals.wasm", extra)).await;
-    runner::seed::vitals(&db.client, 200, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 200, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     let daemon = Daemon::start(&config);
     wait_count(&db, "SELECT count(*) FROM vitals_daily", 1, 60).await;
     // `stop` waits for the exit with a generous limit of its own.
@@ -264,7 +264,7 @@ async fn callers_queueing_for_the_pool_are_a_warning_and_a_wait_that_runs_out_an
         .unwrap()
         .replace("connect_attempts = 2", "connect_attempts = 2\nmax_connections = 1\nwait_timeout = \"2s\"");
     std::fs::write(&config, one).unwrap();
-    runner::seed::vitals(&db.client, 600, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 600, 3, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     let daemon = Daemon::start(&config);
     daemon.wait_for("Callers are waiting for a database connection.", 1, 120).await;
     let addr = daemon.http_address().await;

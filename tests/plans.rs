@@ -24,7 +24,7 @@ async fn a_group_write_stays_an_index_lookup_as_the_daily_table_grows_past_a_mil
     // Known to be empty (as autovacuum or a TRUNCATE and ANALYZE leave it),
     // then planned and used well past five times per connection.
     db.client.batch_execute("ANALYZE vitals_daily").await.unwrap();
-    runner::seed::vitals(&db.client, 40, 1, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 40, 1, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     let daemon = Daemon::start(&config);
     crate::util::wait_settled(&db, 120).await;
 
@@ -40,7 +40,7 @@ async fn a_group_write_stays_an_index_lookup_as_the_daily_table_grows_past_a_mil
     let before = scans(&db, "vitals_daily").await;
 
     // The same connections aggregate more groups of the first users.
-    runner::seed::vitals(&db.client, 40, 1, NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 40, 1, NaiveDate::from_ymd_opt(2024, 1, 2).unwrap()).await.unwrap();
     crate::util::wait_settled(&db, 120).await;
     // Statistics reach the view within a second or so of each transaction.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

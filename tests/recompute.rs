@@ -12,7 +12,7 @@ async fn recompute_rewrites_only_the_range_and_resumes_after_a_kill() {
     let db = TestDb::new().await;
     let (_dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
-    runner::seed::vitals(&db.client, 40, 4, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 40, 4, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     run_ok(&config, &["run", "--once"]).await;
     let v1 = vitals_version(&std::fs::read(plugins.join("vitals.wasm")).unwrap());
 
@@ -56,7 +56,7 @@ async fn recompute_empties_days_without_input_follows_versions_and_retries_failu
     let db = TestDb::new().await;
     let (_dir, config, plugins) = config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
-    runner::seed::vitals(&db.client, 6, 2, NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 6, 2, NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()).await.unwrap();
     run_ok(&config, &["run", "--once"]).await;
     let range = ["recompute", "--job", "vitals", "--from", "2024-02-01", "--to", "2024-02-02"];
 
@@ -103,7 +103,7 @@ async fn a_recompute_that_changes_nothing_writes_nothing_and_a_correction_rewrit
     let (_dir, config, _plugins) =
         config_with_own_plugins(&db.url, &job("vitals", "vitals.wasm", ""), &["vitals.wasm"]);
     run_ok(&config, &["migrate"]).await;
-    runner::seed::vitals(&db.client, 10, 2, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 10, 2, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     run_ok(&config, &["run", "--once"]).await;
     // Each daily row's physical version: a rewrite, even of equal values, changes it.
     let versions = "SELECT string_agg(user_id || '/' || day || '/' || metric || '@' || xmin::text, ',' ORDER BY user_id, day, metric) FROM vitals_daily";

@@ -11,7 +11,7 @@ use crate::util::{TestDb, job, migrated, run_ok, runner, vitals_daily_text};
 async fn seeded(users: i32, days: i32, extra: &str) -> (TestDb, tempfile::TempDir, std::path::PathBuf) {
     let db = TestDb::new().await;
     let (dir, config) = migrated(&db, &job("vitals", "vitals.wasm", extra)).await;
-    runner::seed::vitals(&db.client, users, days, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, users, days, NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()).await.unwrap();
     (db, dir, config)
 }
 

@@ -163,7 +163,7 @@ async fn run_once_drains_a_chain_level_by_level() {
     let db = TestDb::new().await;
     let (_dir, config) = config(&db.url, &[job("vitals", "vitals.wasm", ""), weekly_job()].concat());
     run_ok(&config, &["migrate"]).await;
-    runner::seed::vitals(&db.client, 6, 9, chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 6, 9, chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap()).await.unwrap();
     run_ok(&config, &["run", "--once"]).await;
     assert_eq!(db.count(crate::util::QUEUED).await, 0, "the weekly job ran after the daily one had drained");
     let expected = weeks(&db, FROM_SCRATCH).await;

@@ -25,7 +25,7 @@ async fn a_foreign_lock_never_holds_a_runner_transaction_and_every_row_completes
         .unwrap()
         .replace("connect_attempts = 2", "connect_attempts = 2\nlock_timeout = \"1s\"");
     std::fs::write(&config, text).unwrap();
-    runner::seed::vitals(&db.client, 30, 2, NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 30, 2, NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()).await.unwrap();
 
     let mut api = connect(&db.url).await;
     let lock = api.transaction().await.unwrap();
@@ -67,7 +67,7 @@ async fn sigterm_during_a_foreign_lock_leaves_no_backend_behind() {
         .replace("connect_attempts = 2", "connect_attempts = 2\nlock_timeout = \"60s\"\nstatement_timeout = \"120s\"")
         .replace("poll_interval = \"60s\"", "poll_interval = \"60s\"\nshutdown_grace = \"1s\"");
     std::fs::write(&config, text).unwrap();
-    runner::seed::vitals(&db.client, 4, 1, NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 4, 1, NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()).await.unwrap();
     let mut api = connect(&db.url).await;
     let lock = api.transaction().await.unwrap();
     lock.batch_execute("LOCK TABLE vitals_daily IN ACCESS EXCLUSIVE MODE").await.unwrap();
@@ -131,7 +131,7 @@ async fn a_job_loop_that_dies_is_logged_shown_and_restarted() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let text = std::fs::read_to_string(&config).unwrap().replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     std::fs::write(&config, text).unwrap();
-    runner::seed::vitals(&db.client, 5, 1, NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()).await.unwrap();
+    runner::db::seed::vitals(&db.client, 5, 1, NaiveDate::from_ymd_opt(2024, 6, 1).unwrap()).await.unwrap();
     // The loop panics the first four times round (a debug-build test hook),
     // restarted after 1, 2, 4 and 8 s.
     let mut cmd = runner(&config, &["run"]);

@@ -77,7 +77,9 @@ async fn the_three_vitals_plugins_write_the_same_daily_rows() {
         let db = TestDb::new().await;
         let (_dir, config) = config_with_plugin_file(&db.url, &job("vitals", VITALS, ""), &file, VITALS);
         run_ok(&config, &["migrate"]).await;
-        runner::seed::vitals(&db.client, 15, 2, chrono::NaiveDate::from_ymd_opt(2024, 3, 9).unwrap()).await.unwrap();
+        runner::db::seed::vitals(&db.client, 15, 2, chrono::NaiveDate::from_ymd_opt(2024, 3, 9).unwrap())
+            .await
+            .unwrap();
         run_ok(&config, &["run", "--once"]).await;
         results.push(vitals_daily_text(&db.client).await);
     }

@@ -29,10 +29,10 @@ use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
 use runner::config::Config;
+use runner::db::seed::{self, Kind};
 use runner::db::{migrate, pool, throwaway::TempPostgres};
 use runner::pipeline::{self, JobState, Mode};
 use runner::plugin::Runtime;
-use runner::seed::{self, Kind};
 
 #[derive(Parser)]
 #[command(about = "Benchmarks the runner against the set-based SQL reference and a native build.")]

@@ -1,9 +1,9 @@
 //! The protocol ceilings: the runner's own transactions issued by `workers`
 //! clients that know every group in advance — no batch peek, no throttle,
 //! no WebAssembly (the native vitals logic, a few µs a group). With
-//! `per_transaction` 1, one group a transaction (`group::process`: `BEGIN`,
+//! `per_transaction` 1, one group a transaction (`transaction::run` with one key: `BEGIN`,
 //! lock-claim-and-read, replace, `COMMIT`); above, group commit
-//! (`commit::process_many`, that many groups a transaction). The runner's
+//! (`transaction::run`, that many groups a transaction). The runner's
 //! time over this is its share of the ceiling: what scheduling, peeking and
 //! the sandbox add to the statements alone.
 
@@ -13,8 +13,7 @@ use std::time::Instant;
 
 use runner::config::Config;
 use runner::db::pool;
-use runner::pipeline::commit;
-use runner::pipeline::group::Outcome;
+use runner::pipeline::transaction::{self, Context, Outcome, Purpose};
 use runner::pipeline::{self, JobState};
 use runner::plugin::Runtime;
 use runner::rows::GroupKey;
@@ -52,7 +51,8 @@ pub async fn run(config: &Config, workers: usize, per_transaction: usize) -> any
                     return anyhow::Ok(());
                 };
                 let client = pool.get().await?;
-                let done = commit::process_many(&pool, client, &name, &state, &live, keys).await?;
+                let cx = Context { job: &name, state: &state, live: &live };
+                let done = transaction::run(&pool, client, cx, keys, Purpose::Pending).await?;
                 for (key, outcome) in done.outcomes {
                     if !matches!(outcome, Outcome::Completed { .. }) {
                         anyhow::bail!("replaying {key}: {outcome:?}");

@@ -15,7 +15,6 @@ pub mod http;
 pub mod pipeline;
 pub mod plugin;
 pub mod rows;
-pub mod seed;
 pub mod snapshot;
 pub mod telemetry;
 pub mod trust;

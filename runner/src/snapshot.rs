@@ -144,15 +144,7 @@ async fn figures(client: &deadpool_postgres::Client, job: &Job) -> Result<Figure
     let queue = queue::queue(&***client, &job.name).await?;
     let causes = queue::top_errors(&***client, &job.name, CAUSES).await?;
     let shadow_diffs = match &state.candidate {
-        Some(candidate) => Some(
-            client
-                .query_one(
-                    "SELECT count(*) FROM runner_shadow_diffs WHERE job = $1 AND candidate_version = $2",
-                    &[&job.name, &&*candidate.version],
-                )
-                .await?
-                .try_get(0)?,
-        ),
+        Some(candidate) => Some(crate::db::shadow_diffs::count(&***client, &job.name, &candidate.version).await?),
         None => None,
     };
     Ok(Figures { queue, causes, shadow_diffs, ungrouped: None })

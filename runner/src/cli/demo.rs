@@ -9,20 +9,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
 use runner::config::Config;
+use runner::db::seed::Kind;
 use runner::db::{migrate, pool, throwaway::TempPostgres};
 use runner::pipeline::{self, Mode, Report};
-use runner::seed::Kind;
 
 use super::{connect, seed::seed_with_progress};
 
 pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyhow::Result<ExitCode> {
     println!("Starting a throwaway PostgreSQL...");
     let server = if keep { TempPostgres::start_detached()? } else { TempPostgres::start()? };
-    {
-        let (admin, conn) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls).await?;
-        tokio::spawn(conn);
-        admin.batch_execute("CREATE DATABASE health").await?;
-    }
+    server.create_database("health").await?;
     config.database.url = server.url("health");
     let pool = connect(&config).await?;
     let mut client = pool.get().await?;
@@ -104,33 +100,25 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
 
     let client = pool.get().await?;
     println!("\nSample of vitals_daily:");
-    let sample = client
-        .query(
-            "SELECT user_id, day::text, metric, unit, sample_count, rejected_count,
-                    round(min_value::numeric, 1)::text, round(max_value::numeric, 1)::text,
-                    round(avg_value::numeric, 1)::text, plugin_version
-             FROM vitals_daily ORDER BY user_id, day, metric LIMIT 7",
-            &[],
-        )
-        .await?;
+    let sample = runner::db::reference::vitals_daily_sample(&**client, 7).await?;
     println!(
         "{:>4} {:<10} {:<16} {:<11} {:>3} {:>3} {:>6} {:>6} {:>6}  plugin",
         "user", "day", "metric", "unit", "n", "rej", "min", "max", "avg"
     );
+    let text = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     for r in sample {
-        let text = |i: usize| r.get::<_, Option<String>>(i).unwrap_or_else(|| "-".into());
         println!(
             "{:>4} {:<10} {:<16} {:<11} {:>3} {:>3} {:>6} {:>6} {:>6}  {}",
-            r.get::<_, i64>(0),
-            text(1),
-            text(2),
-            text(3),
-            r.get::<_, i32>(4),
-            r.get::<_, i32>(5),
-            text(6),
-            text(7),
-            text(8),
-            text(9)
+            r.user_id,
+            r.day,
+            text(&r.metric),
+            text(&r.unit),
+            r.sample_count,
+            r.rejected_count,
+            text(&r.min),
+            text(&r.max),
+            text(&r.avg),
+            text(&r.plugin_version)
         );
     }
     drop(client);

@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_postgres::GenericClient;
 
 use runner::config::Config;
-use runner::seed::{self, Kind};
+use runner::db::seed::{self, Kind};
 
 use super::connect;
 
@@ -62,9 +62,8 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
     let start = args.start.unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Days::new(args.days as u64));
     let kinds = args.jobs.unwrap_or_else(|| Kind::ALL.to_vec());
     for kind in &kinds {
-        let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&kind.table()]).await?.get(0);
         anyhow::ensure!(
-            exists,
+            runner::db::reference::exists(&**client, kind.table()).await?,
             "table {} does not exist: run `runner migrate --reference-schema` (or seed only the kinds your jobs name, --jobs)",
             kind.table()
         );

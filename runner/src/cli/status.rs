@@ -69,19 +69,17 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             _ => runner::db::user_zones::unknown(&**client, cfg).await.ok().flatten(),
         };
         let plugin = plugin_line(config, cfg, name, daemon_plugins.as_ref().map(|(_, answer)| answer));
-        let after_deploy = client
-            .query_opt(
-                "SELECT plugin_version, groups_done, finished_at IS NOT NULL FROM runner_recompute_progress
-                 WHERE job = $1 AND users = $2 ORDER BY updated_at DESC LIMIT 1",
-                &[name, &runner::pipeline::recompute::AFTER_DEPLOY],
-            )
+        let after_deploy = runner::db::progress::runs(&**client, name, runner::pipeline::recompute::AFTER_DEPLOY)
             .await?
+            .into_iter()
+            .next()
             .filter(|_| cfg.recompute_after_deploy.is_some())
             .map(|r| {
-                let (version, done, finished): (String, i64, bool) = (r.get(0), r.get(1), r.get(2));
                 format!(
-                    "recompute after deploy of {version}: {done} groups, {}",
-                    if finished { "finished" } else { "in progress" }
+                    "recompute after deploy of {}: {} groups, {}",
+                    r.plugin_version,
+                    r.groups_done,
+                    if r.finished { "finished" } else { "in progress" }
                 )
             });
         // Whether every write reaches the queue: the triggers, on the source and its partitions.
@@ -103,13 +101,9 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             partitions,
         });
     }
-    let names: Vec<&str> = pool::SESSION_NAMES.to_vec();
-    let sessions: i64 = client
-        .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY($1)", &[&names])
-        .await?
-        .get(0);
+    let sessions = pool::sessions(&**client).await?;
     let bound = config.database.max_connections + pool::BESIDE_THE_POOL;
-    let server_max: String = client.query_one("SHOW max_connections", &[]).await?.get(0);
+    let server_max = pool::server_max_connections(&**client).await?;
     let refused = |job: &str| -> Vec<String> {
         let Some((_, answer)) = &daemon_plugins else { return Vec::new() };
         let jobs = answer["body"]["jobs"].as_array().into_iter().flatten();

@@ -4,6 +4,7 @@
 
 pub mod cancel;
 pub mod capture;
+pub mod clock;
 pub mod day;
 pub mod health;
 pub mod ident;
@@ -12,16 +13,22 @@ pub mod migrate;
 pub mod partitions;
 pub mod pipelined;
 pub mod pool;
+pub mod progress;
 pub mod prune;
 pub mod queue;
 pub mod reference;
 pub mod roles;
 pub mod schema;
+pub mod seed;
+pub mod shadow_diffs;
 pub mod sql;
 pub mod statements;
 pub mod throwaway;
 pub mod uninstall;
 pub mod user_zones;
+
+#[cfg(test)]
+mod golden;
 
 /// A Postgres error in one line: the server's message (with its detail),
 /// or the client-side cause, instead of tokio-postgres's bare "db error".

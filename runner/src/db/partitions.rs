@@ -104,6 +104,19 @@ pub struct Changes {
     pub uncovered: Vec<(String, String)>,
 }
 
+/// Takes the job's partition lock for `client`'s transaction, if no other
+/// runner holds it: one runner at a time turns a partition's coming or
+/// going into work.
+pub async fn try_lock(client: &impl GenericClient, job_name: &str) -> Result<bool, tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('runner-partitions/' || $1, 0)) AS ours",
+            &[&job_name],
+        )
+        .await?
+        .try_get("ours")
+}
+
 /// Compares the job's partitions with those recorded, in `client`'s
 /// transaction: records the new ones (and, with `queue`, installs their
 /// capture where this role may and queues their rows' days), and turns

@@ -52,6 +52,14 @@ impl Pipelined {
         result
     }
 
+    /// Commits and hands the connection back, for work after the
+    /// transaction (a refused `COMMIT` has rolled back).
+    pub async fn commit_keeping(mut self) -> (Object, Result<(), Error>) {
+        let result = self.client().batch_execute("COMMIT").await;
+        self.open = false;
+        (self.client.take().expect("a transaction holds its connection until it ends"), result)
+    }
+
     /// Sends `statement` and `COMMIT` together and hands the connection
     /// back, for work after the transaction. A statement that fails on the
     /// server aborts the transaction, and Postgres answers that `COMMIT`

@@ -74,6 +74,20 @@ pub const SESSION_NAMES: [&str; 3] = ["runner", "runner-operator", "runner-maint
 /// statement of the bound: `status` and operating.md say it from here.
 pub const BESIDE_THE_POOL: usize = 3;
 
+/// Sessions of runners connected now (every runner's, by [`SESSION_NAMES`]).
+pub async fn sessions(client: &impl tokio_postgres::GenericClient) -> Result<i64, tokio_postgres::Error> {
+    let names = SESSION_NAMES.to_vec();
+    let sql = "SELECT count(*) AS sessions FROM pg_stat_activity WHERE application_name = ANY($1)";
+    client.query_one(sql, &[&names]).await?.try_get("sessions")
+}
+
+/// The server's `max_connections`, as it shows it.
+pub async fn server_max_connections(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<String, tokio_postgres::Error> {
+    client.query_one("SHOW max_connections", &[]).await?.try_get("max_connections")
+}
+
 /// The operator's budget (`http::snapshot`): a pool of its own, apart from
 /// the workers', of one connection whose statements and waits are short.
 /// Its sessions show as `runner-operator`.

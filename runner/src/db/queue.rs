@@ -187,8 +187,89 @@ pub async fn retry_failed(
         .await?
         .try_get(0)?;
     // Wake running runners now rather than at their next poll.
-    client.execute("SELECT pg_notify($1, $2)", &[&super::migrate::CHANNEL, &job.source.name()]).await?;
+    notify(client, job).await?;
     Ok(n as u64)
+}
+
+/// Wakes every runner's loop for `job` now, rather than at its next poll
+/// (the change triggers notify for writers; this is for the runner's own
+/// queueing).
+pub async fn notify(client: &impl GenericClient, job: &config::Job) -> Result<(), tokio_postgres::Error> {
+    client.execute("SELECT pg_notify($1, $2)", &[&super::migrate::CHANNEL, &job.source.name()]).await.map(drop)
+}
+
+/// Queues `keys` again, untouched (a transaction's groups its budget left).
+pub async fn put_back(
+    client: &impl GenericClient,
+    job_name: &str,
+    keys: &[crate::rows::GroupKey],
+) -> Result<(), tokio_postgres::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<i64> = keys.iter().map(|k| k.user_id).collect();
+    let days: Vec<chrono::NaiveDate> = keys.iter().map(|k| k.day).collect();
+    client
+        .execute(
+            "INSERT INTO runner_changes (job, user_id, day) SELECT $1, u, d FROM unnest($2::int8[], $3::date[]) AS k(u, d)",
+            &[&job_name, &users, &days],
+        )
+        .await
+        .map(drop)
+}
+
+/// Queues the groups of `users` on `day`.
+pub async fn queue_users(
+    client: &impl GenericClient,
+    job_name: &str,
+    day: chrono::NaiveDate,
+    users: &[i64],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO runner_changes (job, user_id, day) SELECT $1, u, $2 FROM unnest($3::int8[]) u",
+            &[&job_name, &day, &users],
+        )
+        .await
+        .map(drop)
+}
+
+/// Whether the job's queue holds `n` keys or more (an index walk of at most `n`).
+pub async fn holds_at_least(
+    client: &impl GenericClient,
+    job_name: &str,
+    n: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    let queued: i64 = client
+        .query_one(
+            "SELECT count(*) AS queued FROM (SELECT 1 FROM runner_changes WHERE job = $1 LIMIT $2) q",
+            &[&job_name, &n],
+        )
+        .await?
+        .try_get("queued")?;
+    Ok(queued >= n)
+}
+
+/// Queues the groups of `[from, to]` whose daily rows a version other than
+/// `version` wrote; returns how many.
+pub async fn queue_written_by_others(
+    client: &impl GenericClient,
+    job_name: &str,
+    job: &config::Job,
+    (from, to): (chrono::NaiveDate, chrono::NaiveDate),
+    version: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    let (target, day) = (job.target.quoted(), job.target_day_column.quoted());
+    client
+        .execute(
+            &format!(
+                "INSERT INTO runner_changes (job, user_id, day)
+                 SELECT DISTINCT $1::text, user_id::int8, {day} FROM {target}
+                 WHERE {day} BETWEEN $2 AND $3 AND plugin_version IS DISTINCT FROM $4::text"
+            ),
+            &[&job_name, &from, &to, &version],
+        )
+        .await
 }
 
 /// Queues the groups of some source rows (`rows`: a parenthesized query or

@@ -39,11 +39,56 @@ pub async fn create(
             (None, true) => "--reference-schema".to_string(),
             (None, false) => continue,
         };
-        let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[table]).await?.try_get(0)?;
-        if !exists {
+        if !exists(client, table).await? {
             client.batch_execute(sql).await?;
             created.push(format!("created reference table {table} ({why})"));
         }
     }
     Ok(created)
+}
+
+/// Whether a table (or view) of that name, as the search path resolves it, exists.
+pub async fn exists(client: &impl GenericClient, table: &str) -> Result<bool, tokio_postgres::Error> {
+    client.query_one("SELECT to_regclass($1) IS NOT NULL AS found", &[&table]).await?.try_get("found")
+}
+
+/// A row of `vitals_daily` as the demo prints it: numbers rounded to one
+/// decimal, as text.
+pub struct VitalsDaily {
+    pub user_id: i64,
+    pub day: String,
+    pub metric: Option<String>,
+    pub unit: Option<String>,
+    pub sample_count: i32,
+    pub rejected_count: i32,
+    pub min: Option<String>,
+    pub max: Option<String>,
+    pub avg: Option<String>,
+    pub plugin_version: Option<String>,
+}
+
+/// The first `limit` rows of `vitals_daily`, by user, day and metric.
+pub async fn vitals_daily_sample(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<VitalsDaily>, tokio_postgres::Error> {
+    let sql = "SELECT user_id, day::text AS day, metric, unit, sample_count, rejected_count,
+                      round(min_value::numeric, 1)::text AS min, round(max_value::numeric, 1)::text AS max,
+                      round(avg_value::numeric, 1)::text AS avg, plugin_version
+               FROM vitals_daily ORDER BY user_id, day, metric LIMIT $1";
+    let read = |r: &tokio_postgres::Row| -> Result<VitalsDaily, tokio_postgres::Error> {
+        Ok(VitalsDaily {
+            user_id: r.try_get("user_id")?,
+            day: r.try_get("day")?,
+            metric: r.try_get("metric")?,
+            unit: r.try_get("unit")?,
+            sample_count: r.try_get("sample_count")?,
+            rejected_count: r.try_get("rejected_count")?,
+            min: r.try_get("min")?,
+            max: r.try_get("max")?,
+            avg: r.try_get("avg")?,
+            plugin_version: r.try_get("plugin_version")?,
+        })
+    };
+    client.query(sql, &[&limit]).await?.iter().map(read).collect()
 }

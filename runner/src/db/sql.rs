@@ -61,9 +61,9 @@ impl ColumnArray {
 
     /// Column `index` of `rows`; the values were checked against the
     /// declared `kind` before (a mismatch would be an error here, not a panic).
-    pub fn collect(kind: ColumnType, rows: &[Vec<Value>], index: usize) -> Result<Self, String> {
+    pub fn collect(kind: ColumnType, rows: &[&[Value]], index: usize) -> Result<Self, String> {
         fn each<T>(
-            rows: &[Vec<Value>],
+            rows: &[&[Value]],
             index: usize,
             f: impl Fn(&Value) -> Option<Option<T>>,
         ) -> Result<Vec<Option<T>>, String> {

@@ -158,6 +158,14 @@ impl TempPostgres {
         format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.port)
     }
 
+    /// Creates a database on the server.
+    pub async fn create_database(&self, dbname: &str) -> anyhow::Result<()> {
+        let (admin, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        admin.batch_execute(&format!("CREATE DATABASE {}", super::ident::quote(dbname))).await?;
+        Ok(())
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

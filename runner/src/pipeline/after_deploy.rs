@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::job::Job;
 use super::recompute::{self, AFTER_DEPLOY, Range};
+use crate::db::{progress, queue};
 
 /// Watches `job` until `shutdown`, recomputing after each deploy.
 pub async fn run(pool: Pool, job: Arc<Job>, window: Duration, mut shutdown: watch::Receiver<bool>) {
@@ -88,28 +89,17 @@ enum Plan {
 /// a new one ending today.
 async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> anyhow::Result<Plan> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT plugin_version, from_day, to_day, finished_at IS NOT NULL FROM runner_recompute_progress
-             WHERE job = $1 AND users = $2 ORDER BY updated_at DESC",
-            &[&job.name, &AFTER_DEPLOY],
-        )
-        .await?;
-    let mine = rows.iter().find(|r| r.get::<_, String>(0) == version);
+    let runs = progress::runs(&**client, &job.name, AFTER_DEPLOY).await?;
     let range = |from: NaiveDate, to: NaiveDate| Range { from, to, users: None, background: true };
-    Ok(match mine {
-        Some(r) if r.get::<_, bool>(3) => Plan::Finished(range(r.get(1), r.get(2))),
-        Some(r) => Plan::Window(range(r.get(1), r.get(2))),
+    Ok(match runs.iter().find(|r| r.plugin_version == version) {
+        Some(r) if r.finished => Plan::Finished(range(r.from, r.to)),
+        Some(r) => Plan::Window(range(r.from, r.to)),
         // Started with a version never recorded and nothing before it: a baseline.
-        None if first && rows.is_empty() => {
+        None if first && runs.is_empty() => {
             let today = Utc::now().date_naive();
-            client
-                .execute(
-                    "INSERT INTO runner_recompute_progress (job, from_day, to_day, users, plugin_version, finished_at)
-                     VALUES ($1, $2, $2, $3, $4, now()) ON CONFLICT DO NOTHING",
-                    &[&job.name, &today, &AFTER_DEPLOY, &version],
-                )
-                .await?;
+            let baseline =
+                progress::Run { job: &job.name, from: today, to: today, users: AFTER_DEPLOY, plugin_version: version };
+            baseline.record_finished(&**client).await?;
             Plan::Nothing
         }
         None => {
@@ -127,17 +117,7 @@ async fn plan(pool: &Pool, job: &Job, version: &str, days: u64, first: bool) -> 
 async fn sweep(pool: &Pool, job: &Job, version: &str, range: &Range) -> anyhow::Result<u64> {
     let client = pool.get().await?;
     let config = job.current().config.clone();
-    let (target, day) = (config.target.quoted(), config.target_day_column.quoted());
-    let queued = client
-        .execute(
-            &format!(
-                "INSERT INTO runner_changes (job, user_id, day)
-                 SELECT DISTINCT $1::text, user_id::int8, {day} FROM {target}
-                 WHERE {day} BETWEEN $2 AND $3 AND plugin_version IS DISTINCT FROM $4::text"
-            ),
-            &[&job.name, &range.from, &range.to, &version],
-        )
-        .await?;
+    let queued = queue::queue_written_by_others(&**client, &job.name, &config, (range.from, range.to), version).await?;
     if queued > 0 {
         tracing::info!(job = %job.name, plugin = version, groups = queued,
             "Groups of the window still written by another version are queued again.");

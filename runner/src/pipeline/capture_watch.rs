@@ -26,16 +26,13 @@ pub async fn look(pool: &Pool, job: &Job, repair: bool) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // One runner at a time turns a partition's coming or going into work.
-    let ours: bool = tx
-        .query_one("SELECT pg_try_advisory_xact_lock(hashtextextended('runner-partitions/' || $1, 0))", &[&job.name])
-        .await?
-        .try_get(0)?;
+    let ours = partitions::try_lock(&*tx, &job.name).await?;
     let changes = match ours {
         true => partitions::sync(&*tx, &job.name, cfg, &live.shape, true).await?,
         false => partitions::Changes::default(),
     };
     let problems = capture::trigger_problems(&*tx, &job.name, cfg).await?;
-    let today: NaiveDate = tx.query_one("SELECT (now() AT TIME ZONE $1)::date", &[&cfg.timezone]).await?.try_get(0)?;
+    let today = crate::db::clock::today_in(&*tx, &cfg.timezone).await?;
     let gap = job.health().capture;
     // Capture is whole again: the window it missed is mended or named.
     let repaired = match (&gap, problems.is_empty(), repair) {

@@ -14,8 +14,9 @@ use chrono::NaiveDate;
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
-use super::group::{call, input_rows};
 use super::job::Live;
+use super::transaction::call;
+use crate::db::statements::Read;
 use crate::plugin::Limits;
 use crate::rows::{GroupKey, Output, Value};
 
@@ -85,22 +86,14 @@ pub async fn compare(
     (from, to): (NaiveDate, NaiveDate),
     sample: i64,
 ) -> anyhow::Result<Report> {
-    let groups: Vec<GroupKey> = pool
-        .get()
-        .await?
-        .query(&live.sql.sample_groups, &[&from, &to, &sample])
-        .await?
-        .iter()
-        .filter_map(|r| Some(GroupKey { user_id: r.try_get(0).ok()?, day: r.try_get(1).ok()? }))
-        .collect();
+    let groups = live.sql.sample_groups(&pool.get().await?, from, to, sample).await?;
     let mut report = Report::default();
     for key in groups {
         let (first, second) = read_day(pool, [live, new], key).await?;
         let days = [&first, second.as_ref().unwrap_or(&first)];
         let mut outputs = Vec::new();
         for ((side, plugin), raw) in [("live", live), ("new", new)].into_iter().zip(days) {
-            let width = 2 + plugin.plugin.description.input.len();
-            let result = match input_rows(raw, width, plugin.sql.max_rows) {
+            let result = match raw.input(plugin.sql.max_rows) {
                 Ok(rows) => call(&plugin.plugin, key, rows, limits).await.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("reading the day: {e}")),
             };
@@ -129,11 +122,7 @@ pub async fn compare(
 /// same statement as the first), from one snapshot so both plugins see the
 /// same rows, in a transaction that ends, and a connection that goes back
 /// to the pool, before either plugin runs.
-async fn read_day(
-    pool: &Pool,
-    plugins: [&Live; 2],
-    key: GroupKey,
-) -> anyhow::Result<(Vec<tokio_postgres::Row>, Option<Vec<tokio_postgres::Row>>)> {
+async fn read_day(pool: &Pool, plugins: [&Live; 2], key: GroupKey) -> anyhow::Result<(Read, Option<Read>)> {
     let mut client = pool.get().await?;
     let tx = client
         .build_transaction()
@@ -141,11 +130,10 @@ async fn read_day(
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .start()
         .await?;
-    let first = tx.query(&plugins[0].sql.read_day, &[&key.user_id, &key.day]).await?;
-    let second = if plugins[1].sql.read_day == plugins[0].sql.read_day {
-        None
-    } else {
-        Some(tx.query(&plugins[1].sql.read_day, &[&key.user_id, &key.day]).await?)
+    let first = plugins[0].sql.read_day(&tx, key).await?;
+    let second = match plugins[1].sql.reads_like(&plugins[0].sql) {
+        true => None,
+        false => Some(plugins[1].sql.read_day(&tx, key).await?),
     };
     tx.commit().await?;
     Ok((first, second))

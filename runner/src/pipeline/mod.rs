@@ -4,15 +4,14 @@
 
 pub mod after_deploy;
 pub mod capture_watch;
-pub mod commit;
 pub mod deploy;
 pub mod diff;
-pub mod group;
 pub mod job;
 pub mod latency;
 pub mod recompute;
 pub mod shadow;
 pub mod throttle;
+pub mod transaction;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -286,7 +285,7 @@ pub async fn check_tables(
     }
     for (key, zone) in [("timezone", &cfg.timezone), ("timestamp_zone", &cfg.timestamp_zone)] {
         // Postgres accepts any spelling it can resolve (`utc`, `Europe/Paris`, `+02`).
-        let known = client.query_one("SELECT now() AT TIME ZONE $1", &[zone]).await;
+        let known = crate::db::clock::knows_zone(&***client, zone).await;
         if let Err(e) = known {
             match e.as_db_error() {
                 Some(_) => problems.push(format!("{key} `{zone}` is not a time zone Postgres knows ({})", cfg.origin)),

@@ -10,8 +10,10 @@ use chrono::NaiveDate;
 use deadpool_postgres::Pool;
 use futures::StreamExt as _;
 
-use super::group::{self, Outcome, Purpose};
-use super::job::{Job, JobState, Live};
+use super::job::Job;
+use super::transaction::{self, Context, Outcome, Purpose};
+use crate::db::progress::Run;
+use crate::db::queue;
 use crate::rows::GroupKey;
 
 /// What to recompute.
@@ -61,13 +63,6 @@ pub struct Summary {
     pub retried_failures: bool,
 }
 
-/// A run's row in `runner_recompute_progress`, by its key ($1 job, $2 from,
-/// $3 to, $4 users, $5 plugin version).
-const WHERE: &str = "job = $1 AND from_day = $2 AND to_day = $3 AND users = $4 AND plugin_version = $5";
-/// Records a run (by the same key) unless it is recorded already.
-const START: &str = "INSERT INTO runner_recompute_progress (job, from_day, to_day, users, plugin_version)
-    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
-
 /// Attempts at a group another transaction holds, 50 ms apart.
 const BUSY_RETRIES: u32 = 100;
 
@@ -85,52 +80,29 @@ pub async fn recompute(
 ) -> anyhow::Result<Summary> {
     let state = job.current();
     let live = state.live.as_ref().ok_or_else(|| anyhow::anyhow!("job {} has no plugin loaded", job.name))?;
-    let cfg = &state.config;
     let version = live.plugin.version.to_string();
-    let key = (job.name.as_str(), range.from, range.to, range.users_key(), version.as_str());
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&key.0, &key.1, &key.2, &key.3, &key.4];
+    let users_key = range.users_key();
+    let run = Run { job: &job.name, from: range.from, to: range.to, users: &users_key, plugin_version: &version };
+    let cx = Context { job: &job.name, state: &state, live };
+    let workers = if range.background { 1 } else { state.config.workers };
 
     let client = pool.get().await?;
     if restart {
-        client.execute(&format!("DELETE FROM runner_recompute_progress WHERE {WHERE}"), &params).await?;
-        client.execute(&format!("DELETE FROM runner_recompute_failures WHERE {WHERE}"), &params).await?;
+        run.forget(&**client).await?;
     }
-    client.execute(START, &params).await?;
-    let saved = client
-        .query_one(
-            &format!(
-                "SELECT last_day, last_user, groups_done, finished_at IS NOT NULL FROM runner_recompute_progress WHERE {WHERE}"
-            ),
-            &params,
-        )
-        .await?;
-    let (mut day, mut after_user): (NaiveDate, i64) = match (saved.try_get(0)?, saved.try_get(1)?) {
-        (Some(d), Some(u)) => (d, u),
-        _ => (range.from, i64::MIN),
-    };
-    let finished: bool = saved.try_get(3)?;
-    let mut summary = Summary { resumed: saved.try_get::<_, i64>(2)? as u64, ..Summary::default() };
-    let count = client.prepare_cached(&live.sql.count_groups).await?;
-    summary.total =
-        client.query_one(&count, &[&range.from, &range.to, &range.users]).await?.try_get::<_, i64>(0)? as u64;
-    if finished {
+    run.start(&**client).await?;
+    let saved = run.saved(&**client).await?;
+    let (mut day, mut after_user) = saved.last.unwrap_or((range.from, i64::MIN));
+    let mut summary = Summary { resumed: saved.groups_done, ..Summary::default() };
+    summary.total = live.sql.count_groups(&client, range.from, range.to, range.users.as_deref()).await?;
+    if saved.finished {
         // Only the groups that failed last time are left to do.
-        let rows = client
-            .query(
-                &format!("SELECT user_id, day FROM runner_recompute_failures WHERE {WHERE} ORDER BY day, user_id"),
-                &params,
-            )
-            .await?;
+        let groups = run.failures(&**client).await?;
         drop(client);
-        let groups: Vec<GroupKey> = rows
-            .iter()
-            .filter_map(|r| Some(GroupKey { user_id: r.try_get(0).ok()?, day: r.try_get(1).ok()? }))
-            .collect();
         summary.already_done = groups.is_empty();
         summary.retried_failures = !groups.is_empty();
         for chunk in groups.chunks(batch.max(1) as usize) {
-            let workers = if range.background { 1 } else { cfg.workers };
-            run_groups(pool, job, &state, live, chunk, &params, workers, &mut summary).await?;
+            run_groups(pool, cx, &run, chunk, workers, &mut summary).await?;
         }
         return Ok(summary);
     }
@@ -139,12 +111,7 @@ pub async fn recompute(
     progress(done, summary.total);
 
     while day <= range.to {
-        let users: Vec<i64> = {
-            let client = pool.get().await?;
-            let statement = client.prepare_cached(&live.sql.day_users).await?;
-            let rows = client.query(&statement, &[&day, &range.users, &after_user, &batch]).await?;
-            rows.iter().filter_map(|r| r.try_get(0).ok()).collect()
-        };
+        let users = live.sql.day_users(&pool.get().await?, day, range.users.as_deref(), after_user, batch).await?;
         let Some(&last) = users.last() else {
             day = day.succ_opt().ok_or_else(|| anyhow::anyhow!("date out of range after {day}"))?;
             after_user = i64::MIN;
@@ -158,59 +125,28 @@ pub async fn recompute(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let workers = if range.background { 1 } else { state.config.workers };
-        run_groups(pool, job, &state, live, &groups, &params, workers, &mut summary).await?;
+        run_groups(pool, cx, &run, &groups, workers, &mut summary).await?;
         done += users.len() as u64;
         after_user = last;
-        pool.get()
-            .await?
-            .execute(
-                &format!(
-                    "UPDATE runner_recompute_progress SET last_day = $6, last_user = $7, groups_done = $8,
-                        groups_failed = $9, updated_at = now() WHERE {WHERE}"
-                ),
-                &[&key.0, &key.1, &key.2, &key.3, &key.4, &day, &last, &(done as i64), &(summary.failed as i64)],
-            )
-            .await?;
+        run.advance(&**pool.get().await?, (day, last), done, summary.failed).await?;
         progress(done, summary.total);
     }
-    pool.get()
-        .await?
-        .execute(
-            &format!("UPDATE runner_recompute_progress SET finished_at = now(), updated_at = now() WHERE {WHERE}"),
-            &params,
-        )
-        .await?;
+    run.finish(&**pool.get().await?).await?;
     Ok(summary)
 }
 
 /// Recomputes some groups, `workers` at once, counting each outcome; a
 /// failed group is remembered for the next run, a recomputed one forgotten.
-#[allow(clippy::too_many_arguments, reason = "one call site per mode; a struct would only rename them")]
 async fn run_groups(
     pool: &Pool,
-    job: &Job,
-    state: &JobState,
-    live: &Live,
+    cx: Context<'_>,
+    run: &Run<'_>,
     groups: &[GroupKey],
-    progress_key: &[&(dyn tokio_postgres::types::ToSql + Sync); 5],
     workers: usize,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let outcomes: Vec<(GroupKey, anyhow::Result<Outcome>)> = futures::stream::iter(groups.iter().copied())
-        .map(|key| async move {
-            let outcome = async {
-                for _ in 0..BUSY_RETRIES {
-                    let client = pool.get().await?;
-                    match group::process(client, &job.name, state, live, key, Purpose::Recompute).await? {
-                        Outcome::Busy | Outcome::Deferred { .. } => tokio::time::sleep(Duration::from_millis(50)).await,
-                        outcome => return Ok(outcome),
-                    }
-                }
-                anyhow::bail!("group {key} stayed locked by other transactions")
-            };
-            (key, outcome.await)
-        })
+        .map(|key| async move { (key, recompute_group(pool, cx, key).await) })
         .buffer_unordered(workers)
         .collect()
         .await;
@@ -221,39 +157,33 @@ async fn run_groups(
             Err(e) => format!("{e:#}"),
             Ok(outcome) => {
                 match outcome {
-                    Outcome::Emptied { .. } => summary.emptied += 1,
+                    Outcome::Emptied => summary.emptied += 1,
                     _ => summary.recomputed += 1,
                 }
-                client
-                    .execute(
-                        "DELETE FROM runner_recompute_failures WHERE job = $1 AND from_day = $2 AND to_day = $3
-                         AND users = $4 AND plugin_version = $5 AND user_id = $6 AND day = $7",
-                        &[
-                            progress_key[0],
-                            progress_key[1],
-                            progress_key[2],
-                            progress_key[3],
-                            progress_key[4],
-                            &key.user_id,
-                            &key.day,
-                        ],
-                    )
-                    .await?;
+                run.done(&**client, key).await?;
                 continue;
             }
         };
         summary.failed += 1;
-        tracing::warn!(job = %job.name, user = key.user_id, day = %key.day, error = %error, "Group failed while recomputing.");
-        client
-            .execute(
-                "INSERT INTO runner_recompute_failures (job, from_day, to_day, users, plugin_version, user_id, day, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job, from_day, to_day, users, plugin_version, day, user_id)
-                 DO UPDATE SET error = excluded.error",
-                &[progress_key[0], progress_key[1], progress_key[2], progress_key[3], progress_key[4], &key.user_id, &key.day, &error],
-            )
-            .await?;
+        tracing::warn!(job = %cx.job, user = key.user_id, day = %key.day, error = %error, "Group failed while recomputing.");
+        run.failed(&**client, key, &error).await?;
     }
     Ok(())
+}
+
+/// Recomputes one group in its own transaction, waiting (a while) for
+/// another transaction that holds it.
+async fn recompute_group(pool: &Pool, cx: Context<'_>, key: GroupKey) -> anyhow::Result<Outcome> {
+    for _ in 0..BUSY_RETRIES {
+        let client = pool.get().await?;
+        let done = transaction::run(pool, client, cx, &[key], Purpose::Recompute).await?;
+        match done.outcomes.into_iter().next().map(|(_, outcome)| outcome) {
+            Some(Outcome::Busy | Outcome::Deferred { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Some(outcome) => return Ok(outcome),
+            None => anyhow::bail!("group {key} was not claimed"),
+        }
+    }
+    anyhow::bail!("group {key} stayed locked by other transactions")
 }
 
 /// `recompute_after_deploy` through the shared queue: the window's groups
@@ -277,100 +207,47 @@ pub async fn queue_window(
     let live = state.live.as_ref().ok_or_else(|| anyhow::anyhow!("job {} has no plugin loaded", job.name))?;
     let cfg = &state.config;
     let version = live.plugin.version.to_string();
-    let key = (job.name.as_str(), range.from, range.to, range.users_key(), version.as_str());
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&key.0, &key.1, &key.2, &key.3, &key.4];
+    let users_key = range.users_key();
+    let run = Run { job: &job.name, from: range.from, to: range.to, users: &users_key, plugin_version: &version };
     let total = {
         let client = pool.get().await?;
-        client.execute(START, &params).await?;
-        let count = client.prepare_cached(&live.sql.count_groups).await?;
-        client.query_one(&count, &[&range.from, &range.to, &range.users]).await?.try_get::<_, i64>(0)? as u64
+        run.start(&**client).await?;
+        live.sql.count_groups(&client, range.from, range.to, range.users.as_deref()).await?
     };
     let mut queued_here = 0u64;
     loop {
         // Live work first: wait while the job's queue holds a chunk or more.
-        loop {
-            let queued: i64 = pool
-                .get()
-                .await?
-                .query_one(
-                    "SELECT count(*) FROM (SELECT 1 FROM runner_changes WHERE job = $1 LIMIT $2) q",
-                    &[&key.0, &chunk],
-                )
-                .await?
-                .try_get(0)?;
-            if queued < chunk {
-                break;
-            }
+        while queue::holds_at_least(&**pool.get().await?, &job.name, chunk).await? {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut client = pool.get().await?;
-        let saved = client
-            .query_one(
-                &format!("SELECT last_day, last_user, groups_done, finished_at IS NOT NULL FROM runner_recompute_progress WHERE {WHERE}"),
-                &params,
-            )
-            .await?;
-        let (seen_day, seen_user): (Option<NaiveDate>, Option<i64>) = (saved.try_get(0)?, saved.try_get(1)?);
-        let done = saved.try_get::<_, i64>(2)? as u64;
-        progress(done, total);
-        if saved.try_get::<_, bool>(3)? {
+        let saved = run.saved(&**client).await?;
+        progress(saved.groups_done, total);
+        if saved.finished {
             return Ok(queued_here);
         }
-        let (day, after_user) = match (seen_day, seen_user) {
-            (Some(d), Some(u)) => (d, u),
-            _ => (range.from, i64::MIN),
-        };
+        let (day, after_user) = saved.last.unwrap_or((range.from, i64::MIN));
         let tx = client.transaction().await?;
         let moved = if day > range.to {
-            tx.execute(&format!("UPDATE runner_recompute_progress SET finished_at = now(), updated_at = now() WHERE {WHERE} AND finished_at IS NULL"), &params).await?
+            run.finish(&*tx).await?
         } else {
-            let statement = tx.prepare_cached(&live.sql.day_users).await?;
-            let users: Vec<i64> = tx
-                .query(&statement, &[&day, &range.users, &after_user, &chunk])
-                .await?
-                .iter()
-                .filter_map(|r| r.try_get(0).ok())
-                .collect();
+            let users = live.sql.day_users(&tx, day, range.users.as_deref(), after_user, chunk).await?;
             // The next position: this day's last user, or the next day.
-            let (next_day, next_user) = match users.last() {
+            let next = match users.last() {
                 Some(&last) => (day, last),
                 None => (day.succ_opt().ok_or_else(|| anyhow::anyhow!("date out of range after {day}"))?, i64::MIN),
             };
-            let moved = tx
-                .execute(
-                    &format!(
-                        "UPDATE runner_recompute_progress SET last_day = $6, last_user = $7,
-                            groups_done = groups_done + $8, updated_at = now()
-                         WHERE {WHERE} AND last_day IS NOT DISTINCT FROM $9 AND last_user IS NOT DISTINCT FROM $10"
-                    ),
-                    &[
-                        &key.0,
-                        &key.1,
-                        &key.2,
-                        &key.3,
-                        &key.4,
-                        &next_day,
-                        &next_user,
-                        &(users.len() as i64),
-                        &seen_day,
-                        &seen_user,
-                    ],
-                )
-                .await?;
-            if moved == 1 && !users.is_empty() {
-                tx.execute(
-                    "INSERT INTO runner_changes (job, user_id, day) SELECT $1, u, $2 FROM unnest($3::int8[]) u",
-                    &[&key.0, &day, &users],
-                )
-                .await?;
+            let moved = run.advance_from(&*tx, saved.last, next, users.len() as u64).await?;
+            if moved && !users.is_empty() {
+                queue::queue_users(&*tx, &job.name, day, &users).await?;
                 queued_here += users.len() as u64;
             }
             moved
         };
         tx.commit().await?;
-        if moved == 1 {
+        if moved {
             // Wake the workers: the triggers' notification is for writers.
-            client.execute("SELECT pg_notify($1, $2)", &[&crate::db::migrate::CHANNEL, &cfg.source.name()]).await?;
+            queue::notify(&**client, cfg).await?;
         }
     }
 }

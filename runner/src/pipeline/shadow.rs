@@ -3,6 +3,7 @@
 //! outputs differ, the group and the differing rows are recorded in
 //! `runner_shadow_diffs`. Promoting the candidate is a rename.
 
+use crate::db::shadow_diffs;
 use crate::plugin::Plugin;
 use crate::rows::{GroupKey, Output, Value};
 
@@ -56,30 +57,14 @@ pub async fn record(
     tracing::info!(job, user = key.user_id, day = %key.day, live = %live.version, candidate = %candidate.version,
         live_only = diff.live_only.len(), candidate_only = diff.candidate_only.len(),
         error = diff.candidate_error.as_deref().unwrap_or(""), "Shadow candidate differs.");
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO runner_shadow_diffs (job, user_id, day, live_version, candidate_version, live_only, candidate_only, candidate_error)
-             VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8)",
-        )
-        .await?;
-    let (live_only, candidate_only) = (
-        serde_json::Value::from(diff.live_only.clone()).to_string(),
-        serde_json::Value::from(diff.candidate_only.clone()).to_string(),
-    );
-    client
-        .execute(
-            &statement,
-            &[
-                &job,
-                &key.user_id,
-                &key.day,
-                &&*live.version,
-                &&*candidate.version,
-                &live_only,
-                &candidate_only,
-                &diff.candidate_error,
-            ],
-        )
-        .await?;
-    Ok(())
+    let difference = shadow_diffs::Difference {
+        job,
+        key,
+        live_version: &live.version,
+        candidate_version: &candidate.version,
+        live_only: serde_json::Value::from(diff.live_only.clone()),
+        candidate_only: serde_json::Value::from(diff.candidate_only.clone()),
+        candidate_error: diff.candidate_error.as_deref(),
+    };
+    shadow_diffs::record(client, &difference).await
 }

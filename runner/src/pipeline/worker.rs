@@ -12,10 +12,9 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::commit;
-use super::group::Outcome;
 use super::job::{Job, JobState, TIMING_OUT_AFTER};
 use super::throttle::{Observed, Throttle};
+use super::transaction::{self, Context, Outcome, Purpose};
 use crate::db::{cancel, pool};
 use crate::rows::GroupKey;
 
@@ -67,157 +66,200 @@ const MAX_CONSECUTIVE_DB_ERRORS: u32 = 5;
 /// (timeouts) after which `--once` gives up, leaving the rows pending.
 const MAX_STALLED_BATCHES: u32 = 30;
 
+/// A job loop's state between batches.
+struct Loop {
+    report: Report,
+    consecutive_errors: u32,
+    stalled: u32,
+    throttle: Throttle,
+    /// Groups deferred by a timeout rest a moment, so a lock held elsewhere
+    /// on one group does not take a worker from every batch.
+    resting: HashMap<GroupKey, Instant>,
+    /// Re-peeks done since the queue ran dry (see `LINGER`).
+    lingered: usize,
+    /// A group's recent share of its transaction's time (group commit).
+    per_group: Option<Duration>,
+    /// The last look at the job's change capture (`capture_watch`): at the
+    /// start, then once per poll interval as a daemon, on the loop's own
+    /// turn, so it costs the job no connection beside its workers'.
+    looked: Option<Instant>,
+}
+
+/// What the loop does after a turn.
+enum Turn {
+    Continue,
+    Stop,
+}
+
 /// Runs one job until `shutdown` turns true (or, with `Mode::Once`, until
 /// nothing due is left).
 pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, repair: bool, mut shutdown: watch::Receiver<bool>) -> Report {
-    let mut report = Report::default();
     let started = Instant::now();
-    let mut consecutive_errors = 0u32;
-    let mut stalled = 0u32;
-    let mut throttle = Throttle::new(&job.current().config);
-    // Groups deferred by a timeout rest a moment, so a lock held elsewhere
-    // on one group does not take a worker from every batch.
-    let mut resting: HashMap<GroupKey, Instant> = HashMap::new();
-    // Re-peeks done since the queue ran dry (see `LINGER`).
-    let mut lingered = 0;
-    // A group's recent share of its transaction's time (group commit).
-    let mut per_group: Option<Duration> = None;
-    // The last look at the job's change capture (`capture_watch`): at the
-    // start, then once per poll interval as a daemon, on the loop's own
-    // turn, so it costs the job no connection beside its workers'.
-    let mut looked: Option<Instant> = None;
+    let mut l = Loop {
+        report: Report::default(),
+        consecutive_errors: 0,
+        stalled: 0,
+        throttle: Throttle::new(&job.current().config),
+        resting: HashMap::new(),
+        lingered: 0,
+        per_group: None,
+        looked: None,
+    };
     while !*shutdown.borrow() {
         failpoint(&job.name);
-        let state = job.current();
-        let due = match looked {
-            None => true,
-            Some(at) => mode == Mode::Daemon && at.elapsed() >= state.poll_interval,
-        };
-        if due {
-            if let Err(e) = super::capture_watch::look(&pool, &job, repair).await {
-                warn!(job = %job.name, error = %format!("{e:#}"), "Checking change capture failed; it is tried again.");
-            }
-            looked = Some(Instant::now());
-        }
-        let batch = if state.running().is_none() {
-            Ok(None) // paused: nothing to claim
-        } else {
-            claim_batch(&pool, &job.name, &state, throttle.batch(&state.config)).await
-        };
-        let batch = match batch {
-            Ok(batch) => {
-                consecutive_errors = 0;
-                if state.running().is_some() {
-                    // Claiming works again: a restarted loop has recovered.
-                    job.set_health(|h| h.loop_down = None);
-                }
-                batch
-            }
-            Err(e) => {
-                consecutive_errors += 1;
-                record_db_error(&mut report, &job.name, &e, consecutive_errors);
-                if mode == Mode::Once && consecutive_errors >= MAX_CONSECUTIVE_DB_ERRORS {
-                    break;
-                }
-                let delay = Duration::from_millis(250 << consecutive_errors.min(5));
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-        };
-        job.busy.store(batch.is_some(), std::sync::atomic::Ordering::Relaxed);
-        let Some(mut batch) = batch else {
-            if mode == Mode::Once {
-                break;
-            }
-            if let Some(&pause) = LINGER.get(lingered) {
-                lingered += 1;
-                // A notification ends the pause at once.
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = job.wake.notified() => woken(&job.name),
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-            tokio::select! {
-                _ = job.wake.notified() => woken(&job.name),
-                _ = tokio::time::sleep(state.poll_interval) => {}
-                _ = shutdown.changed() => {}
-            }
-            continue;
-        };
-        lingered = 0;
-        let now = Instant::now();
-        resting.retain(|_, until| *until > now);
-        batch.retain(|key| !resting.contains_key(key));
-        if batch.is_empty() {
-            // Everything due is resting (or had no user or day): wait for the first to wake.
-            let wake = resting.values().min().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now));
-            tokio::select! {
-                _ = tokio::time::sleep(wake.max(Duration::from_millis(10))) => {}
-                _ = shutdown.changed() => {}
-            }
-            continue;
-        }
-        // Groups a transaction carries: as many as the recent per-group time
-        // says fit the budget.
-        let cfg = &state.config;
-        let unit = match per_group {
-            Some(share) if !share.is_zero() => {
-                (cfg.transaction_budget.as_secs_f64() / share.as_secs_f64()).floor() as usize
-            }
-            _ => cfg.groups_per_transaction,
-        }
-        .clamp(1, cfg.groups_per_transaction);
-        let seen = run_batch(
-            &pool,
-            &job,
-            batch,
-            throttle.concurrency(&state.config),
-            unit,
-            &shutdown,
-            &mut report,
-            |key, rest| {
-                resting.insert(key, Instant::now() + rest);
-            },
-        )
-        .await;
-        if seen.ran > 0 && !seen.group_p50.is_zero() {
-            // Follows the batches, a drop at once and a rise gently.
-            per_group = Some(match per_group {
-                Some(old) if seen.group_p50 > old => (old * 3 + seen.group_p50) / 4,
-                _ => seen.group_p50,
-            });
-        }
-        stalled = if seen.deferred > 0 && seen.completed == 0 { stalled + 1 } else { 0 };
-        if mode == Mode::Once && stalled >= MAX_STALLED_BATCHES {
-            report.db_errors += 1;
-            report.last_db_error = Some(format!(
-                "groups kept timing out for {stalled} batches in a row: {}",
-                job.health().timing_out.unwrap_or_default()
-            ));
+        if let Turn::Stop = turn(&pool, &job, mode, repair, &mut shutdown, &mut l).await {
             break;
         }
-        if throttle.observe(&state.config, &seen) {
-            report.backoffs += 1;
-            debug!(job = %job.name, batch = throttle.batch(&state.config), concurrency = throttle.concurrency(&state.config),
-                group_p50 = ?seen.group_p50, pool_wait = ?seen.pool_wait, deferred = seen.deferred, "Backing off.");
-        }
-        metrics::gauge!("runner_job_batch_size", "job" => job.name.clone()).set(throttle.batch(&state.config) as f64);
-        metrics::gauge!("runner_job_concurrency", "job" => job.name.clone())
-            .set(throttle.concurrency(&state.config) as f64);
     }
-    report.elapsed = started.elapsed();
-    report
+    l.report.elapsed = started.elapsed();
+    l.report
+}
+
+/// One turn of the loop: a look at change capture when due, then a batch
+/// (or a wait for work).
+async fn turn(
+    pool: &Pool,
+    job: &Job,
+    mode: Mode,
+    repair: bool,
+    shutdown: &mut watch::Receiver<bool>,
+    l: &mut Loop,
+) -> Turn {
+    let state = job.current();
+    let due = match l.looked {
+        None => true,
+        Some(at) => mode == Mode::Daemon && at.elapsed() >= state.poll_interval,
+    };
+    if due {
+        if let Err(e) = super::capture_watch::look(pool, job, repair).await {
+            warn!(job = %job.name, error = %format!("{e:#}"), "Checking change capture failed; it is tried again.");
+        }
+        l.looked = Some(Instant::now());
+    }
+    let batch = match claim_batch(pool, &job.name, &state, l.throttle.batch(&state.config)).await {
+        Ok(batch) => {
+            l.consecutive_errors = 0;
+            if state.running().is_some() {
+                // Claiming works again: a restarted loop has recovered.
+                job.set_health(|h| h.loop_down = None);
+            }
+            batch
+        }
+        Err(e) => {
+            l.consecutive_errors += 1;
+            record_db_error(&mut l.report, &job.name, &e, l.consecutive_errors);
+            if mode == Mode::Once && l.consecutive_errors >= MAX_CONSECUTIVE_DB_ERRORS {
+                return Turn::Stop;
+            }
+            let delay = Duration::from_millis(250 << l.consecutive_errors.min(5));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => {}
+            }
+            return Turn::Continue;
+        }
+    };
+    job.busy.store(batch.is_some(), std::sync::atomic::Ordering::Relaxed);
+    let Some(batch) = batch else {
+        if mode == Mode::Once {
+            return Turn::Stop;
+        }
+        wait_for_work(job, &state, shutdown, l).await;
+        return Turn::Continue;
+    };
+    l.lingered = 0;
+    work(pool, job, &state, mode, shutdown, l, batch).await
+}
+
+/// Nothing due: a short pause or two first (see `LINGER`), then until a
+/// notification, the poll interval or shutdown.
+async fn wait_for_work(job: &Job, state: &JobState, shutdown: &mut watch::Receiver<bool>, l: &mut Loop) {
+    if let Some(&pause) = LINGER.get(l.lingered) {
+        l.lingered += 1;
+        // A notification ends the pause at once.
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = job.wake.notified() => woken(&job.name),
+            _ = shutdown.changed() => {}
+        }
+        return;
+    }
+    tokio::select! {
+        _ = job.wake.notified() => woken(&job.name),
+        _ = tokio::time::sleep(state.poll_interval) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// Runs a batch (less its resting groups) and lets the throttle see it.
+async fn work(
+    pool: &Pool,
+    job: &Job,
+    state: &JobState,
+    mode: Mode,
+    shutdown: &mut watch::Receiver<bool>,
+    l: &mut Loop,
+    mut batch: Vec<GroupKey>,
+) -> Turn {
+    let now = Instant::now();
+    l.resting.retain(|_, until| *until > now);
+    batch.retain(|key| !l.resting.contains_key(key));
+    if batch.is_empty() {
+        // Everything due is resting (or had no user or day): wait for the first to wake.
+        let wake = l.resting.values().min().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now));
+        tokio::select! {
+            _ = tokio::time::sleep(wake.max(Duration::from_millis(10))) => {}
+            _ = shutdown.changed() => {}
+        }
+        return Turn::Continue;
+    }
+    // Groups a transaction carries: as many as the recent per-group time
+    // says fit the budget.
+    let cfg = &state.config;
+    let unit = match l.per_group {
+        Some(share) if !share.is_zero() => {
+            (cfg.transaction_budget.as_secs_f64() / share.as_secs_f64()).floor() as usize
+        }
+        _ => cfg.groups_per_transaction,
+    }
+    .clamp(1, cfg.groups_per_transaction);
+    let concurrency = l.throttle.concurrency(cfg);
+    let resting = &mut l.resting;
+    let rest = |key, rest| {
+        resting.insert(key, Instant::now() + rest);
+    };
+    let seen = run_batch(pool, job, batch, concurrency, unit, shutdown, &mut l.report, rest).await;
+    if seen.ran > 0 && !seen.group_p50.is_zero() {
+        // Follows the batches, a drop at once and a rise gently.
+        l.per_group = Some(match l.per_group {
+            Some(old) if seen.group_p50 > old => (old * 3 + seen.group_p50) / 4,
+            _ => seen.group_p50,
+        });
+    }
+    l.stalled = if seen.deferred > 0 && seen.completed == 0 { l.stalled + 1 } else { 0 };
+    if mode == Mode::Once && l.stalled >= MAX_STALLED_BATCHES {
+        l.report.db_errors += 1;
+        l.report.last_db_error = Some(format!(
+            "groups kept timing out for {} batches in a row: {}",
+            l.stalled,
+            job.health().timing_out.unwrap_or_default()
+        ));
+        return Turn::Stop;
+    }
+    if l.throttle.observe(cfg, &seen) {
+        l.report.backoffs += 1;
+        debug!(job = %job.name, batch = l.throttle.batch(cfg), concurrency = l.throttle.concurrency(cfg),
+            group_p50 = ?seen.group_p50, pool_wait = ?seen.pool_wait, deferred = seen.deferred, "Backing off.");
+    }
+    metrics::gauge!("runner_job_batch_size", "job" => job.name.clone()).set(l.throttle.batch(cfg) as f64);
+    metrics::gauge!("runner_job_concurrency", "job" => job.name.clone()).set(l.throttle.concurrency(cfg) as f64);
+    Turn::Continue
 }
 
 /// Peeks a batch: up to `batch_size` due groups, oldest change first,
-/// `None` when nothing is due. Claims nothing: each group's own
-/// transaction takes its keys. The connection goes back to the pool right
-/// after.
+/// `None` when nothing is due or the job is paused. Claims nothing: each
+/// group's own transaction takes its keys. The connection goes back to
+/// the pool right after.
 async fn claim_batch(
     pool: &Pool,
     job: &str,
@@ -226,21 +268,32 @@ async fn claim_batch(
 ) -> anyhow::Result<Option<Vec<GroupKey>>> {
     let Some(live) = state.running() else { return Ok(None) };
     let client = pool.get().await?;
-    let peek = client.prepare_cached(&live.sql.peek).await?;
-    let frozen = state.config.frozen_days();
-    let rows = client.query(&peek, &[&job, &batch_size, &frozen, &state.config.timezone]).await?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    let key = |r: &tokio_postgres::Row| Some(GroupKey { user_id: r.try_get(0).ok()?, day: r.try_get(1).ok()? });
-    Ok(Some(rows.iter().filter_map(key).collect()))
+    let keys = live.sql.peek(&client, job, batch_size, state.config.frozen_days(), &state.config.timezone).await?;
+    Ok(Some(keys).filter(|k| !k.is_empty()))
+}
+
+/// How long a group another worker or runner holds is left out of batches.
+const BUSY_REST: Duration = Duration::from_millis(50);
+
+/// One group's result in a batch.
+struct GroupResult {
+    key: GroupKey,
+    outcome: anyhow::Result<Outcome>,
+    /// Its share of its transaction's time; `None`: it did not run.
+    took: Option<Duration>,
+    /// Its transaction's wait for a pooled connection.
+    waited: Duration,
+}
+
+/// One transaction of a batch: its groups' results, and (when it ran to
+/// its end) how long it stayed open and the groups it carried.
+struct UnitResult {
+    groups: Vec<GroupResult>,
+    transaction: Option<(Duration, usize)>,
 }
 
 /// Runs a batch's groups, `concurrency` at once; returns what the throttle
 /// needs. `rest(key)` is told of each group deferred by the database.
-/// How long a group another worker or runner holds is left out of batches.
-const BUSY_REST: Duration = Duration::from_millis(50);
-
 #[allow(clippy::too_many_arguments, reason = "the loop's state, passed down once")]
 async fn run_batch(
     pool: &Pool,
@@ -250,11 +303,8 @@ async fn run_batch(
     unit: usize,
     shutdown: &watch::Receiver<bool>,
     report: &mut Report,
-    mut rest: impl FnMut(GroupKey, Duration),
+    rest: impl FnMut(GroupKey, Duration),
 ) -> Observed {
-    // A deferred group waits out what held it (at most a second); a busy
-    // one only as long as another worker needs to finish a group.
-    let deferral = job.current().config.retry_backoff.min(Duration::from_secs(1));
     pool::log_status(pool, &job.name, "before batch");
     let groups = batch.len();
     let started = Instant::now();
@@ -263,84 +313,131 @@ async fn run_batch(
     // over the workers.
     let unit = unit.clamp(1, groups.div_ceil(concurrency.max(1)).max(1));
     let units: Vec<Vec<GroupKey>> = batch.chunks(unit).map(<[GroupKey]>::to_vec).collect();
-    let per_unit: Vec<Vec<_>> = futures::stream::iter(units)
+    let per_unit: Vec<UnitResult> = futures::stream::iter(units)
         // Stop starting transactions on shutdown; the ones in hand finish.
         .take_while(|_| std::future::ready(!*shutdown.borrow()))
-        .map(|keys| async move {
-            // Each transaction takes the job's state as it is now: a plugin
-            // swapped mid-batch applies to the next one, never to one in flight.
-            let state = job.current();
-            let Some(live) = state.running() else {
-                return keys.iter().map(|k| (*k, Ok(Outcome::Busy), None, Duration::ZERO, None)).collect();
-            };
-            let first = keys[0];
-            let span = info_span!("group", user = first.user_id, day = %first.day, groups = keys.len(),
-                plugin = %live.plugin.version);
-            let started = Instant::now();
-            let mut waited = Duration::ZERO;
-            let result = async {
-                let client = pool.get().await?;
-                // A connection opened for this transaction (the pool growing,
-                // as at start-up) waited for the connect, not for other
-                // groups: not pressure the throttle should back off from.
-                if deadpool_postgres::Object::metrics(&client).recycle_count > 0 {
-                    waited = started.elapsed();
-                }
-                pool::usage(pool); // records the peak
-                // Cancelled on shutdown past the grace period.
-                let _in_flight = cancel::register(&client);
-                anyhow::Ok(commit::process_many(pool, client, &job.name, &state, live, &keys).await?)
-            }
-            .instrument(span)
-            .await;
-            match result {
-                Ok(done) => {
-                    metrics::histogram!("runner_transaction_seconds", "job" => job.name.clone()).record(done.open_for);
-                    // A group's share of its transaction's time.
-                    let share = done.open_for / done.carried.max(1) as u32;
-                    metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(share);
-                    let (open_for, carried) = (done.open_for, done.carried);
-                    done.outcomes
-                        .into_iter()
-                        .map(|(k, o)| (k, Ok(o), Some(share), waited, Some((open_for, carried))))
-                        .collect::<Vec<_>>()
-                }
-                Err(e) => {
-                    pool::note_error(&e);
-                    let message = format!("{e:#}");
-                    keys.iter()
-                        .map(|k| (*k, Err(anyhow::anyhow!("{message}")), Some(started.elapsed()), waited, None))
-                        .collect()
-                }
-            }
-        })
+        .map(|keys| run_unit(pool, job, keys))
         .buffer_unordered(concurrency)
         .collect()
         .instrument(span.clone())
         .await;
     let transactions = per_unit.len();
     // Each transaction once: its time and size.
-    for unit in &per_unit {
-        if let Some((_, _, _, _, Some((open_for, carried)))) = unit.first() {
-            report.longest_transaction = report.longest_transaction.max(*open_for);
-            *report.transaction_sizes.entry(*carried).or_default() += 1;
+    for (open_for, carried) in per_unit.iter().filter_map(|u| u.transaction) {
+        report.longest_transaction = report.longest_transaction.max(open_for);
+        *report.transaction_sizes.entry(carried).or_default() += 1;
+    }
+    let results: Vec<GroupResult> = per_unit.into_iter().flat_map(|u| u.groups).collect();
+    report.batches += 1;
+    let counts = record_outcomes(job, &results, report, &span, rest);
+    metrics::histogram!("runner_batch_seconds", "job" => job.name.clone()).record(started.elapsed());
+    pool::log_status(pool, &job.name, "after batch");
+    // Every group of the batch is in one count (those a shutdown kept from
+    // starting are `not_started`).
+    let not_started = groups as u64 - results.len() as u64;
+    let Counts { completed, emptied, failed, deferred, busy, empty, put_back, db_errors } = counts;
+    info!(parent: &span, completed, emptied, failed, deferred, busy, empty, put_back, db_errors, not_started,
+        transactions, "Batch done.");
+    let mut times: Vec<Duration> = results.iter().filter_map(|r| r.took).collect();
+    times.sort_unstable();
+    Observed {
+        group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
+        pool_wait: super::throttle::typical_wait(
+            results.iter().filter(|r| r.took.is_some()).map(|r| r.waited).collect(),
+        ),
+        ran: times.len(),
+        completed,
+        deferred,
+    }
+}
+
+/// One transaction of a batch, on a pooled connection.
+async fn run_unit(pool: &Pool, job: &Job, keys: Vec<GroupKey>) -> UnitResult {
+    // Each transaction takes the job's state as it is now: a plugin
+    // swapped mid-batch applies to the next one, never to one in flight.
+    let state = job.current();
+    let Some(live) = state.running() else {
+        let skipped = |key| GroupResult { key, outcome: Ok(Outcome::Busy), took: None, waited: Duration::ZERO };
+        return UnitResult { groups: keys.into_iter().map(skipped).collect(), transaction: None };
+    };
+    let first = keys[0];
+    let span = info_span!("group", user = first.user_id, day = %first.day, groups = keys.len(),
+        plugin = %live.plugin.version);
+    let started = Instant::now();
+    let mut waited = Duration::ZERO;
+    let cx = Context { job: &job.name, state: &state, live };
+    let result = async {
+        let client = pool.get().await?;
+        // A connection opened for this transaction (the pool growing,
+        // as at start-up) waited for the connect, not for other
+        // groups: not pressure the throttle should back off from.
+        if deadpool_postgres::Object::metrics(&client).recycle_count > 0 {
+            waited = started.elapsed();
+        }
+        pool::usage(pool); // records the peak
+        // Cancelled on shutdown past the grace period.
+        let _in_flight = cancel::register(&client);
+        anyhow::Ok(transaction::run(pool, client, cx, &keys, Purpose::Pending).await?)
+    }
+    .instrument(span)
+    .await;
+    match result {
+        Ok(done) => {
+            metrics::histogram!("runner_transaction_seconds", "job" => job.name.clone()).record(done.open_for);
+            // A group's share of its transaction's time.
+            let share = done.open_for / done.carried.max(1) as u32;
+            metrics::histogram!("runner_group_seconds", "job" => job.name.clone()).record(share);
+            let groups = done.outcomes.into_iter().map(|(key, outcome)| GroupResult {
+                key,
+                outcome: Ok(outcome),
+                took: Some(share),
+                waited,
+            });
+            UnitResult { groups: groups.collect(), transaction: Some((done.open_for, done.carried)) }
+        }
+        Err(e) => {
+            pool::note_error(&e);
+            let message = format!("{e:#}");
+            let took = Some(started.elapsed());
+            let failed = |key| GroupResult { key, outcome: Err(anyhow::anyhow!("{message}")), took, waited };
+            UnitResult { groups: keys.into_iter().map(failed).collect(), transaction: None }
         }
     }
-    let results: Vec<_> = per_unit.into_iter().flatten().map(|(k, r, t, w, _)| (k, r, t, w)).collect();
+}
 
-    report.batches += 1;
-    let (mut completed, mut failed, mut deferred, mut db_errors) = (0, 0, 0, 0);
-    let (mut busy, mut emptied, mut empty, mut put_back) = (0u64, 0u64, 0u64, 0u64);
+/// A batch's groups by what happened to them.
+#[derive(Default)]
+struct Counts {
+    completed: u64,
+    emptied: u64,
+    failed: u64,
+    deferred: u64,
+    busy: u64,
+    empty: u64,
+    put_back: u64,
+    db_errors: u32,
+}
+
+/// Records a batch's outcomes, in one place: the report, the metrics, the
+/// job's health and activity, the log.
+fn record_outcomes(
+    job: &Job,
+    results: &[GroupResult],
+    report: &mut Report,
+    span: &tracing::Span,
+    mut rest: impl FnMut(GroupKey, Duration),
+) -> Counts {
+    // A deferred group waits out what held it (at most a second); a busy
+    // one only as long as another worker needs to finish a group.
+    let deferral = job.current().config.retry_backoff.min(Duration::from_secs(1));
     let counter =
         |result: &'static str| metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => result);
-    // Only groups that ran: a group skipped (paused job) took no time.
-    let mut times: Vec<Duration> = results.iter().filter_map(|r| r.2).collect();
-    times.sort_unstable();
-    for (key, result, took, _) in &results {
+    let mut c = Counts::default();
+    for GroupResult { key, outcome, took, .. } in results {
         let took = took.unwrap_or_default();
-        match result {
+        match outcome {
             Ok(Outcome::Completed { rows: claimed, written, rejected }) => {
-                completed += 1;
+                c.completed += 1;
                 report.group_latency.record(took);
                 report.rows_completed += *claimed as u64;
                 report.daily_rows_written += *written as u64;
@@ -353,19 +450,19 @@ async fn run_batch(
                     .increment(u64::from(*rejected));
             }
             Ok(Outcome::Failed { error, last }) => {
-                failed += 1;
+                c.failed += 1;
                 report.group_latency.record(took);
                 counter(if *last { "failed" } else { "retried" }).increment(1);
-                warn!(parent: &span, user = key.user_id, day = %key.day, final_attempt = last, error = %error, "Group failed.");
+                warn!(parent: span, user = key.user_id, day = %key.day, final_attempt = last, error = %error, "Group failed.");
             }
             Ok(Outcome::Deferred { kind, error }) => {
-                deferred += 1;
+                c.deferred += 1;
                 rest(*key, deferral);
                 report.deferred += 1;
                 counter("deferred").increment(1);
                 metrics::counter!("runner_db_timeouts_total", "job" => job.name.clone(), "kind" => kind.label())
                     .increment(1);
-                warn!(parent: &span, user = key.user_id, day = %key.day, waited_on = %kind.label(), error = %error,
+                warn!(parent: span, user = key.user_id, day = %key.day, waited_on = %kind.label(), error = %error,
                     "Group rolled back by the database; its keys stay queued and are retried soon, no attempt spent.");
                 job.set_health(|h| {
                     h.deferred_in_a_row += 1;
@@ -376,53 +473,40 @@ async fn run_batch(
             }
             // Its transaction ran out of budget first: queued again, untouched.
             Ok(Outcome::PutBack) => {
-                put_back += 1;
+                c.put_back += 1;
                 counter("put_back").increment(1);
             }
             // Another worker or runner has it: not peeked again until it had time to finish.
             Ok(Outcome::Busy) => {
-                busy += 1;
+                c.busy += 1;
                 counter("busy").increment(1);
                 rest(*key, BUSY_REST);
             }
-            Ok(Outcome::Emptied { .. }) => {
-                emptied += 1;
+            Ok(Outcome::Emptied) => {
+                c.emptied += 1;
                 counter("emptied").increment(1);
             }
             // Another runner took its keys first, or a frozen day.
             Ok(Outcome::Empty) => {
-                empty += 1;
+                c.empty += 1;
                 counter("empty").increment(1);
             }
             Err(e) => {
                 // One outage fails every group of the batch alike: say it once.
-                db_errors += 1;
-                record_db_error(report, &job.name, e, db_errors);
+                c.db_errors += 1;
+                record_db_error(report, &job.name, e, c.db_errors);
             }
         }
     }
-    if completed > 0 {
+    if c.completed > 0 {
         job.set_health(|h| {
             h.deferred_in_a_row = 0;
             h.timing_out = None;
         });
     }
-    report.groups_completed += completed;
-    report.groups_failed += failed;
-    metrics::histogram!("runner_batch_seconds", "job" => job.name.clone()).record(started.elapsed());
-    pool::log_status(pool, &job.name, "after batch");
-    // Every group of the batch is in one count (those a shutdown kept from
-    // starting are `not_started`).
-    let not_started = groups as u64 - results.len() as u64;
-    info!(parent: &span, completed, emptied, failed, deferred, busy, empty, put_back, db_errors, not_started,
-        transactions, "Batch done.");
-    Observed {
-        group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
-        pool_wait: super::throttle::typical_wait(results.iter().filter(|r| r.2.is_some()).map(|r| r.3).collect()),
-        ran: times.len(),
-        completed,
-        deferred,
-    }
+    report.groups_completed += c.completed;
+    report.groups_failed += c.failed;
+    c
 }
 
 /// Logs a database error (the first of a streak at warn level, repeats at

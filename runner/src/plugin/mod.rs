@@ -144,8 +144,8 @@ impl Plugin {
             Self::from_bytes_on(runtime, path, bytes, &hash, limits)
         };
         let plugin = match attempt {
-            Err(e) if runtime.pooling && !known && format!("{e:#}").contains("pooling allocator") => {
-                tracing::info!(file = %path.display(), reason = %e.root_cause(),
+            Err(Refused::ByPoolingLimits(why)) => {
+                tracing::info!(file = %path.display(), reason = %why.root_cause(),
                     "Component exceeds the pooling allocator's per-component limits; allocating its instances on demand.");
                 if let Some(cache) = &runtime.cache {
                     cache.mark_on_demand(&hash);
@@ -153,7 +153,8 @@ impl Plugin {
                 Self::from_bytes_on(&runtime.on_demand()?, path, bytes, &hash, limits)
             }
             result => result,
-        }?;
+        }
+        .map_err(Refused::into_error)?;
         Ok(Plugin { signer, ..plugin })
     }
 
@@ -163,24 +164,58 @@ impl Plugin {
         bytes: &[u8],
         hash: &str,
         limits: Limits,
+    ) -> Result<Plugin, Refused> {
+        let component = Self::compile(runtime, path, bytes, hash)?;
+        Ok(Self::link(runtime, path, component, hash, limits)?)
+    }
+
+    /// The file as a compiled component of `runtime`'s engine (from the
+    /// cache when it is there). A component the on-demand engine compiles
+    /// but the pooling engine does not was refused by the pooling
+    /// allocator's per-component limits, not for anything of its own.
+    fn compile(runtime: &Runtime, path: &Path, bytes: &[u8], hash: &str) -> Result<Component, Refused> {
+        if let Err(why) = file_kind(bytes) {
+            return Err(Refused::Other(anyhow::anyhow!("plugin {} {why}", path.display())));
+        }
+        if let Some(component) = runtime.cache.as_ref().and_then(|c| c.get(&runtime.engine, &cache_key(runtime, hash)))
+        {
+            return Ok(component);
+        }
+        let refused = |why: anyhow::Error| {
+            Refused::Other(why.context(format!("plugin {} is not a valid WebAssembly component", path.display())))
+        };
+        let component = match Component::new(&runtime.engine, bytes) {
+            Ok(component) => component,
+            Err(why) if runtime.pooling => {
+                let twin = runtime.on_demand()?;
+                return match Component::new(&twin.engine, bytes) {
+                    Ok(component) => {
+                        if let Some(cache) = &twin.cache {
+                            cache.put(&twin.engine, &cache_key(&twin, hash), &component);
+                        }
+                        Err(Refused::ByPoolingLimits(anyhow::Error::from(why)))
+                    }
+                    Err(_) => Err(refused(anyhow::Error::from(why))),
+                };
+            }
+            Err(why) => return Err(refused(anyhow::Error::from(why))),
+        };
+        if let Some(cache) = &runtime.cache {
+            cache.put(&runtime.engine, &cache_key(runtime, hash), &component);
+        }
+        Ok(component)
+    }
+
+    /// Links a compiled component to the runner's world and asks it to
+    /// describe itself.
+    fn link(
+        runtime: &Runtime,
+        path: &Path,
+        component: Component,
+        hash: &str,
+        limits: Limits,
     ) -> anyhow::Result<Plugin> {
         let hash = hash.to_string();
-        if let Err(why) = file_kind(bytes) {
-            anyhow::bail!("plugin {} {why}", path.display());
-        }
-        // Artifacts of the two engines differ (slot layout): keyed apart.
-        let key = if runtime.pooling { hash.clone() } else { format!("{hash}-ondemand") };
-        let component = match runtime.cache.as_ref().and_then(|c| c.get(&runtime.engine, &key)) {
-            Some(component) => component,
-            None => {
-                let component = Component::new(&runtime.engine, bytes)
-                    .with_context(|| format!("plugin {} is not a valid WebAssembly component", path.display()))?;
-                if let Some(cache) = &runtime.cache {
-                    cache.put(&runtime.engine, &key, &component);
-                }
-                component
-            }
-        };
         let wit_version = component.component_type().imports(&runtime.engine).find_map(|(name, _)| {
             let (package, version) = name.split_once('@')?;
             package.starts_with("health:aggregation/").then(|| version.to_string())
@@ -286,6 +321,35 @@ impl Plugin {
     }
 }
 
+/// A compiled component's key in the cache: the artifacts of the two
+/// engines differ (slot layout), so they are keyed apart.
+fn cache_key(runtime: &Runtime, hash: &str) -> String {
+    if runtime.pooling { hash.to_string() } else { format!("{hash}-ondemand") }
+}
+
+/// Why a file did not load on an engine.
+enum Refused {
+    /// The pooling allocator's per-component limits (core instances,
+    /// memories, tables, instance sizes): it loads on an on-demand engine.
+    ByPoolingLimits(anyhow::Error),
+    /// The file itself.
+    Other(anyhow::Error),
+}
+
+impl Refused {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Refused::ByPoolingLimits(e) | Refused::Other(e) => e,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Refused {
+    fn from(e: anyhow::Error) -> Self {
+        Refused::Other(e)
+    }
+}
+
 /// One line for `aggregation_error`: which limit a call hit, or the trap's
 /// own message (or the error's outermost one), not a backtrace.
 fn call_error(e: wasmtime::Error, limits: Limits, store: &Store<HostState>) -> CallError {
@@ -386,4 +450,35 @@ pub fn read_in_folder(path: &Path) -> Result<Vec<u8>, String> {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component of `modules` core modules, each defining a memory and
+    /// instantiated once.
+    fn component_with_memories(modules: usize) -> Vec<u8> {
+        let body: String = (0..modules)
+            .map(|i| format!("(core module $m{i} (memory 1)) (core instance (instantiate $m{i}))"))
+            .collect();
+        wat::parse_str(format!("(component {body})")).expect("valid component text")
+    }
+
+    #[test]
+    fn a_component_over_the_pooling_limits_is_told_from_a_bad_file_without_reading_messages() {
+        let runtime = Runtime::new(None).unwrap();
+        if !runtime.pooling {
+            return; // a host that refuses the pooling allocator's reservation has no limits to exceed
+        }
+        let path = Path::new("plugins/x.wasm");
+        // Within the limits (4 memories a component): compiled on the pooling engine.
+        assert!(Plugin::compile(&runtime, path, &component_with_memories(4), "a").is_ok());
+        // Over them: the pooling engine refuses it, the on-demand one takes it.
+        let over = Plugin::compile(&runtime, path, &component_with_memories(5), "b");
+        assert!(matches!(over, Err(Refused::ByPoolingLimits(_))));
+        // Not a component at all: refused for itself.
+        let bad = Plugin::compile(&runtime, path, b"\0asm\x0d\0\x01\0garbage", "c");
+        assert!(matches!(bad, Err(Refused::Other(_))));
+    }
 }

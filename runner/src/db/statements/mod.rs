@@ -8,12 +8,18 @@
 //! the integer width of the table's columns (Postgres compares integer
 //! widths within one index operator family, so the indexes still serve).
 
+mod calls;
+mod claimed;
+
+pub use calls::{Daily, Encoded, Failure, group_key};
+pub use claimed::{Claimed, Read};
+
 use super::ident::quote;
 use crate::config;
 use crate::db::capture;
 use crate::db::day::Day;
 use crate::db::schema::SourceShape;
-use crate::rows::Description;
+use crate::rows::{ColumnType, Description};
 
 /// SQL text for one job.
 #[derive(Clone)]
@@ -25,7 +31,7 @@ pub struct Statements {
     /// Every queued key is due: a failing group's keys move into its
     /// failure record (`fail`), so the queue holds only work to do now — which
     /// is what lets the triggers notify only into an empty queue.
-    pub peek: String,
+    peek: String,
     /// ($1 user_id, $2 day, $3 target table, $4 job) in one
     /// statement: takes the group's advisory lock; if it got it, takes the
     /// group's queued keys and its failure record (both undone by a
@@ -33,7 +39,7 @@ pub struct Statements {
     /// columns..., then `taken` (keys, and a failure record due for a
     /// retry) and `locked`. Always at least
     /// one row: with no input, one whose id is NULL.
-    pub claim: String,
+    claim: String,
     /// Group commit: `claim` for several groups in one statement. ($1 users,
     /// $2 days, $3 target table, $4 job) → for each group `n` (1-based,
     /// in the arrays' order): its rows as `claim` returns them, then `n` —
@@ -41,37 +47,40 @@ pub struct Statements {
     /// order of `n`.
     /// The locks are tried once each (a materialized CTE): a group another
     /// transaction holds is skipped, never waited on.
-    pub claim_many: String,
+    claim_many: String,
     /// Group commit: `replace` for several groups in one statement. ($1
     /// users, $2 days, $3 plugin versions — one per group —, $4 the group
     /// (1-based) of each daily row, then one array per output column).
-    pub replace_many: String,
+    replace_many: String,
     /// ($1 day, $2 users or NULL, $3 after user, $4 limit) → the
     /// users with daily rows or raw input on a day, in order (recompute).
-    pub day_users: String,
+    day_users: String,
     /// ($1 from, $2 to, $3 users or NULL) → groups in a range (recompute).
-    pub count_groups: String,
+    count_groups: String,
     /// ($1 user_id, $2 day) → the day's input as `claim` returns it
     /// (id, timestamp, input columns), read only: no lock, no claim.
-    pub read_day: String,
+    read_day: String,
     /// ($1 from, $2 to, $3 limit) → up to `limit` groups with input
     /// in the range, a spread-out sample in a fixed order (`plugin diff`).
-    pub sample_groups: String,
+    sample_groups: String,
     /// ($1 user_id, $2 day, $3 plugin_version, then one array per output
     /// column): makes the group's daily rows exactly the given ones (none:
     /// the day's rows deleted). One statement per job, whatever the number
     /// of rows.
-    pub replace: String,
+    replace: String,
     /// ($1 job, $2 user_id, $3 day, $4 error, $5 max_attempts, $6 backoff
-    /// seconds, $7 plugin_version) → whether the group is now `failed`: one
-    /// more attempt and a backoff (doubling, at most an hour), or `failed`
-    /// at `max_attempts`. The group's queued keys move into the record
+    /// seconds, $7 plugin_version, $8 the attempts of a record the group's
+    /// own claim removed) → whether the group is now `failed`: one more
+    /// attempt and a backoff (doubling, at most an hour), or `failed` at
+    /// `max_attempts`. The group's queued keys move into the record
     /// (it is due again when its backoff ends, when its rows change, or
     /// when an operator retries it).
-    pub fail: String,
+    fail: String,
     /// `max_group_rows`: `claim`, `claim_many` and `read_day` read at most
-    /// one row more than this per group (see `group::input_rows`).
+    /// one row more than this per group (see `claimed`).
     pub max_rows: u32,
+    /// The plugin's output column types, in order (the write's arrays).
+    output: Vec<ColumnType>,
 }
 
 /// The group's lock: keyed by (target table, user, day), hashed by Postgres
@@ -82,6 +91,22 @@ fn group_lock(table: &str, user: &str, day: &str) -> String {
 }
 
 impl Statements {
+    /// Every statement's name and text (the golden tests, `check`'s prepare).
+    pub fn all(&self) -> [(&'static str, &str); 10] {
+        [
+            ("peek", &self.peek),
+            ("claim", &self.claim),
+            ("claim_many", &self.claim_many),
+            ("replace", &self.replace),
+            ("replace_many", &self.replace_many),
+            ("fail", &self.fail),
+            ("day_users", &self.day_users),
+            ("count_groups", &self.count_groups),
+            ("read_day", &self.read_day),
+            ("sample_groups", &self.sample_groups),
+        ]
+    }
+
     pub fn new(job: &config::Job, shape: &SourceShape, description: &Description) -> Self {
         let src = job.source.quoted();
         let dst = job.target.quoted();
@@ -208,11 +233,12 @@ impl Statements {
                  ), cleared AS (
                     DELETE FROM runner_group_failures
                     WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
-                    RETURNING NOT failed AS retry
+                    RETURNING NOT failed AS retry, attempts
                  )
                  SELECT r.id, r.at{input_cols_r},
-                        (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry),
-                        (SELECT ok FROM locked)
+                        (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry) AS taken,
+                        (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
+                        (SELECT ok FROM locked) AS locked
                  FROM (SELECT 1) one LEFT JOIN LATERAL (
                     SELECT {id_s} AS id, {at_s} AS at{input_cols_s} FROM {src} s
                     WHERE {read_range} LIMIT {read_limit}
@@ -238,13 +264,14 @@ impl Statements {
                  ), cleared AS (
                     DELETE FROM runner_group_failures f USING locked l
                     WHERE l.ok AND f.job = $4::text AND f.user_id = l.user_id AND f.day = l.day
-                    RETURNING l.n, NOT f.failed AS retry
+                    RETURNING l.n, NOT f.failed AS retry, f.attempts
                  ), counts AS (
                     SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
-                              + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken
+                              + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken,
+                           (SELECT coalesce(max(c.attempts), 0) FROM cleared c WHERE c.n = l.n) AS attempts
                     FROM locked l
                  )
-                 SELECT r.id, r.at{input_cols_r}, k.taken, l.ok, l.n
+                 SELECT r.id, r.at{input_cols_r}, k.taken, k.attempts, l.ok AS locked, l.n
                  FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
                     SELECT {id_s} AS id, {at_s} AS at{input_cols_s} FROM {src} s
                     WHERE {group_range} LIMIT {read_limit}
@@ -301,7 +328,7 @@ impl Statements {
                 grouped = grouped(""),
             ),
             count_groups: format!(
-                "SELECT count(*) FROM (
+                "SELECT count(*) AS groups FROM (
                     SELECT user_id, {day_of} FROM {src}
                     WHERE {range} AND {grouped} AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
                     UNION
@@ -355,8 +382,9 @@ impl Statements {
             fail: "WITH f AS (
                     INSERT INTO runner_group_failures AS g
                         (job, user_id, day, attempts, not_before, failed, error, plugin_version)
-                    VALUES ($1::text, $2::int8, $3::date, 1, now() + make_interval(secs => LEAST($6::float8, 3600)),
-                        1 >= $5::int4, $4::text, $7::text)
+                    VALUES ($1::text, $2::int8, $3::date, $8::int4 + 1,
+                        now() + make_interval(secs => LEAST($6::float8 * power(2, $8::int4), 3600)),
+                        $8::int4 + 1 >= $5::int4, $4::text, $7::text)
                     ON CONFLICT (job, user_id, day) DO UPDATE SET
                         attempts = g.attempts + 1,
                         not_before = now() + make_interval(secs => LEAST($6::float8 * power(2, g.attempts), 3600)),
@@ -371,135 +399,10 @@ impl Statements {
                  SELECT failed FROM f"
                 .to_string(),
             max_rows: job.max_group_rows,
+            output: description.output.iter().map(|c| c.kind).collect(),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    //! The generated SQL, shown whole for the reference schema and for an
-    //! adopted table (another schema, a naive timestamp column): what a
-    //! reviewer reads to know what the runner sends.
-    use super::*;
-    use crate::rows::{Column, ColumnType};
-
-    fn job(source: &str, target: &str, ts: &str) -> config::Job {
-        let text = format!(
-            "[database]\nurl = \"postgres://localhost/x\"\n[plugins]\ndir = \"p\"\n[jobs.vitals]\nplugin = \"v.wasm\"\n\
-             source = \"{source}\"\ntarget = \"{target}\"\ntimestamp_column = \"{ts}\"\ntimestamp_zone = \"America/New_York\"\n"
-        );
-        config::Config::parse(&text, std::path::Path::new("/etc/runner/runner.toml")).unwrap().jobs["vitals"].clone()
-    }
-
-    fn vitals() -> Description {
-        let column = |name: &str, kind| Column { name: name.into(), kind };
-        Description {
-            name: "vitals".into(),
-            version: "1.0.0".into(),
-            input: vec![column("metric", ColumnType::Text), column("value", ColumnType::Float)],
-            output: vec![column("metric", ColumnType::Text), column("avg_value", ColumnType::Float)],
-            key: vec!["metric".into()],
-            settings: Vec::new(),
-        }
-    }
-
-    /// Whitespace folded, so that the expectations read as SQL.
-    fn folded(sql: &str) -> String {
-        sql.split_whitespace().collect::<Vec<_>>().join(" ")
-    }
-
-    #[test]
-    fn the_reference_schema_claims_keys_and_only_reads_the_source() {
-        let shape = SourceShape { naive_zone: None, dated: false, has_id: true, zone: None, reading: Vec::new() };
-        let sql = Statements::new(&job("vitals_raw", "vitals_daily", "recorded_at"), &shape, &vitals());
-        assert_eq!(
-            folded(&sql.claim),
-            "WITH locked AS ( SELECT pg_try_advisory_xact_lock(hashtextextended($3::text || '/' || $1::bigint || \
-             '/' || $2::date, 0)) AS ok ), taken AS ( DELETE FROM runner_changes WHERE job = $4::text AND day = \
-             $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked) RETURNING 1 ), cleared AS ( DELETE FROM \
-             runner_group_failures WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok \
-             FROM locked) RETURNING NOT failed AS retry ) SELECT r.id, r.at, r.c0, r.c1, (SELECT count(*) FROM \
-             taken) + (SELECT count(*) FROM cleared WHERE retry), (SELECT ok FROM locked) FROM (SELECT 1) one \
-             LEFT JOIN LATERAL ( SELECT s.id::int8 AS id, s.\"recorded_at\" AS at, s.\"metric\" AS c0, \
-             s.\"value\" AS c1 FROM \"vitals_raw\" s WHERE s.user_id = $1::int8 AND s.\"recorded_at\" >= \
-             ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s.\"recorded_at\" < (($2::pg_catalog.date + \
-             1)::timestamp AT TIME ZONE 'UTC') AND (s.\"recorded_at\" AT TIME ZONE 'UTC')::pg_catalog.date = \
-             $2::pg_catalog.date LIMIT 250001 ) r ON (SELECT ok FROM locked) ORDER BY r.at, r.id"
-        );
-        assert_eq!(
-            folded(&sql.replace),
-            "WITH v AS ( SELECT * FROM unnest($4::text[], $5::float8[]) AS v(\"metric\", \"avg_value\") ), up AS ( \
-             INSERT INTO \"vitals_daily\" AS d (user_id, \"day\", plugin_version, updated_at, \"metric\", \"avg_value\") \
-             SELECT $1::int8, $2::date, $3::text, clock_timestamp(), \"metric\", \"avg_value\" FROM v ON CONFLICT \
-             (user_id, \"day\", \"metric\") DO UPDATE SET plugin_version = excluded.plugin_version, updated_at = \
-             excluded.updated_at, \"avg_value\" = excluded.\"avg_value\" WHERE (d.plugin_version, d.\"metric\", \
-             d.\"avg_value\") IS DISTINCT FROM (excluded.plugin_version, excluded.\"metric\", excluded.\"avg_value\") ) \
-             DELETE FROM \"vitals_daily\" WHERE user_id = $1::int8 AND \"day\" = $2 AND (\"metric\") NOT IN (SELECT \
-             \"metric\" FROM v)"
-        );
-        // The source appears in reads only.
-        for statement in [&sql.peek, &sql.claim, &sql.read_day, &sql.day_users, &sql.count_groups, &sql.sample_groups] {
-            let s = folded(statement);
-            for write in ["UPDATE \"vitals_raw\"", "INSERT INTO \"vitals_raw\"", "DELETE FROM \"vitals_raw\""] {
-                assert!(!s.contains(write), "{s}");
-            }
-        }
-    }
-
-    #[test]
-    fn an_adopted_table_is_read_in_its_schema_and_its_naive_times_in_their_zone() {
-        let shape = SourceShape {
-            naive_zone: Some("America/New_York".into()),
-            dated: false,
-            has_id: true,
-            zone: None,
-            reading: Vec::new(),
-        };
-        let sql = Statements::new(&job("app.readings", "app.daily", "taken_at"), &shape, &vitals());
-        assert_eq!(
-            folded(&sql.read_day),
-            "SELECT * FROM (SELECT s.id::int8 AS id, (s.\"taken_at\" AT TIME ZONE 'America/New_York') AS at, \
-             s.\"metric\" AS c0, s.\"value\" AS c1 FROM \"app\".\"readings\" s WHERE s.user_id = $1::int8 AND \
-             s.\"taken_at\" >= LEAST(($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AT TIME ZONE \
-             'America/New_York', (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AT TIME \
-             ZONE 'America/New_York' + interval '1 day', (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') + \
-             interval '1 day') AT TIME ZONE 'America/New_York' - interval '1 day') AND s.\"taken_at\" < \
-             GREATEST((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AT TIME ZONE 'America/New_York', \
-             ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') - interval '1 day') AT TIME ZONE \
-             'America/New_York' + interval '1 day', ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + \
-             interval '1 day') AT TIME ZONE 'America/New_York' - interval '1 day') AND ((s.\"taken_at\" AT TIME \
-             ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r \
-             ORDER BY r.at, r.id"
-        );
-        assert!(folded(&sql.replace).contains("up AS ( INSERT INTO \"app\".\"daily\" AS d"));
-        let count = folded(&sql.count_groups);
-        assert!(
-            count.contains(
-                "((\"taken_at\" AT TIME ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date FROM \"app\".\"readings\""
-            ),
-            "{count}"
-        );
-    }
-
-    #[test]
-    fn a_naive_column_in_the_jobs_own_zone_is_read_by_its_own_date() {
-        let shape = SourceShape {
-            naive_zone: Some("America/Santiago".into()),
-            dated: false,
-            has_id: true,
-            zone: None,
-            reading: Vec::new(),
-        };
-        let mut config = job("app.readings", "app.daily", "taken_at");
-        config.timezone = "America/Santiago".into();
-        let sql = Statements::new(&config, &shape, &vitals());
-        let read = folded(&sql.read_day);
-        assert!(
-            read.contains(
-                "s.\"taken_at\" >= $2::pg_catalog.date::timestamp AND s.\"taken_at\" < ($2::pg_catalog.date + \
-                 1)::timestamp AND s.\"taken_at\"::pg_catalog.date = $2::pg_catalog.date"
-            ),
-            "{read}"
-        );
-    }
-}
+mod tests;
