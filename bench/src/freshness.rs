@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use runner::config::Config;
+use runner::daemon::Daemon;
 use runner::db::pool;
-use runner::pipeline::{self, Mode};
+use runner::pipeline::{Mode, OnRefusedFile};
 use runner::plugin::Runtime;
 
 /// Concurrent producer connections, sharing the rate.
@@ -40,11 +39,12 @@ pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds
     drop(setup);
     let pool = pool::build(&config.database, "runner")?;
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
-    let jobs = pipeline::prepare(config, &pool, &runtime).await.map_err(|p| anyhow::anyhow!(p.join("\n")))?;
-    let (stop, shutdown) = watch::channel(false);
+    let daemon = Arc::new(Daemon::load(config, pool.clone(), runtime, OnRefusedFile::Fail).await?);
     let runner = {
-        let (config, pool, jobs) = (config.clone(), pool.clone(), jobs.clone());
-        tokio::spawn(async move { pipeline::run(&config, pool, &jobs, Mode::Daemon, false, shutdown).await })
+        let (config, daemon) = (config.clone(), daemon.clone());
+        tokio::spawn(
+            async move { daemon.run(&config, Mode::Daemon, false, std::future::pending(), Duration::ZERO).await },
+        )
     };
     let producer = crate::connect(url).await?;
     // Users far above the seeded ones: every commit starts new groups.
@@ -89,7 +89,7 @@ pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = stop.send(true);
+    daemon.stop();
     let _ = tokio::time::timeout(Duration::from_secs(30), runner).await;
     pool.close();
     let row = producer

@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use clap::Parser;
-use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
 use runner::config::Config;
+use runner::daemon::{Daemon, Ended};
 use runner::db::seed::{self, Kind};
 use runner::db::{migrate, pool, throwaway::TempPostgres};
-use runner::pipeline::{self, JobState, Mode};
+use runner::pipeline::{JobState, Mode, OnRefusedFile};
 use runner::plugin::Runtime;
 
 #[derive(Parser)]
@@ -212,10 +212,11 @@ pub(crate) struct RunnerRun {
 async fn run_runner(config: &Config, native: bool, db: &str, console_clients: usize) -> anyhow::Result<RunnerRun> {
     let pool = pool::build(&config.database, "runner")?;
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
-    let jobs = pipeline::prepare(config, &pool, &runtime).await.map_err(|p| anyhow::anyhow!(p.join("\n")))?;
+    let daemon = Daemon::load(config, pool.clone(), runtime, OnRefusedFile::Fail).await?;
     if native {
         let plugin = Arc::new(native::vitals());
-        jobs[0].update(|s| JobState { live: s.live.as_ref().map(|l| l.with_plugin(&s.config, plugin)), ..s.clone() });
+        let job = &daemon.jobs[0];
+        job.update(|s| JobState { live: s.live.as_ref().map(|l| l.with_plugin(&s.config, plugin)), ..s.clone() });
     }
     // Sample the runner's sessions as Postgres sees them.
     let sampler = connect(&config.database.url).await?;
@@ -241,7 +242,6 @@ async fn run_runner(config: &Config, native: bool, db: &str, console_clients: us
         })
     };
     reset_peak_rss();
-    let (_stop, shutdown) = watch::channel(false);
     let load = if console_clients > 0 {
         static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
         let metrics = match METRICS.get() {
@@ -251,14 +251,17 @@ async fn run_runner(config: &Config, native: bool, db: &str, console_clients: us
         let mut config = config.clone();
         config.http.listen = "127.0.0.1:0".into();
         let bound = runner::http::bind(&config).await?;
-        let addr = runner::http::serve(bound, &config, pool.clone(), jobs.clone(), metrics, shutdown.clone())?.addr;
+        let addr = daemon.serve(&config, bound, metrics)?.addr;
         Some(console::start(addr, console_clients))
     } else {
         None
     };
     let (cpu0, pg0) = (cpu_seconds(None), cpu_seconds(Some("postgres")));
     let started = Instant::now();
-    let reports = pipeline::run(config, pool.clone(), &jobs, Mode::Once, false, shutdown).await?;
+    let Ended::Reports(reports) = daemon.run(config, Mode::Once, false, std::future::pending(), Duration::ZERO).await?
+    else {
+        anyhow::bail!("the run was abandoned");
+    };
     let seconds = started.elapsed().as_secs_f64();
     let (runner_cpu, postgres_cpu) = (cpu_seconds(None) - cpu0, cpu_seconds(Some("postgres")) - pg0);
     let console_requests = match load {

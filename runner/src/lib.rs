@@ -7,8 +7,10 @@
 //! figures through `snapshot` (the operator's own, bounded read budget).
 //! Lower layers never import higher ones: `rows` and `db` know nothing of
 //! `pipeline`, `http` or `telemetry`; `plugin` knows nothing of `config`.
+//! `daemon` assembles them all, for `runner run` and the benchmark.
 
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod files;
 pub mod http;

@@ -16,11 +16,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use tokio::sync::watch;
 
 use runner::config::{self, Config};
+use runner::daemon::{Daemon, Ended};
 use runner::db::{migrate, pool};
-use runner::pipeline::{self, Mode, deploy::Deployer};
+use runner::pipeline::{self, Mode};
 use runner::plugin::Runtime;
 
 #[derive(Parser)]
@@ -374,6 +374,53 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
 async fn run_cmd(config: &Config, once: bool, repair: bool) -> anyhow::Result<ExitCode> {
     let pool = connect_as(config, "runner").await?;
     let runtime = runtime(config)?;
+    log_start_warnings(config);
+    // What fails without a plugin fails before any is compiled.
+    std::fs::read_dir(&config.plugins.dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the plugin folder {}: {e}", config.plugins.dir.display()))?;
+    let bound = match once || config.http.listen.is_empty() {
+        true => None,
+        false => Some(runner::http::bind(config).await?),
+    };
+    let loading = Instant::now();
+    // A daemon starts whatever one job's file is like; `--once` is strict.
+    let on_refused = if once { pipeline::OnRefusedFile::Fail } else { pipeline::OnRefusedFile::RunLastGood };
+    let daemon = Daemon::load(config, pool, runtime, on_refused).await?;
+    tracing::info!(jobs = daemon.jobs.len(), elapsed = ?loading.elapsed(), "Plugins loaded and checked.");
+    daemon.remember_live(config);
+    let mode = if once { Mode::Once } else { Mode::Daemon };
+    if mode == Mode::Daemon {
+        let metrics = runner::telemetry::install()?;
+        if let Some(bound) = bound {
+            let at = daemon.serve(config, bound, metrics)?;
+            match at.console {
+                None => tracing::info!(address = %at.addr,
+                    "HTTP endpoints listening: / (console) /health /ready /health/db-pool /metrics /plugins."),
+                Some(console) => {
+                    tracing::info!(address = %at.addr, "HTTP endpoints listening: /health /ready /health/db-pool /metrics /plugins.");
+                    tracing::info!(address = %console, "Console listening: / and its actions (and the endpoints above).");
+                }
+            }
+        }
+        daemon.spawn_background(config);
+    }
+    let started = Instant::now();
+    let reports = match daemon.run(config, mode, repair, wait_for_signal(), config.runner.shutdown_grace).await? {
+        Ended::Reports(reports) => reports,
+        Ended::Abandoned { cancelled } => {
+            tracing::warn!(
+                cancelled,
+                "Grace period over: cancelled the queries in flight and abandoned the groups in hand; their keys stay queued."
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    daemon.pool.close();
+    finished(&reports, started.elapsed(), once)
+}
+
+/// Says who may run: the trust settings, and the config's warnings.
+fn log_start_warnings(config: &Config) {
     match &config.plugins.trusted {
         None => tracing::warn!(
             "Plugins are not verified: [plugins] trusted_keys is not set, so any file in the plugin folder runs."
@@ -386,80 +433,16 @@ async fn run_cmd(config: &Config, once: bool, repair: bool) -> anyhow::Result<Ex
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    // What fails without a plugin fails before any is compiled.
-    std::fs::read_dir(&config.plugins.dir)
-        .map_err(|e| anyhow::anyhow!("cannot read the plugin folder {}: {e}", config.plugins.dir.display()))?;
-    let bound = match once || config.http.listen.is_empty() {
-        true => None,
-        false => Some(runner::http::bind(config).await?),
-    };
-    let loading = Instant::now();
-    // A daemon starts whatever one job's file is like; `--once` is strict.
-    let on_refused = if once { pipeline::OnRefusedFile::Fail } else { pipeline::OnRefusedFile::RunLastGood };
-    let jobs = pipeline::prepare_all(config, &pool, &runtime, on_refused)
-        .await
-        .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
-    tracing::info!(jobs = jobs.len(), elapsed = ?loading.elapsed(), "Plugins loaded and checked.");
-    // What goes live is kept for rollback: by `run` only, never by the
-    // commands that only look (`check`, `status`, `validate`).
-    for job in &jobs {
-        let state = job.current();
-        if let Some(live) = &state.live {
-            pipeline::remember(&job.name, &config.plugin_path(&state.config), &live.plugin);
-        }
-    }
-    let mode = if once { Mode::Once } else { Mode::Daemon };
-    let (stop, shutdown) = watch::channel(false);
-    if mode == Mode::Daemon {
-        let metrics = runner::telemetry::install()?;
-        if let Some(bound) = bound {
-            let at = runner::http::serve(bound, config, pool.clone(), jobs.clone(), metrics, shutdown.clone())?;
-            match at.console {
-                None => tracing::info!(address = %at.addr,
-                    "HTTP endpoints listening: / (console) /health /ready /health/db-pool /metrics /plugins."),
-                Some(console) => {
-                    tracing::info!(address = %at.addr, "HTTP endpoints listening: /health /ready /health/db-pool /metrics /plugins.");
-                    tracing::info!(address = %console, "Console listening: / and its actions (and the endpoints above).");
-                }
-            }
-        }
-        let deployer = Deployer::new(config.clone(), pool.clone(), runtime.clone(), jobs.clone());
-        tokio::spawn(deployer.run(shutdown.clone()));
-        tokio::spawn(pool::monitor(pool.clone(), shutdown.clone()));
-        tokio::spawn(runner::db::prune::run(config.database.clone(), config.runner.keep_history, shutdown.clone()));
-        for job in &jobs {
-            if let Some(window) = job.current().config.recompute_after_deploy {
-                let task = pipeline::after_deploy::run(pool.clone(), job.clone(), window, shutdown.clone());
-                tokio::spawn(task);
-            }
-        }
-    }
-    let started = Instant::now();
-    let run = pipeline::run(config, pool.clone(), &jobs, mode, repair, shutdown);
-    tokio::pin!(run);
-    let reports = tokio::select! {
-        reports = &mut run => reports?,
-        () = wait_for_signal() => {
-            tracing::info!(grace = ?config.runner.shutdown_grace, "Shutting down: no new claims; finishing the groups in hand.");
-            let _ = stop.send(true);
-            match tokio::time::timeout(config.runner.shutdown_grace, &mut run).await {
-                Ok(reports) => reports?,
-                Err(_) => {
-                    // A backend waiting on a lock would outlive its dropped
-                    // client: cancel what is running, then close every
-                    // connection. Postgres rolls the open transactions back
-                    // and the keys stay queued.
-                    let cancelled = runner::db::cancel::cancel_all(config.database.connect_timeout).await;
-                    tracing::warn!(cancelled, "Grace period over: cancelled the queries in flight and abandoned the groups in hand; their keys stay queued.");
-                    pool.close();
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-        }
-    };
-    let elapsed = started.elapsed();
+}
+
+/// Logs each job's report; `--once` fails when database errors left rows pending.
+fn finished(
+    reports: &[(String, pipeline::Report)],
+    elapsed: std::time::Duration,
+    once: bool,
+) -> anyhow::Result<ExitCode> {
     let mut unprocessed = false;
-    for (job, r) in &reports {
+    for (job, r) in reports {
         tracing::info!(
             job = %job,
             groups_completed = r.groups_completed,
@@ -472,7 +455,6 @@ async fn run_cmd(config: &Config, once: bool, repair: bool) -> anyhow::Result<Ex
         );
         unprocessed |= r.db_errors > 0;
     }
-    pool.close();
     if once && unprocessed {
         let errors: Vec<_> =
             reports.iter().filter_map(|(j, r)| Some(format!("job {j}: {}", r.last_db_error.as_ref()?))).collect();

@@ -1,24 +1,28 @@
 //! Where in the file a problem is: lines of keys and byte offsets, and
 //! toml's errors turned into one line each, every section's at once.
 
+use std::ops::Range;
+
 use super::{Database, Http, Job, Log, Plugins, Runner};
 
-/// The line of `key = ...` inside the `[section]` table of `text`, if it is
-/// written there (the usual layout; `None` sends the caller to the header).
+/// The line where `key` is written in the table `section` (`jobs.vitals`,
+/// `jobs.vitals.user_zones`), as the TOML parser saw it: under a
+/// `[section]` header, as a dotted key or in an inline table alike. `None`
+/// when it is not written (the caller then points at the table's header).
 pub(super) fn key_line(text: &str, section: &str, key: &str) -> Option<usize> {
-    let mut inside = false;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            inside = line.trim_start_matches('[').trim_end_matches(']').trim() == section;
-        } else if inside
-            && let Some(rest) = line.strip_prefix(key)
-            && rest.trim_start().starts_with('=')
-        {
-            return Some(i + 1);
+    use toml::de::{DeTable, DeValue};
+    fn entry<'a, 'i>(table: &'a DeTable<'i>, name: &str) -> Option<(Range<usize>, &'a DeValue<'i>)> {
+        table.iter().find(|(k, _)| k.get_ref() == name).map(|(k, v)| (k.span(), v.get_ref()))
+    }
+    let document = DeTable::parse(text).ok()?;
+    let mut table = document.get_ref();
+    for part in section.split('.') {
+        match entry(table, part)?.1 {
+            DeValue::Table(inner) => table = inner,
+            _ => return None,
         }
     }
-    None
+    Some(line_number(text, entry(table, key)?.0.start))
 }
 
 /// The 1-based line of byte offset `at`.

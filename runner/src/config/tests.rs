@@ -239,3 +239,17 @@ fn a_listen_address_other_hosts_reach_without_a_token_is_warned_about() {
         assert!(warning.unwrap_or_default().contains("console_listen"), "{open}");
     }
 }
+
+#[test]
+fn a_problem_is_placed_where_the_parser_read_its_key_dotted_or_inline() {
+    // A dotted key under the [jobs] table, and a key of an inline table.
+    let text = "[database]\nurl = \"postgres://localhost/health\"\n[plugins]\ndir = \"plugins\"\n[jobs]\n\
+                vitals.plugin = \"vitals.wasm\"\nvitals.source = \"vitals_raw\"\nvitals.target = \"vitals_daily\"\n\
+                vitals.timestamp_column = \"recorded_at\"\n\
+                vitals.time_limit = \"0s\"\n\
+                lab = { plugin = \"lab.wasm\", source = \"lab_raw\", target = \"lab_daily\",\n\
+                        timestamp_column = \"collected_at\", time_limit = \"0s\" }\n";
+    let e = parse(text).unwrap_err().to_string();
+    assert!(e.contains("line 10: jobs.vitals.time_limit: expected a duration above 0"), "{e}");
+    assert!(e.contains("line 12: jobs.lab.time_limit: expected a duration above 0"), "{e}");
+}

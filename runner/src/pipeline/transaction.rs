@@ -131,7 +131,8 @@ pub async fn run(
     let claim = match claim {
         Ok(claim) => claim,
         Err(source) => {
-            return refused(tx, pool, cx, keys, purpose, sql_error("claiming and reading", keys, source), started).await;
+            return refused(tx, pool, cx, keys, purpose, sql_error("claiming and reading", keys, source), started)
+                .await;
         }
     };
     let mut plan = Plan::default();
