@@ -281,13 +281,15 @@ async fn many_clients_on_the_console_take_no_worker_connection_and_share_one_sna
         })
         .collect();
     let operator_sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner-operator' AND datname = current_database()";
-    let mut most_sessions = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    while db.count(crate::util::QUEUED).await > 0 {
-        most_sessions = most_sessions.max(db.count(operator_sessions).await);
-        assert!(std::time::Instant::now() < deadline, "the backlog did not drain:\n{}", daemon.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let most_sessions = std::sync::atomic::AtomicI64::new(0);
+    let drained = || async {
+        most_sessions.fetch_max(db.count(operator_sessions).await, std::sync::atomic::Ordering::Relaxed);
+        let left = db.count(crate::util::QUEUED).await;
+        if left == 0 { Ok(()) } else { Err(left) }
+    };
+    crate::util::eventually(180, drained, |left| format!("the backlog did not drain ({left} keys):\n{}", daemon.log()))
+        .await;
+    let most_sessions = most_sessions.into_inner();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut requests = 0;
     for client in clients {

@@ -70,9 +70,9 @@ async fn daemon_wakes_on_notify_and_stops_cleanly_on_sigterm() {
     // Backends notice a closed socket at once, but leave pg_stat_activity a moment later.
     let sessions =
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runner' AND datname = current_database()";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while db.count(sessions).await > 0 {
-        assert!(Instant::now() < deadline, "the runner's connections outlived it");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gone = || async {
+        let left = db.count(sessions).await;
+        if left == 0 { Ok(()) } else { Err(left) }
+    };
+    crate::util::eventually(5, gone, |left| format!("{left} of the runner's connections outlived it")).await;
 }

@@ -71,11 +71,11 @@ async fn a_plugin_replaced_by_rename_under_load_takes_over_with_nothing_lost() {
     stop.store(true, Ordering::SeqCst);
     let inserted = loader.await.unwrap();
     // Everything completes: nothing failed, nothing lost.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while db.count(PENDING).await > 0 {
-        assert!(Instant::now() < deadline, "rows left pending:\n{}", daemon.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let drained = || async {
+        let left = db.count(PENDING).await;
+        if left == 0 { Ok(()) } else { Err(left) }
+    };
+    crate::util::eventually(30, drained, |left| format!("{left} rows left pending:\n{}", daemon.log())).await;
     assert_eq!(db.count("SELECT count(*) FROM vitals_raw").await, inserted);
     assert_eq!(db.count(crate::util::FAILED_GROUPS).await, 0);
     // Every daily row written after the swap names the new component.
