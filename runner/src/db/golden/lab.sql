@@ -2,147 +2,147 @@
 
 -- peek
 WITH frozen AS (
-                    DELETE FROM runner_changes
-                    WHERE job = $1 AND $3::int4 IS NOT NULL AND day < (now() AT TIME ZONE $4::text)::date - $3::int4
-                 ), expanded AS (
-                    SELECT e.user_id, e.day, e.id FROM runner_expand_purges($1, '"lab_daily"') e
-                 )
-                 SELECT user_id, day FROM (
-                    (SELECT f.user_id, f.day, 0::int8 AS id FROM runner_group_failures f
-                     WHERE f.job = $1 AND NOT f.failed AND f.not_before <= now()
-                     ORDER BY f.not_before LIMIT $2)
-                    UNION ALL
-                    (SELECT c.user_id, c.day, c.id FROM runner_changes c
-                     WHERE c.job = $1 AND ($3::int4 IS NULL OR c.day >= (now() AT TIME ZONE $4::text)::date - $3::int4)
-                     ORDER BY c.id LIMIT $2)
-                    UNION ALL
-                    (SELECT e.user_id, e.day, e.id FROM expanded e
-                     WHERE $3::int4 IS NULL OR e.day >= (now() AT TIME ZONE $4::text)::date - $3::int4
-                     ORDER BY e.id LIMIT $2)
-                 ) b GROUP BY 1, 2 ORDER BY min(id) LIMIT $2
+                DELETE FROM runner_changes
+                WHERE job = $1 AND $3::int4 IS NOT NULL AND day < (now() AT TIME ZONE $4::text)::date - $3::int4
+             ), expanded AS (
+                SELECT e.user_id, e.day, e.id FROM runner_expand_purges($1, '"lab_daily"') e
+             )
+             SELECT user_id, day FROM (
+                (SELECT f.user_id, f.day, 0::int8 AS id FROM runner_group_failures f
+                 WHERE f.job = $1 AND NOT f.failed AND f.not_before <= now()
+                 ORDER BY f.not_before LIMIT $2)
+                UNION ALL
+                (SELECT c.user_id, c.day, c.id FROM runner_changes c
+                 WHERE c.job = $1 AND ($3::int4 IS NULL OR c.day >= (now() AT TIME ZONE $4::text)::date - $3::int4)
+                 ORDER BY c.id LIMIT $2)
+                UNION ALL
+                (SELECT e.user_id, e.day, e.id FROM expanded e
+                 WHERE $3::int4 IS NULL OR e.day >= (now() AT TIME ZONE $4::text)::date - $3::int4
+                 ORDER BY e.id LIMIT $2)
+             ) b GROUP BY 1, 2 ORDER BY min(id) LIMIT $2
 
 -- claim
 WITH locked AS (
-                    SELECT pg_try_advisory_xact_lock(hashtextextended($3::text || '/' || $1::bigint || '/' || $2::date, 0)) AS ok
-                 ), taken AS (
-                    DELETE FROM runner_changes
-                    WHERE job = $4::text AND day = $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked)
-                    RETURNING 1
-                 ), cleared AS (
-                    DELETE FROM runner_group_failures
-                    WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
-                    RETURNING NOT failed AS retry, attempts
-                 )
-                 SELECT r.id, r.at, r.c0, r.c1,
-                        (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry) AS taken,
-                        (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
-                        (SELECT ok FROM locked) AS locked
-                 FROM (SELECT 1) one LEFT JOIN LATERAL (
-                    SELECT s.id::int8 AS id, s."collected_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "lab_raw" s
-                    WHERE s.user_id = $1::int8 AND s."collected_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."collected_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001
-                 ) r ON (SELECT ok FROM locked)
-                 ORDER BY r.at, r.id
+                SELECT pg_try_advisory_xact_lock(hashtextextended($3::text || '/' || $1::bigint || '/' || $2::date, 0)) AS ok
+             ), taken AS (
+                DELETE FROM runner_changes
+                WHERE job = $4::text AND day = $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked)
+                RETURNING 1
+             ), cleared AS (
+                DELETE FROM runner_group_failures
+                WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
+                RETURNING NOT failed AS retry, attempts
+             )
+             SELECT r.id, r.at, r.c0, r.c1,
+                    (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry) AS taken,
+                    (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
+                    (SELECT ok FROM locked) AS locked
+             FROM (SELECT 1) one LEFT JOIN LATERAL (
+                SELECT s.id::int8 AS id, s."collected_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "lab_raw" s
+                WHERE s.user_id = $1::int8 AND s."collected_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."collected_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001
+             ) r ON (SELECT ok FROM locked)
+             ORDER BY r.at, r.id
 
 -- claim_many
 WITH g AS (
-                    SELECT * FROM unnest($1::int8[], $2::date[]) WITH ORDINALITY AS g(user_id, day, n)
-                 ), locked AS MATERIALIZED (
-                    SELECT g.*, pg_try_advisory_xact_lock(hashtextextended($3::text || '/' || g.user_id || '/' || g.day, 0)) AS ok
-                    FROM g
-                 ), taken AS (
-                    DELETE FROM runner_changes c USING locked l
-                    WHERE l.ok AND c.job = $4::text AND c.day = l.day AND c.user_id = l.user_id
-                    RETURNING l.n
-                 ), cleared AS (
-                    DELETE FROM runner_group_failures f USING locked l
-                    WHERE l.ok AND f.job = $4::text AND f.user_id = l.user_id AND f.day = l.day
-                    RETURNING l.n, NOT f.failed AS retry, f.attempts
-                 ), counts AS (
-                    SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
-                              + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken,
-                           (SELECT coalesce(max(c.attempts), 0) FROM cleared c WHERE c.n = l.n) AS attempts
-                    FROM locked l
-                 )
-                 SELECT r.id, r.at, r.c0, r.c1, k.taken, k.attempts, l.ok AS locked, l.n
-                 FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
-                    SELECT s.id::int8 AS id, s."collected_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "lab_raw" s
-                    WHERE s.user_id = l.user_id AND s."collected_at" >= (l.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."collected_at" < ((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = l.day::pg_catalog.date LIMIT 250001
-                 ) r ON l.ok
-                 ORDER BY l.n, r.at, r.id
+                SELECT * FROM unnest($1::int8[], $2::date[]) WITH ORDINALITY AS g(user_id, day, n)
+             ), locked AS MATERIALIZED (
+                SELECT g.*, pg_try_advisory_xact_lock(hashtextextended($3::text || '/' || g.user_id || '/' || g.day, 0)) AS ok
+                FROM g
+             ), taken AS (
+                DELETE FROM runner_changes c USING locked l
+                WHERE l.ok AND c.job = $4::text AND c.day = l.day AND c.user_id = l.user_id
+                RETURNING l.n
+             ), cleared AS (
+                DELETE FROM runner_group_failures f USING locked l
+                WHERE l.ok AND f.job = $4::text AND f.user_id = l.user_id AND f.day = l.day
+                RETURNING l.n, NOT f.failed AS retry, f.attempts
+             ), counts AS (
+                SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
+                          + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken,
+                       (SELECT coalesce(max(c.attempts), 0) FROM cleared c WHERE c.n = l.n) AS attempts
+                FROM locked l
+             )
+             SELECT r.id, r.at, r.c0, r.c1, k.taken, k.attempts, l.ok AS locked, l.n
+             FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
+                SELECT s.id::int8 AS id, s."collected_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "lab_raw" s
+                WHERE s.user_id = l.user_id AND s."collected_at" >= (l.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."collected_at" < ((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = l.day::pg_catalog.date LIMIT 250001
+             ) r ON l.ok
+             ORDER BY l.n, r.at, r.id
 
 -- replace
 WITH v AS (
-                        SELECT * FROM unnest($4::text[], $5::int8[], $6::float8[]) AS v("metric", "sample_count", "avg_value")
-                     ), up AS (
-                        INSERT INTO "lab_daily" AS d (user_id, "day", plugin_version, updated_at, "metric", "sample_count", "avg_value")
-                        SELECT $1::int8, $2::date, $3::text, clock_timestamp(), "metric", "sample_count", "avg_value" FROM v
-                        ON CONFLICT (user_id, "day", "metric") DO UPDATE SET plugin_version = excluded.plugin_version, updated_at = excluded.updated_at, "sample_count" = excluded."sample_count", "avg_value" = excluded."avg_value" WHERE (d.plugin_version, d."metric", d."sample_count", d."avg_value") IS DISTINCT FROM (excluded.plugin_version, excluded."metric", excluded."sample_count", excluded."avg_value")
-                     )
-                     DELETE FROM "lab_daily" WHERE user_id = $1::int8 AND "day" = $2 AND ("metric") NOT IN (SELECT "metric" FROM v)
+                    SELECT * FROM unnest($4::text[], $5::int8[], $6::float8[]) AS v("metric", "sample_count", "avg_value")
+                 ), up AS (
+                    INSERT INTO "lab_daily" AS d (user_id, "day", plugin_version, updated_at, "metric", "sample_count", "avg_value")
+                    SELECT $1::int8, $2::date, $3::text, clock_timestamp(), "metric", "sample_count", "avg_value" FROM v
+                    ON CONFLICT (user_id, "day", "metric") DO UPDATE SET plugin_version = excluded.plugin_version, updated_at = excluded.updated_at, "sample_count" = excluded."sample_count", "avg_value" = excluded."avg_value" WHERE (d.plugin_version, d."metric", d."sample_count", d."avg_value") IS DISTINCT FROM (excluded.plugin_version, excluded."metric", excluded."sample_count", excluded."avg_value")
+                 )
+                 DELETE FROM "lab_daily" WHERE user_id = $1::int8 AND "day" = $2 AND ("metric") NOT IN (SELECT "metric" FROM v)
 
 -- replace_many
 WITH g AS (
-                        SELECT * FROM unnest($1::int8[], $2::date[], $3::text[]) WITH ORDINALITY AS g(user_id, day, version, n)
-                     ), v AS (
-                        SELECT g.user_id, g.day, g.version, v."metric", v."sample_count", v."avg_value"
-                        FROM unnest($4::int8[], $5::text[], $6::int8[], $7::float8[]) AS v(n, "metric", "sample_count", "avg_value") JOIN g ON g.n = v.n
-                     ), up AS (
-                        INSERT INTO "lab_daily" AS d (user_id, "day", plugin_version, updated_at, "metric", "sample_count", "avg_value")
-                        SELECT v.user_id, v.day, v.version, clock_timestamp(), v."metric", v."sample_count", v."avg_value" FROM v
-                        ON CONFLICT (user_id, "day", "metric") DO UPDATE SET plugin_version = excluded.plugin_version, updated_at = excluded.updated_at, "sample_count" = excluded."sample_count", "avg_value" = excluded."avg_value" WHERE (d.plugin_version, d."metric", d."sample_count", d."avg_value") IS DISTINCT FROM (excluded.plugin_version, excluded."metric", excluded."sample_count", excluded."avg_value")
-                     )
-                     DELETE FROM "lab_daily" d USING g
-                     WHERE d.user_id = g.user_id AND d."day" = g.day
-                       AND NOT EXISTS (SELECT 1 FROM v WHERE v.user_id = d.user_id AND v.day = d."day" AND v."metric" = d."metric")
+                    SELECT * FROM unnest($1::int8[], $2::date[], $3::text[]) WITH ORDINALITY AS g(user_id, day, version, n)
+                 ), v AS (
+                    SELECT g.user_id, g.day, g.version, v."metric", v."sample_count", v."avg_value"
+                    FROM unnest($4::int8[], $5::text[], $6::int8[], $7::float8[]) AS v(n, "metric", "sample_count", "avg_value") JOIN g ON g.n = v.n
+                 ), up AS (
+                    INSERT INTO "lab_daily" AS d (user_id, "day", plugin_version, updated_at, "metric", "sample_count", "avg_value")
+                    SELECT v.user_id, v.day, v.version, clock_timestamp(), v."metric", v."sample_count", v."avg_value" FROM v
+                    ON CONFLICT (user_id, "day", "metric") DO UPDATE SET plugin_version = excluded.plugin_version, updated_at = excluded.updated_at, "sample_count" = excluded."sample_count", "avg_value" = excluded."avg_value" WHERE (d.plugin_version, d."metric", d."sample_count", d."avg_value") IS DISTINCT FROM (excluded.plugin_version, excluded."metric", excluded."sample_count", excluded."avg_value")
+                 )
+                 DELETE FROM "lab_daily" d USING g
+                 WHERE d.user_id = g.user_id AND d."day" = g.day
+                   AND NOT EXISTS (SELECT 1 FROM v WHERE v.user_id = d.user_id AND v.day = d."day" AND v."metric" = d."metric")
 
 -- fail
 WITH f AS (
-                    INSERT INTO runner_group_failures AS g
-                        (job, user_id, day, attempts, not_before, failed, error, plugin_version)
-                    VALUES ($1::text, $2::int8, $3::date, $8::int4 + 1,
-                        now() + make_interval(secs => LEAST($6::float8 * power(2, $8::int4), 3600)),
-                        $8::int4 + 1 >= $5::int4, $4::text, $7::text)
-                    ON CONFLICT (job, user_id, day) DO UPDATE SET
-                        attempts = g.attempts + 1,
-                        not_before = now() + make_interval(secs => LEAST($6::float8 * power(2, g.attempts), 3600)),
-                        failed = g.attempts + 1 >= $5::int4,
-                        error = excluded.error,
-                        plugin_version = excluded.plugin_version,
-                        updated_at = now()
-                    RETURNING failed
-                 ), absorbed AS (
-                    DELETE FROM runner_changes WHERE job = $1::text AND day = $3::date AND user_id = $2::int8
-                 )
-                 SELECT failed FROM f
+                INSERT INTO runner_group_failures AS g
+                    (job, user_id, day, attempts, not_before, failed, error, plugin_version)
+                VALUES ($1::text, $2::int8, $3::date, $8::int4 + 1,
+                    now() + make_interval(secs => LEAST($6::float8 * power(2, $8::int4), 3600)),
+                    $8::int4 + 1 >= $5::int4, $4::text, $7::text)
+                ON CONFLICT (job, user_id, day) DO UPDATE SET
+                    attempts = g.attempts + 1,
+                    not_before = now() + make_interval(secs => LEAST($6::float8 * power(2, g.attempts), 3600)),
+                    failed = g.attempts + 1 >= $5::int4,
+                    error = excluded.error,
+                    plugin_version = excluded.plugin_version,
+                    updated_at = now()
+                RETURNING failed
+             ), absorbed AS (
+                DELETE FROM runner_changes WHERE job = $1::text AND day = $3::date AND user_id = $2::int8
+             )
+             SELECT failed FROM f
 
 -- day_users
 SELECT user_id::int8 FROM "lab_raw"
-                 WHERE "collected_at" >= ($1::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($1::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = $1::pg_catalog.date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz
-                   AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
-                 UNION
-                 SELECT user_id::int8 FROM "lab_daily"
-                 WHERE "day" = $1::date AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
-                 ORDER BY 1 LIMIT $4
+             WHERE "collected_at" >= ($1::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($1::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = $1::pg_catalog.date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz
+               AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
+             UNION
+             SELECT user_id::int8 FROM "lab_daily"
+             WHERE "day" = $1::date AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
+             ORDER BY 1 LIMIT $4
 
 -- count_groups
 SELECT count(*) AS groups FROM (
-                    SELECT user_id, ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date FROM "lab_raw"
-                    WHERE "collected_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
-                    UNION
-                    SELECT user_id, "day" FROM "lab_daily"
-                    WHERE "day" BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
-                 ) g
+                SELECT user_id, ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date FROM "lab_raw"
+                WHERE "collected_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
+                UNION
+                SELECT user_id, "day" FROM "lab_daily"
+                WHERE "day" BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
+             ) g
 
 -- read_day
 SELECT * FROM (SELECT s.id::int8 AS id, s."collected_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "lab_raw" s
-                 WHERE s.user_id = $1::int8 AND s."collected_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."collected_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r
-                 ORDER BY r.at, r.id
+             WHERE s.user_id = $1::int8 AND s."collected_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."collected_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r
+             ORDER BY r.at, r.id
 
 -- sample_groups
 SELECT user_id, day FROM (
-                    SELECT DISTINCT user_id::int8 AS user_id, ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date AS day FROM "lab_raw"
-                    WHERE "collected_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz
-                 ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3
+                SELECT DISTINCT user_id::int8 AS user_id, ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date AS day FROM "lab_raw"
+                WHERE "collected_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz
+             ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3
 
 -- change capture
 CREATE OR REPLACE FUNCTION runner."runner_capture_lab"() RETURNS trigger LANGUAGE plpgsql
