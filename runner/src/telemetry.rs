@@ -12,102 +12,125 @@ use crate::db::pool;
 use crate::pipeline::Job;
 use crate::snapshot::Snapshot;
 
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric the runner records, with its help text (`promtool check
+/// metrics` wants one for each).
+const METRICS: &[(Kind, &str, &str)] = &[
+    (
+        Kind::Counter,
+        "runner_groups_total",
+        "Groups a batch took, by result: completed, emptied (no raw row left), retried (backoff), failed (max_attempts reached), deferred (the database's timeout), busy (held by another worker or runner), empty (nothing queued any more), put_back (its transaction ran out of budget first).",
+    ),
+    (Kind::Counter, "runner_rows_completed_total", "Raw rows marked completed."),
+    (Kind::Counter, "runner_rows_rejected_total", "Raw rows rejected as bad data by the plugin (not failures)."),
+    (Kind::Counter, "runner_job_wakeups_total", "Notifications of new rows a job's loop answered (paused or not)."),
+    (
+        Kind::Histogram,
+        "runner_group_seconds",
+        "A group's share of its transaction's time (the transaction's time over the groups it carried).",
+    ),
+    (Kind::Histogram, "runner_batch_seconds", "One batch of groups."),
+    (
+        Kind::Histogram,
+        "runner_transaction_seconds",
+        "One group-commit transaction, from taking a connection to commit (it carries one or more groups).",
+    ),
+    (Kind::Counter, "runner_plugin_reloads_total", "Plugin file changes, by result: swapped, rejected, paused."),
+    (Kind::Counter, "runner_config_reloads_total", "Config file changes, by result: applied, rejected."),
+    (
+        Kind::Counter,
+        "runner_shadow_differences_total",
+        "Groups where a shadow candidate's output differed from the live plugin's.",
+    ),
+    (Kind::Counter, "runner_job_restarts_total", "Times a job's loop ended unexpectedly and was restarted."),
+    (
+        Kind::Counter,
+        "runner_db_timeouts_total",
+        "Groups rolled back by the database (lock_timeout, statement_timeout, conflict, connection) and retried without spending an attempt.",
+    ),
+    (
+        Kind::Counter,
+        "runner_plugin_log_lines_dropped_total",
+        "Plugin log lines dropped beyond a job's log_lines limit, by plugin name.",
+    ),
+    (Kind::Gauge, "runner_pool_connections", "The runner's pooled connections, by state: in_use, available, max."),
+    (Kind::Gauge, "runner_pool_waiting", "Callers waiting for a pooled connection."),
+    (Kind::Gauge, "runner_pool_peak_in_use", "The most pooled connections in use at once since start."),
+    (Kind::Gauge, "runner_plugin_info", "The live plugin of each job (value 1), by version."),
+    (
+        Kind::Gauge,
+        "runner_plugin_loaded_timestamp_seconds",
+        "When each job's live plugin was loaded, in seconds since the Unix epoch.",
+    ),
+    (
+        Kind::Gauge,
+        "runner_job_paused",
+        "1 while a job claims nothing: disabled, paused by an operator, or without a plugin (its file gone, or refused at start with no good version kept).",
+    ),
+    (
+        Kind::Gauge,
+        "runner_plugin_refused",
+        "1 while the job's plugin file (or its settings) now in the folder is refused; the previous version runs, or the job is paused.",
+    ),
+    (
+        Kind::Gauge,
+        "runner_config_refused",
+        "1 while the config file on disk is refused (the running config stays in force); 0 once it loads.",
+    ),
+    (Kind::Gauge, "runner_job_up", "0 while a job's loop is down and waiting to be restarted."),
+    (
+        Kind::Counter,
+        "runner_http_connections_refused_total",
+        "HTTP connections closed as soon as accepted, their listener being at its connection cap.",
+    ),
+    (
+        Kind::Gauge,
+        "runner_capture_complete",
+        "0 while a job's change capture does not fire on every write to its source (triggers disabled or dropped, a partition without them).",
+    ),
+    (
+        Kind::Gauge,
+        "runner_queue_groups",
+        "Groups (a user's day) by state: pending (changes queued, backoff included), in_backoff, failed.",
+    ),
+    (
+        Kind::Gauge,
+        "runner_queue_oldest_pending_seconds",
+        "Age of the oldest queued change, since it was recorded; 0 when none is queued.",
+    ),
+    (
+        Kind::Gauge,
+        "runner_recompute_after_deploy_groups",
+        "Progress of the background recompute after a deploy, by state: done, total (groups).",
+    ),
+    (
+        Kind::Counter,
+        "runner_operator_snapshots_total",
+        "Snapshots of the queue figures taken for the console and /metrics (at most one per 2 s, on the operator's own connection).",
+    ),
+    (Kind::Gauge, "runner_job_batch_size", "Raw rows a job claims per batch now (see backpressure)."),
+    (Kind::Gauge, "runner_job_concurrency", "Groups a job runs at once now (see backpressure)."),
+];
+
 /// Installs the process-wide recorder; returns the handle that renders it.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     let seconds = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
         .install_recorder()?;
-    metrics::describe_counter!(
-        "runner_groups_total",
-        "Groups a batch took, by result: completed, emptied (no raw row left), retried (backoff), failed (max_attempts reached), deferred (the database's timeout), busy (held by another worker or runner), empty (nothing queued any more), put_back (its transaction ran out of budget first)."
-    );
-    metrics::describe_counter!("runner_rows_completed_total", "Raw rows marked completed.");
-    metrics::describe_counter!(
-        "runner_rows_rejected_total",
-        "Raw rows rejected as bad data by the plugin (not failures)."
-    );
-    metrics::describe_counter!(
-        "runner_job_wakeups_total",
-        "Notifications of new rows a job's loop answered (paused or not)."
-    );
-    metrics::describe_histogram!(
-        "runner_group_seconds",
-        "A group's share of its transaction's time (the transaction's time over the groups it carried)."
-    );
-    metrics::describe_histogram!("runner_batch_seconds", "One batch of groups.");
-    metrics::describe_histogram!(
-        "runner_transaction_seconds",
-        "One group-commit transaction, from taking a connection to commit (it carries one or more groups)."
-    );
-    metrics::describe_counter!(
-        "runner_plugin_reloads_total",
-        "Plugin file changes, by result: swapped, rejected, paused."
-    );
-    metrics::describe_counter!("runner_config_reloads_total", "Config file changes, by result: applied, rejected.");
-    metrics::describe_counter!(
-        "runner_shadow_differences_total",
-        "Groups where a shadow candidate's output differed from the live plugin's."
-    );
-    metrics::describe_counter!("runner_job_restarts_total", "Times a job's loop ended unexpectedly and was restarted.");
-    metrics::describe_counter!(
-        "runner_db_timeouts_total",
-        "Groups rolled back by the database (lock_timeout, statement_timeout, conflict, connection) and retried without spending an attempt."
-    );
-    metrics::describe_counter!(
-        "runner_plugin_log_lines_dropped_total",
-        "Plugin log lines dropped beyond a job's log_lines limit, by plugin name."
-    );
-    metrics::describe_gauge!(
-        "runner_pool_connections",
-        "The runner's pooled connections, by state: in_use, available, max."
-    );
-    metrics::describe_gauge!("runner_pool_waiting", "Callers waiting for a pooled connection.");
-    metrics::describe_gauge!("runner_pool_peak_in_use", "The most pooled connections in use at once since start.");
-    metrics::describe_gauge!("runner_plugin_info", "The live plugin of each job (value 1), by version.");
-    metrics::describe_gauge!(
-        "runner_plugin_loaded_timestamp_seconds",
-        "When each job's live plugin was loaded, in seconds since the Unix epoch."
-    );
-    metrics::describe_gauge!(
-        "runner_job_paused",
-        "1 while a job claims nothing: disabled, paused by an operator, or without a plugin (its file gone, or refused at start with no good version kept)."
-    );
-    metrics::describe_gauge!(
-        "runner_plugin_refused",
-        "1 while the job's plugin file (or its settings) now in the folder is refused; the previous version runs, or the job is paused."
-    );
-    metrics::describe_gauge!(
-        "runner_config_refused",
-        "1 while the config file on disk is refused (the running config stays in force); 0 once it loads."
-    );
-    metrics::describe_gauge!("runner_job_up", "0 while a job's loop is down and waiting to be restarted.");
-    metrics::describe_counter!(
-        "runner_http_connections_refused_total",
-        "HTTP connections closed as soon as accepted, their listener being at its connection cap."
-    );
-    metrics::describe_gauge!(
-        "runner_capture_complete",
-        "0 while a job's change capture does not fire on every write to its source (triggers disabled or dropped, a partition without them)."
-    );
-    metrics::describe_gauge!(
-        "runner_queue_groups",
-        "Groups (a user's day) by state: pending (changes queued, backoff included), in_backoff, failed."
-    );
-    metrics::describe_gauge!(
-        "runner_queue_oldest_pending_seconds",
-        "Age of the oldest queued change, since it was recorded; 0 when none is queued."
-    );
-    metrics::describe_gauge!(
-        "runner_recompute_after_deploy_groups",
-        "Progress of the background recompute after a deploy, by state: done, total (groups)."
-    );
-    metrics::describe_counter!(
-        "runner_operator_snapshots_total",
-        "Snapshots of the queue figures taken for the console and /metrics (at most one per 2 s, on the operator's own connection)."
-    );
-    metrics::describe_gauge!("runner_job_batch_size", "Raw rows a job claims per batch now (see backpressure).");
-    metrics::describe_gauge!("runner_job_concurrency", "Groups a job runs at once now (see backpressure).");
+    for &(kind, name, help) in METRICS {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
     Ok(handle)
 }
 

@@ -49,61 +49,14 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
     let daemon_plugins = daemon_get(console, "/plugins").await;
     let mut jobs = Vec::new();
     for (name, cfg) in &config.jobs {
-        let q = queue::queue(&**client, name)
-            .await
-            .map_err(|e| anyhow::anyhow!("job {name}: {}", runner::db::describe_error(&e)))?;
-        let errors = queue::top_errors(&**client, name, 3).await?;
-        // Rows no change can ever name: said, since they are never aggregated.
-        let shape = match schema::table(&**client, &cfg.source).await {
-            Ok(Some(table)) => schema::check_source(cfg, &table).ok(),
-            _ => None,
-        };
-        let ungrouped = match &shape {
-            Some(shape) => queue::ungrouped(&**client, cfg, shape).await.ok(),
-            None => None,
-        };
-        let unknown_zones = match &shape {
-            Some(shape) if cfg.zone_column.is_some() => {
-                queue::unknown_zones(&**client, cfg, shape).await.ok().flatten()
-            }
-            _ => runner::db::user_zones::unknown(&**client, cfg).await.ok().flatten(),
-        };
-        let plugin = plugin_line(config, cfg, name, daemon_plugins.as_ref().map(|(_, answer)| answer));
-        let after_deploy = runner::db::progress::runs(&**client, name, runner::pipeline::recompute::AFTER_DEPLOY)
-            .await?
-            .into_iter()
-            .next()
-            .filter(|_| cfg.recompute_after_deploy.is_some())
-            .map(|r| {
-                format!(
-                    "recompute after deploy of {}: {} groups, {}",
-                    r.plugin_version,
-                    r.groups_done,
-                    if r.finished { "finished" } else { "in progress" }
-                )
-            });
-        // Whether every write reaches the queue: the triggers, on the source and its partitions.
-        let capture = runner::db::capture::trigger_problems(&**client, name, cfg).await.unwrap_or_default();
-        let partitions = match &shape {
-            Some(shape) => runner::db::partitions::of(&**client, cfg, shape).await.unwrap_or_default(),
-            None => Vec::new(),
-        };
-        jobs.push(JobStatus {
-            name,
-            enabled: cfg.enabled,
-            q,
-            errors,
-            plugin,
-            after_deploy,
-            ungrouped,
-            unknown_zones,
-            capture,
-            partitions,
-        });
+        let answer = daemon_plugins.as_ref().map(|(_, answer)| answer);
+        jobs.push(job_status(&client, config, name, cfg, answer).await?);
     }
-    let sessions = pool::sessions(&**client).await?;
-    let bound = config.database.max_connections + pool::BESIDE_THE_POOL;
-    let server_max = pool::server_max_connections(&**client).await?;
+    let sessions = Sessions {
+        connected: pool::sessions(&**client).await?,
+        bound: config.database.max_connections + pool::BESIDE_THE_POOL,
+        server_max: pool::server_max_connections(&**client).await?,
+    };
     let refused = |job: &str| -> Vec<String> {
         let Some((_, answer)) = &daemon_plugins else { return Vec::new() };
         let jobs = answer["body"]["jobs"].as_array().into_iter().flatten();
@@ -113,33 +66,123 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             .filter_map(|(what, why)| Some(format!("{what}: {}", contract::sanitize(why.as_str()?, 2048))))
             .collect()
     };
-    if as_json {
-        let jobs: Vec<_> = jobs
-            .iter()
-            .map(|j| {
-                json!({
-                    "job": j.name, "enabled": j.enabled, "plugin": j.plugin, "queue": j.q, "ungrouped_rows": j.ungrouped,
-                    "unknown_zones": j.unknown_zones,
-                    "top_errors": j.errors.shown, "causes_total": j.errors.total,
-                    "recompute_after_deploy": j.after_deploy, "daemon_refused": refused(j.name),
-                    "capture_problems": j.capture,
-                    "partitions": j.partitions.iter().map(|p| p.describe()).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let out = json!({
-            "database": pool::describe(&config.database.url),
-            "jobs": jobs,
-            "connections": { "runner_sessions": sessions, "max_per_runner": bound, "pool": config.database.max_connections, "server_max": server_max },
-            "daemon": daemon.as_ref().map(|(addr, ready)| json!({"address": addr, "ready": ready})),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::SUCCESS);
+    let daemon = daemon.as_ref();
+    match as_json {
+        true => print_json(config, &jobs, &sessions, daemon, &refused)?,
+        false => print_text(config, &jobs, &sessions, daemon, &refused),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The runner's sessions as Postgres counts them, and the bounds.
+struct Sessions {
+    connected: i64,
+    bound: usize,
+    server_max: String,
+}
+
+/// One job's status, read from the database (and the daemon's `/plugins`).
+async fn job_status<'a>(
+    client: &tokio_postgres::Client,
+    config: &Config,
+    name: &'a String,
+    cfg: &runner::config::Job,
+    daemon_plugins: Option<&serde_json::Value>,
+) -> anyhow::Result<JobStatus<'a>> {
+    let q = queue::queue(client, name)
+        .await
+        .map_err(|e| anyhow::anyhow!("job {name}: {}", runner::db::describe_error(&e)))?;
+    let errors = queue::top_errors(client, name, 3).await?;
+    // Rows no change can ever name: said, since they are never aggregated.
+    let shape = match schema::table(client, &cfg.source).await {
+        Ok(Some(table)) => schema::check_source(cfg, &table).ok(),
+        _ => None,
+    };
+    let ungrouped = match &shape {
+        Some(shape) => queue::ungrouped(client, cfg, shape).await.ok(),
+        None => None,
+    };
+    let unknown_zones = match &shape {
+        Some(shape) if cfg.zone_column.is_some() => queue::unknown_zones(client, cfg, shape).await.ok().flatten(),
+        _ => runner::db::user_zones::unknown(client, cfg).await.ok().flatten(),
+    };
+    let plugin = plugin_line(config, cfg, name, daemon_plugins);
+    let after_deploy = runner::db::progress::runs(client, name, runner::pipeline::recompute::AFTER_DEPLOY)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|_| cfg.recompute_after_deploy.is_some())
+        .map(|r| {
+            format!(
+                "recompute after deploy of {}: {} groups, {}",
+                r.plugin_version,
+                r.groups_done,
+                if r.finished { "finished" } else { "in progress" }
+            )
+        });
+    // Whether every write reaches the queue: the triggers, on the source and its partitions.
+    let capture = runner::db::capture::trigger_problems(client, name, cfg).await.unwrap_or_default();
+    let partitions = match &shape {
+        Some(shape) => runner::db::partitions::of(client, cfg, shape).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(JobStatus {
+        name,
+        enabled: cfg.enabled,
+        q,
+        errors,
+        plugin,
+        after_deploy,
+        ungrouped,
+        unknown_zones,
+        capture,
+        partitions,
+    })
+}
+
+fn print_json(
+    config: &Config,
+    jobs: &[JobStatus<'_>],
+    sessions: &Sessions,
+    daemon: Option<&(String, serde_json::Value)>,
+    refused: &dyn Fn(&str) -> Vec<String>,
+) -> anyhow::Result<()> {
+    let Sessions { connected: sessions, bound, server_max } = sessions;
+    let jobs: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            json!({
+                "job": j.name, "enabled": j.enabled, "plugin": j.plugin, "queue": j.q, "ungrouped_rows": j.ungrouped,
+                "unknown_zones": j.unknown_zones,
+                "top_errors": j.errors.shown, "causes_total": j.errors.total,
+                "recompute_after_deploy": j.after_deploy, "daemon_refused": refused(j.name),
+                "capture_problems": j.capture,
+                "partitions": j.partitions.iter().map(|p| p.describe()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let out = json!({
+        "database": pool::describe(&config.database.url),
+        "jobs": jobs,
+        "connections": { "runner_sessions": sessions, "max_per_runner": bound, "pool": config.database.max_connections, "server_max": server_max },
+        "daemon": daemon.as_ref().map(|(addr, ready)| json!({"address": addr, "ready": ready})),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn print_text(
+    config: &Config,
+    jobs: &[JobStatus<'_>],
+    sessions: &Sessions,
+    daemon: Option<&(String, serde_json::Value)>,
+    refused: &dyn Fn(&str) -> Vec<String>,
+) {
+    let Sessions { connected: sessions, bound, server_max } = sessions;
     println!("groups (a user's day) per job:");
     println!("{:<12} {:>10} {:>10} {:>8}  {:<14} plugin", "job", "pending", "in backoff", "failed", "oldest pending");
     for JobStatus { name, enabled, q, errors, plugin, after_deploy, ungrouped, unknown_zones, capture, partitions } in
-        &jobs
+        jobs
     {
         let plugin = if *enabled { plugin.clone() } else { format!("{plugin} (disabled)") };
         let pending = if q.pending_capped { format!("{}+", q.pending) } else { q.pending.to_string() };
@@ -179,7 +222,7 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
             println!("{:<12} CHANGES MAY BE MISSED: {problem} (run `runner migrate` as the table's owner)", "");
         }
     }
-    match &daemon {
+    match daemon {
         Some((addr, ready)) if ready["body"]["status"] == "degraded" => {
             println!("\nrunner daemon at {addr}: ready, degraded {}", ready["body"]["degraded"])
         }
@@ -195,7 +238,6 @@ pub async fn status(config: &Config, as_json: bool) -> anyhow::Result<ExitCode> 
         pool::describe(&config.database.url),
         config.database.max_connections
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// What a job runs, without compiling anything: the daemon's live plugin

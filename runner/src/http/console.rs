@@ -98,6 +98,17 @@ fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
         );
     }
     out.push_str(&sparkline(&slots));
+    plugin_lines(out, job, &state, figures);
+    if let Some(figures) = figures {
+        causes_table(out, &name, &figures.causes);
+    }
+    out.push_str("</section>");
+}
+
+/// The job's plugin, its refusals, its shadow candidate and its actions.
+fn plugin_lines(out: &mut String, job: &Job, state: &crate::pipeline::JobState, figures: Option<&Figures>) {
+    let name = esc(&job.name);
+    let cell = |v: Option<i64>| v.map_or("?".to_string(), |n| n.to_string());
     match &state.live {
         Some(live) => {
             let loaded = live.plugin.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -138,43 +149,45 @@ fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
         if state.operator_paused { "resume" } else { "pause" },
         if state.operator_paused { "resume" } else { "pause" },
     );
-    if let Some(Figures { causes, .. }) = figures
-        && !causes.shown.is_empty()
-    {
-        out.push_str(
-            "<table><thead><tr><th>groups</th><th>failing because</th><th>for example</th><th></th></tr></thead><tbody>",
-        );
-        for e in &causes.shown {
-            // The button sends the cause as shown: the server matches it
-            // against each row's cause, so it retries exactly these rows.
-            let button = if e.failed > 0 {
-                format!(
-                    "<button data-action='/jobs/{name}/retry-failed' data-cause='{}'>retry these {}</button>",
-                    esc(&e.error),
-                    e.failed
-                )
-            } else {
-                "retrying".into()
-            };
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td class=error>{}</td><td class=example>{}</td><td>{button}</td></tr>",
-                e.groups,
-                esc(&e.error),
-                esc(&e.example),
-            );
-        }
-        out.push_str("</tbody></table>");
-        let hidden = causes.total - causes.shown.len() as i64;
-        if hidden > 0 {
-            let _ = write!(
-                out,
-                "<p class=more>{hidden} more cause(s) not shown; <code>runner status</code> and \
-                 <code>runner retry-failed --error-contains</code> reach them</p>"
-            );
-        }
+}
+
+/// The most common causes of failure, each with a button that retries its groups.
+fn causes_table(out: &mut String, name: &str, causes: &crate::db::queue::Causes) {
+    if causes.shown.is_empty() {
+        return;
     }
-    out.push_str("</section>");
+    out.push_str(
+        "<table><thead><tr><th>groups</th><th>failing because</th><th>for example</th><th></th></tr></thead><tbody>",
+    );
+    for e in &causes.shown {
+        // The button sends the cause as shown: the server matches it
+        // against each row's cause, so it retries exactly these rows.
+        let button = if e.failed > 0 {
+            format!(
+                "<button data-action='/jobs/{name}/retry-failed' data-cause='{}'>retry these {}</button>",
+                esc(&e.error),
+                e.failed
+            )
+        } else {
+            "retrying".into()
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=error>{}</td><td class=example>{}</td><td>{button}</td></tr>",
+            e.groups,
+            esc(&e.error),
+            esc(&e.example),
+        );
+    }
+    out.push_str("</tbody></table>");
+    let hidden = causes.total - causes.shown.len() as i64;
+    if hidden > 0 {
+        let _ = write!(
+            out,
+            "<p class=more>{hidden} more cause(s) not shown; <code>runner status</code> and \
+             <code>runner retry-failed --error-contains</code> reach them</p>"
+        );
+    }
 }
 
 /// Rows completed per 10 s over the last 10 minutes, as a small SVG chart.

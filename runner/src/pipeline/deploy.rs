@@ -221,6 +221,12 @@ impl Deployer {
         if !state.config.enabled {
             return;
         }
+        self.sync_live(job, &state).await;
+        self.sync_candidate(job, &state).await;
+    }
+
+    /// Swaps, pauses or keeps the job's live plugin after a look at its file.
+    async fn sync_live(&mut self, job: &Job, state: &JobState) {
         let path = self.config.plugin_path(&state.config);
         // An unverified live plugin is built again whenever its file or
         // signature is looked at anew: a signature added later clears it.
@@ -282,7 +288,11 @@ impl Deployer {
                 None => {}
             },
         }
+    }
 
+    /// Loads, swaps or stops the job's shadow candidate after a look at its file.
+    async fn sync_candidate(&mut self, job: &Job, state: &JobState) {
+        let live_plugin = state.live.as_ref().map(|l| &*l.plugin);
         let path = self.config.candidate_path(&state.config);
         let look = self.look(&path);
         match look {
@@ -366,70 +376,76 @@ impl Deployer {
             self.apply_trust(&new);
         }
         self.config.runner.poll_interval = reload.live.runner.poll_interval;
-        for job in &self.jobs {
-            let (Some(old), Some(next)) = (self.config.jobs.get_mut(&job.name), reload.live.jobs.get(&job.name)) else {
-                continue;
-            };
-            // Everything but the job's structure applies to the next batch and group.
-            let mut live = next.clone();
-            // Settings apply to the live plugin and the candidate at once, or
-            // not at all: the old ones stay while the new ones do not fit.
-            let state = job.current();
-            let mut reconfigured = None;
-            if live.settings == old.settings
-                && let Some(shown) = self.settings_rejections.remove(&job.name)
-            {
-                let mut last = job.last_reload_error.lock().expect("lock");
-                if last.as_deref() == Some(shown.as_str()) {
-                    info!(job = %job.name, "Settings are back to those in force; the rejection is cleared.");
-                    *last = None;
-                }
+        for job in self.jobs.clone() {
+            if let Some(next) = reload.live.jobs.get(&job.name) {
+                self.reconfigure(&job, next);
             }
-            if live.settings != old.settings {
-                let apply = |p: &Plugin| super::configure(&live, p).map(Arc::new);
-                let plugin = state.live.as_ref().map(|l| apply(&l.plugin)).transpose();
-                let candidate = state.candidate.as_deref().map(apply).transpose();
-                match (plugin, candidate) {
-                    (Ok(plugin), Ok(candidate)) => {
-                        if let Some(p) = &plugin {
-                            info!(job = %job.name, plugin = %p.version, settings = %p.settings.json(), "Settings applied.");
-                        }
-                        *job.last_reload_error.lock().expect("lock") = None;
-                        self.settings_rejections.remove(&job.name);
-                        reconfigured = Some((plugin, candidate));
-                    }
-                    (Err(problems), _) | (_, Err(problems)) => {
-                        let reason = problems.join("; ");
-                        error!(job = %job.name, reason = %reason, "Settings rejected; the previous settings stay in force.");
-                        metrics::counter!("runner_config_reloads_total", "result" => "rejected").increment(1);
-                        *job.last_reload_error.lock().expect("lock") = Some(reason.clone());
-                        self.settings_rejections.insert(job.name.clone(), reason);
-                        live.settings = old.settings.clone();
-                        live.settings_origin = old.settings_origin.clone();
-                    }
-                }
-            }
-            // The statements read at most max_group_rows: built again when it changes.
-            let reads_changed = live.max_group_rows != old.max_group_rows;
-            *old = live.clone();
-            let poll_interval = self.config.runner.poll_interval;
-            job.update(|s| {
-                let mut next = JobState { limits: job_limits(&live), poll_interval, ..s.clone() };
-                if reads_changed {
-                    next.live = s.live.as_ref().map(|l| l.with_plugin(&live, l.plugin.clone()));
-                }
-                if let Some((plugin, candidate)) = reconfigured {
-                    next.live = match (&s.live, plugin) {
-                        (Some(l), Some(p)) => Some(l.with_plugin(&live, p)),
-                        (l, _) => l.clone(),
-                    };
-                    next.candidate = candidate;
-                }
-                JobState { config: live, ..next }
-            });
         }
         metrics::counter!("runner_config_reloads_total", "result" => "applied").increment(1);
         info!(path = %self.config.path.display(), "Config reloaded.");
+    }
+
+    /// Applies a job's changed settings and limits (everything but its
+    /// structure) to its next batch and group.
+    fn reconfigure(&mut self, job: &Job, next: &config::Job) {
+        let Some(old) = self.config.jobs.get(&job.name).cloned() else { return };
+        // Everything but the job's structure applies to the next batch and group.
+        let mut live = next.clone();
+        // Settings apply to the live plugin and the candidate at once, or
+        // not at all: the old ones stay while the new ones do not fit.
+        let state = job.current();
+        let mut reconfigured = None;
+        if live.settings == old.settings
+            && let Some(shown) = self.settings_rejections.remove(&job.name)
+        {
+            let mut last = job.last_reload_error.lock().expect("lock");
+            if last.as_deref() == Some(shown.as_str()) {
+                info!(job = %job.name, "Settings are back to those in force; the rejection is cleared.");
+                *last = None;
+            }
+        }
+        if live.settings != old.settings {
+            let apply = |p: &Plugin| super::configure(&live, p).map(Arc::new);
+            let plugin = state.live.as_ref().map(|l| apply(&l.plugin)).transpose();
+            let candidate = state.candidate.as_deref().map(apply).transpose();
+            match (plugin, candidate) {
+                (Ok(plugin), Ok(candidate)) => {
+                    if let Some(p) = &plugin {
+                        info!(job = %job.name, plugin = %p.version, settings = %p.settings.json(), "Settings applied.");
+                    }
+                    *job.last_reload_error.lock().expect("lock") = None;
+                    self.settings_rejections.remove(&job.name);
+                    reconfigured = Some((plugin, candidate));
+                }
+                (Err(problems), _) | (_, Err(problems)) => {
+                    let reason = problems.join("; ");
+                    error!(job = %job.name, reason = %reason, "Settings rejected; the previous settings stay in force.");
+                    metrics::counter!("runner_config_reloads_total", "result" => "rejected").increment(1);
+                    *job.last_reload_error.lock().expect("lock") = Some(reason.clone());
+                    self.settings_rejections.insert(job.name.clone(), reason);
+                    live.settings = old.settings.clone();
+                    live.settings_origin = old.settings_origin.clone();
+                }
+            }
+        }
+        // The statements read at most max_group_rows: built again when it changes.
+        let reads_changed = live.max_group_rows != old.max_group_rows;
+        self.config.jobs.insert(job.name.clone(), live.clone());
+        let poll_interval = self.config.runner.poll_interval;
+        job.update(|s| {
+            let mut next = JobState { limits: job_limits(&live), poll_interval, ..s.clone() };
+            if reads_changed {
+                next.live = s.live.as_ref().map(|l| l.with_plugin(&live, l.plugin.clone()));
+            }
+            if let Some((plugin, candidate)) = reconfigured {
+                next.live = match (&s.live, plugin) {
+                    (Some(l), Some(p)) => Some(l.with_plugin(&live, p)),
+                    (l, _) => l.clone(),
+                };
+                next.candidate = candidate;
+            }
+            JobState { config: live, ..next }
+        });
     }
 }
 

@@ -439,15 +439,7 @@ fn record_outcomes(
             Ok(Outcome::Completed { rows: claimed, written, rejected }) => {
                 c.completed += 1;
                 report.group_latency.record(took);
-                report.rows_completed += *claimed as u64;
-                report.daily_rows_written += *written as u64;
-                report.rows_rejected += u64::from(*rejected);
-                counter("completed").increment(1);
-                job.rows_completed.fetch_add(*claimed as u64, std::sync::atomic::Ordering::Relaxed);
-                job.activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(*claimed as u64, took);
-                metrics::counter!("runner_rows_completed_total", "job" => job.name.clone()).increment(*claimed as u64);
-                metrics::counter!("runner_rows_rejected_total", "job" => job.name.clone())
-                    .increment(u64::from(*rejected));
+                completed(job, report, (*claimed as u64, *written as u64, u64::from(*rejected)), took);
             }
             Ok(Outcome::Failed { error, last }) => {
                 c.failed += 1;
@@ -459,17 +451,7 @@ fn record_outcomes(
                 c.deferred += 1;
                 rest(*key, deferral);
                 report.deferred += 1;
-                counter("deferred").increment(1);
-                metrics::counter!("runner_db_timeouts_total", "job" => job.name.clone(), "kind" => kind.label())
-                    .increment(1);
-                warn!(parent: span, user = key.user_id, day = %key.day, waited_on = %kind.label(), error = %error,
-                    "Group rolled back by the database; its keys stay queued and are retried soon, no attempt spent.");
-                job.set_health(|h| {
-                    h.deferred_in_a_row += 1;
-                    if h.deferred_in_a_row >= TIMING_OUT_AFTER {
-                        h.timing_out = Some(error.clone());
-                    }
-                });
+                deferred(job, *key, *kind, error, span);
             }
             // Its transaction ran out of budget first: queued again, untouched.
             Ok(Outcome::PutBack) => {
@@ -507,6 +489,34 @@ fn record_outcomes(
     report.groups_completed += c.completed;
     report.groups_failed += c.failed;
     c
+}
+
+/// A completed group's rows (claimed, written, rejected), in the report,
+/// the metrics and the job's activity.
+fn completed(job: &Job, report: &mut Report, (claimed, written, rejected): (u64, u64, u64), took: Duration) {
+    report.rows_completed += claimed;
+    report.daily_rows_written += written;
+    report.rows_rejected += rejected;
+    metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => "completed").increment(1);
+    job.rows_completed.fetch_add(claimed, std::sync::atomic::Ordering::Relaxed);
+    job.activity.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(claimed, took);
+    metrics::counter!("runner_rows_completed_total", "job" => job.name.clone()).increment(claimed);
+    metrics::counter!("runner_rows_rejected_total", "job" => job.name.clone()).increment(rejected);
+}
+
+/// A group the database rolled back (a lock or statement timeout): said,
+/// counted, and after a few in a row the job is "timing out".
+fn deferred(job: &Job, key: GroupKey, kind: crate::db::Transient, error: &str, span: &tracing::Span) {
+    metrics::counter!("runner_groups_total", "job" => job.name.clone(), "result" => "deferred").increment(1);
+    metrics::counter!("runner_db_timeouts_total", "job" => job.name.clone(), "kind" => kind.label()).increment(1);
+    warn!(parent: span, user = key.user_id, day = %key.day, waited_on = %kind.label(), error = %error,
+        "Group rolled back by the database; its keys stay queued and are retried soon, no attempt spent.");
+    job.set_health(|h| {
+        h.deferred_in_a_row += 1;
+        if h.deferred_in_a_row >= TIMING_OUT_AFTER {
+            h.timing_out = Some(error.to_string());
+        }
+    });
 }
 
 /// Logs a database error (the first of a streak at warn level, repeats at
