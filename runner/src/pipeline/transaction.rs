@@ -72,6 +72,16 @@ pub struct Context<'a> {
     pub live: &'a Live,
 }
 
+/// One transaction's work: the job, the keys, why, and when it began.
+#[derive(Clone, Copy)]
+struct Unit<'a> {
+    pool: &'a Pool,
+    cx: Context<'a>,
+    keys: &'a [GroupKey],
+    purpose: Purpose,
+    started: Instant,
+}
+
 /// What a transaction did, per group, and how long it stayed open.
 pub struct Committed {
     pub outcomes: Vec<(GroupKey, Outcome)>,
@@ -126,29 +136,20 @@ pub async fn run(
     purpose: Purpose,
 ) -> Result<Committed, Error> {
     let started = Instant::now();
+    let unit = Unit { pool, cx, keys, purpose, started };
     let target = cx.state.config.target.as_str();
     let (tx, claim) = cx.live.sql.claim(client, cx.job, target, keys).await?;
     let claim = match claim {
         Ok(claim) => claim,
         Err(source) => {
-            return refused(tx, pool, cx, keys, purpose, sql_error("claiming and reading", keys, source), started)
-                .await;
+            return refused(tx, unit, sql_error("claiming and reading", keys, source)).await;
         }
     };
     let mut plan = Plan::default();
     let to_run = match triage(tx.client(), cx, claim.groups(keys), purpose, &mut plan).await {
         Ok(to_run) => to_run,
         Err(source) => {
-            return refused(
-                tx,
-                pool,
-                cx,
-                keys,
-                purpose,
-                sql_error("reading the frozen horizon of", keys, source),
-                started,
-            )
-            .await;
+            return refused(tx, unit, sql_error("reading the frozen horizon of", keys, source)).await;
         }
     };
     if plan.write.is_empty() && to_run.is_empty() {
@@ -160,7 +161,7 @@ pub async fn run(
     let ran = match aggregate(tx.client(), cx, &to_run, started).await {
         Ok(ran) => ran,
         // A statement of the transaction failed (a shadow difference's write).
-        Err(e) => return refused(tx, pool, cx, keys, purpose, e, started).await,
+        Err(e) => return refused(tx, unit, e).await,
     };
     for group in ran {
         match group.result {
@@ -169,7 +170,7 @@ pub async fn run(
             Some(Err(e)) => plan.failures.push((group.key, group.attempts, e)),
         }
     }
-    finish(tx, pool, cx, keys, purpose, plan, started).await
+    finish(tx, unit, plan).await
 }
 
 /// Sorts the claimed groups: busy, nothing queued, no input left (emptied,
@@ -337,15 +338,8 @@ pub(crate) async fn call(
 
 /// Ends the transaction: puts back what the budget left, records the
 /// failures, writes the daily rows with `COMMIT`.
-async fn finish(
-    tx: Pipelined,
-    pool: &Pool,
-    cx: Context<'_>,
-    keys: &[GroupKey],
-    purpose: Purpose,
-    mut plan: Plan,
-    started: Instant,
-) -> Result<Committed, Error> {
+async fn finish(tx: Pipelined, unit: Unit<'_>, mut plan: Plan) -> Result<Committed, Error> {
+    let Unit { cx, keys, started, .. } = unit;
     let sql = &cx.live.sql;
     let version: &str = &cx.live.plugin.version;
     let recorded = async {
@@ -362,8 +356,7 @@ async fn finish(
     let failed = match recorded {
         Ok(failed) => failed,
         Err(source) => {
-            return refused(tx, pool, cx, keys, purpose, sql_error("recording failures of", keys, source), started)
-                .await;
+            return refused(tx, unit, sql_error("recording failures of", keys, source)).await;
         }
     };
     let daily: Vec<Daily<'_>> = plan.write.iter().map(|(key, rows, ..)| Daily { key: *key, rows }).collect();
@@ -373,12 +366,12 @@ async fn finish(
         // groups go one by one, where it fails alone.
         Err(message) => {
             let e = GroupError::InvalidOutput { plugin: cx.live.plugin.version.clone(), key: keys[0], message };
-            return refused(tx, pool, cx, keys, purpose, e, started).await;
+            return refused(tx, unit, e).await;
         }
     };
     let (client, written) = sql.commit_write(tx, version, &encoded).await?;
     if let Err(source) = written {
-        return after_rollback(client, pool, cx, keys, purpose, sql_error("writing", keys, source), started).await;
+        return after_rollback(client, unit, sql_error("writing", keys, source)).await;
     }
     drop(client);
     let carried = plan.write.len() + plan.failures.len();
@@ -413,31 +406,16 @@ fn failure<'a>(cx: Context<'a>, key: GroupKey, error: &'a str, prior_attempts: i
 }
 
 /// Rolls the transaction back, then [`after_rollback`].
-async fn refused(
-    tx: Pipelined,
-    pool: &Pool,
-    cx: Context<'_>,
-    keys: &[GroupKey],
-    purpose: Purpose,
-    e: GroupError,
-    started: Instant,
-) -> Result<Committed, Error> {
+async fn refused(tx: Pipelined, unit: Unit<'_>, e: GroupError) -> Result<Committed, Error> {
     let client = tx.rollback_keeping().await?;
-    after_rollback(client, pool, cx, keys, purpose, e, started).await
+    after_rollback(client, unit, e).await
 }
 
 /// After a rollback: a lock or statement timeout defers every group; any
 /// other refusal replays several groups one per transaction, so that only
 /// the group at fault fails, or records one group's failure.
-async fn after_rollback(
-    client: Object,
-    pool: &Pool,
-    cx: Context<'_>,
-    keys: &[GroupKey],
-    purpose: Purpose,
-    e: GroupError,
-    started: Instant,
-) -> Result<Committed, Error> {
+async fn after_rollback(client: Object, unit: Unit<'_>, e: GroupError) -> Result<Committed, Error> {
+    let Unit { pool, cx, keys, purpose, started } = unit;
     let transient = match &e {
         GroupError::Sql { source, .. } => crate::db::transient(source),
         _ => None,

@@ -38,8 +38,7 @@ WITH locked AS (
                     (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
                     (SELECT ok FROM locked) AS locked
              FROM (SELECT 1) one LEFT JOIN LATERAL (
-                SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s
-                WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
+                SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
              ) r ON (SELECT ok FROM locked)
              ORDER BY r.at, r.id
 
@@ -65,8 +64,7 @@ WITH g AS (
              )
              SELECT r.id, r.at, r.c0, r.c1, k.taken, k.attempts, l.ok AS locked, l.n
              FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
-                SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s
-                WHERE s.user_id = l.user_id AND s."day" BETWEEN l.day::pg_catalog.date AND (l.day::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
+                SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s WHERE s.user_id = l.user_id AND s."day" BETWEEN l.day::pg_catalog.date AND (l.day::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id
 
@@ -134,9 +132,7 @@ SELECT count(*) AS groups FROM (
              ) g
 
 -- read_day
-SELECT * FROM (SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s
-             WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001) r
-             ORDER BY r.at, r.id
+SELECT * FROM (SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
 
 -- sample_groups
 SELECT user_id, day FROM (

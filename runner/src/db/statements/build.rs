@@ -101,6 +101,20 @@ impl<'a> Parts<'a> {
         format!("{t}user_id = {user} AND {}{own}", day.between(t, &day.first_day(key), &day.last_day(key)))
     }
 
+    /// A group's input rows in `range` as `claim`, `claim_many` and
+    /// `read_day` read them: id, timestamp and the input columns (`c0`...),
+    /// at most one row past `max_group_rows`.
+    fn input_read(&self, range: &str) -> String {
+        format!(
+            "SELECT {} AS id, {} AS at{} FROM {} s WHERE {range} LIMIT {}",
+            self.id("s."),
+            self.at("s."),
+            self.input_cols("s.", true),
+            self.src,
+            self.read_limit
+        )
+    }
+
     /// The plugin's input columns, read from `t` (`alias`: as `c0`, `c1`...).
     fn input_cols(&self, t: &str, alias: bool) -> String {
         self.description
@@ -167,12 +181,6 @@ impl<'a> Parts<'a> {
     /// keys are taken: a change committed after it is not taken and
     /// stays queued, so the group runs again (docs/architecture.md).
     pub(super) fn claim(&self) -> String {
-        let src = &self.src;
-        let read_limit = self.read_limit;
-        let at = |t: &str| self.at(t);
-        let id = |t: &str| self.id(t);
-        let day_range = |t: &str| self.input_of(t, "$1::int8", "$2");
-        let input_cols = |t: &str, alias: bool| self.input_cols(t, alias);
         format!(
             "WITH locked AS (
                 SELECT {lock} AS ok
@@ -190,27 +198,17 @@ impl<'a> Parts<'a> {
                     (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
                     (SELECT ok FROM locked) AS locked
              FROM (SELECT 1) one LEFT JOIN LATERAL (
-                SELECT {id_s} AS id, {at_s} AS at{input_cols_s} FROM {src} s
-                WHERE {read_range} LIMIT {read_limit}
+                {read}
              ) r ON (SELECT ok FROM locked)
              ORDER BY r.at, r.id",
             lock = group_lock("$3", "$1::bigint", "$2::date"),
-            at_s = at("s."),
-            id_s = id("s."),
-            input_cols_s = input_cols("s.", true),
-            input_cols_r = input_cols("r.", false),
-            read_range = day_range("s."),
+            input_cols_r = self.input_cols("r.", false),
+            read = self.input_read(&self.input_of("s.", "$1::int8", "$2")),
         )
     }
 
     /// `claim_many`: see [`Statements`].
     pub(super) fn claim_many(&self) -> String {
-        let src = &self.src;
-        let read_limit = self.read_limit;
-        let at = |t: &str| self.at(t);
-        let id = |t: &str| self.id(t);
-        let group_range = |t: &str| self.input_of(t, "l.user_id", "l.day");
-        let input_cols = |t: &str, alias: bool| self.input_cols(t, alias);
         format!(
             "WITH g AS (
                 SELECT * FROM unnest($1::int8[], $2::date[]) WITH ORDINALITY AS g(user_id, day, n)
@@ -233,15 +231,11 @@ impl<'a> Parts<'a> {
              )
              SELECT r.id, r.at{input_cols_r}, k.taken, k.attempts, l.ok AS locked, l.n
              FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
-                SELECT {id_s} AS id, {at_s} AS at{input_cols_s} FROM {src} s
-                WHERE {group_range} LIMIT {read_limit}
+                {read}
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id",
-            at_s = at("s."),
-            id_s = id("s."),
-            input_cols_s = input_cols("s.", true),
-            input_cols_r = input_cols("r.", false),
-            group_range = group_range("s."),
+            input_cols_r = self.input_cols("r.", false),
+            read = self.input_read(&self.input_of("s.", "l.user_id", "l.day")),
             many_lock = group_lock("$3", "g.user_id", "g.day"),
         )
     }
@@ -327,21 +321,8 @@ impl<'a> Parts<'a> {
 
     /// `read_day`: see [`Statements`].
     pub(super) fn read_day(&self) -> String {
-        let src = &self.src;
-        let read_limit = self.read_limit;
-        let at = |t: &str| self.at(t);
-        let id = |t: &str| self.id(t);
-        let day_range = |t: &str| self.input_of(t, "$1::int8", "$2");
-        let input_cols = |t: &str, alias: bool| self.input_cols(t, alias);
-        format!(
-            "SELECT * FROM (SELECT {id_s} AS id, {at_s} AS at{input_cols_s} FROM {src} s
-             WHERE {read_range} LIMIT {read_limit}) r
-             ORDER BY r.at, r.id",
-            at_s = at("s."),
-            id_s = id("s."),
-            input_cols_s = input_cols("s.", true),
-            read_range = day_range("s."),
-        )
+        let read = self.input_read(&self.input_of("s.", "$1::int8", "$2"));
+        format!("SELECT * FROM ({read}) r ORDER BY r.at, r.id")
     }
 
     /// `sample_groups`: see [`Statements`].
