@@ -29,75 +29,8 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
     let summary: Vec<String> = seeded.iter().map(|(k, n)| format!("{n} {}", k.table())).collect();
     println!("Seeded {} ({users} users x {days} days) in {:.1?}.", summary.join(", "), seeding.elapsed());
     drop(client);
-
-    let runtime = super::runtime(&config)?;
-    let jobs = pipeline::prepare(&config, &pool, &runtime)
-        .await
-        .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
-
-    // A bar per job: raw rows completed out of those seeded.
-    let bars = MultiProgress::new();
-    let style =
-        ProgressStyle::with_template("{prefix:>10} {wide_bar} {pos}/{len} rows {per_sec}").expect("valid template");
-    let tracked: Vec<_> = jobs
-        .iter()
-        .map(|job| {
-            let total =
-                seeded.iter().find(|(k, _)| k.table() == job.current().config.source.as_str()).map_or(0, |(_, n)| *n);
-            (job.clone(), bars.add(ProgressBar::new(total).with_style(style.clone()).with_prefix(job.name.clone())))
-        })
-        .collect();
-    let (_stop, shutdown) = watch::channel(false);
-    let started = Instant::now();
-    let run = pipeline::run(&config, pool.clone(), &jobs, Mode::Once, false, shutdown);
-    tokio::pin!(run);
-    let reports = loop {
-        tokio::select! {
-            reports = &mut run => break reports?,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                for (job, bar) in &tracked {
-                    bar.set_position(job.rows_completed.load(Ordering::Relaxed));
-                }
-            }
-        }
-    };
-    let elapsed = started.elapsed().as_secs_f64();
-    bars.clear()?;
-
-    println!();
-    println!(
-        "{:<14} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
-        "job", "rows", "groups", "rejected", "failed", "seconds", "rows/s"
-    );
-    for (job, r) in &reports {
-        print_report(job, r, r.elapsed.as_secs_f64());
-    }
-    let total = Report {
-        rows_completed: reports.iter().map(|(_, r)| r.rows_completed).sum(),
-        groups_completed: reports.iter().map(|(_, r)| r.groups_completed).sum(),
-        rows_rejected: reports.iter().map(|(_, r)| r.rows_rejected).sum(),
-        groups_failed: reports.iter().map(|(_, r)| r.groups_failed).sum(),
-        ..Report::default()
-    };
-    print_report("all", &total, elapsed);
-    let mut sizes = BTreeMap::new();
-    for (_, r) in &reports {
-        for (carried, n) in &r.transaction_sizes {
-            *sizes.entry(*carried).or_insert(0) += n;
-        }
-    }
-    let longest = reports.iter().map(|(_, r)| r.longest_transaction).max().unwrap_or_default();
-    println!("\n{}, the longest open {longest:.0?}.", transactions(&sizes));
-    println!(
-        "Each group was isolated: a plugin error, trap or bad output fails only its own group, and a \
-         statement the server refuses is replayed one group per transaction."
-    );
-    println!(
-        "Pool: at most {} of {} connections in use at once, none held while idle.",
-        pool::peak_in_use(),
-        config.database.max_connections
-    );
-
+    let (reports, elapsed) = run_jobs(&config, &pool, &seeded).await?;
+    print_summary(&config, &reports, elapsed);
     let client = pool.get().await?;
     println!("\nSample of vitals_daily:");
     let sample = runner::db::reference::vitals_daily_sample(&**client, 7).await?;
@@ -135,6 +68,86 @@ pub async fn run(mut config: Config, users: i32, days: i32, keep: bool) -> anyho
         println!("\nThe throwaway database is removed. `--keep` leaves it running.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs every job until the seeded rows are done, a progress bar per job;
+/// the reports and the seconds it took.
+async fn run_jobs(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    seeded: &[(Kind, u64)],
+) -> anyhow::Result<(Vec<(String, Report)>, f64)> {
+    let runtime = super::runtime(config)?;
+    let jobs = pipeline::prepare(config, pool, &runtime)
+        .await
+        .map_err(|problems| anyhow::anyhow!("cannot start:\n{}", problems.join("\n")))?;
+
+    // A bar per job: raw rows completed out of those seeded.
+    let bars = MultiProgress::new();
+    let style =
+        ProgressStyle::with_template("{prefix:>10} {wide_bar} {pos}/{len} rows {per_sec}").expect("valid template");
+    let tracked: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            let total =
+                seeded.iter().find(|(k, _)| k.table() == job.current().config.source.as_str()).map_or(0, |(_, n)| *n);
+            (job.clone(), bars.add(ProgressBar::new(total).with_style(style.clone()).with_prefix(job.name.clone())))
+        })
+        .collect();
+    let (_stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let run = pipeline::run(config, pool.clone(), &jobs, Mode::Once, false, shutdown);
+    tokio::pin!(run);
+    let reports = loop {
+        tokio::select! {
+            reports = &mut run => break reports?,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                for (job, bar) in &tracked {
+                    bar.set_position(job.rows_completed.load(Ordering::Relaxed));
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    bars.clear()?;
+    Ok((reports, elapsed))
+}
+
+/// Each job's figures, the transactions' sizes, and what isolation and the pool did.
+fn print_summary(config: &Config, reports: &[(String, Report)], elapsed: f64) {
+    println!();
+    println!(
+        "{:<14} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10}",
+        "job", "rows", "groups", "rejected", "failed", "seconds", "rows/s"
+    );
+    for (job, r) in reports {
+        print_report(job, r, r.elapsed.as_secs_f64());
+    }
+    let total = Report {
+        rows_completed: reports.iter().map(|(_, r)| r.rows_completed).sum(),
+        groups_completed: reports.iter().map(|(_, r)| r.groups_completed).sum(),
+        rows_rejected: reports.iter().map(|(_, r)| r.rows_rejected).sum(),
+        groups_failed: reports.iter().map(|(_, r)| r.groups_failed).sum(),
+        ..Report::default()
+    };
+    print_report("all", &total, elapsed);
+    let mut sizes = BTreeMap::new();
+    for (_, r) in reports {
+        for (carried, n) in &r.transaction_sizes {
+            *sizes.entry(*carried).or_insert(0) += n;
+        }
+    }
+    let longest = reports.iter().map(|(_, r)| r.longest_transaction).max().unwrap_or_default();
+    println!("\n{}, the longest open {longest:.0?}.", transactions(&sizes));
+    println!(
+        "Each group was isolated: a plugin error, trap or bad output fails only its own group, and a \
+         statement the server refuses is replayed one group per transaction."
+    );
+    println!(
+        "Pool: at most {} of {} connections in use at once, none held while idle.",
+        pool::peak_in_use(),
+        config.database.max_connections
+    );
 }
 
 fn print_report(job: &str, r: &Report, seconds: f64) {

@@ -299,64 +299,7 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
             for job in jobs {
                 let state = job.current();
                 match &state.live {
-                    Some(live) => {
-                        println!(
-                            "job {}: plugin {} matches {} -> {}",
-                            job.name, live.plugin.version, state.config.source, state.config.target
-                        );
-                        for line in &live.shape.reading {
-                            println!("  {line}");
-                        }
-                        if !live.plugin.settings.values.is_empty() {
-                            println!("  settings {}", live.plugin.settings.json());
-                        }
-                        let client = pool.get().await?;
-                        let cfg = &state.config;
-                        if let Some(warning) = runner::db::capture::missing_index(&**client, cfg).await? {
-                            println!("  warning: {warning}");
-                        }
-                        let (desc, version) = (&live.plugin.description, &live.plugin.version);
-                        for warning in runner::db::schema::unwritten_in(&**client, cfg, desc, version).await? {
-                            println!("  warning: {warning}");
-                        }
-                        let partitions = runner::db::partitions::of(&**client, cfg, &live.shape).await?;
-                        if !partitions.is_empty() {
-                            let names: Vec<String> = partitions.iter().map(|p| p.describe()).collect();
-                            println!("  change capture covers {} partition(s): {}", partitions.len(), names.join(", "));
-                        }
-                        for problem in runner::db::capture::trigger_problems(&**client, &job.name, cfg).await? {
-                            incomplete = true;
-                            println!(
-                                "problem: job {}: {problem}: changes made meanwhile are not seen; run `runner migrate` \
-                                 as the table's owner",
-                                job.name
-                            );
-                        }
-                        if let Some(unknown) = runner::db::queue::unknown_zones(&**client, cfg, &live.shape).await?
-                            && unknown > 0
-                        {
-                            println!(
-                                "  {unknown} raw row(s) with an unknown zone (NULL, a name Postgres does not know, or an \
-                                 offset beyond ±18 h): grouped in the job's timezone, {}",
-                                cfg.timezone
-                            );
-                        }
-                        if let Some(unknown) = runner::db::user_zones::unknown(&**client, cfg).await?
-                            && unknown > 0
-                        {
-                            println!(
-                                "  {unknown} user zone entr(ies) with an unknown zone (NULL, or a name Postgres does \
-                                 not know): those users' rows are grouped in the job's timezone, {}",
-                                cfg.timezone
-                            );
-                        }
-                        let ungrouped = runner::db::queue::ungrouped(&**client, cfg, &live.shape).await?;
-                        if ungrouped > 0 {
-                            println!(
-                                "  {ungrouped} raw row(s) belong to no group (NULL user or timestamp): they are never aggregated"
-                            );
-                        }
-                    }
+                    Some(live) => incomplete |= !check_job(&pool, &job.name, &state.config, live).await?,
                     None => println!("job {}: disabled", job.name),
                 }
             }
@@ -369,6 +312,67 @@ async fn check_cmd(config: &Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// What `check` says of one loaded job; whether its change capture is whole.
+async fn check_job(
+    pool: &deadpool_postgres::Pool,
+    name: &str,
+    cfg: &runner::config::Job,
+    live: &pipeline::job::Live,
+) -> anyhow::Result<bool> {
+    let mut whole = true;
+    println!("job {}: plugin {} matches {} -> {}", name, live.plugin.version, cfg.source, cfg.target);
+    for line in &live.shape.reading {
+        println!("  {line}");
+    }
+    if !live.plugin.settings.values.is_empty() {
+        println!("  settings {}", live.plugin.settings.json());
+    }
+    let client = pool.get().await?;
+    if let Some(warning) = runner::db::capture::missing_index(&**client, cfg).await? {
+        println!("  warning: {warning}");
+    }
+    let (desc, version) = (&live.plugin.description, &live.plugin.version);
+    for warning in runner::db::schema::unwritten_in(&**client, cfg, desc, version).await? {
+        println!("  warning: {warning}");
+    }
+    let partitions = runner::db::partitions::of(&**client, cfg, &live.shape).await?;
+    if !partitions.is_empty() {
+        let names: Vec<String> = partitions.iter().map(|p| p.describe()).collect();
+        println!("  change capture covers {} partition(s): {}", partitions.len(), names.join(", "));
+    }
+    for problem in runner::db::capture::trigger_problems(&**client, name, cfg).await? {
+        whole = false;
+        println!(
+            "problem: job {}: {problem}: changes made meanwhile are not seen; run `runner migrate` \
+                 as the table's owner",
+            name
+        );
+    }
+    if let Some(unknown) = runner::db::queue::unknown_zones(&**client, cfg, &live.shape).await?
+        && unknown > 0
+    {
+        println!(
+            "  {unknown} raw row(s) with an unknown zone (NULL, a name Postgres does not know, or an \
+                 offset beyond ±18 h): grouped in the job's timezone, {}",
+            cfg.timezone
+        );
+    }
+    if let Some(unknown) = runner::db::user_zones::unknown(&**client, cfg).await?
+        && unknown > 0
+    {
+        println!(
+            "  {unknown} user zone entr(ies) with an unknown zone (NULL, or a name Postgres does \
+                 not know): those users' rows are grouped in the job's timezone, {}",
+            cfg.timezone
+        );
+    }
+    let ungrouped = runner::db::queue::ungrouped(&**client, cfg, &live.shape).await?;
+    if ungrouped > 0 {
+        println!("  {ungrouped} raw row(s) belong to no group (NULL user or timestamp): they are never aggregated");
+    }
+    Ok(whole)
 }
 
 async fn run_cmd(config: &Config, once: bool, repair: bool) -> anyhow::Result<ExitCode> {

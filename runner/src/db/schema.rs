@@ -162,12 +162,20 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
     if !problems.is_empty() {
         return Err(problems);
     }
+    let naive = source.columns[ts].sql_type == "timestamp";
+    let reading = reading(job, source, dated, has_id, zone);
+    Ok(SourceShape { naive_zone: naive.then(|| job.timestamp_zone.clone()), dated, has_id, zone, reading })
+}
+
+/// How a valid source's key columns are read, one sentence each (`check`).
+fn reading(job: &config::Job, source: &Table, dated: bool, has_id: bool, zone: Option<ZoneKind>) -> Vec<String> {
     let column = |name: &str| &source.columns[name];
     let int = |name: &str| {
         let c = column(name);
         let nulls = if c.not_null { "" } else { "; a row where it is NULL belongs to no group" };
         format!("{name} is {}: read as bigint{nulls}", c.sql_type)
     };
+    let ts = job.timestamp_column.as_str();
     let naive = column(ts).sql_type == "timestamp";
     let nulls = if column(ts).not_null { "" } else { "; a row where it is NULL belongs to no group" };
     let time = if dated {
@@ -197,7 +205,7 @@ pub fn check_source(job: &config::Job, source: &Table) -> Result<SourceShape, Ve
             u.table, u.zone_column, job.timezone
         ));
     }
-    Ok(SourceShape { naive_zone: naive.then(|| job.timestamp_zone.clone()), dated, has_id, zone, reading })
+    reading
 }
 
 /// Checks a plugin's description against the job's tables; returns every
