@@ -88,11 +88,15 @@ async fn each_reading_is_grouped_in_its_own_local_day_across_dst_and_a_zone_chan
     wait_settled(&db, 120).await;
     assert_eq!(days(&db, &written("named_daily")).await, days(&db, &from_scratch("named", named_zone)).await);
     assert_eq!(days(&db, &written("offsets_daily")).await, days(&db, &from_scratch("offsets", offset_zone)).await);
+    // Unknown zones are counted where an operator looks: the console,
+    let unknown = db.count("SELECT count(*) FROM named WHERE user_id IN (4, 5)").await;
+    let (_, console) = crate::util::http_get(&daemon.http_address().await, "/").await;
+    let said = format!("{unknown} row(s) or user zone entr(ies) with an unknown zone: grouped in the job's timezone, UTC");
+    assert!(console.contains(&said), "{console}");
     daemon.stop().await;
 
-    // Unknown zones are counted where an operator looks.
+    // `check` and `status`.
     let check = text(&run_ok(&config, &["check"]).await);
-    let unknown = db.count("SELECT count(*) FROM named WHERE user_id IN (4, 5)").await;
     assert!(check.contains(&format!("{unknown} raw row(s) with an unknown zone")), "{check}");
     assert!(check.contains("zone: each row's zone, an IANA name"), "{check}");
     let status: serde_json::Value = serde_json::from_str(&text(&run_ok(&config, &["status", "--json"]).await)).unwrap();

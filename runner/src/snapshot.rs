@@ -34,8 +34,9 @@ pub struct Reads {
     /// Held while a snapshot is taken: callers arriving meanwhile wait for
     /// it (at most [`DEADLINE`]) instead of taking one of their own.
     last: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
-    /// Per job, when the source's ungrouped rows were last counted, and how many.
-    ungrouped: std::sync::Mutex<HashMap<String, (Instant, Option<i64>)>>,
+    /// Per job, when the figures read from the source itself were last
+    /// taken, and what they were.
+    slow: std::sync::Mutex<HashMap<String, (Instant, Slow)>>,
 }
 
 /// The database's side of the operator's view, at one moment.
@@ -59,6 +60,17 @@ pub struct Figures {
     /// counted at most once a minute; `None` until counted or if the count
     /// did not fit the operator's statement timeout.
     pub ungrouped: Option<i64>,
+    /// Rows or user zone entries with a NULL or unknown zone (grouped in
+    /// the job's `timezone`), counted like `ungrouped`; `None` for a job in
+    /// one fixed zone.
+    pub unknown_zones: Option<i64>,
+}
+
+/// The figures read from the source itself: at most once per [`SLOW_FIGURES`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Slow {
+    ungrouped: Option<i64>,
+    unknown_zones: Option<i64>,
 }
 
 impl Reads {
@@ -69,7 +81,7 @@ impl Reads {
             pool: pool::build_operator(database)?,
             jobs,
             last: tokio::sync::Mutex::new(None),
-            ungrouped: std::sync::Mutex::new(HashMap::new()),
+            slow: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -105,7 +117,8 @@ impl Reads {
             for job in self.jobs.iter() {
                 match figures(&client, job).await {
                     Ok(mut f) => {
-                        f.ungrouped = self.ungrouped(&client, job).await;
+                        let slow = self.slow(&client, job).await;
+                        (f.ungrouped, f.unknown_zones) = (slow.ungrouped, slow.unknown_zones);
                         jobs.insert(job.name.clone(), f);
                     }
                     Err(e) => errors.push(format!("job {}: {}", job.name, db::describe_error(&e))),
@@ -120,22 +133,27 @@ impl Reads {
 }
 
 impl Reads {
-    /// The job's ungrouped rows, counted again once [`SLOW_FIGURES`] has passed.
-    async fn ungrouped(&self, client: &deadpool_postgres::Client, job: &Job) -> Option<i64> {
-        let cached = self.ungrouped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&job.name).copied();
-        if let Some((_, n)) = cached.filter(|(at, _)| at.elapsed() < SLOW_FIGURES) {
-            return n;
+    /// The job's figures read from its source, counted again once
+    /// [`SLOW_FIGURES`] has passed.
+    async fn slow(&self, client: &deadpool_postgres::Client, job: &Job) -> Slow {
+        let cached = self.slow.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&job.name).copied();
+        if let Some((_, slow)) = cached.filter(|(at, _)| at.elapsed() < SLOW_FIGURES) {
+            return slow;
         }
         let state = job.current();
-        let n = match &state.live {
-            Some(live) => queue::ungrouped(&***client, &state.config, &live.shape).await.ok(),
-            None => None,
+        let (config, shape) = (&state.config, state.live.as_ref().map(|l| &l.shape));
+        let slow = Slow {
+            ungrouped: match shape {
+                Some(shape) => queue::ungrouped(&***client, config, shape).await.ok(),
+                None => None,
+            },
+            unknown_zones: queue::zones_unknown(&***client, config, shape).await.ok().flatten(),
         };
-        self.ungrouped
+        self.slow
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(job.name.clone(), (Instant::now(), n));
-        n
+            .insert(job.name.clone(), (Instant::now(), slow));
+        slow
     }
 }
 
@@ -147,5 +165,5 @@ async fn figures(client: &deadpool_postgres::Client, job: &Job) -> Result<Figure
         Some(candidate) => Some(crate::db::shadow_diffs::count(&***client, &job.name, &candidate.version).await?),
         None => None,
     };
-    Ok(Figures { queue, causes, shadow_diffs, ungrouped: None })
+    Ok(Figures { queue, causes, shadow_diffs, ..Figures::default() })
 }

@@ -102,10 +102,7 @@ async fn job_status<'a>(
         Some(shape) => queue::ungrouped(client, cfg, shape).await.ok(),
         None => None,
     };
-    let unknown_zones = match &shape {
-        Some(shape) if cfg.zone_column.is_some() => queue::unknown_zones(client, cfg, shape).await.ok().flatten(),
-        _ => runner::db::user_zones::unknown(client, cfg).await.ok().flatten(),
-    };
+    let unknown_zones = queue::zones_unknown(client, cfg, shape.as_ref()).await.ok().flatten();
     let plugin = plugin_line(config, cfg, name, daemon_plugins);
     let after_deploy = runner::db::progress::runs(client, name, runner::pipeline::recompute::AFTER_DEPLOY)
         .await?

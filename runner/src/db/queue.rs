@@ -86,6 +86,20 @@ pub async fn unknown_zones(
     Ok(Some(client.query_one(&sql, &[]).await?.try_get(0)?))
 }
 
+/// Rows (with `zone_column`) or user zone entries (with `user_zones`)
+/// whose zone is NULL or unknown, so grouped in the job's `timezone`;
+/// `None` for a job in one fixed zone (or a source not read yet: `shape`).
+pub async fn zones_unknown(
+    client: &impl GenericClient,
+    job: &config::Job,
+    shape: Option<&crate::db::schema::SourceShape>,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    match shape {
+        Some(shape) if job.zone_column.is_some() => unknown_zones(client, job, shape).await,
+        _ => crate::db::user_zones::unknown(client, job).await,
+    }
+}
+
 /// The `n` most common causes among failed and retrying groups, with
 /// counts and one example each, and how many distinct causes there are in
 /// all. The user and the day are taken out of each message first

@@ -97,6 +97,13 @@ fn job_section(out: &mut String, job: &Job, snapshot: &Snapshot) {
             "<p class=bad>{n} raw row(s) belong to no group (NULL user or timestamp): never aggregated</p>"
         );
     }
+    if let Some(n) = figures.and_then(|f| f.unknown_zones).filter(|n| *n > 0) {
+        let _ = write!(
+            out,
+            "<p class=bad>{n} row(s) or user zone entr(ies) with an unknown zone: grouped in the job's timezone, {}</p>",
+            esc(&state.config.timezone)
+        );
+    }
     out.push_str(&sparkline(&slots));
     plugin_lines(out, job, &state, figures);
     if let Some(figures) = figures {
