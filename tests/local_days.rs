@@ -91,7 +91,8 @@ async fn each_reading_is_grouped_in_its_own_local_day_across_dst_and_a_zone_chan
     // Unknown zones are counted where an operator looks: the console,
     let unknown = db.count("SELECT count(*) FROM named WHERE user_id IN (4, 5)").await;
     let (_, console) = crate::util::http_get(&daemon.http_address().await, "/").await;
-    let said = format!("{unknown} row(s) or user zone entr(ies) with an unknown zone: grouped in the job's timezone, UTC");
+    let said =
+        format!("{unknown} row(s) or user zone entr(ies) with an unknown zone: grouped in the job's timezone, UTC");
     assert!(console.contains(&said), "{console}");
     daemon.stop().await;
 

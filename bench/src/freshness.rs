@@ -29,8 +29,15 @@ pub struct Freshness {
 }
 
 /// Inserts `rate` rows a second for `seconds`, `per_commit` rows (of one
-/// user, a new one each commit) at a time, with the runner running.
-pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds: u64) -> anyhow::Result<Freshness> {
+/// user, a new one each commit) at a time, with the runner running; the
+/// delay is to the user's last write in `target` (`vitals_daily`, or the
+/// end of a chain: `vitals_weekly`).
+pub async fn run(
+    config: &Config,
+    url: &str,
+    (rate, per_commit, seconds): (u32, u32, u64),
+    target: &str,
+) -> anyhow::Result<Freshness> {
     // Steady state: the seeded backlog already aggregated (and vacuumed,
     // as autovacuum would have), so only the live rows are pending.
     let setup = crate::connect(url).await?;
@@ -92,16 +99,14 @@ pub async fn run(config: &Config, url: &str, rate: u32, per_commit: u32, seconds
     daemon.stop();
     let _ = tokio::time::timeout(Duration::from_secs(30), runner).await;
     pool.close();
-    let row = producer
-        .query_one(
-            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), max(lag)
-             FROM (SELECT extract(epoch FROM d.written - r.arrived)::float8 AS lag
-                   FROM (SELECT user_id, max(recorded_at) AS arrived FROM vitals_raw WHERE user_id >= $1 GROUP BY 1) r
-                   JOIN (SELECT user_id, max(updated_at) AS written FROM vitals_daily WHERE user_id >= $1 GROUP BY 1) d
-                   USING (user_id)) x",
-            &[&first_user],
-        )
-        .await?;
+    let lags = format!(
+        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), max(lag)
+         FROM (SELECT extract(epoch FROM d.written - r.arrived)::float8 AS lag
+               FROM (SELECT user_id, max(recorded_at) AS arrived FROM vitals_raw WHERE user_id >= $1 GROUP BY 1) r
+               JOIN (SELECT user_id, max(updated_at) AS written FROM {target} WHERE user_id >= $1 GROUP BY 1) d
+               USING (user_id)) x"
+    );
+    let row = producer.query_one(&lags, &[&first_user]).await?;
     Ok(Freshness {
         rows: commit * i64::from(per_commit),
         p50: row.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),

@@ -118,7 +118,20 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
 }
 
 fn config(url: &str, args: &Args, dir: &Path) -> anyhow::Result<Config> {
-    let text = format!(
+    Ok(Config::parse(&config_text(url, args, dir)?, &dir.join("bench.toml"))?)
+}
+
+/// The bench's config with the weekly rollup of its daily rows beside it.
+fn chain_config(url: &str, args: &Args, dir: &Path) -> anyhow::Result<Config> {
+    let weekly = "\n[jobs.vitals_weekly]\nplugin = \"vitals_weekly.wasm\"\nsource = \"vitals_daily\"\n\
+                  target = \"vitals_weekly\"\ntimestamp_column = \"day\"\nperiod = \"week\"\n\
+                  target_day_column = \"week\"\nworkers = 1\n";
+    Ok(Config::parse(&(config_text(url, args, dir)? + weekly), &dir.join("bench.toml"))?)
+}
+
+/// The bench's config file: one `vitals` job with the flags' sizes.
+fn config_text(url: &str, args: &Args, dir: &Path) -> anyhow::Result<String> {
+    Ok(format!(
         "[database]\nurl = \"{url}\"\nmax_connections = {}\nsynchronous_commit = {}\n\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\n\
          [jobs.vitals]\nplugin = \"vitals.wasm\"\nsource = \"vitals_raw\"\ntarget = \"vitals_daily\"\n\
          timestamp_column = \"recorded_at\"\nworkers = {}\nbatch_size = {}\n",
@@ -128,8 +141,17 @@ fn config(url: &str, args: &Args, dir: &Path) -> anyhow::Result<Config> {
         dir.join("cache").display(),
         args.workers,
         args.batch_size,
+    ))
+}
+
+fn print_freshness(shape: &str, f: &freshness::Freshness) {
+    println!(
+        "  {shape:<32} {:>7} rows   p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms",
+        f.rows,
+        f.p50 * 1e3,
+        f.p99 * 1e3,
+        f.max * 1e3
     );
-    Ok(Config::parse(&text, &dir.join("bench.toml"))?)
 }
 
 /// The day of a `vitals_raw` row (unqualified) as the bench's job counts it.
@@ -644,17 +666,24 @@ async fn main() -> anyhow::Result<()> {
         for (shape, per_commit) in [("device syncs, 20 rows a commit", 20), ("one-row groups", 1)] {
             copy(&admin, "bench_fresh").await?;
             let url = pg.url("bench_fresh");
-            let f =
-                freshness::run(&config(&url, &args, &work)?, &url, args.ingest_rate, per_commit, args.ingest_seconds)
-                    .await?;
-            println!(
-                "  {shape:<32} {:>7} rows   p50 {:>8.1} ms   p99 {:>8.1} ms   max {:>8.1} ms",
-                f.rows,
-                f.p50 * 1e3,
-                f.p99 * 1e3,
-                f.max * 1e3
-            );
+            let load = (args.ingest_rate, per_commit, args.ingest_seconds);
+            let f = freshness::run(&config(&url, &args, &work)?, &url, load, "vitals_daily").await?;
+            print_freshness(shape, &f);
         }
+        // A chain: raw -> daily (vitals) -> weekly (vitals_weekly, reading
+        // vitals_daily), the weekly row's write against the raw row's.
+        copy(&admin, "bench_fresh").await?;
+        let url = pg.url("bench_fresh");
+        let chain = chain_config(&url, &args, &work)?;
+        {
+            let pool = pool::build(&chain.database, "bench")?;
+            let mut client = pool.get().await?;
+            migrate::migrate(&mut client, &chain, true).await?;
+            pool.close();
+        }
+        let load = (args.ingest_rate, 20, args.ingest_seconds);
+        let f = freshness::run(&chain, &url, load, "vitals_weekly").await?;
+        print_freshness("a chain to the weekly row, syncs", &f);
     }
     println!();
     report_languages(&args.plugins);
