@@ -27,6 +27,7 @@ mod reload;
 mod rollups;
 mod settings;
 mod signing;
+mod slow_groups;
 mod timeouts;
 mod untrusted;
 mod vitals;

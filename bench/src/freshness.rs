@@ -20,10 +20,42 @@ use runner::plugin::Runtime;
 /// Concurrent producer connections, sharing the rate.
 const PRODUCERS: usize = 4;
 
-/// p50, p99 and max of the delay from a raw row to its daily row.
+/// Rows of the big day: a reading a second, most of a day.
+pub const BIG_DAY: i64 = 80_000;
+
+/// The big day's user: today's [`BIG_DAY`] rows at once, then a sync of
+/// 15 rows every second for `seconds`.
+async fn big_day_syncs(url: String, user: i64, seconds: u64) -> anyhow::Result<()> {
+    let client = crate::connect(&url).await?;
+    client
+        .execute(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+             SELECT $1::int8, date_trunc('day', now()) + (now() - date_trunc('day', now())) * (g::float8 / $2::int8),
+                    'heart_rate', 60 + g % 40, 'bpm'
+             FROM generate_series(1, $2::int8) g",
+            &[&user, &BIG_DAY],
+        )
+        .await?;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        client
+            .execute(
+                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+                 SELECT $1::int8, clock_timestamp(), 'heart_rate', 60 + g % 40, 'bpm' FROM generate_series(1, 15) g",
+                &[&user],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// p50, p95, p99 and max of the delay from a raw row to its daily row.
 pub struct Freshness {
     pub rows: i64,
     pub p50: f64,
+    pub p95: f64,
     pub p99: f64,
     pub max: f64,
 }
@@ -31,12 +63,15 @@ pub struct Freshness {
 /// Inserts `rate` rows a second for `seconds`, `per_commit` rows (of one
 /// user, a new one each commit) at a time, with the runner running; the
 /// delay is to the user's last write in `target` (`vitals_daily`, or the
-/// end of a chain: `vitals_weekly`).
+/// end of a chain: `vitals_weekly`). With `big_day`, another user has a day
+/// of [`BIG_DAY`] rows (a 1 Hz sensor) and syncs 15 more every second
+/// meanwhile: what the measured users' freshness must not depend on.
 pub async fn run(
     config: &Config,
     url: &str,
     (rate, per_commit, seconds): (u32, u32, u64),
     target: &str,
+    big_day: bool,
 ) -> anyhow::Result<Freshness> {
     // Steady state: the seeded backlog already aggregated (and vacuumed,
     // as autovacuum would have), so only the live rows are pending.
@@ -56,6 +91,10 @@ pub async fn run(
     let producer = crate::connect(url).await?;
     // Users far above the seeded ones: every commit starts new groups.
     let first_user: i64 = 1_000_000 + i64::from(per_commit) * 1_000_000;
+    let sensor = match big_day {
+        true => Some(tokio::spawn(big_day_syncs(url.to_string(), first_user - 1, seconds))),
+        false => None,
+    };
     // Several producers, as many devices sync at once: one connection
     // cannot commit a row every 0.5 ms.
     let commits = Arc::new(AtomicI64::new(0));
@@ -85,6 +124,9 @@ pub async fn run(
     for p in producers {
         p.await??;
     }
+    if let Some(sensor) = sensor {
+        sensor.await??;
+    }
     let commit = commits.load(Ordering::Relaxed);
     // Let the runner finish what arrived.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -100,7 +142,8 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(30), runner).await;
     pool.close();
     let lags = format!(
-        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), max(lag)
+        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), max(lag),
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY lag)
          FROM (SELECT extract(epoch FROM d.written - r.arrived)::float8 AS lag
                FROM (SELECT user_id, max(recorded_at) AS arrived FROM vitals_raw WHERE user_id >= $1 GROUP BY 1) r
                JOIN (SELECT user_id, max(updated_at) AS written FROM {target} WHERE user_id >= $1 GROUP BY 1) d
@@ -110,6 +153,7 @@ pub async fn run(
     Ok(Freshness {
         rows: commit * i64::from(per_commit),
         p50: row.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
+        p95: row.get::<_, Option<f64>>(4).unwrap_or(f64::NAN),
         p99: row.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
         max: row.get::<_, Option<f64>>(3).unwrap_or(f64::NAN),
     })

@@ -189,6 +189,13 @@ fn print_text(
             q.failed,
             age(q.oldest_pending_seconds)
         );
+        if q.held > 0 {
+            println!(
+                "{:<12} {} group(s) failed on a limit (memory, time or max_group_rows) and wait out their backoff: \
+                 their new rows are aggregated when it ends, not at every change",
+                "", q.held
+            );
+        }
         if let Some(n) = ungrouped.filter(|n| *n > 0) {
             println!("{:<12} {n} raw row(s) belong to no group (NULL user or timestamp): never aggregated", "");
         }

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "change capture", include_str!("migrations/0005_change_capture.sql")),
     (6, "purges and partitions", include_str!("migrations/0006_purges_and_partitions.sql")),
     (7, "zone names", include_str!("migrations/0007_zone_names.sql")),
+    (8, "failures on a limit", include_str!("migrations/0008_failures_on_a_limit.sql")),
 ];
 
 /// Why this release cannot run on the schema as it is: migrations it needs

@@ -22,6 +22,9 @@ pub struct Queue {
     pub oldest_pending_seconds: Option<f64>,
     /// `pending` stopped counting at [`COUNT_CAP`] (a backlog that large).
     pub pending_capped: bool,
+    /// Groups that failed on a limit (memory, time, `max_group_rows`) and
+    /// wait out their backoff: their new changes wait with them.
+    pub held: i64,
 }
 
 /// Queued groups are counted up to this many: the count stays a bounded
@@ -38,7 +41,8 @@ pub async fn queue(client: &impl GenericClient, job: &str) -> Result<Queue, toki
                    AND NOT EXISTS (SELECT 1 FROM runner_changes c WHERE c.job = $1 AND c.day = f.day AND c.user_id = f.user_id)),
                 (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND NOT failed AND not_before > now()),
                 (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND failed),
-                (SELECT extract(epoch FROM now() - queued_at)::float8 FROM runner_changes WHERE job = $1 ORDER BY id LIMIT 1)",
+                (SELECT extract(epoch FROM now() - queued_at)::float8 FROM runner_changes WHERE job = $1 ORDER BY id LIMIT 1),
+                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND on_limit AND not_before > now())",
             &[&job, &(COUNT_CAP + 1)],
         )
         .await?;
@@ -49,6 +53,7 @@ pub async fn queue(client: &impl GenericClient, job: &str) -> Result<Queue, toki
         in_backoff: row.try_get(1)?,
         failed: row.try_get(2)?,
         oldest_pending_seconds: row.try_get(3)?,
+        held: row.try_get(4)?,
     })
 }
 

@@ -6,6 +6,7 @@ pub mod after_deploy;
 pub mod capture_watch;
 pub mod deploy;
 pub mod diff;
+mod flight;
 pub mod job;
 pub mod latency;
 pub mod recompute;

@@ -104,6 +104,18 @@ enum GroupError {
     Read { key: GroupKey, message: String },
 }
 
+impl GroupError {
+    /// A limit refused it (memory, time, `max_group_rows`): the same day,
+    /// only larger, would fail again.
+    fn on_limit(&self) -> bool {
+        matches!(
+            self,
+            GroupError::Read { .. }
+                | GroupError::Plugin { source: CallError::MemoryLimit(..) | CallError::TimeLimit(_), .. }
+        )
+    }
+}
+
 /// A claimed group's aggregation: its checked output, or why it failed.
 struct Ran {
     key: GroupKey,
@@ -347,7 +359,7 @@ async fn finish(tx: Pipelined, unit: Unit<'_>, mut plan: Plan) -> Result<Committ
         let mut failed = Vec::with_capacity(plan.failures.len());
         for (key, prior_attempts, e) in &plan.failures {
             let error = e.to_string();
-            let last = sql.fail(tx.client(), &failure(cx, *key, &error, *prior_attempts)).await?;
+            let last = sql.fail(tx.client(), &failure(cx, *key, e, &error, *prior_attempts)).await?;
             failed.push((*key, Outcome::Failed { error, last }));
         }
         Ok::<_, Error>(failed)
@@ -392,7 +404,7 @@ fn sql_error(step: &'static str, keys: &[GroupKey], source: Error) -> GroupError
 }
 
 /// The failure record of group `key` (`prior_attempts`: see [`Failure`]).
-fn failure<'a>(cx: Context<'a>, key: GroupKey, error: &'a str, prior_attempts: i32) -> Failure<'a> {
+fn failure<'a>(cx: Context<'a>, key: GroupKey, e: &GroupError, error: &'a str, prior_attempts: i32) -> Failure<'a> {
     let config = &cx.state.config;
     Failure {
         job: cx.job,
@@ -402,6 +414,7 @@ fn failure<'a>(cx: Context<'a>, key: GroupKey, error: &'a str, prior_attempts: i
         backoff: config.retry_backoff,
         plugin_version: &cx.live.plugin.version,
         prior_attempts,
+        on_limit: e.on_limit(),
     }
 }
 
@@ -428,7 +441,7 @@ async fn after_rollback(client: Object, unit: Unit<'_>, e: GroupError) -> Result
     if let [key] = keys {
         let error = e.to_string();
         // Rolled back: the group's failure record, if any, is still there.
-        let last = cx.live.sql.fail(&client, &failure(cx, *key, &error, 0)).await?;
+        let last = cx.live.sql.fail(&client, &failure(cx, *key, &e, &error, 0)).await?;
         let outcomes = vec![(*key, Outcome::Failed { error, last })];
         return Ok(Committed { outcomes, open_for: started.elapsed(), carried: 1 });
     }

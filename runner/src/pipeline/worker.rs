@@ -1,16 +1,20 @@
-//! A job's loop: claim a small batch, aggregate its groups with bounded
-//! concurrency (each group borrows one pooled connection for one short
-//! transaction), then wait for a notification, a state change or the poll
-//! interval. A paused job (disabled, or its plugin file gone) claims nothing.
+//! A job's loop: peek a batch of due groups, cut it into transactions
+//! that run on the job's workers (each borrows one pooled connection for
+//! one short transaction), and peek again as soon as a worker is free —
+//! a slow group holds its own worker, never the others (`flight`). With
+//! nothing due, wait for a notification, a state change or the poll
+//! interval. A paused job (disabled, or its plugin file gone) claims
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use futures::StreamExt as _;
 use tokio::sync::watch;
 use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use super::flight::{Batch, Counts, Ended, Flight, GroupResult, UnitResult};
 
 use super::job::{Job, JobState, TIMING_OUT_AFTER};
 use super::throttle::{Observed, Throttle};
@@ -91,6 +95,11 @@ enum Turn {
     Stop,
 }
 
+/// With transactions in hand and a worker free, how often the queue is
+/// looked at again: the change triggers notify only into an empty queue,
+/// and a queue with a group in hand is not empty to a writer.
+const BUSY_PEEK: Duration = Duration::from_millis(50);
+
 /// Runs one job until `shutdown` turns true (or, with `Mode::Once`, until
 /// nothing due is left).
 pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, repair: bool, mut shutdown: watch::Receiver<bool>) -> Report {
@@ -105,25 +114,36 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, repair: bool, mut shutdo
         per_group: None,
         looked: None,
     };
+    let mut flight = Flight::new();
     while !*shutdown.borrow() {
         failpoint(&job.name);
-        if let Turn::Stop = turn(&pool, &job, mode, repair, &mut shutdown, &mut l).await {
+        if let Turn::Stop = turn(&pool, &job, mode, repair, &mut shutdown, &mut l, &mut flight).await {
             break;
         }
     }
+    // No new transaction starts; the ones in hand finish.
+    for batch in flight.drop_waiting() {
+        batch_done(&pool, &job, &mut l, batch, mode);
+    }
+    while let Some(ended) = flight.next().await {
+        unit_ended(&pool, &job, &mut l, &mut flight, ended, mode);
+    }
+    job.busy.store(false, std::sync::atomic::Ordering::Relaxed);
     l.report.elapsed = started.elapsed();
     l.report
 }
 
-/// One turn of the loop: a look at change capture when due, then a batch
-/// (or a wait for work).
+/// One turn of the loop: a look at change capture when due; then, with a
+/// worker free, a peek for groups not in hand; then a wait for a
+/// transaction to end, for new work, or for the queue to fill.
 async fn turn(
     pool: &Pool,
-    job: &Job,
+    job: &Arc<Job>,
     mode: Mode,
     repair: bool,
     shutdown: &mut watch::Receiver<bool>,
     l: &mut Loop,
+    flight: &mut Flight,
 ) -> Turn {
     let state = job.current();
     let due = match l.looked {
@@ -136,39 +156,124 @@ async fn turn(
         }
         l.looked = Some(Instant::now());
     }
-    let batch = match claim_batch(pool, &job.name, &state, l.throttle.batch(&state.config)).await {
-        Ok(batch) => {
+    let concurrency = l.throttle.concurrency(&state.config);
+    let run = |keys| run_unit(pool.clone(), job.clone(), keys);
+    flight.start(concurrency, run);
+    // With transactions in hand, a peek that would wait for a connection
+    // is left for later: the workers could not start more meanwhile.
+    if flight.wants_work(concurrency) && (flight.is_empty() || has_a_connection(pool)) {
+        match peek(pool, job, &state, mode, shutdown, l, flight).await {
+            Some(turn) => return turn,
+            None => flight.start(concurrency, run),
+        }
+    }
+    job.busy.store(!flight.is_empty(), std::sync::atomic::Ordering::Relaxed);
+    if flight.is_empty() {
+        return Turn::Continue;
+    }
+    // A worker free: new work is looked for soon, or as a notification says.
+    let free = flight.wants_work(concurrency);
+    tokio::select! {
+        ended = flight.next() => if let Some(ended) = ended
+            && let Turn::Stop = unit_ended(pool, job, l, flight, ended, mode)
+        {
+            return Turn::Stop;
+        },
+        _ = job.wake.notified(), if free => woken(&job.name),
+        _ = tokio::time::sleep(BUSY_PEEK), if free => {}
+        _ = shutdown.changed() => {}
+    }
+    Turn::Continue
+}
+
+/// Peeks for due groups not in hand and adds them as a batch. `Some`: the
+/// turn ends here (nothing in hand and nothing new: a wait, or the end of
+/// `--once`); `None`: go on to wait for the transactions in hand.
+async fn peek(
+    pool: &Pool,
+    job: &Job,
+    state: &JobState,
+    mode: Mode,
+    shutdown: &mut watch::Receiver<bool>,
+    l: &mut Loop,
+    flight: &mut Flight,
+) -> Option<Turn> {
+    let peeked = match claim_batch(pool, &job.name, state, l.throttle.batch(&state.config)).await {
+        Ok(peeked) => {
             l.consecutive_errors = 0;
             if state.running().is_some() {
                 // Claiming works again: a restarted loop has recovered.
                 job.set_health(|h| h.loop_down = None);
             }
-            batch
+            peeked
         }
         Err(e) => {
             l.consecutive_errors += 1;
             record_db_error(&mut l.report, &job.name, &e, l.consecutive_errors);
             if mode == Mode::Once && l.consecutive_errors >= MAX_CONSECUTIVE_DB_ERRORS {
-                return Turn::Stop;
+                return Some(Turn::Stop);
+            }
+            if !flight.is_empty() {
+                return None;
             }
             let delay = Duration::from_millis(250 << l.consecutive_errors.min(5));
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => {}
             }
-            return Turn::Continue;
+            return Some(Turn::Continue);
         }
     };
-    job.busy.store(batch.is_some(), std::sync::atomic::Ordering::Relaxed);
-    let Some(batch) = batch else {
-        if mode == Mode::Once {
-            return Turn::Stop;
+    let Some(keys) = peeked else {
+        if !flight.is_empty() {
+            return None;
         }
-        wait_for_work(job, &state, shutdown, l).await;
-        return Turn::Continue;
+        job.busy.store(false, std::sync::atomic::Ordering::Relaxed);
+        if mode == Mode::Once {
+            return Some(Turn::Stop);
+        }
+        wait_for_work(job, state, shutdown, l).await;
+        return Some(Turn::Continue);
     };
     l.lingered = 0;
-    work(pool, job, &state, mode, shutdown, l, batch).await
+    let now = Instant::now();
+    l.resting.retain(|_, until| *until > now);
+    let fresh: Vec<GroupKey> = keys.into_iter().filter(|k| !l.resting.contains_key(k) && !flight.holds(k)).collect();
+    if !fresh.is_empty() {
+        pool::log_status(pool, &job.name, "before batch");
+        let concurrency = l.throttle.concurrency(&state.config);
+        flight.add(&job.name, fresh, unit_size(l, &state.config), concurrency);
+        return None;
+    }
+    if !flight.is_empty() {
+        // Everything due is in hand already.
+        return None;
+    }
+    // Everything due is resting: wait for the first to wake.
+    let wake = l.resting.values().min().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now));
+    tokio::select! {
+        _ = tokio::time::sleep(wake.max(Duration::from_millis(10))) => {}
+        _ = shutdown.changed() => {}
+    }
+    Some(Turn::Continue)
+}
+
+/// A pooled connection is free, or one may be opened.
+fn has_a_connection(pool: &Pool) -> bool {
+    let status = pool.status();
+    status.available > 0 || status.size < status.max_size
+}
+
+/// Groups a transaction carries: as many as the recent per-group time
+/// says fit the budget.
+fn unit_size(l: &Loop, cfg: &crate::config::Job) -> usize {
+    match l.per_group {
+        Some(share) if !share.is_zero() => {
+            (cfg.transaction_budget.as_secs_f64() / share.as_secs_f64()).floor() as usize
+        }
+        _ => cfg.groups_per_transaction,
+    }
+    .clamp(1, cfg.groups_per_transaction)
 }
 
 /// Nothing due: a short pause or two first (see `LINGER`), then until a
@@ -191,44 +296,45 @@ async fn wait_for_work(job: &Job, state: &JobState, shutdown: &mut watch::Receiv
     }
 }
 
-/// Runs a batch (less its resting groups) and lets the throttle see it.
-async fn work(
-    pool: &Pool,
-    job: &Job,
-    state: &JobState,
-    mode: Mode,
-    shutdown: &mut watch::Receiver<bool>,
-    l: &mut Loop,
-    mut batch: Vec<GroupKey>,
-) -> Turn {
-    let now = Instant::now();
-    l.resting.retain(|_, until| *until > now);
-    batch.retain(|key| !l.resting.contains_key(key));
-    if batch.is_empty() {
-        // Everything due is resting (or had no user or day): wait for the first to wake.
-        let wake = l.resting.values().min().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now));
-        tokio::select! {
-            _ = tokio::time::sleep(wake.max(Duration::from_millis(10))) => {}
-            _ = shutdown.changed() => {}
-        }
-        return Turn::Continue;
+/// A transaction ended: its groups' outcomes recorded, and, if it was its
+/// batch's last, the batch.
+fn unit_ended(pool: &Pool, job: &Job, l: &mut Loop, flight: &mut Flight, ended: Ended, mode: Mode) -> Turn {
+    if let Some((open_for, carried)) = ended.unit.transaction {
+        l.report.longest_transaction = l.report.longest_transaction.max(open_for);
+        *l.report.transaction_sizes.entry(carried).or_default() += 1;
     }
-    // Groups a transaction carries: as many as the recent per-group time
-    // says fit the budget.
-    let cfg = &state.config;
-    let unit = match l.per_group {
-        Some(share) if !share.is_zero() => {
-            (cfg.transaction_budget.as_secs_f64() / share.as_secs_f64()).floor() as usize
-        }
-        _ => cfg.groups_per_transaction,
-    }
-    .clamp(1, cfg.groups_per_transaction);
-    let concurrency = l.throttle.concurrency(cfg);
+    let span = flight.span(ended.batch);
     let resting = &mut l.resting;
     let rest = |key, rest| {
         resting.insert(key, Instant::now() + rest);
     };
-    let seen = run_batch(pool, job, batch, concurrency, unit, shutdown, &mut l.report, rest).await;
+    let counts = record_outcomes(job, &ended.unit.groups, &mut l.report, &span, rest);
+    match flight.ended(&ended, &counts) {
+        Some(batch) => batch_done(pool, job, l, batch, mode),
+        None => Turn::Continue,
+    }
+}
+
+/// A batch's last transaction ended: its line in the log, and what the
+/// throttle learns from it.
+fn batch_done(pool: &Pool, job: &Job, l: &mut Loop, batch: Batch, mode: Mode) -> Turn {
+    l.report.batches += 1;
+    metrics::histogram!("runner_batch_seconds", "job" => job.name.clone()).record(batch.started.elapsed());
+    pool::log_status(pool, &job.name, "after batch");
+    let Counts { completed, emptied, failed, deferred, busy, empty, put_back, db_errors } = batch.counts;
+    // Every group of the batch is in one count.
+    let (not_started, transactions) = (batch.not_started, batch.transactions);
+    info!(parent: &batch.span, completed, emptied, failed, deferred, busy, empty, put_back, db_errors, not_started,
+        transactions, "Batch done.");
+    let mut times: Vec<Duration> = batch.times.iter().map(|t| t.0).collect();
+    times.sort_unstable();
+    let seen = Observed {
+        group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
+        pool_wait: super::throttle::typical_wait(batch.times.iter().map(|t| t.1).collect()),
+        ran: times.len(),
+        completed,
+        deferred,
+    };
     if seen.ran > 0 && !seen.group_p50.is_zero() {
         // Follows the batches, a drop at once and a rise gently.
         l.per_group = Some(match l.per_group {
@@ -246,6 +352,7 @@ async fn work(
         ));
         return Turn::Stop;
     }
+    let cfg = &job.current().config;
     if l.throttle.observe(cfg, &seen) {
         l.report.backoffs += 1;
         debug!(job = %job.name, batch = l.throttle.batch(cfg), concurrency = l.throttle.concurrency(cfg),
@@ -275,84 +382,9 @@ async fn claim_batch(
 /// How long a group another worker or runner holds is left out of batches.
 const BUSY_REST: Duration = Duration::from_millis(50);
 
-/// One group's result in a batch.
-struct GroupResult {
-    key: GroupKey,
-    outcome: anyhow::Result<Outcome>,
-    /// Its share of its transaction's time; `None`: it did not run.
-    took: Option<Duration>,
-    /// Its transaction's wait for a pooled connection.
-    waited: Duration,
-}
-
-/// One transaction of a batch: its groups' results, and (when it ran to
-/// its end) how long it stayed open and the groups it carried.
-struct UnitResult {
-    groups: Vec<GroupResult>,
-    transaction: Option<(Duration, usize)>,
-}
-
-/// Runs a batch's groups, `concurrency` at once; returns what the throttle
-/// needs. `rest(key)` is told of each group deferred by the database.
-#[allow(clippy::too_many_arguments, reason = "the loop's state, passed down once")]
-async fn run_batch(
-    pool: &Pool,
-    job: &Job,
-    batch: Vec<GroupKey>,
-    concurrency: usize,
-    unit: usize,
-    shutdown: &watch::Receiver<bool>,
-    report: &mut Report,
-    rest: impl FnMut(GroupKey, Duration),
-) -> Observed {
-    pool::log_status(pool, &job.name, "before batch");
-    let groups = batch.len();
-    let started = Instant::now();
-    let span = info_span!("batch", job = %job.name, groups);
-    // Group commit: the batch in transactions of `unit` groups, spread
-    // over the workers.
-    let unit = unit.clamp(1, groups.div_ceil(concurrency.max(1)).max(1));
-    let units: Vec<Vec<GroupKey>> = batch.chunks(unit).map(<[GroupKey]>::to_vec).collect();
-    let per_unit: Vec<UnitResult> = futures::stream::iter(units)
-        // Stop starting transactions on shutdown; the ones in hand finish.
-        .take_while(|_| std::future::ready(!*shutdown.borrow()))
-        .map(|keys| run_unit(pool, job, keys))
-        .buffer_unordered(concurrency)
-        .collect()
-        .instrument(span.clone())
-        .await;
-    let transactions = per_unit.len();
-    // Each transaction once: its time and size.
-    for (open_for, carried) in per_unit.iter().filter_map(|u| u.transaction) {
-        report.longest_transaction = report.longest_transaction.max(open_for);
-        *report.transaction_sizes.entry(carried).or_default() += 1;
-    }
-    let results: Vec<GroupResult> = per_unit.into_iter().flat_map(|u| u.groups).collect();
-    report.batches += 1;
-    let counts = record_outcomes(job, &results, report, &span, rest);
-    metrics::histogram!("runner_batch_seconds", "job" => job.name.clone()).record(started.elapsed());
-    pool::log_status(pool, &job.name, "after batch");
-    // Every group of the batch is in one count (those a shutdown kept from
-    // starting are `not_started`).
-    let not_started = groups as u64 - results.len() as u64;
-    let Counts { completed, emptied, failed, deferred, busy, empty, put_back, db_errors } = counts;
-    info!(parent: &span, completed, emptied, failed, deferred, busy, empty, put_back, db_errors, not_started,
-        transactions, "Batch done.");
-    let mut times: Vec<Duration> = results.iter().filter_map(|r| r.took).collect();
-    times.sort_unstable();
-    Observed {
-        group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
-        pool_wait: super::throttle::typical_wait(
-            results.iter().filter(|r| r.took.is_some()).map(|r| r.waited).collect(),
-        ),
-        ran: times.len(),
-        completed,
-        deferred,
-    }
-}
-
 /// One transaction of a batch, on a pooled connection.
-async fn run_unit(pool: &Pool, job: &Job, keys: Vec<GroupKey>) -> UnitResult {
+async fn run_unit(pool: Pool, job: Arc<Job>, keys: Vec<GroupKey>) -> UnitResult {
+    let (pool, job) = (&pool, &*job);
     // Each transaction takes the job's state as it is now: a plugin
     // swapped mid-batch applies to the next one, never to one in flight.
     let state = job.current();
@@ -403,19 +435,6 @@ async fn run_unit(pool: &Pool, job: &Job, keys: Vec<GroupKey>) -> UnitResult {
             UnitResult { groups: keys.into_iter().map(failed).collect(), transaction: None }
         }
     }
-}
-
-/// A batch's groups by what happened to them.
-#[derive(Default)]
-struct Counts {
-    completed: u64,
-    emptied: u64,
-    failed: u64,
-    deferred: u64,
-    busy: u64,
-    empty: u64,
-    put_back: u64,
-    db_errors: u32,
 }
 
 /// Records a batch's outcomes, in one place: the report, the metrics, the

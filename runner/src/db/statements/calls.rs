@@ -27,6 +27,9 @@ pub struct Failure<'a> {
     /// The attempts of a failure record the group's own claim removed in
     /// this transaction (0 when the record is still there, or none is).
     pub prior_attempts: i32,
+    /// It failed on a limit (memory, time, `max_group_rows`): new rows only
+    /// make it larger, so its changes wait for the backoff.
+    pub on_limit: bool,
 }
 
 /// One group's daily rows to write (none: its day's rows are deleted).
@@ -126,6 +129,7 @@ impl Statements {
                     &backoff,
                     &f.plugin_version,
                     &f.prior_attempts,
+                    &f.on_limit,
                 ],
             )
             .await?;

@@ -27,8 +27,10 @@ pub struct Statements {
     /// then queued changes, oldest first, not before the frozen horizon.
     /// Keys of days before the horizon are dropped by the same statement.
     /// Every queued key is due: a failing group's keys move into its
-    /// failure record (`fail`), so the queue holds only work to do now — which
-    /// is what lets the triggers notify only into an empty queue.
+    /// failure record (`fail`), and so do the new keys of a group held back
+    /// after failing on a limit (`changed`: due when its backoff ends), so
+    /// the queue holds only work to do now — which is what lets the
+    /// triggers notify only into an empty queue.
     peek: String,
     /// ($1 user_id, $2 day, $3 target table, $4 job) in one
     /// statement: takes the group's advisory lock; if it got it, takes the
@@ -68,9 +70,10 @@ pub struct Statements {
     replace: String,
     /// ($1 job, $2 user_id, $3 day, $4 error, $5 max_attempts, $6 backoff
     /// seconds, $7 plugin_version, $8 the attempts of a record the group's
-    /// own claim removed) → whether the group is now `failed`: one more
-    /// attempt and a backoff (doubling, at most an hour), or `failed` at
-    /// `max_attempts`. The group's queued keys move into the record
+    /// own claim removed, $9 whether it failed on a limit) → whether the
+    /// group is now `failed`: one more attempt and a backoff (doubling, at
+    /// most an hour), or `failed` at `max_attempts`. A group that failed on
+    /// a limit is held back: its new changes wait for the backoff (`peek`). The group's queued keys move into the record
     /// (it is due again when its backoff ends, when its rows change, or
     /// when an operator retries it).
     fail: String,

@@ -1,0 +1,210 @@
+//! The transactions a job has in hand. A batch's groups are cut into
+//! transactions (units) that start as workers free up; a free worker is
+//! given the next batch at once, without waiting for the batch before to
+//! end: a slow group holds its own worker and no other (no batch barrier).
+//! A batch is still accounted as one: its "Batch done." line and what the
+//! throttle learns come when its last transaction ends.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tracing::{Instrument as _, info_span};
+
+use super::transaction::Outcome;
+use crate::rows::GroupKey;
+
+/// One group's result.
+pub(super) struct GroupResult {
+    pub key: GroupKey,
+    pub outcome: anyhow::Result<Outcome>,
+    /// Its share of its transaction's time; `None`: it did not run.
+    pub took: Option<Duration>,
+    /// Its transaction's wait for a pooled connection.
+    pub waited: Duration,
+}
+
+/// One transaction's groups, and (when it ran to its end) how long it
+/// stayed open and the groups it carried.
+pub(super) struct UnitResult {
+    pub groups: Vec<GroupResult>,
+    pub transaction: Option<(Duration, usize)>,
+}
+
+/// A transaction that ended, with its batch.
+pub(super) struct Ended {
+    pub batch: u64,
+    pub unit: UnitResult,
+}
+
+/// A batch's groups by what happened to them.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub completed: u64,
+    pub emptied: u64,
+    pub failed: u64,
+    pub deferred: u64,
+    pub busy: u64,
+    pub empty: u64,
+    pub put_back: u64,
+    pub db_errors: u32,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.completed += other.completed;
+        self.emptied += other.emptied;
+        self.failed += other.failed;
+        self.deferred += other.deferred;
+        self.busy += other.busy;
+        self.empty += other.empty;
+        self.put_back += other.put_back;
+        self.db_errors += other.db_errors;
+    }
+}
+
+/// A batch peeked at once, until its last transaction ends.
+pub(super) struct Batch {
+    pub started: Instant,
+    pub span: tracing::Span,
+    /// Transactions not ended yet (started or waiting).
+    units_left: usize,
+    /// Transactions that ran.
+    pub transactions: usize,
+    /// Groups a shutdown kept from starting.
+    pub not_started: u64,
+    /// Each group that ran: its share of its transaction, its wait for a connection.
+    pub times: Vec<(Duration, Duration)>,
+    pub counts: Counts,
+}
+
+/// The job's transactions in hand and waiting. Each runs as a task of its
+/// own: it makes progress whatever the loop awaits meanwhile (a peek that
+/// waits for a pooled connection must not starve the transaction that holds
+/// it), and they all stop if the loop is dropped.
+pub(super) struct Flight {
+    running: JoinSet<Ended>,
+    /// Units cut from a batch, not started yet.
+    waiting: VecDeque<(u64, Vec<GroupKey>)>,
+    /// The groups of running and waiting units: never peeked into another.
+    held: HashSet<GroupKey>,
+    batches: HashMap<u64, Batch>,
+    next_batch: u64,
+}
+
+impl Flight {
+    pub fn new() -> Self {
+        Flight {
+            running: JoinSet::new(),
+            waiting: VecDeque::new(),
+            held: HashSet::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+        }
+    }
+
+    /// Nothing running or waiting.
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty() && self.waiting.is_empty()
+    }
+
+    /// A worker is free and nothing waits for it: time to peek.
+    pub fn wants_work(&self, concurrency: usize) -> bool {
+        self.waiting.is_empty() && self.running.len() < concurrency
+    }
+
+    /// Whether a group is in a running or waiting transaction.
+    pub fn holds(&self, key: &GroupKey) -> bool {
+        self.held.contains(key)
+    }
+
+    /// Adds a batch of groups, in transactions of `unit` groups (spread
+    /// over the `concurrency` workers).
+    pub fn add(&mut self, job: &str, keys: Vec<GroupKey>, unit: usize, concurrency: usize) {
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let groups = keys.len();
+        let unit = unit.clamp(1, groups.div_ceil(concurrency.max(1)).max(1));
+        self.held.extend(keys.iter().copied());
+        let units: Vec<Vec<GroupKey>> = keys.chunks(unit).map(<[GroupKey]>::to_vec).collect();
+        let batch = Batch {
+            started: Instant::now(),
+            span: info_span!("batch", job = %job, groups),
+            units_left: units.len(),
+            transactions: 0,
+            not_started: 0,
+            times: Vec::with_capacity(groups),
+            counts: Counts::default(),
+        };
+        self.batches.insert(id, batch);
+        self.waiting.extend(units.into_iter().map(|u| (id, u)));
+    }
+
+    /// Starts waiting units while fewer than `concurrency` run; `run`
+    /// makes a unit's transaction.
+    pub fn start<F, Fut>(&mut self, concurrency: usize, run: F)
+    where
+        F: Fn(Vec<GroupKey>) -> Fut,
+        Fut: Future<Output = UnitResult> + Send + 'static,
+    {
+        while self.running.len() < concurrency.max(1) {
+            let Some((batch, keys)) = self.waiting.pop_front() else { break };
+            let unit = run(keys).instrument(self.span(batch));
+            self.running.spawn(async move { Ended { batch, unit: unit.await } });
+        }
+    }
+
+    /// The next transaction to end (`None`: none is running). A panic in
+    /// one is the loop's own (it is logged, shown and restarted).
+    pub async fn next(&mut self) -> Option<Ended> {
+        loop {
+            match self.running.join_next().await? {
+                Ok(ended) => return Some(ended),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => continue, // aborted: the loop is going away
+            }
+        }
+    }
+
+    /// The span of a batch's log lines.
+    pub fn span(&self, batch: u64) -> tracing::Span {
+        self.batches.get(&batch).map_or_else(tracing::Span::none, |b| b.span.clone())
+    }
+
+    /// Takes an ended transaction's groups out of the held ones and adds
+    /// their `counts` to its batch; returns the batch once its last
+    /// transaction has ended.
+    pub fn ended(&mut self, ended: &Ended, counts: &Counts) -> Option<Batch> {
+        for group in &ended.unit.groups {
+            self.held.remove(&group.key);
+        }
+        let batch = self.batches.get_mut(&ended.batch)?;
+        batch.counts.add(counts);
+        batch.units_left -= 1;
+        batch.transactions += usize::from(ended.unit.transaction.is_some());
+        batch.times.extend(ended.unit.groups.iter().filter_map(|g| Some((g.took?, g.waited))));
+        if batch.units_left > 0 {
+            return None;
+        }
+        self.batches.remove(&ended.batch)
+    }
+
+    /// On shutdown: the waiting units never start (their keys stay
+    /// queued); returns the batches this ends.
+    pub fn drop_waiting(&mut self) -> Vec<Batch> {
+        let mut done = Vec::new();
+        while let Some((id, keys)) = self.waiting.pop_front() {
+            for key in &keys {
+                self.held.remove(key);
+            }
+            let Some(batch) = self.batches.get_mut(&id) else { continue };
+            batch.not_started += keys.len() as u64;
+            batch.units_left -= 1;
+            if batch.units_left == 0 {
+                done.extend(self.batches.remove(&id));
+            }
+        }
+        done
+    }
+}
