@@ -96,6 +96,24 @@ async fn failures_inside_a_shared_transaction_cost_only_their_groups_and_a_refus
 }
 
 #[tokio::test]
+async fn groups_failing_together_count_every_attempt_and_end_failed() {
+    let db = TestDb::new().await;
+    // Users 13 and 14 always fail; with no backoff they are retried at once,
+    // both in one transaction, whose claim takes their failure records.
+    let extra = "max_attempts = 3\nretry_backoff = \"0s\"\nworkers = 1\ngroups_per_transaction = 20";
+    let (_dir, config) = migrated(&db, &job("faulty", "faulty.wasm", extra)).await;
+    for user in [13, 14] {
+        one_reading(&db, user, "2024-05-01").await;
+    }
+    let run = tokio::time::timeout(std::time::Duration::from_secs(180), run_ok(&config, &["run", "--once"]));
+    let log = text(&run.await.expect("the run ends: each retry counts one more attempt"));
+    for user in [13, 14] {
+        let (state, attempts, _) = group_state(&db, user).await;
+        assert_eq!((state.as_str(), attempts), ("failed", 3), "user {user}:\n{log}");
+    }
+}
+
+#[tokio::test]
 async fn a_spent_budget_puts_the_rest_back_and_every_group_still_completes() {
     let db = TestDb::new().await;
     // diffy spins on `slow` readings: each group takes a while, so a 1 ms

@@ -311,9 +311,9 @@ pub async fn trigger_problems(
                 UNION ALL
                 SELECT relid, level FROM pg_partition_tree(to_regclass($1)) WHERE level > 0
              )
-             SELECT t.relid::regclass::text, t.level > 0, count(g.oid),
-                    count(g.oid) FILTER (WHERE g.tgenabled = 'D'),
-                    count(g.oid) FILTER (WHERE g.tgenabled IN ('O', 'R'))
+             SELECT t.relid::regclass::text AS name, t.level > 0 AS partition, count(g.oid) AS present,
+                    count(g.oid) FILTER (WHERE g.tgenabled = 'D') AS disabled,
+                    count(g.oid) FILTER (WHERE g.tgenabled IN ('O', 'R')) AS always
              FROM tables t LEFT JOIN pg_trigger g ON g.tgrelid = t.relid AND g.tgname = ANY($2)
              WHERE t.relid IS NOT NULL
              GROUP BY t.relid, t.level ORDER BY t.level, 1",
@@ -323,8 +323,13 @@ pub async fn trigger_problems(
     let all = names.len() as i64;
     let mut problems = Vec::new();
     for r in rows {
-        let (table, partition, present, disabled, not_always): (String, bool, i64, i64, i64) =
-            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+        let (table, partition, present, disabled, not_always): (String, bool, i64, i64, i64) = (
+            r.try_get("name")?,
+            r.try_get("partition")?,
+            r.try_get("present")?,
+            r.try_get("disabled")?,
+            r.try_get("always")?,
+        );
         let what = if partition { format!("partition {table} of {}", job.source) } else { format!("source {table}") };
         if present < all {
             problems.push(format!("{what} lacks {} of the job's {all} change triggers", all - present));
@@ -461,7 +466,8 @@ async fn history(
     let row = client
         .query_one(
             &format!(
-                "SELECT count(*), min(k.day), max(k.day) FROM (SELECT DISTINCT user_id, day FROM ({keys}) g) k
+                "SELECT count(*) AS days, min(k.day) AS first, max(k.day) AS last
+                 FROM (SELECT DISTINCT user_id, day FROM ({keys}) g) k
                  WHERE NOT EXISTS (SELECT 1 FROM {dst} d WHERE d.user_id = k.user_id AND d.{dcol} = k.day)
                    AND NOT EXISTS (SELECT 1 FROM runner_changes c WHERE c.job = $1 AND c.day = k.day AND c.user_id = k.user_id)",
                 dst = job.target.quoted(),
@@ -470,8 +476,9 @@ async fn history(
             &[&job_name],
         )
         .await?;
-    let days: i64 = row.try_get(0)?;
-    let (first, last): (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>) = (row.try_get(1)?, row.try_get(2)?);
+    let days: i64 = row.try_get("days")?;
+    let (first, last): (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>) =
+        (row.try_get("first")?, row.try_get("last")?);
     Ok(match (first, last) {
         (Some(first), Some(last)) if days > 0 => vec![format!(
             "job {job_name}: {days} user-day(s) of {} have raw rows but no daily rows (from before change capture); \

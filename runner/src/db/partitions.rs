@@ -35,7 +35,12 @@ pub struct Partition {
 impl Partition {
     /// From a row of `relid, name, from_day, to_day`.
     fn from_row(r: &tokio_postgres::Row) -> Result<Partition, tokio_postgres::Error> {
-        Ok(Partition { relid: r.try_get(0)?, name: r.try_get(1)?, from_day: r.try_get(2)?, to_day: r.try_get(3)? })
+        Ok(Partition {
+            relid: r.try_get("relid")?,
+            name: r.try_get("name")?,
+            from_day: r.try_get("from_day")?,
+            to_day: r.try_get("to_day")?,
+        })
     }
 
     /// "vitals_2024_06 (2024-05-31 to 2024-07-01)".
@@ -80,7 +85,7 @@ pub async fn of(
                    CASE WHEN by_time THEN substring(bound FROM $re$ TO \\('([^']*)'\\)$$re$) END AS hi
             FROM tree
          )
-         SELECT b.relid::oid, b.name, {lo_day} - {margin}, {hi_day} + {margin}
+         SELECT b.relid::oid AS relid, b.name, {lo_day} - {margin} AS from_day, {hi_day} + {margin} AS to_day
          FROM bounds b
          LEFT JOIN LATERAL (SELECT b.lo::pg_catalog.{kind} AS {column}) lo ON true
          LEFT JOIN LATERAL (SELECT b.hi::pg_catalog.{kind} AS {column}) hi ON true

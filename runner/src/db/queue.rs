@@ -38,22 +38,25 @@ pub async fn queue(client: &impl GenericClient, job: &str) -> Result<Queue, toki
             "SELECT
                 (SELECT count(*) FROM (SELECT DISTINCT c.day, c.user_id FROM runner_changes c WHERE c.job = $1 LIMIT $2) k)
                 + (SELECT count(*) FROM runner_group_failures f WHERE f.job = $1 AND NOT f.failed
-                   AND NOT EXISTS (SELECT 1 FROM runner_changes c WHERE c.job = $1 AND c.day = f.day AND c.user_id = f.user_id)),
-                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND NOT failed AND not_before > now()),
-                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND failed),
-                (SELECT extract(epoch FROM now() - queued_at)::float8 FROM runner_changes WHERE job = $1 ORDER BY id LIMIT 1),
-                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND on_limit AND not_before > now())",
+                   AND NOT EXISTS (SELECT 1 FROM runner_changes c WHERE c.job = $1 AND c.day = f.day AND c.user_id = f.user_id))
+                  AS pending,
+                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND NOT failed AND not_before > now())
+                  AS in_backoff,
+                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND failed) AS failed,
+                (SELECT extract(epoch FROM now() - queued_at)::float8 FROM runner_changes WHERE job = $1 ORDER BY id LIMIT 1)
+                  AS oldest,
+                (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND on_limit AND not_before > now()) AS held",
             &[&job, &(COUNT_CAP + 1)],
         )
         .await?;
-    let pending: i64 = row.try_get(0)?;
+    let pending: i64 = row.try_get("pending")?;
     Ok(Queue {
         pending: pending.min(COUNT_CAP),
         pending_capped: pending > COUNT_CAP,
-        in_backoff: row.try_get(1)?,
-        failed: row.try_get(2)?,
-        oldest_pending_seconds: row.try_get(3)?,
-        held: row.try_get(4)?,
+        in_backoff: row.try_get("in_backoff")?,
+        failed: row.try_get("failed")?,
+        oldest_pending_seconds: row.try_get("oldest")?,
+        held: row.try_get("held")?,
     })
 }
 
@@ -113,7 +116,7 @@ pub async fn top_errors(client: &impl GenericClient, job: &str, n: i64) -> Resul
     let rows = client
         .query(
             &format!(
-                "SELECT cause, groups, failed, example, count(*) OVER () FROM (
+                "SELECT cause, groups, failed, example, count(*) OVER () AS causes FROM (
                      SELECT {CAUSE} AS cause, count(*) AS groups, count(*) FILTER (WHERE failed) AS failed,
                             min(error) AS example
                      FROM runner_group_failures WHERE job = $1
@@ -124,13 +127,18 @@ pub async fn top_errors(client: &impl GenericClient, job: &str, n: i64) -> Resul
         )
         .await?;
     let total = match rows.first() {
-        Some(r) => r.try_get::<_, i64>(4)?,
+        Some(r) => r.try_get::<_, i64>("causes")?,
         None => 0,
     };
     let shown = rows
         .iter()
         .map(|r| {
-            Ok(TopError { error: r.try_get(0)?, groups: r.try_get(1)?, failed: r.try_get(2)?, example: r.try_get(3)? })
+            Ok(TopError {
+                error: r.try_get("cause")?,
+                groups: r.try_get("groups")?,
+                failed: r.try_get("failed")?,
+                example: r.try_get("example")?,
+            })
         })
         .collect::<Result<_, tokio_postgres::Error>>()?;
     Ok(Causes { shown, total })

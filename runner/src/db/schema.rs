@@ -41,7 +41,7 @@ pub async fn table(client: &impl GenericClient, name: &Identifier) -> Result<Opt
     let quoted = name.quoted();
     let rows = client
         .query(
-            "SELECT a.attname::text, t.typname::text, a.attnotnull, a.atthasdef
+            "SELECT a.attname::text AS name, t.typname::text AS sql_type, a.attnotnull AS not_null, a.atthasdef AS has_default
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
             &[&quoted],
@@ -52,7 +52,14 @@ pub async fn table(client: &impl GenericClient, name: &Identifier) -> Result<Opt
     }
     let columns = rows
         .iter()
-        .map(|r| (r.get(0), ColumnInfo { sql_type: r.get(1), not_null: r.get(2), has_default: r.get(3) }))
+        .map(|r| {
+            let info = ColumnInfo {
+                sql_type: r.get("sql_type"),
+                not_null: r.get("not_null"),
+                has_default: r.get("has_default"),
+            };
+            (r.get("name"), info)
+        })
         .collect();
     let keys = client
         .query(

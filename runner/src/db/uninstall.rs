@@ -25,7 +25,8 @@ pub async fn plan(
     // keeps on partitions: dropping the parent's drops them).
     let triggers = client
         .query(
-            "SELECT quote_ident(t.tgname), t.tgrelid::regclass::text FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+            "SELECT quote_ident(t.tgname) AS name, t.tgrelid::regclass::text AS on_table
+             FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
              WHERE (p.proname LIKE 'runner\\_capture\\_%' OR p.proname LIKE 'runner\\_zones\\_%' OR p.proname = 'runner_notify_pending')
                AND NOT t.tgisinternal AND t.tgparentid = 0
              ORDER BY 2, 1",
@@ -33,7 +34,7 @@ pub async fn plan(
         )
         .await?;
     for t in triggers {
-        let (name, table): (String, String) = (t.get(0), t.get(1));
+        let (name, table): (String, String) = (t.get("name"), t.get("on_table"));
         steps.push((format!("trigger {name} on {table}"), format!("DROP TRIGGER {name} ON {table}")));
     }
     let functions = client

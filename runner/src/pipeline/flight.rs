@@ -35,6 +35,8 @@ pub(super) struct UnitResult {
 /// A transaction that ended, with its batch.
 pub(super) struct Ended {
     pub batch: u64,
+    /// It ran on a heavy group's worker.
+    pub heavy: bool,
     pub unit: UnitResult,
 }
 
@@ -85,8 +87,13 @@ pub(super) struct Batch {
 /// it), and they all stop if the loop is dropped.
 pub(super) struct Flight {
     running: JoinSet<Ended>,
+    /// Of the running units, the heavy ones (one group each).
+    heavy_running: usize,
     /// Units cut from a batch, not started yet.
     waiting: VecDeque<(u64, Vec<GroupKey>)>,
+    /// Heavy groups' units, not started yet: they have workers of their
+    /// own ([`Flight::start`]), so they neither wait behind nor hold the rest.
+    waiting_heavy: VecDeque<(u64, Vec<GroupKey>)>,
     /// The groups of running and waiting units: never peeked into another.
     held: HashSet<GroupKey>,
     batches: HashMap<u64, Batch>,
@@ -97,7 +104,9 @@ impl Flight {
     pub fn new() -> Self {
         Flight {
             running: JoinSet::new(),
+            heavy_running: 0,
             waiting: VecDeque::new(),
+            waiting_heavy: VecDeque::new(),
             held: HashSet::new(),
             batches: HashMap::new(),
             next_batch: 0,
@@ -106,12 +115,16 @@ impl Flight {
 
     /// Nothing running or waiting.
     pub fn is_empty(&self) -> bool {
-        self.running.is_empty() && self.waiting.is_empty()
+        self.running.is_empty() && self.waiting.is_empty() && self.waiting_heavy.is_empty()
     }
 
     /// A worker is free and nothing waits for it: time to peek.
     pub fn wants_work(&self, concurrency: usize) -> bool {
-        self.waiting.is_empty() && self.running.len() < concurrency
+        self.waiting.is_empty() && self.light_running() < concurrency.max(1)
+    }
+
+    fn light_running(&self) -> usize {
+        self.running.len() - self.heavy_running
     }
 
     /// Whether a group is in a running or waiting transaction.
@@ -120,39 +133,62 @@ impl Flight {
     }
 
     /// Adds a batch of groups, in transactions of `unit` groups (spread
-    /// over the `concurrency` workers).
-    pub fn add(&mut self, job: &str, keys: Vec<GroupKey>, unit: usize, concurrency: usize) {
+    /// over the `concurrency` workers); a `heavy` group gets a transaction
+    /// of its own, so it holds no other group.
+    pub fn add(
+        &mut self,
+        job: &str,
+        keys: Vec<GroupKey>,
+        (unit, concurrency): (usize, usize),
+        heavy: impl Fn(&GroupKey) -> bool,
+    ) {
         let id = self.next_batch;
         self.next_batch += 1;
         let groups = keys.len();
-        let unit = unit.clamp(1, groups.div_ceil(concurrency.max(1)).max(1));
         self.held.extend(keys.iter().copied());
-        let units: Vec<Vec<GroupKey>> = keys.chunks(unit).map(<[GroupKey]>::to_vec).collect();
+        let (alone, light): (Vec<GroupKey>, Vec<GroupKey>) = keys.into_iter().partition(|k| heavy(k));
+        let unit = unit.clamp(1, light.len().div_ceil(concurrency.max(1)).max(1));
+        let units = light.chunks(unit).len() + alone.len();
         let batch = Batch {
             started: Instant::now(),
             span: info_span!("batch", job = %job, groups),
-            units_left: units.len(),
+            units_left: units,
             transactions: 0,
             not_started: 0,
             times: Vec::with_capacity(groups),
             counts: Counts::default(),
         };
         self.batches.insert(id, batch);
-        self.waiting.extend(units.into_iter().map(|u| (id, u)));
+        self.waiting_heavy.extend(alone.into_iter().map(|k| (id, vec![k])));
+        self.waiting.extend(light.chunks(unit).map(|u| (id, u.to_vec())));
     }
 
-    /// Starts waiting units while fewer than `concurrency` run; `run`
+    /// Starts waiting units while fewer than `concurrency` light ones
+    /// run, and heavy ones while fewer than `heavy_workers` do: `run`
     /// makes a unit's transaction.
-    pub fn start<F, Fut>(&mut self, concurrency: usize, run: F)
+    pub fn start<F, Fut>(&mut self, (concurrency, heavy_workers): (usize, usize), run: F)
     where
         F: Fn(Vec<GroupKey>) -> Fut,
         Fut: Future<Output = UnitResult> + Send + 'static,
     {
-        while self.running.len() < concurrency.max(1) {
+        while self.light_running() < concurrency.max(1) {
             let Some((batch, keys)) = self.waiting.pop_front() else { break };
-            let unit = run(keys).instrument(self.span(batch));
-            self.running.spawn(async move { Ended { batch, unit: unit.await } });
+            self.spawn(batch, keys, false, &run);
         }
+        while self.heavy_running < heavy_workers.max(1) {
+            let Some((batch, keys)) = self.waiting_heavy.pop_front() else { break };
+            self.spawn(batch, keys, true, &run);
+        }
+    }
+
+    fn spawn<F, Fut>(&mut self, batch: u64, keys: Vec<GroupKey>, heavy: bool, run: &F)
+    where
+        F: Fn(Vec<GroupKey>) -> Fut,
+        Fut: Future<Output = UnitResult> + Send + 'static,
+    {
+        self.heavy_running += usize::from(heavy);
+        let unit = run(keys).instrument(self.span(batch));
+        self.running.spawn(async move { Ended { batch, heavy, unit: unit.await } });
     }
 
     /// The next transaction to end (`None`: none is running). A panic in
@@ -176,6 +212,7 @@ impl Flight {
     /// their `counts` to its batch; returns the batch once its last
     /// transaction has ended.
     pub fn ended(&mut self, ended: &Ended, counts: &Counts) -> Option<Batch> {
+        self.heavy_running -= usize::from(ended.heavy);
         for group in &ended.unit.groups {
             self.held.remove(&group.key);
         }
@@ -194,7 +231,8 @@ impl Flight {
     /// queued); returns the batches this ends.
     pub fn drop_waiting(&mut self) -> Vec<Batch> {
         let mut done = Vec::new();
-        while let Some((id, keys)) = self.waiting.pop_front() {
+        let waiting: Vec<_> = self.waiting.drain(..).chain(self.waiting_heavy.drain(..)).collect();
+        for (id, keys) in waiting {
             for key in &keys {
                 self.held.remove(key);
             }

@@ -6,7 +6,7 @@
 //! interval. A paused job (disabled, or its plugin file gone) claims
 //! nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,29 @@ struct Loop {
     /// start, then once per poll interval as a daemon, on the loop's own
     /// turn, so it costs the job no connection beside its workers'.
     looked: Option<Instant>,
+    /// What ran since the throttle last judged (each group's share of its
+    /// transaction, its wait for a connection), and its completed and
+    /// deferred groups: it judges at least [`THROTTLE_SAMPLE`] groups at once.
+    sample: (Vec<(Duration, Duration)>, u64, u64),
+    /// Groups that read more than [`HEAVY_ROWS`] rows last time (a 1 Hz
+    /// sensor's day): each runs in a transaction of its own, and its time
+    /// is not taken for the job's slowing down.
+    heavy: HashSet<GroupKey>,
 }
+
+/// Groups the throttle judges at once: a batch of a few groups (a free
+/// worker peeks at once, so under live ingest most batches are small) has a
+/// median too noisy to call a slowdown on.
+const THROTTLE_SAMPLE: usize = 32;
+
+/// Raw rows above which a group is heavy (see `Loop::heavy`): a hundred
+/// times a typical health group's.
+const HEAVY_ROWS: usize = 5_000;
+/// A heavy group rests this many times its last transaction's time before
+/// it is taken again: at most a fifth of a worker, whatever its syncs.
+const HEAVY_REST_FACTOR: u32 = 4;
+/// The most heavy groups remembered; past it the memory starts again.
+const HEAVY_KEPT: usize = 10_000;
 
 /// What the loop does after a turn.
 enum Turn {
@@ -113,6 +135,8 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, repair: bool, mut shutdo
         lingered: 0,
         per_group: None,
         looked: None,
+        heavy: HashSet::new(),
+        sample: (Vec::new(), 0, 0),
     };
     let mut flight = Flight::new();
     while !*shutdown.borrow() {
@@ -158,13 +182,15 @@ async fn turn(
     }
     let concurrency = l.throttle.concurrency(&state.config);
     let run = |keys| run_unit(pool.clone(), job.clone(), keys);
-    flight.start(concurrency, run);
+    // Heavy groups have at most half the job's workers, beside the rest.
+    let slots = (concurrency, state.config.workers / 2);
+    flight.start(slots, run);
     // With transactions in hand, a peek that would wait for a connection
     // is left for later: the workers could not start more meanwhile.
     if flight.wants_work(concurrency) && (flight.is_empty() || has_a_connection(pool)) {
         match peek(pool, job, &state, mode, shutdown, l, flight).await {
             Some(turn) => return turn,
-            None => flight.start(concurrency, run),
+            None => flight.start(slots, run),
         }
     }
     job.busy.store(!flight.is_empty(), std::sync::atomic::Ordering::Relaxed);
@@ -242,17 +268,19 @@ async fn peek(
     if !fresh.is_empty() {
         pool::log_status(pool, &job.name, "before batch");
         let concurrency = l.throttle.concurrency(&state.config);
-        flight.add(&job.name, fresh, unit_size(l, &state.config), concurrency);
+        let heavy = &l.heavy;
+        flight.add(&job.name, fresh, (unit_size(l, &state.config), concurrency), |k| heavy.contains(k));
         return None;
     }
     if !flight.is_empty() {
         // Everything due is in hand already.
         return None;
     }
-    // Everything due is resting: wait for the first to wake.
-    let wake = l.resting.values().min().map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now));
+    // Everything due is resting: wait for the first to wake, looking again
+    // meanwhile (a writer is not told to notify while their keys are queued).
+    let wake = l.resting.values().min().map_or(BUSY_PEEK, |t| t.saturating_duration_since(now));
     tokio::select! {
-        _ = tokio::time::sleep(wake.max(Duration::from_millis(10))) => {}
+        _ = tokio::time::sleep(wake.clamp(Duration::from_millis(10), BUSY_PEEK)) => {}
         _ = shutdown.changed() => {}
     }
     Some(Turn::Continue)
@@ -309,6 +337,28 @@ fn unit_ended(pool: &Pool, job: &Job, l: &mut Loop, flight: &mut Flight, ended: 
         resting.insert(key, Instant::now() + rest);
     };
     let counts = record_outcomes(job, &ended.unit.groups, &mut l.report, &span, rest);
+    // A heavy group's time says nothing of the job slowing down.
+    let mut ended = ended;
+    for group in &mut ended.unit.groups {
+        let read = match &group.outcome {
+            Ok(Outcome::Completed { rows, .. }) => *rows,
+            _ => continue,
+        };
+        if read > HEAVY_ROWS {
+            if l.heavy.len() >= HEAVY_KEPT {
+                l.heavy.clear();
+            }
+            l.heavy.insert(group.key);
+            // Not taken again for a while, so that it costs at most a share
+            // of a worker however often its rows change: their changes gather.
+            if let Some(took) = ended.unit.transaction.map(|t| t.0) {
+                l.resting.insert(group.key, Instant::now() + took * HEAVY_REST_FACTOR);
+            }
+            group.took = None;
+        } else {
+            l.heavy.remove(&group.key);
+        }
+    }
     match flight.ended(&ended, &counts) {
         Some(batch) => batch_done(pool, job, l, batch, mode),
         None => Turn::Continue,
@@ -326,11 +376,19 @@ fn batch_done(pool: &Pool, job: &Job, l: &mut Loop, batch: Batch, mode: Mode) ->
     let (not_started, transactions) = (batch.not_started, batch.transactions);
     info!(parent: &batch.span, completed, emptied, failed, deferred, busy, empty, put_back, db_errors, not_started,
         transactions, "Batch done.");
-    let mut times: Vec<Duration> = batch.times.iter().map(|t| t.0).collect();
+    // The throttle judges what ran since it last did, once that is enough
+    // to judge (a timeout is pressure at once).
+    l.sample.0.extend(&batch.times);
+    (l.sample.1, l.sample.2) = (l.sample.1 + completed, l.sample.2 + deferred);
+    if l.sample.0.len() < THROTTLE_SAMPLE && l.sample.2 == 0 {
+        return Turn::Continue;
+    }
+    let (sample, completed, deferred) = std::mem::take(&mut l.sample);
+    let mut times: Vec<Duration> = sample.iter().map(|t| t.0).collect();
     times.sort_unstable();
     let seen = Observed {
         group_p50: times.get(times.len() / 2).copied().unwrap_or_default(),
-        pool_wait: super::throttle::typical_wait(batch.times.iter().map(|t| t.1).collect()),
+        pool_wait: super::throttle::typical_wait(sample.iter().map(|t| t.1).collect()),
         ran: times.len(),
         completed,
         deferred,

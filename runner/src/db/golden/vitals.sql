@@ -4,6 +4,15 @@
 WITH frozen AS (
                 DELETE FROM runner_changes
                 WHERE job = $1 AND $3::int4 IS NOT NULL AND day < (now() AT TIME ZONE $4::text)::date - $3::int4
+             ), held AS (
+                DELETE FROM runner_changes c USING runner_group_failures h
+                WHERE c.job = $1 AND h.job = $1 AND h.user_id = c.user_id AND h.day = c.day
+                  AND h.on_limit AND h.not_before > now()
+                RETURNING c.user_id, c.day
+             ), marked AS (
+                UPDATE runner_group_failures f SET changed = true
+                FROM (SELECT DISTINCT user_id, day FROM held) k
+                WHERE f.job = $1 AND f.user_id = k.user_id AND f.day = k.day
              ), expanded AS (
                 SELECT e.user_id, e.day, e.id FROM runner_expand_purges($1, '"vitals_daily"') e
              )
@@ -12,8 +21,15 @@ WITH frozen AS (
                  WHERE f.job = $1 AND NOT f.failed AND f.not_before <= now()
                  ORDER BY f.not_before LIMIT $2)
                 UNION ALL
+                (SELECT f.user_id, f.day, 0::int8 AS id FROM runner_group_failures f
+                 WHERE f.job = $1 AND f.failed AND f.changed AND f.not_before <= now()
+                 ORDER BY f.not_before LIMIT $2)
+                UNION ALL
                 (SELECT c.user_id, c.day, c.id FROM runner_changes c
                  WHERE c.job = $1 AND ($3::int4 IS NULL OR c.day >= (now() AT TIME ZONE $4::text)::date - $3::int4)
+                   AND NOT EXISTS (SELECT 1 FROM runner_group_failures h
+                                   WHERE h.job = $1 AND h.user_id = c.user_id AND h.day = c.day
+                                     AND h.on_limit AND h.not_before > now())
                  ORDER BY c.id LIMIT $2)
                 UNION ALL
                 (SELECT e.user_id, e.day, e.id FROM expanded e
@@ -31,7 +47,7 @@ WITH locked AS (
              ), cleared AS (
                 DELETE FROM runner_group_failures
                 WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
-                RETURNING NOT failed AS retry, attempts
+                RETURNING (NOT failed OR changed) AS retry, attempts
              )
              SELECT r.id, r.at, r.c0, r.c1,
                     (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry) AS taken,
@@ -55,7 +71,7 @@ WITH g AS (
              ), cleared AS (
                 DELETE FROM runner_group_failures f USING locked l
                 WHERE l.ok AND f.job = $4::text AND f.user_id = l.user_id AND f.day = l.day
-                RETURNING l.n, NOT f.failed AS retry, f.attempts
+                RETURNING l.n, (NOT f.failed OR f.changed) AS retry, f.attempts
              ), counts AS (
                 SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
                           + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken,
@@ -96,16 +112,18 @@ WITH g AS (
 -- fail
 WITH f AS (
                 INSERT INTO runner_group_failures AS g
-                    (job, user_id, day, attempts, not_before, failed, error, plugin_version)
+                    (job, user_id, day, attempts, not_before, failed, error, plugin_version, on_limit)
                 VALUES ($1::text, $2::int8, $3::date, $8::int4 + 1,
                     now() + make_interval(secs => LEAST($6::float8 * power(2, $8::int4), 3600)),
-                    $8::int4 + 1 >= $5::int4, $4::text, $7::text)
+                    $8::int4 + 1 >= $5::int4, $4::text, $7::text, $9::bool)
                 ON CONFLICT (job, user_id, day) DO UPDATE SET
                     attempts = g.attempts + 1,
                     not_before = now() + make_interval(secs => LEAST($6::float8 * power(2, g.attempts), 3600)),
                     failed = g.attempts + 1 >= $5::int4,
                     error = excluded.error,
                     plugin_version = excluded.plugin_version,
+                    on_limit = excluded.on_limit,
+                    changed = false,
                     updated_at = now()
                 RETURNING failed
              ), absorbed AS (

@@ -39,7 +39,8 @@ fn the_reference_schema_claims_keys_and_only_reads_the_source() {
          '/' || $2::date, 0)) AS ok ), taken AS ( DELETE FROM runner_changes WHERE job = $4::text AND day = \
          $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked) RETURNING 1 ), cleared AS ( DELETE FROM \
          runner_group_failures WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok \
-         FROM locked) RETURNING NOT failed AS retry, attempts ) SELECT r.id, r.at, r.c0, r.c1, (SELECT count(*) \
+         FROM locked) RETURNING (NOT failed OR changed) AS retry, attempts ) SELECT r.id, r.at, r.c0, r.c1, \
+         (SELECT count(*) \
          FROM taken) + (SELECT count(*) FROM cleared WHERE retry) AS taken, (SELECT coalesce(max(attempts), 0) \
          FROM cleared) AS attempts, (SELECT ok FROM locked) AS locked FROM \
          (SELECT 1) one \
