@@ -28,7 +28,7 @@ use super::job::{JobState, Live};
 use super::shadow;
 use crate::db::Transient;
 use crate::db::pipelined::Pipelined;
-use crate::db::statements::{Claimed, Daily, Failure};
+use crate::db::statements::{Claimed, Daily, Failure, Read};
 use crate::plugin::{CallError, Limits, Plugin};
 use crate::rows::{GroupKey, InputRow, Output, Value};
 
@@ -158,7 +158,9 @@ pub async fn run(
         }
     };
     let mut plan = Plan::default();
-    let to_run = match triage(tx.client(), cx, claim.groups(keys), purpose, &mut plan).await {
+    let claimed = claim.groups(keys);
+    let claim = Arc::new(claim);
+    let to_run = match triage(tx.client(), cx, claimed, purpose, &mut plan).await {
         Ok(to_run) => to_run,
         Err(source) => {
             return refused(tx, unit, sql_error("reading the frozen horizon of", keys, source)).await;
@@ -170,7 +172,7 @@ pub async fn run(
         drop(tx.commit_keeping().await);
         return Ok(Committed { outcomes: plan.outcomes, open_for: started.elapsed(), carried: 0 });
     }
-    let ran = match aggregate(tx.client(), cx, &to_run, started).await {
+    let ran = match aggregate(tx.client(), cx, &claim, to_run, started).await {
         Ok(ran) => ran,
         // A statement of the transaction failed (a shadow difference's write).
         Err(e) => return refused(tx, unit, e).await,
@@ -187,13 +189,13 @@ pub async fn run(
 
 /// Sorts the claimed groups: busy, nothing queued, no input left (emptied,
 /// unless before the frozen horizon), or to aggregate.
-async fn triage<'a>(
+async fn triage(
     client: &ClientWrapper,
     cx: Context<'_>,
-    claimed: Vec<Claimed<'a>>,
+    claimed: Vec<Claimed>,
     purpose: Purpose,
     plan: &mut Plan,
-) -> Result<Vec<Claimed<'a>>, Error> {
+) -> Result<Vec<Claimed>, Error> {
     let mut to_run = Vec::with_capacity(claimed.len());
     let mut emptied = Vec::new();
     for group in claimed {
@@ -237,23 +239,32 @@ async fn horizon(client: &ClientWrapper, config: &crate::config::Job) -> Result<
 async fn aggregate(
     client: &ClientWrapper,
     cx: Context<'_>,
-    groups: &[Claimed<'_>],
+    claim: &Arc<Read>,
+    groups: Vec<Claimed>,
     started: Instant,
 ) -> Result<Vec<Ran>, GroupError> {
     let (plugin, max_rows) = (&cx.live.plugin, cx.live.sql.max_rows);
-    let inputs: Vec<(GroupKey, Result<Vec<InputRow>, String>, usize)> =
-        groups.iter().map(|g| (g.key, g.input(max_rows), g.read())).collect();
-    let attempts: Vec<i32> = groups.iter().map(|g| g.attempts).collect();
     let checked = |key: GroupKey, result: Result<Output, CallError>| {
         let version = plugin.version.clone();
         let output = result.map_err(|source| GroupError::Plugin { plugin: version.clone(), key, source })?;
         plugin.check_output(&output).map_err(|message| GroupError::InvalidOutput { plugin: version, key, message })?;
         Ok(output)
     };
+    let attempts: Vec<i32> = groups.iter().map(|g| g.attempts).collect();
     let Some(candidate) = &cx.state.candidate else {
-        // The whole transaction's plugin calls on one blocking thread, one
-        // fresh instance each: one hand-over, not one per group.
-        let results = call_all(plugin, inputs, cx.state.limits, cx.state.config.transaction_budget, started).await;
+        // The whole transaction's rows decoded and its plugin calls made on
+        // one blocking thread, one fresh instance each: one hand-over, not
+        // one per group, and a large day's decoding never on an async thread.
+        let results = call_all(
+            plugin,
+            claim.clone(),
+            groups,
+            max_rows,
+            cx.state.limits,
+            cx.state.config.transaction_budget,
+            started,
+        )
+        .await;
         return Ok(results
             .into_iter()
             .zip(attempts)
@@ -266,6 +277,8 @@ async fn aggregate(
             })
             .collect());
     };
+    let inputs: Vec<(GroupKey, Result<Vec<InputRow>, String>, usize)> =
+        groups.iter().map(|g| (g.key, claim.input_of(g, max_rows), g.read())).collect();
     // With a shadow candidate, group by group.
     let mut ran = Vec::with_capacity(inputs.len());
     for (i, ((key, input, read), attempts)) in inputs.into_iter().zip(attempts).enumerate() {
@@ -304,11 +317,14 @@ async fn aggregate(
 /// A group's input, raw rows read, and its plugin call (`None`: put back).
 type Called = (GroupKey, usize, Option<Result<Result<Output, CallError>, String>>);
 
-/// Calls the plugin on each group's input in turn on one blocking thread;
-/// once `budget` has passed since `started`, the rest are not called.
+/// Decodes each group's rows and calls the plugin on them, in turn, on
+/// one blocking thread; once `budget` has passed since `started`, the rest
+/// are not called.
 async fn call_all(
     plugin: &Arc<Plugin>,
-    inputs: Vec<(GroupKey, Result<Vec<InputRow>, String>, usize)>,
+    claim: Arc<Read>,
+    groups: Vec<Claimed>,
+    max_rows: u32,
     limits: Limits,
     budget: Duration,
     started: Instant,
@@ -317,14 +333,19 @@ async fn call_all(
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
-            let mut results = Vec::with_capacity(inputs.len());
-            for (i, (key, input, read)) in inputs.into_iter().enumerate() {
+            let mut results = Vec::with_capacity(groups.len());
+            for (i, group) in groups.iter().enumerate() {
                 // The budget spent: the rest goes back to the queue.
                 if i > 0 && started.elapsed() >= budget {
-                    results.push((key, read, None));
+                    results.push((group.key, group.read(), None));
                     continue;
                 }
-                results.push((key, read, Some(input.map(|rows| plugin.aggregate(key, rows, limits)))));
+                let input = claim.input_of(group, max_rows);
+                results.push((
+                    group.key,
+                    group.read(),
+                    Some(input.map(|rows| plugin.aggregate(group.key, rows, limits))),
+                ));
             }
             results
         })

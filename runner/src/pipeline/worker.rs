@@ -185,9 +185,10 @@ async fn turn(
     // Heavy groups have at most half the job's workers, beside the rest.
     let slots = (concurrency, state.config.workers / 2);
     flight.start(slots, run);
-    // With transactions in hand, a peek that would wait for a connection
-    // is left for later: the workers could not start more meanwhile.
-    if flight.wants_work(concurrency) && (flight.is_empty() || has_a_connection(pool)) {
+    // A peek waits for a connection like any caller: if one plugin holds
+    // the pool past `wait_timeout`, the wait running out is the error that
+    // says so (the transactions in hand go on meanwhile: they are tasks).
+    if flight.wants_work(concurrency) {
         match peek(pool, job, &state, mode, shutdown, l, flight).await {
             Some(turn) => return turn,
             None => flight.start(slots, run),
@@ -284,12 +285,6 @@ async fn peek(
         _ = shutdown.changed() => {}
     }
     Some(Turn::Continue)
-}
-
-/// A pooled connection is free, or one may be opened.
-fn has_a_connection(pool: &Pool) -> bool {
-    let status = pool.status();
-    status.available > 0 || status.size < status.max_size
 }
 
 /// Groups a transaction carries: as many as the recent per-group time

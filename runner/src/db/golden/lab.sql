@@ -142,8 +142,7 @@ SELECT user_id::int8 FROM "lab_raw"
 
 -- count_groups
 SELECT count(*) AS groups FROM (
-                SELECT user_id, ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date FROM "lab_raw"
-                WHERE "collected_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
+                SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date AS day FROM "lab_raw" WHERE "collected_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) s WHERE $3::int8[] IS NULL OR user_id = ANY($3::int8[])
                 UNION
                 SELECT user_id, "day" FROM "lab_daily"
                 WHERE "day" BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
@@ -153,10 +152,7 @@ SELECT count(*) AS groups FROM (
 SELECT * FROM (SELECT s.id::int8 AS id, s."collected_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "lab_raw" s WHERE s.user_id = $1::int8 AND s."collected_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."collected_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."collected_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
 
 -- sample_groups
-SELECT user_id, day FROM (
-                SELECT DISTINCT user_id::int8 AS user_id, ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date AS day FROM "lab_raw"
-                WHERE "collected_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz
-             ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3
+SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date AS day FROM "lab_raw" WHERE "collected_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "collected_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("collected_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "collected_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "collected_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3
 
 -- change capture
 CREATE OR REPLACE FUNCTION runner."runner_capture_lab"() RETURNS trigger LANGUAGE plpgsql

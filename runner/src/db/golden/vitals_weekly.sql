@@ -142,8 +142,7 @@ SELECT user_id::int8 FROM "vitals_daily"
 
 -- count_groups
 SELECT count(*) AS groups FROM (
-                SELECT user_id, ("day" - (EXTRACT(isodow FROM "day")::int - 1)) FROM "vitals_daily"
-                WHERE "day" BETWEEN $1::date::pg_catalog.date AND $2::date::pg_catalog.date AND user_id IS NOT NULL AND "day" >= '4712-01-02 BC'::pg_catalog.date AND "day" < '294275-01-01'::pg_catalog.date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
+                SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("day" - (EXTRACT(isodow FROM "day")::int - 1)) AS day FROM "vitals_daily" WHERE "day" BETWEEN $1::date::pg_catalog.date AND $2::date::pg_catalog.date AND user_id IS NOT NULL AND "day" >= '4712-01-02 BC'::pg_catalog.date AND "day" < '294275-01-01'::pg_catalog.date) s WHERE $3::int8[] IS NULL OR user_id = ANY($3::int8[])
                 UNION
                 SELECT user_id, "week" FROM "vitals_weekly"
                 WHERE "week" BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
@@ -153,10 +152,7 @@ SELECT count(*) AS groups FROM (
 SELECT * FROM (SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
 
 -- sample_groups
-SELECT user_id, day FROM (
-                SELECT DISTINCT user_id::int8 AS user_id, ("day" - (EXTRACT(isodow FROM "day")::int - 1)) AS day FROM "vitals_daily"
-                WHERE "day" BETWEEN $1::date::pg_catalog.date AND $2::date::pg_catalog.date AND user_id IS NOT NULL AND "day" >= '4712-01-02 BC'::pg_catalog.date AND "day" < '294275-01-01'::pg_catalog.date
-             ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3
+SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("day" - (EXTRACT(isodow FROM "day")::int - 1)) AS day FROM "vitals_daily" WHERE "day" BETWEEN $1::date::pg_catalog.date AND $2::date::pg_catalog.date AND user_id IS NOT NULL AND "day" >= '4712-01-02 BC'::pg_catalog.date AND "day" < '294275-01-01'::pg_catalog.date) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3
 
 -- change capture
 CREATE OR REPLACE FUNCTION runner."runner_capture_vitals_weekly"() RETURNS trigger LANGUAGE plpgsql

@@ -316,22 +316,15 @@ impl<'a> Parts<'a> {
 
     /// `count_groups`: see [`Statements`].
     pub(super) fn count_groups(&self) -> String {
-        let src = &self.src;
-        let dst = &self.dst;
-        let dcol = &self.dcol;
-        let day = &self.day;
-        let grouped = |t: &str| capture::in_a_group(self.job, self.shape, t);
+        let (dst, dcol) = (&self.dst, &self.dcol);
         format!(
             "SELECT count(*) AS groups FROM (
-                SELECT user_id, {day_of} FROM {src}
-                WHERE {range} AND {grouped} AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
+                SELECT user_id, day FROM ({groups}) s WHERE $3::int8[] IS NULL OR user_id = ANY($3::int8[])
                 UNION
                 SELECT user_id, {dcol} FROM {dst}
                 WHERE {dcol} BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
              ) g",
-            day_of = day.key_of(&day.of("")),
-            range = day.between("", "$1::date", "$2::date"),
-            grouped = grouped(""),
+            groups = self.groups_in_range(),
         )
     }
 
@@ -343,17 +336,21 @@ impl<'a> Parts<'a> {
 
     /// `sample_groups`: see [`Statements`].
     pub(super) fn sample_groups(&self) -> String {
-        let src = &self.src;
-        let day = &self.day;
-        let grouped = |t: &str| capture::in_a_group(self.job, self.shape, t);
         format!(
-            "SELECT user_id, day FROM (
-                SELECT DISTINCT user_id::int8 AS user_id, {day_of} AS day FROM {src}
-                WHERE {range} AND {grouped}
-             ) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3",
-            day_of = day.key_of(&day.of("")),
-            range = day.between("", "$1::date", "$2::date"),
-            grouped = grouped(""),
+            "SELECT user_id, day FROM ({}) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3",
+            self.groups_in_range()
+        )
+    }
+
+    /// The groups of the source's rows in `[$1, $2]`, each once.
+    fn groups_in_range(&self) -> String {
+        let day = &self.day;
+        format!(
+            "SELECT DISTINCT user_id::int8 AS user_id, {} AS day FROM {} WHERE {} AND {}",
+            day.key_of(&day.of("")),
+            self.src,
+            day.between("", "$1::date", "$2::date"),
+            capture::in_a_group(self.job, self.shape, ""),
         )
     }
 

@@ -43,7 +43,8 @@ pub struct Read {
 }
 
 /// One group as a claim left it.
-pub struct Claimed<'a> {
+#[derive(Debug, Clone)]
+pub struct Claimed {
     pub key: GroupKey,
     /// The group's advisory lock was free: it is this transaction's.
     pub locked: bool,
@@ -52,9 +53,9 @@ pub struct Claimed<'a> {
     /// The attempts of the failure record the claim took (0: none): a
     /// failure recorded in the same transaction counts on from them.
     pub attempts: i32,
-    /// The group's input rows; empty when it has none (or was not locked).
-    rows: &'a [Row],
-    layout: &'a Layout,
+    /// The group's input rows in the claim's; empty when it has none (or
+    /// was not locked).
+    rows: Range<usize>,
 }
 
 impl Read {
@@ -65,7 +66,7 @@ impl Read {
 
     /// The groups of a claim of `keys`, in their order; a group the
     /// statement left out (it cannot, but a key is not trusted) is absent.
-    pub fn groups(&self, keys: &[GroupKey]) -> Vec<Claimed<'_>> {
+    pub fn groups(&self, keys: &[GroupKey]) -> Vec<Claimed> {
         let Some(layout) = &self.layout else { return Vec::new() };
         let group_of = |r: &Row| layout.group.map_or(Some(1), |i| r.try_get::<_, i64>(i).ok());
         let mut groups = Vec::with_capacity(keys.len());
@@ -73,7 +74,7 @@ impl Read {
         while start < self.rows.len() {
             let n = group_of(&self.rows[start]);
             let end = start + self.rows[start..].iter().take_while(|r| group_of(r) == n).count();
-            let rows = &self.rows[start..end];
+            let (rows, range) = (&self.rows[start..end], start..end);
             start = end;
             let Some(&key) = n.and_then(|n| usize::try_from(n - 1).ok()).and_then(|i| keys.get(i)) else { continue };
             let first = &rows[0];
@@ -87,8 +88,7 @@ impl Read {
                 locked: flag(layout.locked),
                 taken,
                 attempts,
-                rows: if has_input { rows } else { &[] },
-                layout,
+                rows: if has_input { range } else { 0..0 },
             });
         }
         groups
@@ -101,17 +101,21 @@ impl Read {
             None => Ok(Vec::new()),
         }
     }
+
+    /// A claimed group's rows as a plugin's input (blocking work for a
+    /// large group: call it off the async threads).
+    pub fn input_of(&self, group: &Claimed, max: u32) -> Result<Vec<InputRow>, String> {
+        match &self.layout {
+            Some(layout) => input_rows(&self.rows[group.rows.clone()], layout, max),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
-impl Claimed<'_> {
+impl Claimed {
     /// Raw rows read for the group.
     pub fn read(&self) -> usize {
         self.rows.len()
-    }
-
-    /// The group's rows as a plugin's input.
-    pub fn input(&self, max: u32) -> Result<Vec<InputRow>, String> {
-        input_rows(self.rows, self.layout, max)
     }
 }
 

@@ -99,7 +99,7 @@ fn an_adopted_table_is_read_in_its_schema_and_its_naive_times_in_their_zone() {
     let count = folded(&sql.count_groups);
     assert!(
         count.contains(
-            "((\"taken_at\" AT TIME ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date FROM \"app\".\"readings\""
+            "((\"taken_at\" AT TIME ZONE 'America/New_York') AT TIME ZONE 'UTC')::pg_catalog.date AS day FROM \"app\".\"readings\""
         ),
         "{count}"
     );
