@@ -21,6 +21,7 @@ mod operator;
 mod pipelined;
 mod plans;
 mod plugin_cli;
+mod purity;
 mod recompute;
 mod recovery;
 mod reload;

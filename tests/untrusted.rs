@@ -154,7 +154,9 @@ async fn output_is_checked_before_sql_logs_are_bounded_and_results_are_determini
 
 #[tokio::test]
 async fn no_state_carries_from_one_group_to_the_next() {
-    // One worker: every group reuses the same pooled slot, reset in place.
+    // One worker: every group reuses the same pooled slot, reset in place;
+    // and since instances are shared per transaction, the probe at load
+    // must find the state (tests/purity.rs has the rest).
     let db = TestDb::new().await;
     let (_dir, config) = migrated(&db, &job("hostile", "hostile.wasm", "workers = 1")).await;
     for day in ["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04"] {

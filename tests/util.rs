@@ -115,12 +115,14 @@ pub fn plugins_dir() -> &'static Path {
         };
         // The hostile plugin's describe() variants first, kept under their
         // own names; the plain build below then restores `hostile.wasm`.
-        for (package, feature) in [("hostile", "amplify"), ("hostile", "slow-describe"), ("diffy", "changed-rule")] {
+        let variants =
+            [("hostile", "amplify"), ("hostile", "slow-describe"), ("diffy", "changed-rule"), ("stateful", "late")];
+        for (package, feature) in variants {
             build(&["--package", package, "--features", feature]);
             let variant = format!("{package}_{}.wasm", feature.replace('-', "_"));
             std::fs::copy(out.join(format!("{package}.wasm")), out.join(variant)).unwrap();
         }
-        let packages = ["vitals", "nutrition", "lab", "faulty", "hostile", "diffy"];
+        let packages = ["vitals", "nutrition", "lab", "faulty", "hostile", "diffy", "stateful"];
         build(&packages.iter().flat_map(|p| ["--package", p]).collect::<Vec<_>>());
         out
     })

@@ -1,13 +1,14 @@
 //! The plugin call alone, per language: the same vitals group (34 readings
 //! of one day) given to the Rust, Python and JavaScript vitals components,
 //! many times, in one process; the median time per group. What an
-//! interpreter costs beside compiled Rust, with the runner's per-group
-//! store and instance included.
+//! interpreter costs beside compiled Rust: as the runner calls it with the
+//! shipped settings (a transaction's groups on one instance), on a fresh
+//! instance per group, and per row.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runner::plugin::{Limits, Plugin, Runtime};
+use runner::plugin::{Limits, Plugin, Reuse, Runtime};
 use runner::rows::{GroupKey, InputRow, Value};
 
 /// One day of one user's readings, as the seed makes them.
@@ -41,22 +42,47 @@ pub const CALLS: usize = 200;
 const ROUNDS: usize = 5;
 pub const ROWS: usize = 34;
 
-/// Seconds of one call with the full group and with its first row alone
-/// (the difference is what each further row costs), and of the full group
-/// on a reused instance: the best turn's median of each.
+/// Seconds of one group's call, each the best turn's median.
 #[derive(Clone, Copy)]
 pub struct Cost {
-    pub group: f64,
-    pub one_row: f64,
-    /// The full group called again and again on one instance: not how the
-    /// runner works (a fresh instance per group), but what that costs.
+    /// As the runner calls it with the shipped settings: a transaction's
+    /// groups in one session (`reuse_instance`, `verify_every`).
+    pub shipped: f64,
+    /// On a fresh instance (`reuse_instance = false`).
+    pub fresh: f64,
+    /// On an instance that served the group before: the full group and
+    /// its first row alone (the difference is what each further row costs).
     pub reused: f64,
+    pub one_row_reused: f64,
 }
 
 impl Cost {
     pub fn per_row(&self) -> f64 {
-        (self.group - self.one_row) / (ROWS - 1) as f64
+        (self.reused - self.one_row_reused) / (ROWS - 1) as f64
     }
+
+    fn min(self, o: Cost) -> Cost {
+        Cost {
+            shipped: self.shipped.min(o.shipped),
+            fresh: self.fresh.min(o.fresh),
+            reused: self.reused.min(o.reused),
+            one_row_reused: self.one_row_reused.min(o.one_row_reused),
+        }
+    }
+}
+
+/// The shipped `config/runner.toml`'s vitals job: how the runner calls a plugin.
+pub struct Shipped {
+    pub reuse: Reuse,
+    pub groups_per_transaction: usize,
+}
+
+pub fn shipped() -> Shipped {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/runner.toml");
+    let text = std::fs::read_to_string(&path).expect("config/runner.toml");
+    let config = runner::config::Config::parse(&text, &path).expect("the shipped config parses");
+    let job = &config.jobs["vitals"];
+    Shipped { reuse: runner::pipeline::purity::reuse(job), groups_per_transaction: job.groups_per_transaction }
 }
 
 /// The cost of each built vitals component in `dir` (`None`: not built).
@@ -69,6 +95,7 @@ pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
     // The runner's own compile cache: a second run skips the compiles.
     let runtime = Runtime::new(runner::config::default_cache_dir()).expect("the engine");
     let limits = Limits::new(256 << 20, Duration::from_secs(10), runner::pipeline::default_limits());
+    let shipped = shipped();
     let (key, rows) = group();
     debug_assert_eq!(rows.len(), ROWS);
     let plugins: Vec<(&str, Option<Plugin>)> =
@@ -80,11 +107,25 @@ pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
                 Err(_) => (language, None),
             })
             .collect();
-    let time = |plugin: &Plugin, rows: &[InputRow]| {
+    let fresh = |plugin: &Plugin| {
         let rows = rows.to_vec();
         let started = Instant::now();
         plugin.aggregate(key, rows, limits).expect("the vitals plugin aggregates its group");
         started.elapsed()
+    };
+    // A transaction's worth of groups in one session, per group.
+    let session = |plugin: &Plugin| {
+        let n = shipped.groups_per_transaction;
+        let started = Instant::now();
+        let mut session = plugin.session(limits, shipped.reuse);
+        for _ in 0..n {
+            let called = session.aggregate(key, rows.clone(), || rows.clone());
+            called.result.expect("the vitals plugin aggregates its group");
+        }
+        started.elapsed() / n as u32
+    };
+    let again = |plugin: &Plugin, rows: &[InputRow], n: usize| {
+        plugin.time_calls_on_one_instance(key, rows, limits, n).expect("the vitals plugin aggregates its group again")
     };
     // Each turn's median; the best turn is the figure, as a noisy
     // neighbour only ever adds time, and turns of all languages alternate.
@@ -97,20 +138,14 @@ pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
         for ((_, plugin), best) in plugins.iter().zip(&mut costs) {
             let Some(plugin) = plugin else { continue };
             let turn = CALLS / ROUNDS;
+            let sessions = turn.div_ceil(shipped.groups_per_transaction).max(3);
             let cost = Cost {
-                group: median((0..turn).map(|_| time(plugin, &rows)).collect()),
-                one_row: median((0..turn).map(|_| time(plugin, &rows[..1])).collect()),
-                reused: median(
-                    plugin
-                        .time_calls_on_one_instance(key, &rows, limits, turn)
-                        .expect("the vitals plugin aggregates its group again"),
-                ),
+                shipped: median((0..sessions).map(|_| session(plugin)).collect()),
+                fresh: median((0..turn).map(|_| fresh(plugin)).collect()),
+                reused: median(again(plugin, &rows, turn)),
+                one_row_reused: median(again(plugin, &rows[..1], turn)),
             };
-            *best = Some(best.map_or(cost, |b| Cost {
-                group: b.group.min(cost.group),
-                one_row: b.one_row.min(cost.one_row),
-                reused: b.reused.min(cost.reused),
-            }));
+            *best = Some(best.map_or(cost, |b| b.min(cost)));
         }
     }
     plugins.into_iter().zip(costs).map(|((language, _), cost)| (language, cost)).collect()

@@ -709,8 +709,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The plugin call per group and per row of each language's vitals
-/// component, and its ratio to Rust's.
+/// component, and its ratio to Rust's: first as the runner calls it with
+/// the shipped settings, then with a fresh instance per group.
 fn report_languages(plugins: &Path) {
+    let shipped = languages::shipped();
     println!(
         "plugin call by language (the best of 5 turns' medians, {} calls in all; a group is one day of {} readings)",
         languages::CALLS,
@@ -722,27 +724,32 @@ fn report_languages(plugins: &Path) {
     );
     let measured = languages::measure(plugins);
     let rust = measured.first().and_then(|(_, cost)| *cost);
+    let (reuse, every, n) = (shipped.reuse.on, shipped.reuse.verify_every, shipped.groups_per_transaction);
+    println!(
+        "  as the runner calls it, shipped settings (reuse_instance = {reuse}, verify_every = {every}, {n} groups a transaction):"
+    );
+    let line = |language: &str, pick: fn(&languages::Cost) -> f64, c: &languages::Cost, r: &languages::Cost| {
+        println!("  {language:<12} group {:>7.1} µs (× {:>4.1} of Rust)", pick(c) * 1e6, pick(c) / pick(r));
+    };
     for (language, cost) in &measured {
         match (cost, rust) {
-            (Some(c), Some(r)) => println!(
-                "  {language:<12} group {:>7.1} µs (× {:>4.1} of Rust)   one-row group {:>7.1} µs   per row {:>5.1} µs (× {:>4.1})",
-                c.group * 1e6,
-                c.group / r.group,
-                c.one_row * 1e6,
-                c.per_row() * 1e6,
-                c.per_row() / r.per_row(),
-            ),
+            (Some(c), Some(r)) => line(language, |c| c.shipped, c, &r),
             _ => println!("  {language:<12} not built (cargo xtask build-plugins)"),
         }
     }
-    println!("  not how the runner calls a plugin: the same group again on one instance (no fresh instance per group)");
+    println!("  with reuse_instance = false (a fresh instance per group):");
+    for (language, cost) in &measured {
+        if let (Some(c), Some(r)) = (cost, rust) {
+            line(language, |c| c.fresh, c, &r);
+        }
+    }
+    println!("  per row (the full group less its first row alone, on one instance):");
     for (language, cost) in &measured {
         if let (Some(c), Some(r)) = (cost, rust) {
             println!(
-                "  {language:<12} group {:>7.1} µs (× {:>4.1} of Rust's fresh instance, × {:>4.1} of Rust's reused one)",
-                c.reused * 1e6,
-                c.reused / r.group,
-                c.reused / r.reused,
+                "  {language:<12} row {:>7.2} µs (× {:>4.1} of Rust)",
+                c.per_row() * 1e6,
+                c.per_row() / r.per_row()
             );
         }
     }

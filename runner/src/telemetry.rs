@@ -48,6 +48,11 @@ const METRICS: &[(Kind, &str, &str)] = &[
         "runner_shadow_differences_total",
         "Groups where a shadow candidate's output differed from the live plugin's.",
     ),
+    (
+        Kind::Counter,
+        "runner_purity_differences_total",
+        "Groups whose result on a reused plugin instance differed from a fresh instance's (the plugin keeps state between groups).",
+    ),
     (Kind::Counter, "runner_job_restarts_total", "Times a job's loop ended unexpectedly and was restarted."),
     (
         Kind::Counter,
@@ -77,6 +82,11 @@ const METRICS: &[(Kind, &str, &str)] = &[
         Kind::Gauge,
         "runner_plugin_refused",
         "1 while the job's plugin file (or its settings) now in the folder is refused; the previous version runs, or the job is paused.",
+    ),
+    (
+        Kind::Gauge,
+        "runner_plugin_stateful",
+        "1 while the job's live plugin file was found to keep state between groups: its groups run on fresh instances until the file changes.",
     ),
     (
         Kind::Gauge,
@@ -155,6 +165,8 @@ pub fn render(handle: &PrometheusHandle, pool: &Pool, jobs: &[Arc<Job>], snapsho
             metrics::gauge!("runner_plugin_loaded_timestamp_seconds", "job" => name.clone()).set(loaded);
         }
         metrics::gauge!("runner_job_paused", "job" => name.clone()).set(f64::from(u8::from(state.running().is_none())));
+        let stateful = job.health().stateful.is_some();
+        metrics::gauge!("runner_plugin_stateful", "job" => name.clone()).set(f64::from(u8::from(stateful)));
         let refused = job.last_reload_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
         metrics::gauge!("runner_plugin_refused", "job" => name.clone()).set(f64::from(u8::from(refused)));
         let Some(figures) = snapshot.jobs.get(&name) else { continue };

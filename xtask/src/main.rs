@@ -101,6 +101,9 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
     // first package version keep running unchanged.
     build_python(&root, &out, "plugins/vitals-py", "wit/0.1.0", "vitals_py.wasm")?;
     build_javascript(&root, &out, "plugins/vitals-js", "wit/0.1.0", "vitals_js.wasm")?;
+    // A test guest: a Python plugin that keeps state between groups, which
+    // the runner's purity probe must catch (tests/purity.rs).
+    build_python(&root, &out, "tests/guests/stateful-py", "wit/0.1.0", "stateful_py.wasm")?;
     println!("plugins in {}", out.display());
     Ok(out)
 }

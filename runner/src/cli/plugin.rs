@@ -10,6 +10,7 @@ use clap::Subcommand;
 
 use runner::config::Config;
 use runner::pipeline;
+use runner::plugin::purity::Probe;
 use runner::plugin::{Limits, Plugin, Runtime, WORLD, settings};
 use runner::rows::Column;
 use runner::trust;
@@ -317,14 +318,24 @@ async fn validate(file: &Path, job: Option<&str>, config_path: &Path) -> anyhow:
     let checked = match pipeline::configure(cfg, &plugin) {
         Ok(plugin) => {
             let pool = connect(&config).await?;
-            pipeline::check_tables(&pool.get().await?, cfg, Some(&plugin)).await.map(|_| plugin)
+            pipeline::check_tables(&pool.get().await?, cfg, Some(&plugin)).await.map(|shape| (shape, plugin))
         }
         Err(problems) => Err(problems),
     };
     match checked {
-        Ok(plugin) => {
+        Ok((shape, plugin)) => {
             println!("job {name}: fits {} -> {}", cfg.source, cfg.target);
             let client = connect(&config).await?.get().await?;
+            let live = pipeline::job::Live::new(cfg, shape, std::sync::Arc::new(plugin.clone()));
+            match pipeline::purity::probe_at_load(&client, &name, &live, limits).await {
+                Probe::Pure => println!("  purity:        pure (groups A, B, A on one instance match fresh instances)"),
+                Probe::Inconclusive(why) => println!("  purity:        not probed: {why}"),
+                Probe::Stateful(found) => println!(
+                    "warning: job {name}: the plugin keeps state between groups ({}: {}): the runner runs its \
+                     groups on fresh instances (docs/writing-a-plugin.md, \"No state between groups\")",
+                    found.key, found.difference
+                ),
+            }
             for warning in
                 runner::db::schema::unwritten_in(&**client, cfg, &plugin.description, &plugin.version).await?
             {

@@ -297,6 +297,17 @@ pub struct Job {
     /// group fails, naming the limit, before the plugin runs.
     #[serde(default = "defaults::max_group_rows", deserialize_with = "positive_u32")]
     pub max_group_rows: u32,
+    /// `reuse_instance`: a transaction's groups share one plugin instance
+    /// (never across transactions, jobs or versions), while the plugin is
+    /// verified to be a function of its input; `false`: a fresh instance
+    /// per group.
+    #[serde(default = "defaults::yes")]
+    pub reuse_instance: bool,
+    /// `verify_every`: one group in this many computed on a reused instance
+    /// is computed on a fresh one too, and a difference turns reuse off for
+    /// the file (0: no check while running; the probe at load still runs).
+    #[serde(default = "defaults::verify_every")]
+    pub verify_every: u32,
     /// `log_lines`: plugin log lines kept per group; the rest are counted and dropped.
     #[serde(default = "defaults::log_lines")]
     pub log_lines: u32,
@@ -431,6 +442,9 @@ pub mod defaults {
     }
     pub fn transaction_budget() -> Duration {
         Duration::from_millis(20)
+    }
+    pub fn verify_every() -> u32 {
+        200
     }
     pub fn groups_per_transaction() -> usize {
         20

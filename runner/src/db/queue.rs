@@ -299,6 +299,39 @@ pub async fn queue_written_by_others(
         .await
 }
 
+/// Up to `n` of the groups queued for `job`, any of them.
+pub async fn some_queued(
+    client: &impl GenericClient,
+    job_name: &str,
+    n: i64,
+) -> Result<Vec<crate::rows::GroupKey>, tokio_postgres::Error> {
+    let rows = client
+        .query("SELECT DISTINCT user_id, day FROM runner_changes WHERE job = $1 LIMIT $2", &[&job_name, &n])
+        .await?;
+    Ok(rows.iter().map(|r| crate::rows::GroupKey { user_id: r.get("user_id"), day: r.get("day") }).collect())
+}
+
+/// Queues every group of `job` whose daily rows the plugin file
+/// `file_version` wrote, with any settings; returns how many.
+pub async fn queue_written_by(
+    client: &impl GenericClient,
+    job_name: &str,
+    job: &config::Job,
+    file_version: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    let (target, day) = (job.target.quoted(), job.target_day_column.quoted());
+    client
+        .execute(
+            &format!(
+                "INSERT INTO runner_changes (job, user_id, day)
+                 SELECT DISTINCT $1::text, user_id::int8, {day} FROM {target}
+                 WHERE plugin_version = $2::text OR starts_with(plugin_version, $2::text || '+settings:')"
+            ),
+            &[&job_name, &file_version],
+        )
+        .await
+}
+
 /// Queues the groups of some source rows (`rows`: a parenthesized query or
 /// a table, aliased by the caller's SQL; its parameters from `$2` on): their
 /// keys, as the change triggers would have recorded them. Returns how many.

@@ -181,7 +181,12 @@ impl Deployer {
             Err(e) => Err(format!("cannot check it against the tables: {e}")),
         };
         match checked {
-            Ok(shape) => Ok((shape, configured)),
+            Ok(shape) => {
+                if let Ok(client) = self.pool.get().await {
+                    super::probe_purity(&client, cfg, &shape, &configured).await;
+                }
+                Ok((shape, configured))
+            }
             Err(reason) => Err(Rejection { reason, retry: Some(plugin) }),
         }
     }

@@ -87,6 +87,8 @@ pub(super) struct Batch {
 /// it), and they all stop if the loop is dropped.
 pub(super) struct Flight {
     running: JoinSet<Ended>,
+    /// When each running transaction started.
+    started: HashMap<tokio::task::Id, Instant>,
     /// Of the running units, the heavy ones (one group each).
     heavy_running: usize,
     /// Units cut from a batch, not started yet.
@@ -104,6 +106,7 @@ impl Flight {
     pub fn new() -> Self {
         Flight {
             running: JoinSet::new(),
+            started: HashMap::new(),
             heavy_running: 0,
             waiting: VecDeque::new(),
             waiting_heavy: VecDeque::new(),
@@ -188,17 +191,29 @@ impl Flight {
     {
         self.heavy_running += usize::from(heavy);
         let unit = run(keys).instrument(self.span(batch));
-        self.running.spawn(async move { Ended { batch, heavy, unit: unit.await } });
+        let task = self.running.spawn(async move { Ended { batch, heavy, unit: unit.await } });
+        self.started.insert(task.id(), Instant::now());
+    }
+
+    /// When the longest-running transaction started (`None`: none runs).
+    pub fn oldest_running(&self) -> Option<Instant> {
+        self.started.values().min().copied()
     }
 
     /// The next transaction to end (`None`: none is running). A panic in
     /// one is the loop's own (it is logged, shown and restarted).
     pub async fn next(&mut self) -> Option<Ended> {
         loop {
-            match self.running.join_next().await? {
-                Ok(ended) => return Some(ended),
+            match self.running.join_next_with_id().await? {
+                Ok((id, ended)) => {
+                    self.started.remove(&id);
+                    return Some(ended);
+                }
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => continue, // aborted: the loop is going away
+                Err(e) => {
+                    self.started.remove(&e.id());
+                    continue; // aborted: the loop is going away
+                }
             }
         }
     }

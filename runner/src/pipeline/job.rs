@@ -102,6 +102,10 @@ pub struct Health {
     /// disabled or dropped, a partition without them): why, and since
     /// when. The job works, but is degraded: changes may be missed.
     pub capture: Option<CaptureGap>,
+    /// The live plugin file keeps state between groups (found at load or
+    /// while running): where it differed. Its groups run on fresh
+    /// instances; the job works, degraded. Read from the plugin, not kept.
+    pub stateful: Option<String>,
     /// Groups deferred since the last completed one.
     #[serde(skip)]
     pub deferred_in_a_row: u32,
@@ -129,7 +133,12 @@ impl Health {
     /// One sentence per reason the job works but may be wrong: `/ready`
     /// stays 200 and names them.
     pub fn degraded(&self) -> Vec<String> {
-        self.capture.iter().flat_map(|g| g.problems.iter().map(|p| format!("changes may be missed: {p}"))).collect()
+        let capture =
+            self.capture.iter().flat_map(|g| g.problems.iter().map(|p| format!("changes may be missed: {p}")));
+        let stateful = self.stateful.iter().map(|why| {
+            format!("its plugin keeps state between groups ({why}): its groups run on fresh instances until the file changes")
+        });
+        capture.chain(stateful).collect()
     }
 }
 
@@ -208,7 +217,11 @@ impl Job {
 
     /// The job's health now.
     pub fn health(&self) -> Health {
-        self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        let mut health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let state = self.current();
+        let live = state.live.as_ref().filter(|_| state.config.reuse_instance);
+        health.stateful = live.and_then(|l| l.plugin.stateful()).map(|s| s.why);
+        health
     }
 
     /// Why the candidate file in the folder was refused, if it was.

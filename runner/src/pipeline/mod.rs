@@ -9,6 +9,7 @@ pub mod diff;
 mod flight;
 pub mod job;
 pub mod latency;
+pub mod purity;
 pub mod recompute;
 pub mod shadow;
 pub mod throttle;
@@ -161,8 +162,25 @@ async fn load_checked(
     // The tables are checked either way, so every problem is named at once.
     let shape = check_tables(client, cfg, plugin.as_deref().ok()).await;
     match (plugin, shape) {
-        (Ok(plugin), Ok(shape)) => Ok((shape, plugin)),
+        (Ok(plugin), Ok(shape)) => {
+            probe_purity(client, cfg, &shape, &plugin).await;
+            Ok((shape, plugin))
+        }
         (plugin, shape) => Err(plugin.err().into_iter().chain(shape.err()).flatten().collect()),
+    }
+}
+
+/// A plugin that fits a job which shares instances is probed for state
+/// kept between groups before it goes live (`purity`).
+pub async fn probe_purity(
+    client: &deadpool_postgres::Client,
+    cfg: &config::Job,
+    shape: &schema::SourceShape,
+    plugin: &Arc<Plugin>,
+) {
+    if cfg.reuse_instance && plugin.stateful().is_none() {
+        let live = job::Live::new(cfg, shape.clone(), plugin.clone());
+        purity::probe_at_load(client, &cfg.name, &live, job_limits(cfg)).await;
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! 1. **Claim**: `BEGIN` and one statement that locks the groups, takes
 //!    their queued keys and reads their input (one snapshot).
-//! 2. **Plugin**: a fresh instance per group, on a blocking thread (with a
-//!    shadow candidate beside it, its differences recorded in the
-//!    transaction). Once the transaction has run `transaction_budget`, the
+//! 2. **Plugin**: one instance for the transaction's groups (or a fresh one
+//!    per group: `reuse_instance = false`, a stateful file, a shadow
+//!    candidate beside it, whose differences are recorded in the
+//!    transaction), on a blocking thread. Once the transaction has run `transaction_budget`, the
 //!    groups not yet aggregated are put back in the queue, untouched.
 //! 3. **Check**: the output against the plugin's contract. A plugin error,
 //!    trap, limit or invalid output costs only its group: its failure is
@@ -29,7 +30,8 @@ use super::shadow;
 use crate::db::Transient;
 use crate::db::pipelined::Pipelined;
 use crate::db::statements::{Claimed, Daily, Failure, Read};
-use crate::plugin::{CallError, Limits, Plugin};
+use crate::plugin::purity::Impurity;
+use crate::plugin::{CallError, Limits, Plugin, Reuse};
 use crate::rows::{GroupKey, InputRow, Output, Value};
 
 /// What happened to a group.
@@ -173,7 +175,12 @@ pub async fn run(
         return Ok(Committed { outcomes: plan.outcomes, open_for: started.elapsed(), carried: 0 });
     }
     let ran = match aggregate(tx.client(), cx, &claim, to_run, started).await {
-        Ok(ran) => ran,
+        Ok((ran, found)) => {
+            if let Some(found) = found {
+                super::purity::found_while_running(cx.job, &cx.live.plugin, &found);
+            }
+            ran
+        }
         // A statement of the transaction failed (a shadow difference's write).
         Err(e) => return refused(tx, unit, e).await,
     };
@@ -242,7 +249,7 @@ async fn aggregate(
     claim: &Arc<Read>,
     groups: Vec<Claimed>,
     started: Instant,
-) -> Result<Vec<Ran>, GroupError> {
+) -> Result<(Vec<Ran>, Option<Impurity>), GroupError> {
     let (plugin, max_rows) = (&cx.live.plugin, cx.live.sql.max_rows);
     let checked = |key: GroupKey, result: Result<Output, CallError>| {
         let version = plugin.version.clone();
@@ -255,17 +262,17 @@ async fn aggregate(
         // The whole transaction's rows decoded and its plugin calls made on
         // one blocking thread, one fresh instance each: one hand-over, not
         // one per group, and a large day's decoding never on an async thread.
-        let results = call_all(
+        let (results, found) = call_all(
             plugin,
             claim.clone(),
             groups,
             max_rows,
-            cx.state.limits,
+            (cx.state.limits, super::purity::reuse(&cx.state.config)),
             cx.state.config.transaction_budget,
             started,
         )
         .await;
-        return Ok(results
+        let ran = results
             .into_iter()
             .zip(attempts)
             .map(|((key, read, result), attempts)| Ran {
@@ -275,7 +282,8 @@ async fn aggregate(
                 result: result
                     .map(|r| r.map_err(|message| GroupError::Read { key, message }).and_then(|r| checked(key, r))),
             })
-            .collect());
+            .collect();
+        return Ok((ran, found));
     };
     let inputs: Vec<(GroupKey, Result<Vec<InputRow>, String>, usize)> =
         groups.iter().map(|g| (g.key, claim.input_of(g, max_rows), g.read())).collect();
@@ -311,28 +319,30 @@ async fn aggregate(
         }
         ran.push(Ran { key, read, attempts, result: Some(output) });
     }
-    Ok(ran)
+    Ok((ran, None))
 }
 
 /// A group's input, raw rows read, and its plugin call (`None`: put back).
 type Called = (GroupKey, usize, Option<Result<Result<Output, CallError>, String>>);
 
 /// Decodes each group's rows and calls the plugin on them, in turn, on
-/// one blocking thread; once `budget` has passed since `started`, the rest
-/// are not called.
+/// one blocking thread, in one session (one instance when the job reuses
+/// them); once `budget` has passed since `started`, the rest are not
+/// called. Also returns what the session's purity check found.
 async fn call_all(
     plugin: &Arc<Plugin>,
     claim: Arc<Read>,
     groups: Vec<Claimed>,
     max_rows: u32,
-    limits: Limits,
+    (limits, reuse): (Limits, Reuse),
     budget: Duration,
     started: Instant,
-) -> Vec<Called> {
+) -> (Vec<Called>, Option<Impurity>) {
     let plugin = plugin.clone();
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
+            let mut session = plugin.session(limits, reuse);
             let mut results = Vec::with_capacity(groups.len());
             for (i, group) in groups.iter().enumerate() {
                 // The budget spent: the rest goes back to the queue.
@@ -340,14 +350,13 @@ async fn call_all(
                     results.push((group.key, group.read(), None));
                     continue;
                 }
-                let input = claim.input_of(group, max_rows);
-                results.push((
-                    group.key,
-                    group.read(),
-                    Some(input.map(|rows| plugin.aggregate(group.key, rows, limits))),
-                ));
+                // Decoded again only for a retry or a check on a fresh instance.
+                let again = || claim.input_of(group, max_rows).unwrap_or_default();
+                let result =
+                    claim.input_of(group, max_rows).map(|rows| session.aggregate(group.key, rows, again).result);
+                results.push((group.key, group.read(), Some(result)));
             }
-            results
+            (results, session.found)
         })
     })
     .await

@@ -95,6 +95,9 @@ struct Loop {
     /// sensor's day): each runs in a transaction of its own, and its time
     /// is not taken for the job's slowing down.
     heavy: HashSet<GroupKey>,
+    /// The plugin file whose groups were last queued again for having
+    /// been written while it shared instances and kept state (`purity`).
+    repaired: Option<Arc<str>>,
 }
 
 /// Groups the throttle judges at once: a batch of a few groups (a free
@@ -137,6 +140,7 @@ pub async fn run(pool: Pool, job: Arc<Job>, mode: Mode, repair: bool, mut shutdo
         looked: None,
         heavy: HashSet::new(),
         sample: (Vec::new(), 0, 0),
+        repaired: None,
     };
     let mut flight = Flight::new();
     while !*shutdown.borrow() {
@@ -179,6 +183,10 @@ async fn turn(
             warn!(job = %job.name, error = %format!("{e:#}"), "Checking change capture failed; it is tried again.");
         }
         l.looked = Some(Instant::now());
+    }
+    if let Some(live) = &state.live {
+        let oldest = flight.oldest_running();
+        super::purity::repair_if_due(pool, &job.name, &state.config, &live.plugin, oldest, &mut l.repaired).await;
     }
     let concurrency = l.throttle.concurrency(&state.config);
     let run = |keys| run_unit(pool.clone(), job.clone(), keys);

@@ -148,6 +148,9 @@ pub struct HostState {
     log_left: u32,
     log_line_bytes: usize,
     log_dropped: u64,
+    /// A check's call (the purity probe, a fresh instance beside a reused
+    /// one): its log lines are not the group's and are dropped uncounted.
+    quiet: bool,
 }
 
 impl HostState {
@@ -185,7 +188,22 @@ impl HostState {
             log_left: call.log_lines,
             log_line_bytes: call.log_line_bytes,
             log_dropped: 0,
+            quiet: false,
         }
+    }
+
+    /// Starts another call on a reused instance: its group, a full log
+    /// allowance, no memory refusal remembered from the call before.
+    pub fn begin_call(&mut self, group: String, call: super::Limits) {
+        self.group = group;
+        self.log_left = call.log_lines;
+        self.log_line_bytes = call.log_line_bytes;
+        self.limits.memory_refused = false;
+    }
+
+    /// Makes this store's calls checks: their log lines are dropped.
+    pub fn quiet(&mut self) {
+        self.quiet = true;
     }
 
     /// Ends a call: one line for the log lines dropped, if any.
@@ -230,6 +248,9 @@ impl WasiView for HostState {
 impl HostState {
     /// `host.log`, bounded (see the WIT).
     fn log(&mut self, level: tracing::Level, message: &str) {
+        if self.quiet {
+            return;
+        }
         if self.log_left == 0 {
             self.log_dropped += 1;
             return;

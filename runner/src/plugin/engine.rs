@@ -10,6 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::HostState;
 use super::cache::Cache;
+use super::purity::Stateful;
 use crate::trust::Trust;
 
 /// How often the epoch advances; time limits are rounded up to this.
@@ -31,6 +32,9 @@ pub struct Runtime {
     /// `[plugins] trusted_keys` and `revoked` in force; a config reload
     /// changes them for the next load.
     trust: Arc<std::sync::RwLock<Arc<Trust>>>,
+    /// Plugin files found stateful, by SHA-256 (shared with the twin):
+    /// their groups run on fresh instances until the file changes.
+    stateful: Arc<std::sync::Mutex<std::collections::HashMap<String, Stateful>>>,
 }
 
 impl Runtime {
@@ -55,6 +59,22 @@ impl Runtime {
         self.trust.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// Why the file of SHA-256 `hash` is stateful, if it was found so.
+    pub fn stateful(&self, hash: &str) -> Option<Stateful> {
+        self.stateful.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(hash).cloned()
+    }
+
+    /// Records that the file of SHA-256 `hash` is stateful (the first
+    /// finding stands); returns whether it was not known before.
+    pub fn mark_stateful(&self, hash: &str, found: Stateful) -> bool {
+        let mut known = self.stateful.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains_key(hash) {
+            return false;
+        }
+        known.insert(hash.to_string(), found);
+        true
+    }
+
     /// The on-demand twin of a pooling runtime (itself if it is one).
     pub fn on_demand(&self) -> anyhow::Result<Runtime> {
         if !self.pooling {
@@ -64,7 +84,8 @@ impl Runtime {
         let twin = self
             .fallback
             .get_or_init(|| {
-                let twin = Self::build(dir, false).map_err(|e| format!("{e:#}"))?;
+                let mut twin = Self::build(dir, false).map_err(|e| format!("{e:#}"))?;
+                twin.stateful = self.stateful.clone();
                 twin.set_trust(Trust::clone(&self.trust()));
                 Ok(twin)
             })
@@ -123,6 +144,7 @@ impl Runtime {
             pooling,
             fallback: Arc::default(),
             trust: Arc::default(),
+            stateful: Arc::default(),
         })
     }
 }

@@ -1,11 +1,15 @@
 //! Aggregation plugins: loading a component of our WIT world, asking it to
-//! describe itself, and calling it on one group inside a fresh, limited store.
+//! describe itself, and calling it on groups inside limited stores: a fresh
+//! instance per group, or one per transaction ([`Session`]) while the
+//! plugin is verified to be a function of its input ([`purity`]).
 
 mod bindings;
 pub mod cache;
 pub mod contract;
 pub mod engine;
 pub mod kept;
+pub mod purity;
+mod session;
 pub mod settings;
 pub mod watch;
 
@@ -23,6 +27,7 @@ use crate::trust;
 pub use bindings::WIT_VERSIONS;
 use bindings::{HostState, Pre};
 pub use engine::Runtime;
+pub use session::{Called, Reuse, Session};
 pub use settings::Settings;
 
 /// Memory, time and log lines a plugin may use for one call.
@@ -43,7 +48,8 @@ impl Limits {
     }
 }
 
-/// A loaded plugin: compiled once, instantiated afresh for every group.
+/// A loaded plugin: compiled once, instantiated for every group or
+/// transaction.
 /// Cloning is cheap (the compiled code is shared): a job's plugin is a
 /// clone [configured](Plugin::configure) with the job's settings.
 #[derive(Clone)]
@@ -67,6 +73,9 @@ pub struct Plugin {
     pub loaded_at: std::time::SystemTime,
     /// The trusted key that signed it (`None`: plugins are not verified).
     pub signer: Option<trust::Signer>,
+    /// Calls made on reused instances, shared by its clones: every
+    /// `verify_every`-th is checked on a fresh one too ([`Session`]).
+    reused_calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Native aggregation logic: `(group, rows) -> output or the plugin's error`.
@@ -271,28 +280,66 @@ impl Plugin {
             wit_version,
             loaded_at: std::time::SystemTime::now(),
             signer: None,
+            reused_calls: Arc::default(),
         })
     }
 
     /// Runs the plugin on one group in a fresh store and instance, so a trap
     /// loses only this group. Blocking: call it from a blocking thread.
     pub fn aggregate(&self, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
-        let (pre, runtime) = match &self.backend {
-            Backend::Wasm { pre, runtime } => (pre, runtime),
-            Backend::Native(f) => return f(key, rows).map_err(CallError::Plugin),
+        self.aggregate_on_fresh(key, rows, limits, false)
+    }
+
+    /// As [`Plugin::aggregate`]; a `quiet` call is a check, its log lines dropped.
+    fn aggregate_on_fresh(
+        &self,
+        key: GroupKey,
+        rows: Vec<InputRow>,
+        limits: Limits,
+        quiet: bool,
+    ) -> Result<Output, CallError> {
+        if let Backend::Native(f) = &self.backend {
+            return f(key, rows).map_err(CallError::Plugin);
+        }
+        let mut warm = self.instantiate(key, limits)?;
+        if quiet {
+            warm.store.data_mut().quiet();
+        }
+        let result = warm.call(key, rows, limits);
+        warm.store.data_mut().finish_logs();
+        result
+    }
+
+    /// A fresh store and instance, for group `key`.
+    fn instantiate(&self, key: GroupKey, limits: Limits) -> Result<Warm, CallError> {
+        let Backend::Wasm { pre, runtime } = &self.backend else {
+            return Err(CallError::Trap("a native plugin has no instance".into()));
         };
         let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits, self.settings.clone());
-        let result = (|| {
-            let instance = pre.instantiate(&mut store).map_err(|e| call_error(e, limits, &store))?;
-            // The deadline counts from now: arm it right before the call.
-            store.set_epoch_deadline(engine::ticks(limits.time));
-            match instance.aggregate(&mut store, key, rows).map_err(|e| call_error(e, limits, &store))? {
-                Ok(output) => Ok(output),
-                Err(message) => Err(CallError::Plugin(contract::excerpt_long(&message))),
+        match pre.instantiate(&mut store) {
+            Ok(instance) => Ok(Warm { store, instance, served: 0 }),
+            Err(e) => {
+                let e = call_error(e, limits, &store);
+                store.data_mut().finish_logs();
+                Err(e)
             }
-        })();
-        store.data_mut().finish_logs();
-        result
+        }
+    }
+
+    /// Why this plugin's file was found stateful, if it was.
+    pub fn stateful(&self) -> Option<purity::Stateful> {
+        match &self.backend {
+            Backend::Wasm { runtime, .. } => runtime.stateful(&self.hash),
+            Backend::Native(_) => None,
+        }
+    }
+
+    /// Records that this plugin's file is stateful; whether that is news.
+    pub fn mark_stateful(&self, found: purity::Stateful) -> bool {
+        match &self.backend {
+            Backend::Wasm { runtime, .. } => runtime.mark_stateful(&self.hash, found),
+            Backend::Native(_) => false,
+        }
     }
 
     /// For benchmarks only, not how the runner calls a plugin: the time of
@@ -306,18 +353,35 @@ impl Plugin {
         limits: Limits,
         calls: usize,
     ) -> anyhow::Result<Vec<Duration>> {
-        let Backend::Wasm { pre, runtime } = &self.backend else { anyhow::bail!("a native plugin has no instance") };
-        let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits, self.settings.clone());
-        let instance = pre.instantiate(&mut store)?;
+        let mut warm = self.instantiate(key, limits)?;
         (0..calls)
             .map(|_| {
                 let rows = rows.to_vec();
-                store.set_epoch_deadline(engine::ticks(limits.time));
                 let started = std::time::Instant::now();
-                instance.aggregate(&mut store, key, rows)?.map_err(anyhow::Error::msg)?;
+                warm.call(key, rows, limits)?;
                 Ok(started.elapsed())
             })
             .collect()
+    }
+}
+
+/// A store and its instance of a plugin, and the groups it has served.
+struct Warm {
+    store: Store<HostState>,
+    instance: bindings::Instance,
+    served: u32,
+}
+
+impl Warm {
+    /// Calls the instance on one group, under `limits`.
+    fn call(&mut self, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
+        // The deadline counts from now: arm it right before the call.
+        self.store.set_epoch_deadline(engine::ticks(limits.time));
+        let store = &mut self.store;
+        match self.instance.aggregate(store, key, rows).map_err(|e| call_error(e, limits, store))? {
+            Ok(output) => Ok(output),
+            Err(message) => Err(CallError::Plugin(contract::excerpt_long(&message))),
+        }
     }
 }
 
@@ -378,6 +442,7 @@ impl Plugin {
             wit_version: None,
             loaded_at: std::time::SystemTime::now(),
             signer: None,
+            reused_calls: Arc::default(),
         }
     }
 
