@@ -228,6 +228,9 @@ pub(crate) struct RunnerRun {
     longest_transaction: Duration,
     /// Transactions by the groups they carried.
     transaction_sizes: std::collections::BTreeMap<usize, u64>,
+    /// Time spent on purity checks: the probe at load and the checks while
+    /// running (`verify_every`).
+    purity_seconds: f64,
 }
 
 /// Runs the runner in this process until every row is done; with
@@ -235,6 +238,7 @@ pub(crate) struct RunnerRun {
 async fn run_runner(config: &Config, native: bool, db: &str, console_clients: usize) -> anyhow::Result<RunnerRun> {
     let pool = pool::build(&config.database, "runner")?;
     let runtime = Runtime::new(config.plugins.cache_dir.clone())?;
+    let purity0 = runner::plugin::purity::time_spent();
     let daemon = Daemon::load(config, pool.clone(), runtime, OnRefusedFile::Fail).await?;
     if native {
         let plugin = Arc::new(native::vitals());
@@ -312,6 +316,7 @@ async fn run_runner(config: &Config, native: bool, db: &str, console_clients: us
         console_requests,
         longest_transaction: r.longest_transaction,
         transaction_sizes: r.transaction_sizes.clone(),
+        purity_seconds: (runner::plugin::purity::time_spent() - purity0).as_secs_f64(),
     })
 }
 
@@ -452,8 +457,8 @@ async fn main() -> anyhow::Result<()> {
 
     // 1.–3. The set-based reference and the runner (WebAssembly, native),
     // interleaved run by run so that the machine's moods touch all three.
-    let (mut set_runs, mut wasm_runs, mut native_runs, mut replay_runs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut set_runs, mut wasm_runs, mut native_runs, mut replay_runs, mut fresh_runs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut commit_replay_runs = Vec::new();
     let (set_url, wasm_url, native_url) = (pg.url("bench_set"), pg.url("bench_wasm"), pg.url("bench_native"));
     let replay_url = pg.url("bench_replay");
@@ -471,6 +476,13 @@ async fn main() -> anyhow::Result<()> {
         wasm_runs.push(run_runner(&config(&wasm_url, &args, &work)?, false, "bench_wasm", 0).await?);
         copy(&admin, "bench_native").await?;
         native_runs.push(run_runner(&config(&native_url, &args, &work)?, true, "bench_native", 0).await?);
+        // The same with a fresh instance for every group.
+        copy(&admin, "bench_wasm_fresh").await?;
+        let mut fresh_config = config(&pg.url("bench_wasm_fresh"), &args, &work)?;
+        if let Some(job) = fresh_config.jobs.get_mut("vitals") {
+            job.reuse_instance = false;
+        }
+        fresh_runs.push(run_runner(&fresh_config, false, "bench_wasm_fresh", 0).await?.seconds);
         copy(&admin, "bench_replay").await?;
         replay_runs.push(replay::run(&config(&replay_url, &args, &work)?, args.workers, 1).await?);
         copy(&admin, "bench_replay").await?;
@@ -482,11 +494,12 @@ async fn main() -> anyhow::Result<()> {
         let per_transaction = replay_config.jobs["vitals"].groups_per_transaction;
         commit_replay_runs.push(replay::run(&replay_config, args.workers, per_transaction).await?);
         println!(
-            "run {run}: set-based {:.2} s, runner (WebAssembly) {:.2} s, runner (native) {:.2} s, replay {:.2} s, \
-             group-commit replay {:.2} s",
+            "run {run}: set-based {:.2} s, runner (WebAssembly) {:.2} s, runner (native) {:.2} s, \
+             runner (WebAssembly, a fresh instance per group) {:.2} s, replay {:.2} s, group-commit replay {:.2} s",
             set_runs[run - 1],
             wasm_runs[run - 1].seconds,
             native_runs[run - 1].seconds,
+            fresh_runs[run - 1],
             replay_runs[run - 1],
             commit_replay_runs[run - 1]
         );
@@ -504,6 +517,11 @@ async fn main() -> anyhow::Result<()> {
     let native_secs: Vec<f64> = native_runs.iter().map(|r| r.seconds).collect();
     let set_vs_wasm = ratio_runs(&set_runs, &wasm_secs);
     let native_vs_wasm = ratio_runs(&native_secs, &wasm_secs);
+    let native_vs_fresh = ratio_runs(&native_secs, &fresh_runs);
+    let set_vs_fresh = ratio_runs(&set_runs, &fresh_runs);
+    let fresh_vs_wasm = ratio_runs(&fresh_runs, &wasm_secs);
+    let purity_share = spread(wasm_runs.iter().map(|r| r.purity_seconds / r.runner_cpu.max(1e-9)).collect());
+    let fresh_spread = spread(fresh_runs.clone());
     let replay_vs_wasm = ratio_runs(&replay_runs, &wasm_secs);
     let commit_replay_vs_wasm = ratio_runs(&commit_replay_runs, &wasm_secs);
     let commit_replay_spread = spread(commit_replay_runs.clone());
@@ -612,6 +630,7 @@ async fn main() -> anyhow::Result<()> {
         ("set-based SQL", (set_min, set_secs, set_max)),
         ("runner, WebAssembly", wasm_spread),
         ("runner, native", native_spread),
+        ("runner, fresh instances", fresh_spread),
         ("replay, one group a transaction", replay_spread),
         ("replay, group commit", commit_replay_spread),
     ] {
@@ -623,6 +642,19 @@ async fn main() -> anyhow::Result<()> {
     println!("  runner ÷ set-based (speed, ≥ 1 is faster): {lo:.2} / {mid:.2} / {hi:.2}");
     let (lo, mid, hi) = native_vs_wasm;
     println!("  WebAssembly ÷ native (speed):              {lo:.2} / {mid:.2} / {hi:.2}");
+    let (lo, mid, hi) = fresh_vs_wasm;
+    println!("  reuse_instance true ÷ false (speed):       {lo:.2} / {mid:.2} / {hi:.2}");
+    let (lo, mid, hi) = set_vs_fresh;
+    println!("  runner ÷ set-based, reuse_instance false:  {lo:.2} / {mid:.2} / {hi:.2}");
+    let (lo, mid, hi) = native_vs_fresh;
+    println!("  WebAssembly ÷ native, reuse_instance false: {lo:.2} / {mid:.2} / {hi:.2}");
+    let (lo, mid, hi) = purity_share;
+    println!(
+        "  purity checks ÷ the drain's runner CPU:    {:.2} % / {:.2} % / {:.2} % (probe at load and verify_every)",
+        lo * 100.0,
+        mid * 100.0,
+        hi * 100.0
+    );
     let (lo, mid, hi) = replay_vs_wasm;
     println!("  runner ÷ replay, one group a transaction:  {lo:.2} / {mid:.2} / {hi:.2}");
     let (lo, mid, hi) = commit_replay_vs_wasm;
