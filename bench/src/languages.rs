@@ -19,7 +19,7 @@ fn group() -> (GroupKey, Vec<InputRow>) {
     let mut add = |metric: &str, value: f64, unit: &str| {
         let i = rows.len() as i64;
         let values = vec![Value::Text(metric.into()), Value::Float(value), Value::Text(unit.into())];
-        rows.push(InputRow { id: i + 1, at: start + i * 2_400_000_000, values });
+        rows.push(InputRow::new(i + 1, start + i * 2_400_000_000, values));
     };
     for h in 0..24 {
         add("heart_rate", 60.0 + f64::from(h), "bpm");

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use plugin_kit::bindings::Group;
+use plugin_kit::testing::Head;
 use plugin_kit::bindings::health::aggregation::types as kit;
 use runner::plugin::Plugin;
 use runner::rows::{self, days_since_epoch};
@@ -60,14 +60,11 @@ pub fn vitals() -> Plugin {
     Plugin::native(
         description,
         Box::new(|key, input| {
-            let group = Group {
-                user_id: key.user_id,
-                day: days_since_epoch(key.day),
-                rows: input
-                    .into_iter()
-                    .map(|r| kit::InputRow { id: r.id, at: r.at, values: r.values.into_iter().map(to_kit).collect() })
-                    .collect(),
-            };
+            let schema = SCHEMA.get_or_init(<vitals::Vitals as plugin_kit::Plugin>::schema);
+            let day = days_since_epoch(key.day);
+            let head = Head { user_id: key.user_id, day, first_day: day, last_day: day, zone: Some("UTC".into()) };
+            let rows = input.into_iter().map(|r| (r.id, r.at, r.day, r.values.into_iter().map(to_kit).collect()));
+            let group = plugin_kit::testing::columnar(schema, head, rows.collect());
             let out = plugin_kit::glue::aggregate::<vitals::Vitals>(&SCHEMA, group).map_err(|e| e.message)?;
             Ok(rows::Output {
                 rows: out.rows.into_iter().map(|r| r.into_iter().map(from_kit).collect()).collect(),

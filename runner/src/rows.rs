@@ -2,6 +2,7 @@
 //! the plugin side. Generated WIT types never leave `plugin::bindings`.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// One typed value, mirroring the WIT `value` variant.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +110,70 @@ pub struct InputRow {
     /// Microseconds since the Unix epoch.
     pub at: i64,
     pub values: Vec<Value>,
+    /// Its local day, days since the Unix epoch (WIT 0.3).
+    pub day: i32,
+    /// Its own zone, when the job reads zones per row (`zone_column`,
+    /// `user_zones`); otherwise the job's ([`Frame::zone`]).
+    pub zone: Option<Arc<str>>,
+}
+
+impl InputRow {
+    /// A row of the job's zone, its day the UTC date of `at` (plugin
+    /// tests, benchmarks, made-up samples).
+    pub fn new(id: i64, at: i64, values: Vec<Value>) -> Self {
+        let day = timestamp_of(at).map_or(0, |t| days_since_epoch(t.date_naive()));
+        InputRow { id, at, values, day, zone: None }
+    }
+}
+
+/// How a job's groups span days, and the zone their days are read in:
+/// what a plugin is told of its group besides the rows (WIT 0.3).
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    pub span: Span,
+    /// The job's zone (`timezone`) for rows without one of their own;
+    /// `None` for dated rows (a daily table as the source).
+    pub zone: Option<Arc<str>>,
+}
+
+/// The days a group spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// Its day, or a window of this many days ending on it.
+    Days(u32),
+    /// A week or a month starting on it.
+    Week,
+    Month,
+}
+
+impl Default for Span {
+    fn default() -> Self {
+        Span::Days(1)
+    }
+}
+
+impl Frame {
+    /// The first and last day of the group of date `day`.
+    pub fn bounds(&self, day: chrono::NaiveDate) -> (chrono::NaiveDate, chrono::NaiveDate) {
+        use chrono::{Datelike as _, Days, Months};
+        let before = |n: u32| day.checked_sub_days(Days::new(u64::from(n))).unwrap_or(day);
+        match self.span {
+            Span::Days(n) => (before(n.max(1) - 1), day),
+            Span::Week => (day, day.checked_add_days(Days::new(6)).unwrap_or(day)),
+            Span::Month => {
+                let first = day.with_day(1).unwrap_or(day);
+                let next = first.checked_add_months(Months::new(1)).unwrap_or(first);
+                (day, next.pred_opt().unwrap_or(day))
+            }
+        }
+    }
+
+    /// The zone of a group's rows, when one holds for all of them.
+    pub fn zone_of(&self, rows: &[InputRow]) -> Option<Arc<str>> {
+        let zone = |r: &InputRow| r.zone.clone().or_else(|| self.zone.clone());
+        let first = zone(rows.first()?)?;
+        rows.iter().all(|r| zone(r).as_deref() == Some(&*first)).then_some(first)
+    }
 }
 
 /// A group's identity: one user's one day.

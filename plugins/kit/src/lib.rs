@@ -122,7 +122,8 @@ pub mod glue {
         group: wit::Group,
     ) -> Result<wit::Output, wit::PluginError> {
         let schema = schema.get_or_init(P::schema);
-        // Asked of the host once per group (an instance serves one group);
+        // Asked of the host once per group (an instance may serve several:
+        // the settings may have changed in between);
         // compiled natively (benchmarks), the declared defaults.
         #[cfg(target_arch = "wasm32")]
         let settings = if schema.settings.is_empty() {
@@ -132,7 +133,7 @@ pub mod glue {
         };
         #[cfg(not(target_arch = "wasm32"))]
         let settings = Settings::resolved(schema, &[]);
-        let day = Day::new(schema, &settings, group.user_id, group.day, &group.rows);
+        let day = Day::new(schema, &settings, &group);
         let mut out = Output::new(schema);
         P::aggregate(&day, &mut out).map_err(|e| wit::PluginError { message: e.0 })?;
         Ok(out.into_wit())

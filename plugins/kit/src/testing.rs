@@ -9,32 +9,70 @@
 //! assert_eq!(out.find("metric", "heart_rate").float("avg_value"), Some(60.0));
 //! ```
 
-use crate::bindings::health::aggregation::types::{InputRow, Value};
-use crate::{Day, Error, Output, Plugin, Settings};
+use crate::bindings::health::aggregation::types::{
+    ColumnType, ColumnValues, Group as WitGroup, InputColumn, TextColumn, Value,
+};
+use crate::{Day, Error, Output, Plugin, Schema, Settings};
 
 /// A group built by hand for a test.
 pub struct Group {
-    user_id: i64,
-    day: i32,
-    rows: Vec<InputRow>,
+    head: Head,
+    rows: Vec<RowIn>,
     settings: Vec<(String, Value)>,
 }
 
+/// What a group says of itself besides its rows.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub user_id: i64,
+    /// Days since 1970-01-01: the group's date, and its first and last day.
+    pub day: i32,
+    pub first_day: i32,
+    pub last_day: i32,
+    pub zone: Option<String>,
+}
+
+/// One row as a test (or a native run) gives it: id, timestamp, local
+/// day, and the values of the declared input columns.
+pub type RowIn = (i64, i64, i32, Vec<Value>);
+
 impl Group {
-    /// A group of `user_id` on `day` (`YYYY-MM-DD`).
+    /// A group of `user_id` on `day` (`YYYY-MM-DD`), in UTC.
     pub fn new(user_id: i64, day: &str) -> Self {
-        Group { user_id, day: days(day), rows: Vec::new(), settings: Vec::new() }
+        let day = days(day);
+        let head = Head { user_id, day, first_day: day, last_day: day, zone: Some("UTC".into()) };
+        Group { head, rows: Vec::new(), settings: Vec::new() }
     }
 
-    /// Adds a row; ids count up from 1 in the order rows are added.
+    /// The days the group spans (`YYYY-MM-DD`): a week, a month, a window.
+    pub fn spanning(mut self, first: &str, last: &str) -> Self {
+        (self.head.first_day, self.head.last_day) = (days(first), days(last));
+        self
+    }
+
+    /// The zone the group's days are read in (`None`: rows' zones differ).
+    pub fn zone(mut self, zone: Option<&str>) -> Self {
+        self.head.zone = zone.map(String::from);
+        self
+    }
+
+    /// Adds a row, its local day the UTC date of `at`; ids count up from 1
+    /// in the order rows are added.
     pub fn row(self, at: i64, values: impl IntoIterator<Item = Value>) -> Self {
         let id = self.rows.len() as i64 + 1;
         self.row_with_id(id, at, values)
     }
 
     /// Adds a row with an explicit id.
-    pub fn row_with_id(mut self, id: i64, at: i64, values: impl IntoIterator<Item = Value>) -> Self {
-        self.rows.push(InputRow { id, at, values: values.into_iter().collect() });
+    pub fn row_with_id(self, id: i64, at: i64, values: impl IntoIterator<Item = Value>) -> Self {
+        let day = at.div_euclid(86_400_000_000) as i32;
+        self.row_on(id, at, day, values)
+    }
+
+    /// Adds a row with an explicit id and local day (`days`): a row of
+    /// another zone than UTC.
+    pub fn row_on(mut self, id: i64, at: i64, day: i32, values: impl IntoIterator<Item = Value>) -> Self {
+        self.rows.push((id, at, day, values.into_iter().collect()));
         self
     }
 
@@ -46,18 +84,92 @@ impl Group {
     }
 
     /// Runs plugin `P` on the group, as the runner would (rows ordered by
-    /// time, then id).
+    /// time, then id, passed by column).
     pub fn run<P: Plugin>(mut self) -> Result<Outcome, Error> {
-        self.rows.sort_by_key(|r| (r.at, r.id));
+        self.rows.sort_by_key(|r| (r.1, r.0));
         let schema = P::schema();
         let settings = Settings::resolved(&schema, &self.settings);
-        let day = Day::new(&schema, &settings, self.user_id, self.day, &self.rows);
+        let group = columnar(&schema, self.head, self.rows);
+        let day = Day::new(&schema, &settings, &group);
         let mut out = Output::new(&schema);
         P::aggregate(&day, &mut out)?;
         let names: Vec<String> = schema.output.iter().map(|(n, _)| n.clone()).collect();
         let (rows, rejected) = out.into_parts();
         let rows = rows.into_iter().map(|values| Record { names: names.clone(), values }).collect();
         Ok(Outcome { rows, rejected })
+    }
+}
+
+/// A group by column, as the runner passes it, from rows in order: for
+/// running a plugin's logic natively (tests, the benchmark's baseline).
+/// A value of another type than its column's declared one is passed as NULL.
+pub fn columnar(schema: &Schema, head: Head, rows: Vec<RowIn>) -> WitGroup {
+    let n = rows.len();
+    let mut columns: Vec<(ColumnValues, Vec<u32>, Vec<(String, u32)>)> = schema
+        .input
+        .iter()
+        .map(|(_, kind)| {
+            let values = match kind {
+                ColumnType::Boolean => ColumnValues::Boolean(Vec::with_capacity(n)),
+                ColumnType::Integer => ColumnValues::Integer(Vec::with_capacity(n)),
+                ColumnType::Float => ColumnValues::Float(Vec::with_capacity(n)),
+                ColumnType::Text => ColumnValues::Text(TextColumn { distinct: Vec::new(), row: Vec::with_capacity(n) }),
+                ColumnType::Timestamp => ColumnValues::Timestamp(Vec::with_capacity(n)),
+                ColumnType::Date => ColumnValues::Date(Vec::with_capacity(n)),
+            };
+            (values, Vec::new(), Vec::new())
+        })
+        .collect();
+    let (mut ids, mut ats, mut row_days) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for (i, (id, at, day, values)) in rows.into_iter().enumerate() {
+        ids.push(id);
+        ats.push(at);
+        row_days.push(day);
+        let mut values = values.into_iter();
+        for (column, nulls, seen) in &mut columns {
+            let value = values.next().unwrap_or(Value::Null);
+            match (&mut *column, value) {
+                (ColumnValues::Boolean(c), Value::Boolean(b)) => c.push(b),
+                (ColumnValues::Integer(c), Value::Integer(v)) => c.push(v),
+                (ColumnValues::Float(c), Value::Float(v)) => c.push(v),
+                (ColumnValues::Float(c), Value::Integer(v)) => c.push(v as f64),
+                (ColumnValues::Text(t), Value::Text(s)) => {
+                    let at = match seen.iter().find(|(known, _)| *known == s) {
+                        Some((_, at)) => *at,
+                        None => {
+                            let at = t.distinct.len() as u32;
+                            t.distinct.push(s.clone());
+                            seen.push((s, at));
+                            at
+                        }
+                    };
+                    t.row.push(at)
+                }
+                (ColumnValues::Timestamp(c), Value::Timestamp(v)) => c.push(v),
+                (ColumnValues::Date(c), Value::Date(v)) => c.push(v),
+                (column, _) => {
+                    match column {
+                        ColumnValues::Boolean(c) => c.push(false),
+                        ColumnValues::Integer(c) | ColumnValues::Timestamp(c) => c.push(0),
+                        ColumnValues::Float(c) => c.push(0.0),
+                        ColumnValues::Text(t) => t.row.push(u32::MAX),
+                        ColumnValues::Date(c) => c.push(0),
+                    }
+                    nulls.push(i as u32);
+                }
+            }
+        }
+    }
+    WitGroup {
+        user_id: head.user_id,
+        day: head.day,
+        first_day: head.first_day,
+        last_day: head.last_day,
+        zone: head.zone,
+        ids,
+        ats,
+        days: row_days,
+        columns: columns.into_iter().map(|(values, nulls, _)| InputColumn { values, nulls }).collect(),
     }
 }
 

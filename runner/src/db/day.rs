@@ -119,6 +119,22 @@ impl Day {
     /// Row `t`'s zone as `AT TIME ZONE` takes it: its own when known,
     /// else the job's. A lookup, never a cast that could fail: an unknown
     /// name must not fail the application's statement in the trigger.
+    /// The zone of row `t` as text (an IANA name, or an offset as
+    /// `+05:30`), the job's when it has none or an unknown one; `None`
+    /// when the job reads no zones per row. What a plugin is told (WIT 0.3).
+    pub fn zone_text(&self, t: &str) -> Option<String> {
+        let tz = &self.zone;
+        Some(match self.row_zone.as_ref()? {
+            RowZone::Column(column, ZoneKind::Offset) => format!(
+                "(CASE WHEN {t}{column} BETWEEN -1080 AND 1080 THEN \
+                 (CASE WHEN {t}{column} < 0 THEN '-' ELSE '+' END) \
+                 || pg_catalog.lpad((abs({t}{column}::int4) / 60)::text, 2, '0') || ':' \
+                 || pg_catalog.lpad((abs({t}{column}::int4) % 60)::text, 2, '0') ELSE {tz} END)"
+            ),
+            _ => format!("({})::text", self.zone_of(t)),
+        })
+    }
+
     fn zone_of(&self, t: &str) -> String {
         let (tz, names) = (&self.zone, &self.zone_names);
         match &self.row_zone {

@@ -330,7 +330,10 @@ impl Deployer {
                     self.candidate_errors.remove(&path);
                     job.set_candidate_error(None);
                     let version = plugin.version.clone();
-                    job.update(|s| JobState { candidate: Some(plugin), ..s.clone() });
+                    job.update(|s| {
+                        let framed = s.live.as_ref().map_or(plugin.clone(), |l| l.frame_candidate(&s.config, &plugin));
+                        JobState { candidate: Some(framed), ..s.clone() }
+                    });
                     info!(job = %job.name, candidate = %version, "Shadow candidate loaded: it runs beside the live plugin and writes nothing.");
                 }
                 Some(Err(Rejection { reason, .. })) => self.refuse_candidate(job, &path, reason),
@@ -447,7 +450,10 @@ impl Deployer {
                     (Some(l), Some(p)) => Some(l.with_plugin(&live, p)),
                     (l, _) => l.clone(),
                 };
-                next.candidate = candidate;
+                next.candidate = match (&next.live, candidate) {
+                    (Some(l), Some(c)) => Some(l.frame_candidate(&live, &c)),
+                    (_, c) => c,
+                };
             }
             JobState { config: live, ..next }
         });

@@ -13,6 +13,7 @@ use crate::config;
 use crate::db::schema::SourceShape;
 pub use crate::db::statements::Statements;
 use crate::plugin::{Limits, Plugin};
+use crate::rows::{Frame, Span};
 
 /// A job: its name, its current state, and what wakes its loop.
 pub struct Job {
@@ -168,13 +169,30 @@ pub struct Live {
 impl Live {
     pub fn new(config: &config::Job, shape: SourceShape, plugin: Arc<Plugin>) -> Self {
         let sql = Statements::new(config, &shape, &plugin.description);
+        let plugin = Arc::new(plugin.in_frame(frame(config, &shape)));
         Live { plugin, shape, sql }
+    }
+
+    /// A shadow candidate, told of its groups as the live plugin is.
+    pub fn frame_candidate(&self, config: &config::Job, candidate: &Plugin) -> Arc<Plugin> {
+        Arc::new(candidate.in_frame(frame(config, &self.shape)))
     }
 
     /// The same tables with another plugin.
     pub fn with_plugin(&self, config: &config::Job, plugin: Arc<Plugin>) -> Self {
         Live::new(config, self.shape.clone(), plugin)
     }
+}
+
+/// How a job's groups span days, and their zone when rows have none of
+/// their own: the job's, except for dated rows (a daily table as source).
+pub fn frame(config: &config::Job, shape: &SourceShape) -> Frame {
+    let span = match config.period {
+        config::Period::Day => Span::Days(config.window_days),
+        config::Period::Week => Span::Week,
+        config::Period::Month => Span::Month,
+    };
+    Frame { span, zone: (!shape.dated).then(|| Arc::from(config.timezone.as_str())) }
 }
 
 impl JobState {

@@ -305,7 +305,7 @@ async fn aggregate(
         let width = candidate.description.input.len();
         let shadow_rows: Vec<InputRow> = rows
             .iter()
-            .map(|r| InputRow { id: r.id, at: r.at, values: r.values.iter().take(width).cloned().collect() })
+            .map(|r| InputRow { values: r.values.iter().take(width).cloned().collect(), ..r.clone() })
             .collect();
         let output = checked(key, call(plugin, key, rows, cx.state.limits).await);
         if let Ok(output) = &output {

@@ -18,25 +18,33 @@ pub mod v0_1 {
     wasmtime::component::bindgen!({ path: "../wit/0.1.0", world: "aggregator" });
 }
 
-/// `health:aggregation@0.2.0` (`wit/`): adds job settings.
+/// `health:aggregation@0.2.0`, frozen in `wit/0.2.0/`: adds job settings.
 pub mod v0_2 {
+    wasmtime::component::bindgen!({ path: "../wit/0.2.0", world: "aggregator" });
+}
+
+/// `health:aggregation@0.3.0` (`wit/`): the group's bounds, zone and
+/// rows' days; rows by column.
+pub mod v0_3 {
     wasmtime::component::bindgen!({ path: "../wit", world: "aggregator" });
 }
 
 /// The package versions this runner provides, oldest first.
-pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 
 /// A linked plugin, of whichever package version it was built against.
 #[derive(Clone)]
 pub enum Pre {
     V0_1(v0_1::AggregatorPre<HostState>),
     V0_2(v0_2::AggregatorPre<HostState>),
+    V0_3(v0_3::AggregatorPre<HostState>),
 }
 
 /// An instance of a linked plugin.
 pub enum Instance {
     V0_1(v0_1::Aggregator),
     V0_2(v0_2::Aggregator),
+    V0_3(v0_3::Aggregator),
 }
 
 impl Pre {
@@ -45,7 +53,8 @@ impl Pre {
     pub fn new(pre: wasmtime::component::InstancePre<HostState>, wit_version: Option<&str>) -> wasmtime::Result<Pre> {
         Ok(match wit_version {
             Some("0.1.0") => Pre::V0_1(v0_1::AggregatorPre::new(pre)?),
-            _ => Pre::V0_2(v0_2::AggregatorPre::new(pre)?),
+            Some("0.2.0") => Pre::V0_2(v0_2::AggregatorPre::new(pre)?),
+            _ => Pre::V0_3(v0_3::AggregatorPre::new(pre)?),
         })
     }
 
@@ -53,6 +62,7 @@ impl Pre {
         Ok(match self {
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store)?),
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(store)?),
+            Pre::V0_3(pre) => Instance::V0_3(pre.instantiate(store)?),
         })
     }
 }
@@ -62,14 +72,16 @@ impl Instance {
         Ok(match self {
             Instance::V0_1(i) => i.call_describe(store)?.into(),
             Instance::V0_2(i) => i.call_describe(store)?.into(),
+            Instance::V0_3(i) => i.call_describe(store)?.into(),
         })
     }
 
-    /// The plugin's output, or its own error message.
+    /// The plugin's output, or its own error message. `frame` and
+    /// `input` (the declared columns) shape a 0.3 group.
     pub fn aggregate(
         &self,
         store: &mut Store<HostState>,
-        key: rows::GroupKey,
+        (key, frame, input): (rows::GroupKey, &rows::Frame, &[rows::Column]),
         rows: Vec<rows::InputRow>,
     ) -> wasmtime::Result<Result<rows::Output, String>> {
         Ok(match self {
@@ -79,6 +91,10 @@ impl Instance {
             Instance::V0_2(i) => {
                 i.call_aggregate(store, &v0_2_types::group(key, rows))?.map(Into::into).map_err(|e| e.message)
             }
+            Instance::V0_3(i) => i
+                .call_aggregate(store, &columns::group(key, rows, frame, input))?
+                .map(Into::into)
+                .map_err(|e| e.message),
         })
     }
 }
@@ -88,6 +104,7 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> was
     use wasmtime::component::HasSelf;
     v0_1::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
     v0_2::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    v0_3::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
     Ok(())
 }
 
@@ -349,18 +366,7 @@ macro_rules! row_conversions {
                 }
             }
 
-            /// Builds the WIT group from a key and its rows.
-            pub fn group(key: rows::GroupKey, rows: Vec<rows::InputRow>) -> wit::Group {
-                let rows = rows
-                    .into_iter()
-                    .map(|r| wit::InputRow {
-                        id: r.id,
-                        at: r.at,
-                        values: r.values.into_iter().map(Into::into).collect(),
-                    })
-                    .collect();
-                wit::Group { user_id: key.user_id, day: rows::days_since_epoch(key.day), rows }
-            }
+            row_group!($version);
 
             impl From<wit::Description> for rows::Description {
                 fn from(d: wit::Description) -> Self {
@@ -374,6 +380,21 @@ macro_rules! row_conversions {
                     }
                 }
             }
+        }
+    };
+}
+
+/// The WIT group of a key and its rows, row by row: 0.1 and 0.2 (0.3
+/// passes columns: `columns::group`).
+macro_rules! row_group {
+    (v0_3) => {};
+    ($version:ident) => {
+        pub fn group(key: rows::GroupKey, rows: Vec<rows::InputRow>) -> wit::Group {
+            let rows = rows
+                .into_iter()
+                .map(|r| wit::InputRow { id: r.id, at: r.at, values: r.values.into_iter().map(Into::into).collect() })
+                .collect();
+            wit::Group { user_id: key.user_id, day: rows::days_since_epoch(key.day), rows }
         }
     };
 }
@@ -413,3 +434,125 @@ macro_rules! description_settings {
 
 row_conversions!(v0_1_types, v0_1);
 row_conversions!(v0_2_types, v0_2);
+row_conversions!(v0_3_types, v0_3);
+
+/// A 0.3 group: its bounds and zone, and its rows by column.
+mod columns {
+    use std::collections::HashMap;
+
+    use super::v0_3::health::aggregation::types as wit;
+    use crate::rows::{self, ColumnType, Value};
+
+    /// Index of a text entry that names no string (a NULL's).
+    const NO_TEXT: u32 = u32::MAX;
+
+    /// One column being built, row by row.
+    enum Column {
+        Boolean(Vec<bool>),
+        Integer(Vec<i64>),
+        Float(Vec<f64>),
+        Text { distinct: Vec<String>, index: HashMap<String, u32>, row: Vec<u32> },
+        Timestamp(Vec<i64>),
+        Date(Vec<i32>),
+    }
+
+    impl Column {
+        fn new(kind: ColumnType, n: usize) -> Column {
+            match kind {
+                ColumnType::Boolean => Column::Boolean(Vec::with_capacity(n)),
+                ColumnType::Integer => Column::Integer(Vec::with_capacity(n)),
+                ColumnType::Float => Column::Float(Vec::with_capacity(n)),
+                ColumnType::Text => Column::Text { distinct: Vec::new(), index: HashMap::new(), row: Vec::with_capacity(n) },
+                ColumnType::Timestamp => Column::Timestamp(Vec::with_capacity(n)),
+                ColumnType::Date => Column::Date(Vec::with_capacity(n)),
+            }
+        }
+
+        /// Adds a row's value; `false`: it is NULL (or, which the table
+        /// check rules out, of another type).
+        fn push(&mut self, v: Value) -> bool {
+            match (self, v) {
+                (Column::Boolean(c), Value::Boolean(b)) => c.push(b),
+                (Column::Integer(c), Value::Integer(i)) => c.push(i),
+                (Column::Float(c), Value::Float(f)) => c.push(f),
+                (Column::Float(c), Value::Integer(i)) => c.push(i as f64),
+                (Column::Text { distinct, index, row }, Value::Text(s)) => {
+                    let i = match index.get(&s) {
+                        Some(&i) => i,
+                        None => {
+                            let i = distinct.len() as u32;
+                            distinct.push(s.clone());
+                            index.insert(s, i);
+                            i
+                        }
+                    };
+                    row.push(i);
+                }
+                (Column::Timestamp(c), Value::Timestamp(t)) => c.push(t),
+                (Column::Date(c), Value::Date(d)) => c.push(d),
+                (column, _) => {
+                    column.push_empty();
+                    return false;
+                }
+            }
+            true
+        }
+
+        fn push_empty(&mut self) {
+            match self {
+                Column::Boolean(c) => c.push(false),
+                Column::Integer(c) | Column::Timestamp(c) => c.push(0),
+                Column::Float(c) => c.push(0.0),
+                Column::Text { row, .. } => row.push(NO_TEXT),
+                Column::Date(c) => c.push(0),
+            }
+        }
+
+        fn finish(self, nulls: Vec<u32>) -> wit::InputColumn {
+            let values = match self {
+                Column::Boolean(c) => wit::ColumnValues::Boolean(c),
+                Column::Integer(c) => wit::ColumnValues::Integer(c),
+                Column::Float(c) => wit::ColumnValues::Float(c),
+                Column::Text { distinct, row, .. } => wit::ColumnValues::Text(wit::TextColumn { distinct, row }),
+                Column::Timestamp(c) => wit::ColumnValues::Timestamp(c),
+                Column::Date(c) => wit::ColumnValues::Date(c),
+            };
+            wit::InputColumn { values, nulls }
+        }
+    }
+
+    pub fn group(
+        key: rows::GroupKey,
+        rows: Vec<rows::InputRow>,
+        frame: &rows::Frame,
+        input: &[rows::Column],
+    ) -> wit::Group {
+        let (first, last) = frame.bounds(key.day);
+        let zone = frame.zone_of(&rows).map(|z| z.to_string());
+        let n = rows.len();
+        let (mut ids, mut ats, mut days) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut columns: Vec<(Column, Vec<u32>)> = input.iter().map(|c| (Column::new(c.kind, n), Vec::new())).collect();
+        for (i, row) in rows.into_iter().enumerate() {
+            ids.push(row.id);
+            ats.push(row.at);
+            days.push(row.day);
+            let mut values = row.values.into_iter();
+            for (column, nulls) in &mut columns {
+                if !column.push(values.next().unwrap_or(Value::Null)) {
+                    nulls.push(i as u32);
+                }
+            }
+        }
+        wit::Group {
+            user_id: key.user_id,
+            day: rows::days_since_epoch(key.day),
+            first_day: rows::days_since_epoch(first),
+            last_day: rows::days_since_epoch(last),
+            zone,
+            ids,
+            ats,
+            days,
+            columns: columns.into_iter().map(|(c, nulls)| c.finish(nulls)).collect(),
+        }
+    }
+}

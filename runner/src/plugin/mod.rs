@@ -73,6 +73,9 @@ pub struct Plugin {
     pub loaded_at: std::time::SystemTime,
     /// The trusted key that signed it (`None`: plugins are not verified).
     pub signer: Option<trust::Signer>,
+    /// How the job's groups span days and their zone (`None`-framed until
+    /// a job's tables are known: [`Plugin::in_frame`]).
+    pub frame: crate::rows::Frame,
     /// Calls made on reused instances, shared by its clones: every
     /// `verify_every`-th is checked on a fresh one too ([`Session`]).
     reused_calls: Arc<std::sync::atomic::AtomicU64>,
@@ -280,6 +283,7 @@ impl Plugin {
             wit_version,
             loaded_at: std::time::SystemTime::now(),
             signer: None,
+            frame: Default::default(),
             reused_calls: Arc::default(),
         })
     }
@@ -305,7 +309,7 @@ impl Plugin {
         if quiet {
             warm.store.data_mut().quiet();
         }
-        let result = warm.call(key, rows, limits);
+        let result = warm.call(self, key, rows, limits);
         warm.store.data_mut().finish_logs();
         result
     }
@@ -358,7 +362,7 @@ impl Plugin {
             .map(|_| {
                 let rows = rows.to_vec();
                 let started = std::time::Instant::now();
-                warm.call(key, rows, limits)?;
+                warm.call(self, key, rows, limits)?;
                 Ok(started.elapsed())
             })
             .collect()
@@ -373,12 +377,13 @@ struct Warm {
 }
 
 impl Warm {
-    /// Calls the instance on one group, under `limits`.
-    fn call(&mut self, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
+    /// Calls the instance of `plugin` on one group, under `limits`.
+    fn call(&mut self, plugin: &Plugin, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
         // The deadline counts from now: arm it right before the call.
         self.store.set_epoch_deadline(engine::ticks(limits.time));
         let store = &mut self.store;
-        match self.instance.aggregate(store, key, rows).map_err(|e| call_error(e, limits, store))? {
+        let group = (key, &plugin.frame, plugin.description.input.as_slice());
+        match self.instance.aggregate(store, group, rows).map_err(|e| call_error(e, limits, store))? {
             Ok(output) => Ok(output),
             Err(message) => Err(CallError::Plugin(contract::excerpt_long(&message))),
         }
@@ -442,6 +447,7 @@ impl Plugin {
             wit_version: None,
             loaded_at: std::time::SystemTime::now(),
             signer: None,
+            frame: Default::default(),
             reused_calls: Arc::default(),
         }
     }
@@ -454,6 +460,12 @@ impl Plugin {
             None => self.file_version.clone(),
         };
         Plugin { version, settings, ..self.clone() }
+    }
+
+    /// This plugin as a job with `frame` runs it: what it is told of each
+    /// group's days and zone.
+    pub fn in_frame(&self, frame: crate::rows::Frame) -> Plugin {
+        Plugin { frame, ..self.clone() }
     }
 
     /// Checks a group's output against the contract (`contract::check_output`).

@@ -137,7 +137,7 @@ pub fn probe(plugin: &Plugin, limits: Limits, [a, b]: [&Sample; 2]) -> Probe {
     for (key, rows) in [a, b, a] {
         let fresh = plugin.aggregate_on_fresh(*key, rows.clone(), limits, true);
         warm.store.data_mut().begin_call(key.to_string(), limits);
-        let reused = warm.call(*key, rows.clone(), limits);
+        let reused = warm.call(plugin, *key, rows.clone(), limits);
         warm.store.data_mut().finish_logs();
         match (reused, &fresh) {
             (Ok(reused), _) => {
@@ -193,7 +193,7 @@ pub fn made_up_samples(d: &Description) -> [Sample; 2] {
                         ColumnType::Date => Value::Date(crate::rows::days_since_epoch(day(n))),
                     })
                     .collect();
-                InputRow { id: i64::from(n) * 100 + i, at, values }
+                InputRow::new(i64::from(n) * 100 + i, at, values)
             })
             .collect();
         (GroupKey { user_id: 1, day: day(n) }, rows)

@@ -80,7 +80,7 @@ impl Session<'_> {
         };
         let reused = warm.served > 0;
         warm.store.data_mut().begin_call(key.to_string(), limits);
-        let result = warm.call(key, rows, limits);
+        let result = warm.call(plugin, key, rows, limits);
         warm.store.data_mut().finish_logs();
         let output = match result {
             Ok(output) => output,

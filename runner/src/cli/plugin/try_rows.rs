@@ -64,7 +64,7 @@ fn read_rows(path: &Path, input: &[Column]) -> anyhow::Result<BTreeMap<GroupKey,
             },
             None => DateTime::from_timestamp_micros(at).context("timestamp out of range")?.date_naive(),
         };
-        groups.entry(GroupKey { user_id, day }).or_default().push(InputRow { id, at, values });
+        groups.entry(GroupKey { user_id, day }).or_default().push(InputRow::new(id, at, values));
     }
     for rows in groups.values_mut() {
         rows.sort_by_key(|r| (r.at, r.id));

@@ -54,7 +54,7 @@ WITH locked AS (
                     (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
                     (SELECT ok FROM locked) AS locked
              FROM (SELECT 1) one LEFT JOIN LATERAL (
-                SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_raw" s WHERE s.user_id = $1::int8 AND s."recorded_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001
+                SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date AS local_day FROM "vitals_raw" s WHERE s.user_id = $1::int8 AND s."recorded_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001
              ) r ON (SELECT ok FROM locked)
              ORDER BY r.at, r.id
 
@@ -80,7 +80,7 @@ WITH g AS (
              )
              SELECT r.id, r.at, r.c0, r.c1, k.taken, k.attempts, l.ok AS locked, l.n
              FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
-                SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_raw" s WHERE s.user_id = l.user_id AND s."recorded_at" >= (l.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < ((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date = l.day::pg_catalog.date LIMIT 250001
+                SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date AS local_day FROM "vitals_raw" s WHERE s.user_id = l.user_id AND s."recorded_at" >= (l.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < ((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date = l.day::pg_catalog.date LIMIT 250001
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id
 
@@ -149,7 +149,7 @@ SELECT count(*) AS groups FROM (
              ) g
 
 -- read_day
-SELECT * FROM (SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_raw" s WHERE s.user_id = $1::int8 AND s."recorded_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
+SELECT * FROM (SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date AS local_day FROM "vitals_raw" s WHERE s.user_id = $1::int8 AND s."recorded_at" >= ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < (($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
 
 -- sample_groups
 SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date AS day FROM "vitals_raw" WHERE "recorded_at" >= ($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND "recorded_at" < (($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND ("recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3

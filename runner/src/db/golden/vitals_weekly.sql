@@ -54,7 +54,7 @@ WITH locked AS (
                     (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
                     (SELECT ok FROM locked) AS locked
              FROM (SELECT 1) one LEFT JOIN LATERAL (
-                SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
+                SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1, s."day" AS local_day FROM "vitals_daily" s WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
              ) r ON (SELECT ok FROM locked)
              ORDER BY r.at, r.id
 
@@ -80,7 +80,7 @@ WITH g AS (
              )
              SELECT r.id, r.at, r.c0, r.c1, k.taken, k.attempts, l.ok AS locked, l.n
              FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
-                SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s WHERE s.user_id = l.user_id AND s."day" BETWEEN l.day::pg_catalog.date AND (l.day::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
+                SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1, s."day" AS local_day FROM "vitals_daily" s WHERE s.user_id = l.user_id AND s."day" BETWEEN l.day::pg_catalog.date AND (l.day::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id
 
@@ -149,7 +149,7 @@ SELECT count(*) AS groups FROM (
              ) g
 
 -- read_day
-SELECT * FROM (SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1 FROM "vitals_daily" s WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
+SELECT * FROM (SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1, s."day" AS local_day FROM "vitals_daily" s WHERE s.user_id = $1::int8 AND s."day" BETWEEN $2::pg_catalog.date AND ($2::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
 
 -- sample_groups
 SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("day" - (EXTRACT(isodow FROM "day")::int - 1)) AS day FROM "vitals_daily" WHERE "day" BETWEEN $1::date::pg_catalog.date AND $2::date::pg_catalog.date AND user_id IS NOT NULL AND "day" >= '4712-01-02 BC'::pg_catalog.date AND "day" < '294275-01-01'::pg_catalog.date) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3

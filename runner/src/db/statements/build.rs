@@ -105,11 +105,14 @@ impl<'a> Parts<'a> {
     /// `read_day` read them: id, timestamp and the input columns (`c0`...),
     /// at most one row past `max_group_rows`.
     fn input_read(&self, range: &str) -> String {
+        // Each row's local day and (read per row) zone, for WIT 0.3's group.
+        let zone = self.day.zone_text("s.").map_or_else(String::new, |z| format!(", {z} AS zone"));
         format!(
-            "SELECT {} AS id, {} AS at{} FROM {} s WHERE {range} LIMIT {}",
+            "SELECT {} AS id, {} AS at{}, {} AS local_day{zone} FROM {} s WHERE {range} LIMIT {}",
             self.id("s."),
             self.at("s."),
             self.input_cols("s.", true),
+            self.day.of("s."),
             self.src,
             self.read_limit
         )

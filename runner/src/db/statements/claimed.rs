@@ -4,12 +4,13 @@
 //! result, so a column added to a statement moves nothing here.
 
 use std::ops::Range;
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::Row;
 
 use crate::db::sql;
-use crate::rows::{GroupKey, InputRow};
+use crate::rows::{GroupKey, InputRow, days_since_epoch};
 
 /// Where a result's columns are.
 #[derive(Debug, Clone)]
@@ -18,6 +19,9 @@ struct Layout {
     at: usize,
     /// The plugin's input columns.
     values: Range<usize>,
+    /// Each row's local day, and its zone when the job reads one per row.
+    local_day: Option<usize>,
+    zone: Option<usize>,
     taken: Option<usize>,
     attempts: Option<usize>,
     locked: Option<usize>,
@@ -29,10 +33,11 @@ impl Layout {
     fn of(row: &Row) -> Layout {
         let find = |name: &str| row.columns().iter().position(|c| c.name() == name);
         let (taken, attempts, locked, group) = (find("taken"), find("attempts"), find("locked"), find("n"));
+        let (local_day, zone) = (find("local_day"), find("zone"));
         let at = find("at").unwrap_or(1);
-        // The input columns run from `at` to the claim's own columns.
-        let end = [taken, attempts, locked, group].into_iter().flatten().min().unwrap_or(row.len());
-        Layout { id: find("id").unwrap_or(0), at, values: at + 1..end, taken, attempts, locked, group }
+        // The input columns run from `at` to the columns after them.
+        let end = [local_day, zone, taken, attempts, locked, group].into_iter().flatten().min().unwrap_or(row.len());
+        Layout { id: find("id").unwrap_or(0), at, values: at + 1..end, local_day, zone, taken, attempts, locked, group }
     }
 }
 
@@ -130,11 +135,31 @@ fn input_rows(raw: &[Row], layout: &Layout, max: u32) -> Result<Vec<InputRow>, S
         ));
     }
     let mut rows = Vec::with_capacity(raw.len());
+    // A group's rows share a zone or two: one allocation each.
+    let mut last_zone: Option<Arc<str>> = None;
     for r in raw {
         let at: DateTime<Utc> = r.try_get(layout.at).map_err(|e| e.to_string())?;
         let values =
             layout.values.clone().map(|i| sql::read(r, i)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-        rows.push(InputRow { id: r.try_get(layout.id).map_err(|e| e.to_string())?, at: at.timestamp_micros(), values });
+        let day = match layout.local_day {
+            Some(i) => r.try_get::<_, Option<NaiveDate>>(i).map_err(|e| e.to_string())?.map(days_since_epoch),
+            None => None,
+        };
+        let zone = match layout.zone {
+            Some(i) => match r.try_get::<_, Option<&str>>(i).map_err(|e| e.to_string())? {
+                Some(z) if last_zone.as_deref() == Some(z) => last_zone.clone(),
+                Some(z) => {
+                    last_zone = Some(Arc::from(z));
+                    last_zone.clone()
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let mut row = InputRow::new(r.try_get(layout.id).map_err(|e| e.to_string())?, at.timestamp_micros(), values);
+        row.day = day.unwrap_or(row.day);
+        row.zone = zone;
+        rows.push(row);
     }
     Ok(rows)
 }

@@ -8,7 +8,7 @@
 //! settings; with
 //! `slow-describe` it never returns.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "aggregator" });
+wit_bindgen::generate!({ path: "../../../wit/0.2.0", world: "aggregator" });
 
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::Mutex;
