@@ -1,6 +1,10 @@
 // What every JavaScript plugin needs between its code and the runner,
 // written by `runner plugin new` (keep it beside app.js; no need to edit it).
 //
+// `column(group, i)` gives input column `i` of a group (WIT 0.3 passes rows
+// by column), one value per row, null where NULL: an array, or (a column
+// of numbers without NULLs) the typed array itself.
+//
 // `guarded(aggregate, describe)` turns anything thrown into the runner's
 // plugin error, naming the error's type, its message and where it was
 // thrown (innermost frames first), and checks the output rows before they
@@ -13,6 +17,21 @@ const MAX_FRAMES = 6;
 // The runner keeps the first 2 KiB of an error; stay well inside it.
 const MAX_MESSAGE = 1500;
 const TAGS = new Set(['null', 'boolean', 'integer', 'float', 'text', 'timestamp', 'date']);
+
+/** Input column `i` of `group`, one value per row, null where NULL. */
+export function column(group, i) {
+  const { values, nulls } = group.columns[i];
+  if (values.tag === 'text') {
+    const { distinct, row } = values.val;
+    const out = new Array(row.length);
+    for (let k = 0; k < row.length; k += 1) out[k] = row[k] < distinct.length ? distinct[row[k]] : null;
+    return out;
+  }
+  if (nulls.length === 0) return values.val;
+  const out = Array.from(values.val);
+  for (const n of nulls) out[n] = null;
+  return out;
+}
 
 /** `TypeError: x is undefined (at aggregate@app.js:25:3 <- …)`. */
 export function describeError(error) {

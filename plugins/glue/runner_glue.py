@@ -1,6 +1,12 @@
 """What every Python plugin needs between its code and the runner, written
 by `runner plugin new` (keep it beside app.py; no need to edit it).
 
+`column(group, i)` gives input column `i` of a group (WIT 0.3 passes rows
+by column) as a list with one value per row, None where NULL:
+
+    metrics, values = column(group, 0), column(group, 1)
+    for at, metric, value in zip(group.ats, metrics, values): ...
+
 `@guarded` on `aggregate` turns any exception into the runner's plugin
 error, naming the exception's type, its message and where it was raised
 (file:line in function, innermost first), and checks the output rows
@@ -17,6 +23,22 @@ MAX_FRAMES = 6
 MAX_MESSAGE = 1500
 
 VALUE_TYPES = (t.Value_Null, t.Value_Boolean, t.Value_Integer, t.Value_Float, t.Value_Text, t.Value_Timestamp, t.Value_Date)
+
+
+def column(group, i):
+    """Input column `i` of `group`, one value per row, None where NULL."""
+    c = group.columns[i]
+    v = c.values
+    if isinstance(v, t.ColumnValues_Text):
+        distinct, rows = v.value.distinct, v.value.row
+        if not c.nulls:
+            return [distinct[k] for k in rows]
+        n = len(distinct)
+        return [distinct[k] if k < n else None for k in rows]
+    values = list(v.value)
+    for row in c.nulls:
+        values[row] = None
+    return values
 
 
 def describe_error(error):

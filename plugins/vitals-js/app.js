@@ -2,12 +2,10 @@
 // with componentize-js (`cargo xtask build-plugins`).
 
 import { aggregate as rules } from './rules.js';
-import { guarded } from '../glue/runner_glue.js';
+import { column, guarded } from '../glue/runner_glue.js';
 
 const VERSION = '1.0.0';
 
-const text = (v) => (v.tag === 'text' ? v.val : null);
-const float = (v) => (v.tag === 'float' ? v.val : v.tag === 'integer' ? Number(v.val) : null);
 const value = (x, kind) => (x === null ? { tag: 'null' } : kind === 'integer' ? { tag: 'integer', val: BigInt(x) } : { tag: kind, val: x });
 
 export function describe() {
@@ -21,13 +19,17 @@ export function describe() {
       column('min_value', 'float'), column('max_value', 'float'), column('avg_value', 'float'), column('last_value', 'float'),
     ],
     key: ['metric'],
+    settings: [],
   };
 }
 
 function aggregateGroup(group) {
-  const readings = group.rows.map((r) => ({
-    id: r.id, at: r.at, metric: text(r.values[0]), value: float(r.values[1]), unit: text(r.values[2]),
-  }));
+  const [metrics, values, units] = [column(group, 0), column(group, 1), column(group, 2)];
+  const { ids, ats } = group;
+  const readings = new Array(ids.length);
+  for (let i = 0; i < ids.length; i += 1) {
+    readings[i] = { id: ids[i], at: ats[i], metric: metrics[i], value: values[i], unit: units[i] };
+  }
   const { daily, rejected } = rules(readings);
   const rows = daily.map((d) => [
     value(d.metric, 'text'), value(d.unit, 'text'), value(d.sampleCount, 'integer'), value(d.rejectedCount, 'integer'),

@@ -5,23 +5,11 @@ import wit_world
 from wit_world.imports import types as t
 
 import rules
-from runner_glue import guarded
+from runner_glue import column, guarded
 
 VERSION = "1.0.0"
 
 T = t.ColumnType
-
-
-def _text(v):
-    return v.value if isinstance(v, t.Value_Text) else None
-
-
-def _float(v):
-    if isinstance(v, t.Value_Float):
-        return v.value
-    if isinstance(v, t.Value_Integer):
-        return float(v.value)
-    return None
 
 
 def _value(x):
@@ -51,14 +39,14 @@ class WitWorld(wit_world.WitWorld):
                 t.Column("last_value", T.FLOAT),
             ],
             key=["metric"],
+            settings=[],
         )
 
     # Exceptions and wrong output values reach the operator by name.
     @guarded
     def aggregate(self, group: t.Group) -> t.Output:
-        readings = [
-            rules.Reading(r.id, r.at, _text(r.values[0]), _float(r.values[1]), _text(r.values[2])) for r in group.rows
-        ]
+        metrics, values, units = column(group, 0), column(group, 1), column(group, 2)
+        readings = list(map(rules.Reading, group.ids, group.ats, metrics, values, units))
         daily, rejected = rules.aggregate(readings)
         rows = [
             [

@@ -1,8 +1,8 @@
 // The `{name}` plugin: the WIT glue around `rules.js`. Build it with
 // componentize-js (see README.md).
-import { settings } from 'health:aggregation/host@0.2.0';
+import { settings } from 'health:aggregation/host@0.3.0';
 import { aggregate as rules } from './rules.js';
-import { guarded } from './runner_glue.js';
+import { column, guarded } from './runner_glue.js';
 
 export function describe() {
   return {
@@ -22,7 +22,10 @@ export function describe() {
 }
 
 function aggregateGroup(group) {
-  const values = group.rows.map((r) => (r.values[0].tag === 'float' ? r.values[0].val : null));
+  // Rows arrive by column: column(group, i) is input column i, one value
+  // per row (null where NULL); group.ats and group.days give each row's
+  // timestamp and local day, group.firstDay / lastDay / zone the bounds.
+  const values = column(group, 0);
   const { count, rejected, total } = rules(values);
   const scale = new Map(settings()).get('scale').val;
   const row = [

@@ -6,7 +6,7 @@ from wit_world.imports import host
 from wit_world.imports import types as t
 
 import rules
-from runner_glue import guarded
+from runner_glue import column, guarded
 
 
 class WitWorld(wit_world.WitWorld):
@@ -29,7 +29,11 @@ class WitWorld(wit_world.WitWorld):
     # Exceptions and wrong output values reach the operator by name.
     @guarded
     def aggregate(self, group: t.Group) -> t.Output:
-        values = [r.values[0].value if isinstance(r.values[0], t.Value_Float) else None for r in group.rows]
+        # Rows arrive by column: column(group, i) is input column i, one
+        # value per row (None where NULL); group.ats and group.days give each
+        # row's timestamp and local day, group.first_day / last_day / zone
+        # the group's bounds.
+        values = column(group, 0)
         count, rejected, total = rules.aggregate(values)
         scale = dict(host.settings())["scale"].value
         row = [t.Value_Integer(count), t.Value_Integer(rejected), t.Value_Float(float(total) * scale)]
