@@ -11,6 +11,7 @@ mod deploy_preview;
 mod deployment;
 mod failures;
 mod faults;
+mod group_bounds;
 mod group_commit;
 mod hostile;
 mod http_limits;

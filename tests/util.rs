@@ -122,7 +122,7 @@ pub fn plugins_dir() -> &'static Path {
             let variant = format!("{package}_{}.wasm", feature.replace('-', "_"));
             std::fs::copy(out.join(format!("{package}.wasm")), out.join(variant)).unwrap();
         }
-        let packages = ["vitals", "nutrition", "lab", "faulty", "hostile", "diffy", "stateful"];
+        let packages = ["vitals", "nutrition", "lab", "faulty", "hostile", "diffy", "stateful", "bounds"];
         build(&packages.iter().flat_map(|p| ["--package", p]).collect::<Vec<_>>());
         out
     })

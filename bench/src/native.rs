@@ -3,8 +3,8 @@
 
 use std::sync::OnceLock;
 
-use plugin_kit::testing::Head;
 use plugin_kit::bindings::health::aggregation::types as kit;
+use plugin_kit::testing::Head;
 use runner::plugin::Plugin;
 use runner::rows::{self, days_since_epoch};
 

@@ -62,10 +62,23 @@ pub enum Command {
         /// 220, 0.5, true, "text"). Overrides the job's (--job).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
-        /// Take the settings and limits of this job of the config file
-        /// (--config); no database is needed.
+        /// Take the settings, limits and group bounds (period, window,
+        /// zone) of this job of the config file (--config); no database is
+        /// needed.
         #[arg(long)]
         job: Option<String>,
+        /// What a group spans, as a job's `period`: its `group` date is the
+        /// period's first day (default: the job's, else day).
+        #[arg(long, value_enum)]
+        period: Option<runner::config::Period>,
+        /// A rolling window of this many days ending on the `group` date
+        /// (default: the job's `window_days`, else 1).
+        #[arg(long)]
+        window_days: Option<u32>,
+        /// The zone the group's days are read in, for a row with no `zone`
+        /// field of its own (default: the job's `timezone`, else UTC).
+        #[arg(long)]
+        zone: Option<String>,
     },
     /// Create a new plugin (a Rust crate, or a Python or JavaScript project)
     /// that builds, passes its own test and validates.
@@ -148,10 +161,11 @@ pub enum Command {
 pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { file, job } => validate(&file, job.as_deref(), config_path).await,
-        Command::Test { file, input, json, memory_limit_mb, time_limit, set, job } => {
+        Command::Test { file, input, json, memory_limit_mb, time_limit, set, job, period, window_days, zone } => {
             let mut limits = Limits::new(memory_limit_mb << 20, time_limit, pipeline::default_limits());
             let mut values = std::collections::BTreeMap::new();
             let mut origin = "--set".to_string();
+            let mut frame = runner::rows::Frame { zone: Some("UTC".into()), ..Default::default() };
             if let Some(name) = &job {
                 let config = Config::load(config_path)?;
                 let cfg = config
@@ -160,6 +174,7 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
                     .ok_or_else(|| super::Usage(format!("there is no job `{name}` in {}", config_path.display())))?;
                 limits = pipeline::job_limits(cfg);
                 values = cfg.setting_values();
+                frame = pipeline::job::frame(cfg, false);
                 origin = format!("job {name} of {} or --set", config_path.display());
             }
             for arg in &set {
@@ -171,7 +186,17 @@ pub async fn run(command: Command, config_path: &Path) -> anyhow::Result<ExitCod
             let at = |_: Option<&str>| origin.clone();
             let settings = settings::resolve(&plugin.description.settings, &values, &at)
                 .map_err(|problems| super::Usage(problems.join("\n")))?;
-            let plugin = plugin.configure(settings);
+            frame.span = match (period, window_days) {
+                (Some(runner::config::Period::Week), _) => runner::rows::Span::Week,
+                (Some(runner::config::Period::Month), _) => runner::rows::Span::Month,
+                (_, Some(n)) => runner::rows::Span::Days(n.max(1)),
+                (Some(runner::config::Period::Day), None) => runner::rows::Span::Days(1),
+                (None, None) => frame.span,
+            };
+            if let Some(zone) = zone {
+                frame.zone = Some(zone.into());
+            }
+            let plugin = plugin.configure(settings).in_frame(frame);
             if !json {
                 let declared = !plugin.description.settings.is_empty();
                 match declared {

@@ -158,7 +158,7 @@ pub struct UserZones {
 }
 
 /// What a group spans (`period`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     #[default]

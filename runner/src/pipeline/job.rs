@@ -169,13 +169,13 @@ pub struct Live {
 impl Live {
     pub fn new(config: &config::Job, shape: SourceShape, plugin: Arc<Plugin>) -> Self {
         let sql = Statements::new(config, &shape, &plugin.description);
-        let plugin = Arc::new(plugin.in_frame(frame(config, &shape)));
+        let plugin = Arc::new(plugin.in_frame(frame(config, shape.dated)));
         Live { plugin, shape, sql }
     }
 
     /// A shadow candidate, told of its groups as the live plugin is.
     pub fn frame_candidate(&self, config: &config::Job, candidate: &Plugin) -> Arc<Plugin> {
-        Arc::new(candidate.in_frame(frame(config, &self.shape)))
+        Arc::new(candidate.in_frame(frame(config, self.shape.dated)))
     }
 
     /// The same tables with another plugin.
@@ -186,13 +186,13 @@ impl Live {
 
 /// How a job's groups span days, and their zone when rows have none of
 /// their own: the job's, except for dated rows (a daily table as source).
-pub fn frame(config: &config::Job, shape: &SourceShape) -> Frame {
+pub fn frame(config: &config::Job, dated: bool) -> Frame {
     let span = match config.period {
         config::Period::Day => Span::Days(config.window_days),
         config::Period::Week => Span::Week,
         config::Period::Month => Span::Month,
     };
-    Frame { span, zone: (!shape.dated).then(|| Arc::from(config.timezone.as_str())) }
+    Frame { span, zone: (!dated).then(|| Arc::from(config.timezone.as_str())) }
 }
 
 impl JobState {

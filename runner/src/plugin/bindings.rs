@@ -462,7 +462,9 @@ mod columns {
                 ColumnType::Boolean => Column::Boolean(Vec::with_capacity(n)),
                 ColumnType::Integer => Column::Integer(Vec::with_capacity(n)),
                 ColumnType::Float => Column::Float(Vec::with_capacity(n)),
-                ColumnType::Text => Column::Text { distinct: Vec::new(), index: HashMap::new(), row: Vec::with_capacity(n) },
+                ColumnType::Text => {
+                    Column::Text { distinct: Vec::new(), index: HashMap::new(), row: Vec::with_capacity(n) }
+                }
                 ColumnType::Timestamp => Column::Timestamp(Vec::with_capacity(n)),
                 ColumnType::Date => Column::Date(Vec::with_capacity(n)),
             }

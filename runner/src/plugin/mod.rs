@@ -378,7 +378,13 @@ struct Warm {
 
 impl Warm {
     /// Calls the instance of `plugin` on one group, under `limits`.
-    fn call(&mut self, plugin: &Plugin, key: GroupKey, rows: Vec<InputRow>, limits: Limits) -> Result<Output, CallError> {
+    fn call(
+        &mut self,
+        plugin: &Plugin,
+        key: GroupKey,
+        rows: Vec<InputRow>,
+        limits: Limits,
+    ) -> Result<Output, CallError> {
         // The deadline counts from now: arm it right before the call.
         self.store.set_epoch_deadline(engine::ticks(limits.time));
         let store = &mut self.store;

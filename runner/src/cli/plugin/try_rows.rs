@@ -56,6 +56,19 @@ fn read_rows(path: &Path, input: &[Column]) -> anyhow::Result<BTreeMap<GroupKey,
                 Some(v) => parse(v, c.kind).with_context(|| format!("row {line}: column `{}`", c.name)),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        // Its local day and zone, when the file gives them (WIT 0.3).
+        let row_day = match field("day") {
+            Some(v) => match parse(v, ColumnType::Date).with_context(|| format!("row {line}: `day`"))? {
+                Value::Date(d) => Some(d),
+                _ => unreachable!("parsed as a date"),
+            },
+            None => None,
+        };
+        let zone = match field("zone") {
+            Some(serde_json::Value::String(z)) => Some(std::sync::Arc::from(z.trim())),
+            Some(other) => bail!("row {line}: `zone` {other} is not text"),
+            None => None,
+        };
         let day = match field("group") {
             // Rows of several days in one group (a window, a week).
             Some(v) => match parse(v, ColumnType::Date).with_context(|| format!("row {line}: `group`"))? {
@@ -64,7 +77,10 @@ fn read_rows(path: &Path, input: &[Column]) -> anyhow::Result<BTreeMap<GroupKey,
             },
             None => DateTime::from_timestamp_micros(at).context("timestamp out of range")?.date_naive(),
         };
-        groups.entry(GroupKey { user_id, day }).or_default().push(InputRow::new(id, at, values));
+        let mut row = InputRow::new(id, at, values);
+        row.day = row_day.unwrap_or(row.day);
+        row.zone = zone;
+        groups.entry(GroupKey { user_id, day }).or_default().push(row);
     }
     for rows in groups.values_mut() {
         rows.sort_by_key(|r| (r.at, r.id));
@@ -125,7 +141,9 @@ pub fn run(plugin: &Plugin, input: &Path, as_json: bool, limits: Limits) -> anyh
             .map_err(|e| e.to_string())
             .and_then(|out| plugin.check_output(&out).map(|()| out).map_err(|e| format!("invalid output: {e}")));
         let micros = started.elapsed().as_secs_f64() * 1e6;
-        let head = format!("user {} day {}: {count} input rows, {micros:.0} µs", key.user_id, key.day);
+        let (first, last) = plugin.frame.bounds(key.day);
+        let span = if first == last { String::new() } else { format!(" ({first} to {last})") };
+        let head = format!("user {} day {}{span}: {count} input rows, {micros:.0} µs", key.user_id, key.day);
         match result {
             Ok(output) if as_json => report.push(serde_json::json!({
                 "user_id": key.user_id, "day": key.day.to_string(), "input_rows": count, "micros": micros,

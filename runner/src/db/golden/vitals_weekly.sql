@@ -49,7 +49,7 @@ WITH locked AS (
                 WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
                 RETURNING (NOT failed OR changed) AS retry, attempts
              )
-             SELECT r.id, r.at, r.c0, r.c1,
+             SELECT r.id, r.at, r.c0, r.c1, r.local_day,
                     (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry) AS taken,
                     (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
                     (SELECT ok FROM locked) AS locked
@@ -78,7 +78,7 @@ WITH g AS (
                        (SELECT coalesce(max(c.attempts), 0) FROM cleared c WHERE c.n = l.n) AS attempts
                 FROM locked l
              )
-             SELECT r.id, r.at, r.c0, r.c1, k.taken, k.attempts, l.ok AS locked, l.n
+             SELECT r.id, r.at, r.c0, r.c1, r.local_day, k.taken, k.attempts, l.ok AS locked, l.n
              FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
                 SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1, s."day" AS local_day FROM "vitals_daily" s WHERE s.user_id = l.user_id AND s."day" BETWEEN l.day::pg_catalog.date AND (l.day::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
              ) r ON l.ok

@@ -49,7 +49,7 @@ WITH locked AS (
                 WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok FROM locked)
                 RETURNING (NOT failed OR changed) AS retry, attempts
              )
-             SELECT r.id, r.at, r.c0, r.c1,
+             SELECT r.id, r.at, r.c0, r.c1, r.local_day,
                     (SELECT count(*) FROM taken) + (SELECT count(*) FROM cleared WHERE retry) AS taken,
                     (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
                     (SELECT ok FROM locked) AS locked
@@ -78,7 +78,7 @@ WITH g AS (
                        (SELECT coalesce(max(c.attempts), 0) FROM cleared c WHERE c.n = l.n) AS attempts
                 FROM locked l
              )
-             SELECT r.id, r.at, r.c0, r.c1, k.taken, k.attempts, l.ok AS locked, l.n
+             SELECT r.id, r.at, r.c0, r.c1, r.local_day, k.taken, k.attempts, l.ok AS locked, l.n
              FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
                 SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date AS local_day FROM "vitals_raw" s WHERE s.user_id = l.user_id AND s."recorded_at" >= ((l.day::pg_catalog.date - 6)::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < ((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date BETWEEN (l.day::pg_catalog.date - 6) AND l.day AND EXISTS (SELECT 1 FROM "vitals_raw" o WHERE o.user_id = l.user_id AND o."recorded_at" >= (l.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND o."recorded_at" < ((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') AND (o."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date = l.day::pg_catalog.date) LIMIT 250001
              ) r ON l.ok

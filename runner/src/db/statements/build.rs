@@ -118,6 +118,13 @@ impl<'a> Parts<'a> {
         )
     }
 
+    /// Each row's local day and (read per row) zone from [`Parts::input_read`]'s
+    /// result aliased `t`.
+    fn row_facts(&self, t: &str) -> String {
+        let zone = if self.day.zone_text("").is_some() { format!(", {t}zone") } else { String::new() };
+        format!(", {t}local_day{zone}")
+    }
+
     /// The plugin's input columns, read from `t` (`alias`: as `c0`, `c1`...).
     fn input_cols(&self, t: &str, alias: bool) -> String {
         self.description
@@ -221,7 +228,7 @@ impl<'a> Parts<'a> {
              ) r ON (SELECT ok FROM locked)
              ORDER BY r.at, r.id",
             lock = group_lock("$3", "$1::bigint", "$2::date"),
-            input_cols_r = self.input_cols("r.", false),
+            input_cols_r = self.input_cols("r.", false) + &self.row_facts("r."),
             read = self.input_read(&self.input_of("s.", "$1::int8", "$2")),
         )
     }
@@ -253,7 +260,7 @@ impl<'a> Parts<'a> {
                 {read}
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id",
-            input_cols_r = self.input_cols("r.", false),
+            input_cols_r = self.input_cols("r.", false) + &self.row_facts("r."),
             read = self.input_read(&self.input_of("s.", "l.user_id", "l.day")),
             many_lock = group_lock("$3", "g.user_id", "g.day"),
         )
