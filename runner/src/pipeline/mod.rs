@@ -245,7 +245,7 @@ pub fn configure(cfg: &config::Job, plugin: &Plugin) -> Result<Plugin, Vec<Strin
             if plugin.wit_version.as_deref() == Some("0.1.0") {
                 problems.push(format!(
                     "{} is built against health:aggregation@0.1.0, which has no settings: rebuild it against 0.2.0 \
-                     to read them",
+                     or later to read them",
                     plugin.path.display()
                 ));
             }

@@ -40,12 +40,13 @@ fn the_reference_schema_claims_keys_and_only_reads_the_source() {
          $2::date AND user_id = $1::int8 AND (SELECT ok FROM locked) RETURNING 1 ), cleared AS ( DELETE FROM \
          runner_group_failures WHERE job = $4::text AND user_id = $1::int8 AND day = $2::date AND (SELECT ok \
          FROM locked) RETURNING (NOT failed OR changed) AS retry, attempts ) SELECT r.id, r.at, r.c0, r.c1, \
-         (SELECT count(*) \
+         r.local_day, (SELECT count(*) \
          FROM taken) + (SELECT count(*) FROM cleared WHERE retry) AS taken, (SELECT coalesce(max(attempts), 0) \
          FROM cleared) AS attempts, (SELECT ok FROM locked) AS locked FROM \
          (SELECT 1) one \
          LEFT JOIN LATERAL ( SELECT s.id::int8 AS id, s.\"recorded_at\" AS at, s.\"metric\" AS c0, \
-         s.\"value\" AS c1 FROM \"vitals_raw\" s WHERE s.user_id = $1::int8 AND s.\"recorded_at\" >= \
+         s.\"value\" AS c1, (s.\"recorded_at\" AT TIME ZONE 'UTC')::pg_catalog.date AS local_day FROM \
+         \"vitals_raw\" s WHERE s.user_id = $1::int8 AND s.\"recorded_at\" >= \
          ($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s.\"recorded_at\" < (($2::pg_catalog.date + \
          1)::timestamp AT TIME ZONE 'UTC') AND (s.\"recorded_at\" AT TIME ZONE 'UTC')::pg_catalog.date = \
          $2::pg_catalog.date LIMIT 250001 ) r ON (SELECT ok FROM locked) ORDER BY r.at, r.id"
@@ -83,7 +84,8 @@ fn an_adopted_table_is_read_in_its_schema_and_its_naive_times_in_their_zone() {
     assert_eq!(
         folded(&sql.read_day),
         "SELECT * FROM (SELECT s.id::int8 AS id, (s.\"taken_at\" AT TIME ZONE 'America/New_York') AS at, \
-         s.\"metric\" AS c0, s.\"value\" AS c1 FROM \"app\".\"readings\" s WHERE s.user_id = $1::int8 AND \
+         s.\"metric\" AS c0, s.\"value\" AS c1, ((s.\"taken_at\" AT TIME ZONE 'America/New_York') AT TIME ZONE \
+         'UTC')::pg_catalog.date AS local_day FROM \"app\".\"readings\" s WHERE s.user_id = $1::int8 AND \
          s.\"taken_at\" >= LEAST(($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AT TIME ZONE \
          'America/New_York', (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AT TIME \
          ZONE 'America/New_York' + interval '1 day', (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') + \
