@@ -18,7 +18,7 @@ fn built(name: &str) -> String {
 async fn validate_describes_a_good_plugin() {
     let (code, out) = plugin(&["plugin", "validate", &built("lab.wasm")]).await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("a component of health:aggregation/aggregator@0.2.0"), "{out}");
+    assert!(out.contains("a component of health:aggregation/aggregator@0.3.0"), "{out}");
     assert!(out.contains("plugin:        lab@1.0.0+sha256:"), "{out}");
     assert!(out.contains("key:           (user_id, day, test_code)"), "{out}");
     // Declared settings are listed; a plugin of the first package version still validates.
@@ -42,7 +42,7 @@ async fn validate_rejects_files_that_are_not_our_components() {
         (
             "other-world.wasm",
             b"\0asm\x0d\0\x01\0",
-            "is not a component of the world health:aggregation/aggregator@0.2.0",
+            "is not a component of the world health:aggregation/aggregator@0.3.0",
         ),
         (
             "truncated.wasm",
@@ -116,6 +116,38 @@ async fn test_runs_a_plugin_on_csv_and_json_rows_without_a_database() {
         out.contains("user 1 day 2026-03-07: 2 input rows") && out.contains("-2"),
         "change_kg over the window: {out}"
     );
+
+    // A week's group, told its bounds (WIT 0.3): a row's own local day and
+    // zone from the file, the rest the --zone given.
+    let week = dir.path().join("week.csv");
+    std::fs::write(
+        &week,
+        "group,at,day,zone,metric\n\
+         2026-03-02,2026-03-01T15:30:00Z,2026-03-02,Asia/Tokyo,a\n\
+         2026-03-02,2026-03-03T03:00:00Z,2026-03-03,Asia/Tokyo,b\n",
+    )
+    .unwrap();
+    let bounds = crate::util::plugins_dir().join("bounds.wasm");
+    let args = ["plugin", "test", bounds.to_str().unwrap(), "--input", week.to_str().unwrap(), "--period", "week"];
+    let (code, out) = plugin(&[&args[..], &["--json"]].concat()).await;
+    assert_eq!(code, Some(0), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &report[0]["rows"][0];
+    let day = |d: &str| runner::rows::days_since_epoch(d.parse().unwrap());
+    assert_eq!(
+        (&row["first_day"], &row["last_day"], &row["zone"], &row["days"], &row["last_metric"]),
+        (
+            &serde_json::json!("2026-03-02"),
+            &serde_json::json!("2026-03-08"),
+            &serde_json::json!("Asia/Tokyo"),
+            &serde_json::json!(format!("{},{}", day("2026-03-02"), day("2026-03-03"))),
+            &serde_json::json!("b")
+        ),
+        "{out}"
+    );
+    let (code, out) = plugin(&args).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("user 1 day 2026-03-02 (2026-03-02 to 2026-03-08): 2 input rows"), "{out}");
 
     let json = dir.path().join("rows.json");
     std::fs::write(
@@ -343,17 +375,13 @@ async fn the_bundled_python_and_javascript_plugins_made_to_fail_name_the_error_i
         assert!(text.contains(after), "{file} changed: update the test");
         std::fs::write(&path, text.replacen(after, &format!("{after}{bug}"), 1)).unwrap();
     };
-    inject(
-        "vitals-py/rules.py",
-        "Readings of unknown metrics are ignored, not counted.\"\"\"\n",
-        "    units = {}\n    units['mmHg']\n",
-    );
+    inject("vitals-py/rules.py", "no object per reading.\"\"\"\n", "    units = {}\n    units['mmHg']\n");
     inject(
         "vitals-js/rules.js",
-        "export function aggregate(readings) {\n",
-        "  const units = undefined;\n  units.val;\n",
+        "export function aggregateColumns({ ids, ats, metrics, values, units }) {\n",
+        "  const unit = undefined;\n  unit.val;\n",
     );
-    let wit = root.join("wit/0.1.0");
+    let wit = root.join("wit");
     let (py, js) = (dir.path().join("broken_py.wasm"), dir.path().join("broken_js.wasm"));
     must(
         std::process::Command::new(tool("python/bin/componentize-py"))
@@ -376,7 +404,7 @@ async fn the_bundled_python_and_javascript_plugins_made_to_fail_name_the_error_i
     let rows = dir.path().join("rows.csv");
     std::fs::write(&rows, "at,metric,value,unit\n2024-03-10T08:00:00Z,heart_rate,60,bpm\n").unwrap();
     let py_error = "KeyError: 'mmHg' (at rules.py:";
-    let js_error = "TypeError: can't access property \"val\", units is undefined (at aggregate@rules.js:";
+    let js_error = "TypeError: can't access property \"val\", unit is undefined (at aggregateColumns@rules.js:";
     for (wasm, expected) in [(&py, py_error), (&js, js_error)] {
         let (code, out) = plugin(&["plugin", "test", wasm.to_str().unwrap(), "--input", rows.to_str().unwrap()]).await;
         assert_eq!(code, Some(1), "{out}");

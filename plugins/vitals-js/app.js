@@ -1,7 +1,7 @@
 // The vitals plugin in JavaScript: the WIT glue around `rules.js`. Built
 // with componentize-js (`cargo xtask build-plugins`).
 
-import { aggregate as rules } from './rules.js';
+import { aggregateColumns as rules } from './rules.js';
 import { column, guarded } from '../glue/runner_glue.js';
 
 const VERSION = '1.0.0';
@@ -24,13 +24,10 @@ export function describe() {
 }
 
 function aggregateGroup(group) {
-  const [metrics, values, units] = [column(group, 0), column(group, 1), column(group, 2)];
   const { ids, ats } = group;
-  const readings = new Array(ids.length);
-  for (let i = 0; i < ids.length; i += 1) {
-    readings[i] = { id: ids[i], at: ats[i], metric: metrics[i], value: values[i], unit: units[i] };
-  }
-  const { daily, rejected } = rules(readings);
+  const { daily, rejected } = rules({
+    ids, ats, metrics: column(group, 0), values: column(group, 1), units: column(group, 2),
+  });
   const rows = daily.map((d) => [
     value(d.metric, 'text'), value(d.unit, 'text'), value(d.sampleCount, 'integer'), value(d.rejectedCount, 'integer'),
     value(d.minValue, 'float'), value(d.maxValue, 'float'), value(d.avgValue, 'float'), value(d.lastValue, 'float'),

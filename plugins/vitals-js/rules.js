@@ -65,12 +65,24 @@ export function canonicalValue(metric, value, unit, normal = normalUnit) {
  * unknown metrics are ignored, not counted.
  */
 export function aggregate(readings) {
-  // One pass sorts the readings by metric; a day has few distinct units,
-  // so each is normalised once.
+  const column = (name) => readings.map((r) => r[name]);
+  return aggregateColumns({
+    ids: column('id'), ats: column('at'), metrics: column('metric'), values: column('value'), units: column('unit'),
+  });
+}
+
+/**
+ * The same over a group's columns (as the runner passes them, WIT 0.3):
+ * `ids` and `ats` BigInts, `metrics`, `values` and `units` one entry per
+ * row, null where NULL. No object is made per reading.
+ */
+export function aggregateColumns({ ids, ats, metrics, values, units }) {
+  // One pass sorts the rows by metric (their indexes); a day has few
+  // distinct units, so each is normalised once.
   const byMetric = METRICS.map(() => []);
-  for (const r of readings) {
-    const place = PLACE.get(r.metric);
-    if (place !== undefined) byMetric[place].push(r);
+  for (let i = 0; i < metrics.length; i += 1) {
+    const place = PLACE.get(metrics[i]);
+    if (place !== undefined) byMetric[place].push(i);
   }
   const normalised = new Map();
   const normal = (unit) => {
@@ -91,10 +103,10 @@ export function aggregate(readings) {
       minValue: null, maxValue: null, avgValue: null, lastValue: null,
     };
     let total = 0;
-    let latest = null; // the accepted reading with the greatest (at, id)
+    let latest = -1; // the accepted row with the greatest (at, id)
     let latestValue = null;
-    for (const r of mine) {
-      const v = canonicalValue(metric, r.value, r.unit, normal);
+    for (const i of mine) {
+      const v = canonicalValue(metric, values[i], units[i], normal);
       if (v === null) {
         daily.rejectedCount += 1;
         continue;
@@ -103,8 +115,8 @@ export function aggregate(readings) {
       total += v;
       daily.minValue = daily.minValue === null ? v : Math.min(daily.minValue, v);
       daily.maxValue = daily.maxValue === null ? v : Math.max(daily.maxValue, v);
-      if (latest === null || r.at > latest.at || (r.at === latest.at && r.id >= latest.id)) {
-        latest = r;
+      if (latest < 0 || ats[i] > ats[latest] || (ats[i] === ats[latest] && ids[i] >= ids[latest])) {
+        latest = i;
         latestValue = v;
       }
     }

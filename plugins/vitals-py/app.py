@@ -45,9 +45,9 @@ class WitWorld(wit_world.WitWorld):
     # Exceptions and wrong output values reach the operator by name.
     @guarded
     def aggregate(self, group: t.Group) -> t.Output:
-        metrics, values, units = column(group, 0), column(group, 1), column(group, 2)
-        readings = list(map(rules.Reading, group.ids, group.ats, metrics, values, units))
-        daily, rejected = rules.aggregate(readings)
+        daily, rejected = rules.aggregate_columns(
+            group.ids, group.ats, column(group, 0), column(group, 1), column(group, 2)
+        )
         rows = [
             [
                 _value(d.metric),

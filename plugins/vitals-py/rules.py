@@ -108,13 +108,26 @@ def canonical_value(metric: Metric, value: Optional[float], unit: Optional[str],
 def aggregate(readings: list[Reading]) -> tuple[list[Daily], int]:
     """One row per known metric seen that day, and the rows rejected.
     Readings of unknown metrics are ignored, not counted."""
-    # One pass sorts the readings by metric; a day has few distinct units,
-    # so each is normalised once.
+    return aggregate_columns(
+        [r.id for r in readings],
+        [r.at for r in readings],
+        [r.metric for r in readings],
+        [r.value for r in readings],
+        [r.unit for r in readings],
+    )
+
+
+def aggregate_columns(ids, ats, metrics, values, units) -> tuple[list[Daily], int]:
+    """The same over a group's columns (as the runner passes them, WIT
+    0.3), one entry per row, None where NULL: no object per reading."""
+    # One pass sorts the rows (their indexes) by metric; a day has few
+    # distinct units, so each is normalised once.
     by_metric = [[] for _ in METRICS]
-    for r in readings:
-        place = _PLACE.get(r.metric)
+    place_of = _PLACE.get
+    for i, metric in enumerate(metrics):
+        place = place_of(metric)
         if place is not None:
-            by_metric[place].append(r)
+            by_metric[place].append(i)
     normalised = {}
 
     def normal(unit):
@@ -130,21 +143,29 @@ def aggregate(readings: list[Reading]) -> tuple[list[Daily], int]:
             continue
         daily = Daily(metric.name, metric.canonical)
         total = 0.0
-        latest = None  # ((at, id), value)
-        for r in mine:
-            v = canonical_value(metric, r.value, r.unit, normal)
+        count = bad = 0
+        low = high = None
+        latest = -1  # the accepted row with the greatest (at, id)
+        latest_value = None
+        for i in mine:
+            v = canonical_value(metric, values[i], units[i], normal)
             if v is None:
-                daily.rejected_count += 1
+                bad += 1
                 continue
-            daily.sample_count += 1
+            count += 1
             total += v
-            daily.min_value = v if daily.min_value is None else min(daily.min_value, v)
-            daily.max_value = v if daily.max_value is None else max(daily.max_value, v)
-            if latest is None or (r.at, r.id) >= latest[0]:
-                latest = ((r.at, r.id), v)
-        if daily.sample_count:
-            daily.avg_value = total / daily.sample_count
-            daily.last_value = latest[1]
-        rejected += daily.rejected_count
+            if low is None or v < low:
+                low = v
+            if high is None or v > high:
+                high = v
+            if latest < 0 or ats[i] > ats[latest] or (ats[i] == ats[latest] and ids[i] >= ids[latest]):
+                latest = i
+                latest_value = v
+        daily.sample_count, daily.rejected_count = count, bad
+        if count:
+            daily.min_value, daily.max_value = low, high
+            daily.avg_value = total / count
+            daily.last_value = latest_value
+        rejected += bad
         out.append(daily)
     return out, rejected
