@@ -286,17 +286,25 @@ pub async fn queue_written_by_others(
     (from, to): (chrono::NaiveDate, chrono::NaiveDate),
     version: &str,
 ) -> Result<u64, tokio_postgres::Error> {
+    let day = job.target_day_column.quoted();
+    let which = format!("{day} BETWEEN $2 AND $3 AND plugin_version IS DISTINCT FROM $4::text");
+    queue_daily(client, job_name, job, &which, &[&from, &to, &version]).await
+}
+
+/// Queues the groups of `job` that have daily rows matching `which` (SQL
+/// over the daily table, its parameters from `$2` on); returns how many.
+async fn queue_daily(
+    client: &impl GenericClient,
+    job_name: &str,
+    job: &config::Job,
+    which: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
     let (target, day) = (job.target.quoted(), job.target_day_column.quoted());
-    client
-        .execute(
-            &format!(
-                "INSERT INTO runner_changes (job, user_id, day)
-                 SELECT DISTINCT $1::text, user_id::int8, {day} FROM {target}
-                 WHERE {day} BETWEEN $2 AND $3 AND plugin_version IS DISTINCT FROM $4::text"
-            ),
-            &[&job_name, &from, &to, &version],
-        )
-        .await
+    let sql = format!(
+        "INSERT INTO runner_changes (job, user_id, day) SELECT DISTINCT $1::text, user_id::int8, {day} FROM {target} WHERE {which}"
+    );
+    client.execute(&sql, &[&[&job_name as &(dyn tokio_postgres::types::ToSql + Sync)][..], params].concat()).await
 }
 
 /// Up to `n` of the groups queued for `job`, any of them.
@@ -319,17 +327,8 @@ pub async fn queue_written_by(
     job: &config::Job,
     file_version: &str,
 ) -> Result<u64, tokio_postgres::Error> {
-    let (target, day) = (job.target.quoted(), job.target_day_column.quoted());
-    client
-        .execute(
-            &format!(
-                "INSERT INTO runner_changes (job, user_id, day)
-                 SELECT DISTINCT $1::text, user_id::int8, {day} FROM {target}
-                 WHERE plugin_version = $2::text OR starts_with(plugin_version, $2::text || '+settings:')"
-            ),
-            &[&job_name, &file_version],
-        )
-        .await
+    let which = "plugin_version = $2::text OR starts_with(plugin_version, $2::text || '+settings:')";
+    queue_daily(client, job_name, job, which, &[&file_version]).await
 }
 
 /// Queues the groups of some source rows (`rows`: a parenthesized query or
