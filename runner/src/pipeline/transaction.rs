@@ -6,8 +6,9 @@
 //! 2. **Plugin**: one instance for the transaction's groups (or a fresh one
 //!    per group: `reuse_instance = false`, a stateful file, a shadow
 //!    candidate beside it, whose differences are recorded in the
-//!    transaction), on a blocking thread. Once the transaction has run `transaction_budget`, the
-//!    groups not yet aggregated are put back in the queue, untouched.
+//!    transaction), on a blocking thread. Once the transaction has run
+//!    `transaction_budget`, the groups not yet aggregated are put back in
+//!    the queue, untouched.
 //! 3. **Check**: the output against the plugin's contract. A plugin error,
 //!    trap, limit or invalid output costs only its group: its failure is
 //!    recorded in the same transaction, nothing to undo.
@@ -260,8 +261,8 @@ async fn aggregate(
     let attempts: Vec<i32> = groups.iter().map(|g| g.attempts).collect();
     let Some(candidate) = &cx.state.candidate else {
         // The whole transaction's rows decoded and its plugin calls made on
-        // one blocking thread, one fresh instance each: one hand-over, not
-        // one per group, and a large day's decoding never on an async thread.
+        // one blocking thread, in one session: one hand-over, not one per
+        // group, and a large day's decoding never on an async thread.
         let (results, found) = call_all(
             plugin,
             claim.clone(),
@@ -352,8 +353,7 @@ async fn call_all(
                 }
                 // Decoded again only for a retry or a check on a fresh instance.
                 let again = || claim.input_of(group, max_rows).unwrap_or_default();
-                let result =
-                    claim.input_of(group, max_rows).map(|rows| session.aggregate(group.key, rows, again).result);
+                let result = claim.input_of(group, max_rows).map(|rows| session.aggregate(group.key, rows, again));
                 results.push((group.key, group.read(), Some(result)));
             }
             (results, session.found)

@@ -27,7 +27,7 @@ use crate::trust;
 pub use bindings::WIT_VERSIONS;
 use bindings::{HostState, Pre};
 pub use engine::Runtime;
-pub use session::{Called, Reuse, Session};
+pub use session::{Reuse, Session};
 pub use settings::Settings;
 
 /// Memory, time and log lines a plugin may use for one call.
@@ -73,8 +73,8 @@ pub struct Plugin {
     pub loaded_at: std::time::SystemTime,
     /// The trusted key that signed it (`None`: plugins are not verified).
     pub signer: Option<trust::Signer>,
-    /// How the job's groups span days and their zone (`None`-framed until
-    /// a job's tables are known: [`Plugin::in_frame`]).
+    /// How the job's groups span days, and their zone: one day in no zone
+    /// until the plugin goes live for a job ([`Plugin::in_frame`]).
     pub frame: crate::rows::Frame,
     /// Calls made on reused instances, shared by its clones: every
     /// `verify_every`-th is checked on a fresh one too ([`Session`]).

@@ -46,13 +46,6 @@ pub struct Session<'p> {
     pub found: Option<Impurity>,
 }
 
-/// One group's call.
-pub struct Called {
-    pub result: Result<Output, CallError>,
-    /// Computed on an instance that had served an earlier group.
-    pub reused: bool,
-}
-
 impl Plugin {
     /// A session of calls under `limits`, sharing an instance when `reuse`
     /// says so and the file was not found stateful.
@@ -64,19 +57,21 @@ impl Plugin {
 impl Session<'_> {
     /// Calls the plugin on one group's `rows`; `again` makes them once more
     /// for a retry or a check on a fresh instance. Blocking.
-    pub fn aggregate(&mut self, key: GroupKey, rows: Vec<InputRow>, again: impl Fn() -> Vec<InputRow>) -> Called {
+    pub fn aggregate(
+        &mut self,
+        key: GroupKey,
+        rows: Vec<InputRow>,
+        again: impl Fn() -> Vec<InputRow>,
+    ) -> Result<Output, CallError> {
         let (plugin, limits) = (self.plugin, self.limits);
-        let fresh = |rows| Called { result: plugin.aggregate(key, rows, limits), reused: false };
+        let fresh = |rows| plugin.aggregate(key, rows, limits);
         if !self.reuse.on || plugin.stateful().is_some() || matches!(plugin.backend, super::Backend::Native(_)) {
             self.warm = None;
             return fresh(rows);
         }
         let mut warm = match self.warm.take() {
             Some(warm) => warm,
-            None => match plugin.instantiate(key, limits) {
-                Ok(warm) => warm,
-                Err(e) => return Called { result: Err(e), reused: false },
-            },
+            None => plugin.instantiate(key, limits)?,
         };
         let reused = warm.served > 0;
         warm.store.data_mut().begin_call(key.to_string(), limits);
@@ -86,7 +81,7 @@ impl Session<'_> {
             Ok(output) => output,
             // Discarded; what an earlier group left behind may be the cause.
             Err(_) if reused => return fresh(again()),
-            Err(e) => return Called { result: Err(e), reused: false },
+            Err(e) => return Err(e),
         };
         warm.served += 1;
         if reused && self.check_due() {
@@ -98,11 +93,11 @@ impl Session<'_> {
                 plugin.mark_stateful(Stateful::found(format!("group {key}: {difference}"), true));
                 self.found = Some(Impurity { key, difference });
                 // The fresh result is the plugin's; this instance is done.
-                return Called { result: truth, reused: false };
+                return truth;
             }
         }
         self.warm = Some(warm);
-        Called { result: Ok(output), reused }
+        Ok(output)
     }
 
     fn check_due(&self) -> bool {
