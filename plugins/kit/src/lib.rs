@@ -36,6 +36,8 @@ pub mod testing;
 pub mod units;
 
 #[doc(hidden)]
+// Generated code: its lowering of a group takes a parameter per field.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",

@@ -105,7 +105,9 @@ impl Group {
 /// A value of another type than its column's declared one is passed as NULL.
 pub fn columnar(schema: &Schema, head: Head, rows: Vec<RowIn>) -> WitGroup {
     let n = rows.len();
-    let mut columns: Vec<(ColumnValues, Vec<u32>, Vec<(String, u32)>)> = schema
+    // Each column's values, its NULL rows, and its distinct texts so far.
+    type Building = (ColumnValues, Vec<u32>, Vec<(String, u32)>);
+    let mut columns: Vec<Building> = schema
         .input
         .iter()
         .map(|(_, kind)| {
