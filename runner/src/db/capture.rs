@@ -197,9 +197,12 @@ pub fn function_body(job_name: &str, job: &config::Job, shape: &SourceShape, nam
         VALUES ('{job_name}', TG_RELID, 'TRUNCATE of ' || TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME);"
         ),
         // Wake the runners only if nothing of this job was queued before.
+        // The job's oldest key, read in `(job, id)` order: whatever the
+        // statistics say, never a scan of the other jobs' keys (which an
+        // `EXISTS … id < first` became, per insert, behind a backlog).
         wake: format!(
             "first IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM {schema}.runner_changes WHERE job = '{job_name}' AND id < first)"
+       AND (SELECT id FROM {schema}.runner_changes WHERE job = '{job_name}' ORDER BY id LIMIT 1) >= first"
         ),
         table: job.source.name().to_string(),
     })

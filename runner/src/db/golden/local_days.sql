@@ -54,7 +54,7 @@ WITH locked AS (
                     (SELECT coalesce(max(attempts), 0) FROM cleared) AS attempts,
                     (SELECT ok FROM locked) AS locked
              FROM (SELECT 1) one LEFT JOIN LATERAL (
-                SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::pg_catalog.date AS local_day, ((CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::text AS zone FROM "vitals_raw" s WHERE s.user_id = $1::int8 AND s."recorded_at" >= (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND s."recorded_at" < ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND (s."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::pg_catalog.date = $2::pg_catalog.date LIMIT 250001
+                SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::pg_catalog.date AS local_day, (COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::text AS zone FROM "vitals_raw" s WHERE s.user_id = $1::int8 AND s."recorded_at" >= (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND s."recorded_at" < ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND (s."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::pg_catalog.date = $2::pg_catalog.date LIMIT 250001
              ) r ON (SELECT ok FROM locked)
              ORDER BY r.at, r.id
 
@@ -80,7 +80,7 @@ WITH g AS (
              )
              SELECT r.id, r.at, r.c0, r.c1, r.local_day, r.zone, k.taken, k.attempts, l.ok AS locked, l.n
              FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
-                SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::pg_catalog.date AS local_day, ((CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::text AS zone FROM "vitals_raw" s WHERE s.user_id = l.user_id AND s."recorded_at" >= ((l.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND s."recorded_at" < (((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND (s."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::pg_catalog.date = l.day::pg_catalog.date LIMIT 250001
+                SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::pg_catalog.date AS local_day, (COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::text AS zone FROM "vitals_raw" s WHERE s.user_id = l.user_id AND s."recorded_at" >= ((l.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND s."recorded_at" < (((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND (s."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::pg_catalog.date = l.day::pg_catalog.date LIMIT 250001
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id
 
@@ -133,7 +133,7 @@ WITH f AS (
 
 -- day_users
 SELECT user_id::int8 FROM "vitals_raw"
-             WHERE "recorded_at" >= (($1::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND "recorded_at" < ((($1::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND ("recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = "zone") THEN "zone" ELSE 'UTC' END))::pg_catalog.date = $1::pg_catalog.date AND user_id IS NOT NULL AND "recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz
+             WHERE "recorded_at" >= (($1::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND "recorded_at" < ((($1::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND ("recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = "zone"), 'UTC'))::pg_catalog.date = $1::pg_catalog.date AND user_id IS NOT NULL AND "recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz
                AND ($2::int8[] IS NULL OR user_id = ANY($2::int8[])) AND user_id > $3::int8
              UNION
              SELECT user_id::int8 FROM "vitals_local"
@@ -142,17 +142,17 @@ SELECT user_id::int8 FROM "vitals_raw"
 
 -- count_groups
 SELECT count(*) AS groups FROM (
-                SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = "zone") THEN "zone" ELSE 'UTC' END))::pg_catalog.date AS day FROM "vitals_raw" WHERE "recorded_at" >= (($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND "recorded_at" < ((($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND ("recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = "zone") THEN "zone" ELSE 'UTC' END))::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) s WHERE $3::int8[] IS NULL OR user_id = ANY($3::int8[])
+                SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = "zone"), 'UTC'))::pg_catalog.date AS day FROM "vitals_raw" WHERE "recorded_at" >= (($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND "recorded_at" < ((($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND ("recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = "zone"), 'UTC'))::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) s WHERE $3::int8[] IS NULL OR user_id = ANY($3::int8[])
                 UNION
                 SELECT user_id, "day" FROM "vitals_local"
                 WHERE "day" BETWEEN $1::date AND $2::date AND ($3::int8[] IS NULL OR user_id = ANY($3::int8[]))
              ) g
 
 -- read_day
-SELECT * FROM (SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::pg_catalog.date AS local_day, ((CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::text AS zone FROM "vitals_raw" s WHERE s.user_id = $1::int8 AND s."recorded_at" >= (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND s."recorded_at" < ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND (s."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = s."zone") THEN s."zone" ELSE 'UTC' END))::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
+SELECT * FROM (SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, (s."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::pg_catalog.date AS local_day, (COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::text AS zone FROM "vitals_raw" s WHERE s.user_id = $1::int8 AND s."recorded_at" >= (($2::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND s."recorded_at" < ((($2::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND (s."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = s."zone"), 'UTC'))::pg_catalog.date = $2::pg_catalog.date LIMIT 250001) r ORDER BY r.at, r.id
 
 -- sample_groups
-SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = "zone") THEN "zone" ELSE 'UTC' END))::pg_catalog.date AS day FROM "vitals_raw" WHERE "recorded_at" >= (($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND "recorded_at" < ((($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND ("recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner_zone_names n WHERE n.name = "zone") THEN "zone" ELSE 'UTC' END))::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3
+SELECT user_id, day FROM (SELECT DISTINCT user_id::int8 AS user_id, ("recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = "zone"), 'UTC'))::pg_catalog.date AS day FROM "vitals_raw" WHERE "recorded_at" >= (($1::date::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND "recorded_at" < ((($2::date::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND ("recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner_zone_names n WHERE n.name = "zone"), 'UTC'))::pg_catalog.date BETWEEN $1::date AND $2::date AND user_id IS NOT NULL AND "recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND "recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) g ORDER BY hashtext(user_id::text || '/' || day::text), user_id, day LIMIT $3
 
 -- change capture
 CREATE OR REPLACE FUNCTION runner."runner_capture_local_days"() RETURNS trigger LANGUAGE plpgsql
@@ -164,17 +164,17 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         WITH queued AS (
             INSERT INTO runner.runner_changes (job, user_id, day)
-            SELECT DISTINCT 'local_days', k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner.runner_zone_names n WHERE n.name = r."zone") THEN r."zone" ELSE 'UTC' END))::pg_catalog.date AS day FROM runner_new r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) k
+            SELECT DISTINCT 'local_days', k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner.runner_zone_names n WHERE n.name = r."zone"), 'UTC'))::pg_catalog.date AS day FROM runner_new r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) k
             RETURNING id) SELECT pg_catalog.min(id) INTO first FROM queued;
     ELSIF TG_OP = 'UPDATE' THEN
         WITH queued AS (
             INSERT INTO runner.runner_changes (job, user_id, day)
-            SELECT DISTINCT 'local_days', k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner.runner_zone_names n WHERE n.name = r."zone") THEN r."zone" ELSE 'UTC' END))::pg_catalog.date AS day FROM runner_old r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz UNION SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner.runner_zone_names n WHERE n.name = r."zone") THEN r."zone" ELSE 'UTC' END))::pg_catalog.date AS day FROM runner_new r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) k
+            SELECT DISTINCT 'local_days', k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner.runner_zone_names n WHERE n.name = r."zone"), 'UTC'))::pg_catalog.date AS day FROM runner_old r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz UNION SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner.runner_zone_names n WHERE n.name = r."zone"), 'UTC'))::pg_catalog.date AS day FROM runner_new r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) k
             RETURNING id) SELECT pg_catalog.min(id) INTO first FROM queued;
     ELSIF TG_OP = 'DELETE' THEN
         WITH queued AS (
             INSERT INTO runner.runner_changes (job, user_id, day)
-            SELECT DISTINCT 'local_days', k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE (CASE WHEN EXISTS (SELECT 1 FROM runner.runner_zone_names n WHERE n.name = r."zone") THEN r."zone" ELSE 'UTC' END))::pg_catalog.date AS day FROM runner_old r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) k
+            SELECT DISTINCT 'local_days', k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE COALESCE((SELECT n.name FROM runner.runner_zone_names n WHERE n.name = r."zone"), 'UTC'))::pg_catalog.date AS day FROM runner_old r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) k
             RETURNING id) SELECT pg_catalog.min(id) INTO first FROM queued;
     ELSE
         INSERT INTO runner.runner_purges (job, relid, reason)
@@ -183,7 +183,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF first IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM runner.runner_changes WHERE job = 'local_days' AND id < first) THEN
+       AND (SELECT id FROM runner.runner_changes WHERE job = 'local_days' ORDER BY id LIMIT 1) >= first THEN
         PERFORM pg_catalog.pg_notify('runner_pending', 'vitals_raw');
     END IF;
     RETURN NULL;

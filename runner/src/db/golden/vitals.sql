@@ -183,7 +183,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF first IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM runner.runner_changes WHERE job = 'vitals' AND id < first) THEN
+       AND (SELECT id FROM runner.runner_changes WHERE job = 'vitals' ORDER BY id LIMIT 1) >= first THEN
         PERFORM pg_catalog.pg_notify('runner_pending', 'vitals_raw');
     END IF;
     RETURN NULL;
