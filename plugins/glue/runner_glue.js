@@ -53,22 +53,23 @@ export function describeError(error) {
 /** Throws a TypeError naming the row, column and type of a value that is
  * not a variant, or a row whose width is not the output's. */
 export function checkRows(rows, columns) {
-  rows.forEach((row, i) => {
+  for (let i = 0; i < rows.length; i += 1) {
+    const row = rows[i];
     if (!Array.isArray(row) || row.length !== columns.length) {
       throw new TypeError(`output row ${i} has ${Array.isArray(row) ? row.length : 'no'} values; describe() declares ${columns.length} output columns`);
     }
-    row.forEach((value, j) => {
+    for (let j = 0; j < row.length; j += 1) {
+      const value = row[j];
       const ok = value !== null && typeof value === 'object' && TAGS.has(value.tag) && (value.tag === 'null' || 'val' in value);
       if (!ok) {
         const { name, kind } = columns[j];
         const shown = typeof value === 'bigint' ? `${value}n` : JSON.stringify(value);
         throw new TypeError(`output row ${i}, column \`${name}\` (${kind}): expected { tag: '${kind}', val: … } or { tag: 'null' }, got ${typeof value} ${String(shown).slice(0, 40)}`);
       }
-    });
-  });
+    }
+  }
 }
 
-/** Wraps an `aggregate` export: see the module's comment. */
 export function guarded(aggregate, describe) {
   let columns = null; // describe()'s output columns, asked for once
   return (group) => {

@@ -6,7 +6,10 @@ import { column, guarded } from '../glue/runner_glue.js';
 
 const VERSION = '1.0.0';
 
-const value = (x, kind) => (x === null ? { tag: 'null' } : kind === 'integer' ? { tag: 'integer', val: BigInt(x) } : { tag: kind, val: x });
+const NULL = { tag: 'null' };
+const text = (x) => ({ tag: 'text', val: x });
+const integer = (x) => ({ tag: 'integer', val: BigInt(x) });
+const float = (x) => (x === null ? NULL : { tag: 'float', val: x });
 
 export function describe() {
   const column = (name, kind) => ({ name, kind });
@@ -24,13 +27,10 @@ export function describe() {
 }
 
 function aggregateGroup(group) {
-  const { ids, ats } = group;
-  const { daily, rejected } = rules({
-    ids, ats, metrics: column(group, 0), values: column(group, 1), units: column(group, 2),
-  });
+  const { daily, rejected } = rules({ metrics: column(group, 0), values: column(group, 1), units: column(group, 2) });
   const rows = daily.map((d) => [
-    value(d.metric, 'text'), value(d.unit, 'text'), value(d.sampleCount, 'integer'), value(d.rejectedCount, 'integer'),
-    value(d.minValue, 'float'), value(d.maxValue, 'float'), value(d.avgValue, 'float'), value(d.lastValue, 'float'),
+    text(d.metric), text(d.unit), integer(d.sampleCount), integer(d.rejectedCount),
+    float(d.minValue), float(d.maxValue), float(d.avgValue), float(d.lastValue),
   ]);
   return { rows, rejected };
 }

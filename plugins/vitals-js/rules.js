@@ -49,23 +49,14 @@ const CONVERSIONS = new Map(
 );
 const PLACE = new Map(METRICS.map((m, i) => [m.name, i]));
 
-/** The canonical value of an acceptable reading, or null when rejected.
- * `normal` normalises a unit (a caching one saves work over many readings). */
-export function canonicalValue(metric, value, unit, normal = normalUnit) {
-  if (value === null || !Number.isFinite(value) || unit === null) return null;
-  const convert = CONVERSIONS.get(metric).get(normal(unit));
-  if (convert === undefined) return null;
-  const canonical = convert(value);
-  return canonical >= metric.low && canonical <= metric.high ? canonical : null;
-}
-
 /**
  * One row per known metric seen that day, and the rows rejected. Readings
- * are `{id, at, metric, value, unit}` (`id` and `at` BigInt); readings of
- * unknown metrics are ignored, not counted.
+ * are `{id, at, metric, value, unit}` (`id` and `at` BigInt), in any order;
+ * readings of unknown metrics are ignored, not counted.
  */
 export function aggregate(readings) {
-  const column = (name) => readings.map((r) => r[name]);
+  const ordered = [...readings].sort((a, b) => (a.at < b.at || (a.at === b.at && a.id < b.id) ? -1 : 1));
+  const column = (name) => ordered.map((r) => r[name]);
   return aggregateColumns({
     ids: column('id'), ats: column('at'), metrics: column('metric'), values: column('value'), units: column('unit'),
   });
@@ -73,59 +64,66 @@ export function aggregate(readings) {
 
 /**
  * The same over a group's columns (as the runner passes them, WIT 0.3):
- * `ids` and `ats` BigInts, `metrics`, `values` and `units` one entry per
- * row, null where NULL. No object is made per reading.
+ * `metrics`, `values` and `units` one entry per row, null where NULL, the
+ * rows ordered by (at, id) as the runner passes them, so that a metric's
+ * latest accepted reading is its last one. No object is made per reading,
+ * and no BigInt is touched (`ids` and `ats` are not read).
  */
-export function aggregateColumns({ ids, ats, metrics, values, units }) {
-  // One pass sorts the rows by metric (their indexes); a day has few
-  // distinct units, so each is normalised once.
+export function aggregateColumns({ metrics, values, units }) {
+  // One pass sorts the rows by metric (their indexes).
   const byMetric = METRICS.map(() => []);
   for (let i = 0; i < metrics.length; i += 1) {
     const place = PLACE.get(metrics[i]);
     if (place !== undefined) byMetric[place].push(i);
   }
-  const normalised = new Map();
-  const normal = (unit) => {
-    let n = normalised.get(unit);
-    if (n === undefined) {
-      n = normalUnit(unit);
-      normalised.set(unit, n);
-    }
-    return n;
-  };
   const out = [];
   let rejected = 0;
-  METRICS.forEach((metric, place) => {
+  for (let place = 0; place < METRICS.length; place += 1) {
     const mine = byMetric[place];
-    if (mine.length === 0) return;
-    const daily = {
-      metric: metric.name, unit: metric.canonical, sampleCount: 0, rejectedCount: 0,
-      minValue: null, maxValue: null, avgValue: null, lastValue: null,
-    };
+    if (mine.length === 0) continue;
+    const metric = METRICS[place];
+    const { low, high } = metric;
+    // A day has few distinct units: each is looked up once, to its
+    // conversion (null when the metric does not accept it).
+    const conversions = CONVERSIONS.get(metric);
+    const byUnit = new Map();
+    let count = 0;
     let total = 0;
-    let latest = -1; // the accepted row with the greatest (at, id)
-    let latestValue = null;
-    for (const i of mine) {
-      const v = canonicalValue(metric, values[i], units[i], normal);
-      if (v === null) {
-        daily.rejectedCount += 1;
-        continue;
+    let min = Infinity;
+    let max = -Infinity;
+    let last = null;
+    for (let k = 0; k < mine.length; k += 1) {
+      const i = mine[k];
+      const value = values[i];
+      const unit = units[i];
+      if (value === null || unit === null) continue;
+      let convert = byUnit.get(unit);
+      if (convert === undefined) {
+        convert = conversions.get(normalUnit(unit)) ?? null;
+        byUnit.set(unit, convert);
       }
-      daily.sampleCount += 1;
+      if (convert === null) continue;
+      const v = convert === identity ? value : convert(value);
+      // NaN fails both comparisons; infinities fail one.
+      if (!(v >= low && v <= high)) continue;
+      count += 1;
       total += v;
-      daily.minValue = daily.minValue === null ? v : Math.min(daily.minValue, v);
-      daily.maxValue = daily.maxValue === null ? v : Math.max(daily.maxValue, v);
-      if (latest < 0 || ats[i] > ats[latest] || (ats[i] === ats[latest] && ids[i] >= ids[latest])) {
-        latest = i;
-        latestValue = v;
-      }
+      if (v < min) min = v;
+      if (v > max) max = v;
+      last = v;
     }
-    if (daily.sampleCount > 0) {
-      daily.avgValue = total / daily.sampleCount;
-      daily.lastValue = latestValue;
-    }
-    rejected += daily.rejectedCount;
-    out.push(daily);
-  });
+    const bad = mine.length - count;
+    out.push({
+      metric: metric.name,
+      unit: metric.canonical,
+      sampleCount: count,
+      rejectedCount: bad,
+      minValue: count > 0 ? min : null,
+      maxValue: count > 0 ? max : null,
+      avgValue: count > 0 ? total / count : null,
+      lastValue: last,
+    });
+    rejected += bad;
+  }
   return { daily: out, rejected };
 }

@@ -12,14 +12,11 @@ VERSION = "1.0.0"
 T = t.ColumnType
 
 
-def _value(x):
-    if x is None:
-        return t.Value_Null()
-    if isinstance(x, str):
-        return t.Value_Text(x)
-    if isinstance(x, int):
-        return t.Value_Integer(x)
-    return t.Value_Float(x)
+Text, Integer, Float, Null = t.Value_Text, t.Value_Integer, t.Value_Float, t.Value_Null
+
+
+def _float(x):
+    return Null() if x is None else Float(x)
 
 
 class WitWorld(wit_world.WitWorld):
@@ -50,14 +47,14 @@ class WitWorld(wit_world.WitWorld):
         )
         rows = [
             [
-                _value(d.metric),
-                _value(d.unit),
-                _value(d.sample_count),
-                _value(d.rejected_count),
-                _value(d.min_value),
-                _value(d.max_value),
-                _value(d.avg_value),
-                _value(d.last_value),
+                Text(d.metric),
+                Text(d.unit),
+                Integer(d.sample_count),
+                Integer(d.rejected_count),
+                _float(d.min_value),
+                _float(d.max_value),
+                _float(d.avg_value),
+                _float(d.last_value),
             ]
             for d in daily
         ]

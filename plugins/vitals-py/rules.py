@@ -3,7 +3,6 @@ conversion, plausibility, and the daily figures. No WebAssembly here, so
 `python -m unittest` tests them as they are."""
 
 from dataclasses import dataclass
-from math import isfinite
 from typing import Callable, Optional
 
 KPA_TO_MMHG = 7.50062
@@ -93,79 +92,64 @@ class Daily:
     last_value: Optional[float] = None
 
 
-def canonical_value(metric: Metric, value: Optional[float], unit: Optional[str], normal=_normal_unit) -> Optional[float]:
-    """The canonical value of an acceptable reading, or None when rejected.
-    `normal` normalises a unit (a caching one saves work over many readings)."""
-    if value is None or not isfinite(value) or unit is None:
-        return None
-    convert = _CONVERSIONS[metric.name].get(normal(unit))
-    if convert is None:
-        return None
-    canonical = convert(value)
-    return canonical if metric.low <= canonical <= metric.high else None
-
-
 def aggregate(readings: list[Reading]) -> tuple[list[Daily], int]:
     """One row per known metric seen that day, and the rows rejected.
     Readings of unknown metrics are ignored, not counted."""
+    ordered = sorted(readings, key=lambda r: (r.at, r.id))
     return aggregate_columns(
-        [r.id for r in readings],
-        [r.at for r in readings],
-        [r.metric for r in readings],
-        [r.value for r in readings],
-        [r.unit for r in readings],
+        [r.id for r in ordered],
+        [r.at for r in ordered],
+        [r.metric for r in ordered],
+        [r.value for r in ordered],
+        [r.unit for r in ordered],
     )
 
 
 def aggregate_columns(ids, ats, metrics, values, units) -> tuple[list[Daily], int]:
     """The same over a group's columns (as the runner passes them, WIT
-    0.3), one entry per row, None where NULL: no object per reading."""
-    # One pass sorts the rows (their indexes) by metric; a day has few
-    # distinct units, so each is normalised once.
+    0.3), one entry per row, None where NULL: no object per reading. The
+    rows come ordered by (at, id), as the runner passes them, so a metric's
+    latest accepted reading is its last one."""
+    # One pass sorts the rows (their indexes) by metric.
     by_metric = [[] for _ in METRICS]
     place_of = _PLACE.get
     for i, metric in enumerate(metrics):
         place = place_of(metric)
         if place is not None:
             by_metric[place].append(i)
-    normalised = {}
-
-    def normal(unit):
-        n = normalised.get(unit)
-        if n is None:
-            n = normalised[unit] = _normal_unit(unit)
-        return n
 
     out = []
     rejected = 0
     for metric, mine in zip(METRICS, by_metric):
         if not mine:
             continue
-        daily = Daily(metric.name, metric.canonical)
-        total = 0.0
-        count = bad = 0
-        low = high = None
-        latest = -1  # the accepted row with the greatest (at, id)
-        latest_value = None
+        # A day has few distinct units: each is looked up once, to its
+        # conversion (None when the metric does not accept it).
+        conversions = _CONVERSIONS[metric.name]
+        by_unit = {}
+        low_bound, high_bound = metric.low, metric.high
+        accepted = []
         for i in mine:
-            v = canonical_value(metric, values[i], units[i], normal)
-            if v is None:
-                bad += 1
+            value, unit = values[i], units[i]
+            if value is None or unit is None:
                 continue
-            count += 1
-            total += v
-            if low is None or v < low:
-                low = v
-            if high is None or v > high:
-                high = v
-            if latest < 0 or ats[i] > ats[latest] or (ats[i] == ats[latest] and ids[i] >= ids[latest]):
-                latest = i
-                latest_value = v
-        daily.sample_count, daily.rejected_count = count, bad
+            try:
+                convert = by_unit[unit]
+            except KeyError:
+                convert = by_unit[unit] = conversions.get(_normal_unit(unit))
+            if convert is None:
+                continue
+            v = value if convert is identity else convert(value)
+            # NaN fails both comparisons; infinities fail one.
+            if low_bound <= v <= high_bound:
+                accepted.append(v)
+        daily = Daily(metric.name, metric.canonical)
+        count = len(accepted)
+        daily.sample_count, daily.rejected_count = count, len(mine) - count
         if count:
-            daily.min_value, daily.max_value = low, high
-            daily.avg_value = total / count
-            daily.last_value = latest_value
-        rejected += bad
+            daily.min_value, daily.max_value = min(accepted), max(accepted)
+            daily.avg_value = sum(accepted) / count
+            daily.last_value = accepted[-1]
+        rejected += daily.rejected_count
         out.append(daily)
     return out, rejected
