@@ -375,10 +375,10 @@ async fn the_bundled_python_and_javascript_plugins_made_to_fail_name_the_error_i
         assert!(text.contains(after), "{file} changed: update the test");
         std::fs::write(&path, text.replacen(after, &format!("{after}{bug}"), 1)).unwrap();
     };
-    inject("vitals-py/rules.py", "no object per reading.\"\"\"\n", "    units = {}\n    units['mmHg']\n");
+    inject("vitals-py/rules.py", "is its last one.\"\"\"\n", "    units = {}\n    units['mmHg']\n");
     inject(
         "vitals-js/rules.js",
-        "export function aggregateColumns({ ids, ats, metrics, values, units }) {\n",
+        "export function aggregateColumns({ metrics, values, units }) {\n",
         "  const unit = undefined;\n  unit.val;\n",
     );
     let wit = root.join("wit");

@@ -129,6 +129,7 @@ def aggregate_columns(ids, ats, metrics, values, units) -> tuple[list[Daily], in
         by_unit = {}
         low_bound, high_bound = metric.low, metric.high
         accepted = []
+        total = 0.0
         for i in mine:
             value, unit = values[i], units[i]
             if value is None or unit is None:
@@ -143,12 +144,16 @@ def aggregate_columns(ids, ats, metrics, values, units) -> tuple[list[Daily], in
             # NaN fails both comparisons; infinities fail one.
             if low_bound <= v <= high_bound:
                 accepted.append(v)
+                # Added in row order, one by one, as every vitals plugin
+                # does: `sum()` compensates (Python 3.12+) and would differ
+                # from the others in the last digit.
+                total += v
         daily = Daily(metric.name, metric.canonical)
         count = len(accepted)
         daily.sample_count, daily.rejected_count = count, len(mine) - count
         if count:
             daily.min_value, daily.max_value = min(accepted), max(accepted)
-            daily.avg_value = sum(accepted) / count
+            daily.avg_value = total / count
             daily.last_value = accepted[-1]
         rejected += daily.rejected_count
         out.append(daily)
