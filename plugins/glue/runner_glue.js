@@ -70,6 +70,7 @@ export function checkRows(rows, columns) {
   }
 }
 
+/** Wraps an `aggregate` export: see the module's comment. */
 export function guarded(aggregate, describe) {
   let columns = null; // describe()'s output columns, asked for once
   return (group) => {
