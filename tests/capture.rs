@@ -245,6 +245,59 @@ async fn keys_of_no_group_and_timestamps_at_the_ends_of_time_never_fail_an_inser
     daemon.stop().await;
 }
 
+/// A trigger wakes the runners only when its job's queue held nothing
+/// before. That check stays one index probe whatever the statistics say:
+/// written as `NOT EXISTS (… id < first)` and planned from statistics taken
+/// while the job had a backlog, it became a sequential scan of every job's
+/// keys on each insert once the job's own keys were taken and another's
+/// remained (60 ms an insert behind 600,000 keys, measured).
+#[tokio::test]
+async fn another_jobs_backlog_never_makes_an_insert_scan_the_queue() {
+    let db = TestDb::new().await;
+    migrated(&db, &job("vitals", "vitals.wasm", "")).await;
+    let second = job_on("second", "vitals.wasm", "vitals_raw", "second_daily", "recorded_at", "");
+    db.client.batch_execute("CREATE TABLE second_daily (LIKE vitals_daily INCLUDING ALL)").await.unwrap();
+    let (_dir, config) = crate::util::config(&db.url, &format!("{}{second}", job("vitals", "vitals.wasm", "")));
+    run_ok(&config, &["migrate"]).await;
+    // Statistics taken while both jobs had a backlog; then `vitals`'s keys
+    // are taken and `second`'s remain.
+    db.client
+        .batch_execute(
+            "INSERT INTO runner_changes (job, user_id, day)
+                 SELECT v.job, g, DATE '2024-06-01' FROM generate_series(1, 50000) g, (VALUES ('vitals'), ('second')) v(job);
+             ANALYZE runner_changes;
+             DELETE FROM runner_changes WHERE job = 'vitals';",
+        )
+        .await
+        .unwrap();
+    // Inserts one statement at a time, as an API does (PL/pgSQL plans the
+    // check at its first calls and may settle on a generic plan after five),
+    // then this transaction's own scans of the queue. On a session of its
+    // own: a session's counts not yet reported include its earlier work.
+    let api = crate::util::connect(&db.url).await;
+    api.batch_execute("BEGIN").await.unwrap();
+    for user in 1..=10 {
+        api.batch_execute(&format!(
+            "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+                     VALUES ({user}, '2024-06-02 08:00Z', 'heart_rate', 60, 'bpm')"
+        ))
+        .await
+        .unwrap();
+    }
+    let scans = api
+        .query_one(
+            "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'runner_changes'",
+            &[],
+        )
+        .await
+        .unwrap();
+    api.batch_execute("COMMIT").await.unwrap();
+    let (seq, index): (i64, i64) = (scans.get(0), scans.get(1));
+    assert_eq!(seq, 0, "the wake-up checks scanned the whole queue ({seq} sequential scans, {index} index scans)");
+    assert!(index >= 20, "each insert's two checks read the queue by index: {index}");
+    assert_eq!(db.count("SELECT count(*) FROM runner_changes WHERE day = '2024-06-02'").await, 20);
+}
+
 #[tokio::test]
 async fn a_capture_that_no_longer_fits_the_config_is_named_and_migrate_fixes_it() {
     let db = TestDb::new().await;
