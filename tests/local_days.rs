@@ -164,3 +164,66 @@ async fn each_users_zone_comes_from_their_table_and_a_change_to_it_regroups_thei
     assert!(check.contains("1 user zone entr(ies) with an unknown zone"), "{check}");
     assert!(check.contains("each user's zone: zones.zone, the entry in effect"), "{check}");
 }
+
+/// An insert into a source whose rows carry their zones queues each user's
+/// UTC days, as fixed-zone capture does (no zone looked up per row in the
+/// application's statement); the runner turns them into the local days of
+/// the user's rows when it takes them. Updates and deletes queue their
+/// exact local days. `status` counts the keys not yet turned.
+#[tokio::test]
+async fn inserts_queue_utc_days_that_the_runner_turns_into_local_days() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE named (id bigserial PRIMARY KEY, user_id bigint, recorded_at timestamptz NOT NULL,
+                 metric text, value double precision, unit text, zone text);
+             CREATE INDEX ON named (user_id, recorded_at);
+             {}",
+            include_str!("../runner/src/db/reference/vitals_daily.sql").replace("vitals_daily", "named_daily")
+        ))
+        .await
+        .unwrap();
+    let job = job_on("named", "vitals.wasm", "named", "named_daily", "recorded_at", "zone_column = \"zone\"");
+    let (_dir, config) = config(&db.url, &job);
+    run_ok(&config, &["migrate"]).await;
+    // One UTC day, two Tokyo days (+9 h): 10:00 UTC is 19:00 on the 10th,
+    // 20:00 UTC is 05:00 on the 11th. A New York user's 02:00 UTC is the
+    // 9th there (-5 h).
+    db.client
+        .batch_execute(
+            "INSERT INTO named (user_id, recorded_at, metric, value, unit, zone) VALUES
+                 (1, '2026-03-10 10:00Z', 'heart_rate', 60, 'bpm', 'Asia/Tokyo'),
+                 (1, '2026-03-10 20:00Z', 'heart_rate', 61, 'bpm', 'Asia/Tokyo'),
+                 (2, '2026-03-10 02:00Z', 'heart_rate', 62, 'bpm', 'America/New_York')",
+        )
+        .await
+        .unwrap();
+    let queued = |table: &str| format!("SELECT count(*) FROM {table} WHERE job = 'named'");
+    assert_eq!(db.count(&queued("runner_changes_utc")).await, 2, "one key per user and UTC day");
+    assert_eq!(db.count(&queued("runner_changes")).await, 0);
+    let status: serde_json::Value = serde_json::from_str(&text(&run_ok(&config, &["status", "--json"]).await)).unwrap();
+    assert_eq!(status["jobs"][0]["queue"]["pending"], 2, "{status}");
+
+    run_ok(&config, &["run", "--once"]).await;
+    let expected = vec![
+        (1, "2026-03-10".to_string(), 1, 60.0),
+        (1, "2026-03-11".to_string(), 1, 61.0),
+        (2, "2026-03-09".to_string(), 1, 62.0),
+    ];
+    assert_eq!(days(&db, &written("named_daily")).await, expected);
+    assert_eq!(db.count(&queued("runner_changes_utc")).await, 0);
+    assert_eq!(db.count(&queued("runner_changes")).await, 0);
+
+    // A move to Berlin (+1 h): 20:00 UTC is then the 10th, 21:00 there.
+    // Queued exactly: the old day and the new one.
+    db.client.batch_execute("UPDATE named SET zone = 'Europe/Berlin' WHERE value = 61").await.unwrap();
+    assert_eq!(db.count(&queued("runner_changes_utc")).await, 0);
+    let keys = db.client.query("SELECT day::text FROM runner_changes ORDER BY 1", &[]).await.unwrap();
+    let keys: Vec<String> = keys.iter().map(|r| r.get(0)).collect();
+    assert_eq!(keys, ["2026-03-10", "2026-03-11"]);
+    run_ok(&config, &["run", "--once"]).await;
+    assert_eq!(
+        days(&db, &written("named_daily")).await,
+        [(1, "2026-03-10".to_string(), 2, 61.0), (2, "2026-03-09".to_string(), 1, 62.0)]
+    );
+}

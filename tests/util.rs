@@ -281,7 +281,8 @@ pub async fn wait_count(db: &TestDb, sql: &str, n: i64, secs: u64) {
 
 /// Queued changes and purges, and groups waiting out a backoff: 0 once
 /// every change so far has been aggregated (or its group has failed for good).
-pub const QUEUED: &str = "SELECT (SELECT count(*) FROM runner_changes) + (SELECT count(*) FROM runner_purges)
+pub const QUEUED: &str = "SELECT (SELECT count(*) FROM runner_changes) + (SELECT count(*) FROM runner_changes_utc)
+    + (SELECT count(*) FROM runner_purges)
     + (SELECT count(*) FROM runner_group_failures WHERE NOT failed)";
 
 /// Groups that reached `max_attempts`.
@@ -318,7 +319,12 @@ pub async fn group_state(db: &TestDb, user: i64) -> (String, i32, Option<String>
     if let Some(r) = failure {
         return (r.get(0), r.get(1), Some(r.get(2)));
     }
-    let queued = db.count(&format!("SELECT count(*) FROM runner_changes WHERE user_id = {user}")).await;
+    let queued = db
+        .count(&format!(
+            "SELECT (SELECT count(*) FROM runner_changes WHERE user_id = {user})
+                  + (SELECT count(*) FROM runner_changes_utc WHERE user_id = {user})"
+        ))
+        .await;
     (if queued > 0 { "pending" } else { "completed" }.into(), 0, None)
 }
 

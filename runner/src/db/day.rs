@@ -103,6 +103,29 @@ impl Day {
         shape.zone.is_some() || job.user_zones.is_some()
     }
 
+    /// Whether an insert is captured by its rows' UTC days, which the
+    /// runner widens to local days when it next peeks: rows with zones of
+    /// their own (an instant each), whose zone lookup per row cost ingest
+    /// 15–30 % (docs/performance.md, round 12); the runner pays it instead.
+    pub fn captures_utc(&self) -> bool {
+        matches!(self.naive, Naive::No) && self.row_zone.is_some()
+    }
+
+    /// Row `t`'s UTC day (see [`Day::captures_utc`]).
+    pub fn utc_of(&self, t: &str) -> String {
+        format!("({t}{} AT TIME ZONE 'UTC')::pg_catalog.date", self.column)
+    }
+
+    /// The condition that row `t` lies in UTC day `day` (a SQL `date`): an
+    /// index range on the timestamp column.
+    pub fn in_utc_day(&self, t: &str, day: &str) -> String {
+        let ts = format!("{t}{}", self.column);
+        format!(
+            "{ts} >= ({day}::pg_catalog.date::timestamp AT TIME ZONE 'UTC') \
+             AND {ts} < (({day}::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC')"
+        )
+    }
+
     /// Reads the known zone names from `schema` (a quoted name), and the
     /// users' zones from `user_zones` (schema-qualified): for the capture
     /// function, which runs with an empty search path.

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "purges and partitions", include_str!("migrations/0006_purges_and_partitions.sql")),
     (7, "zone names", include_str!("migrations/0007_zone_names.sql")),
     (8, "failures on a limit", include_str!("migrations/0008_failures_on_a_limit.sql")),
+    (9, "UTC days of local-day inserts", include_str!("migrations/0009_utc_changes.sql")),
 ];
 
 /// Why this release cannot run on the schema as it is: migrations it needs

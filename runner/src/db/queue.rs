@@ -37,14 +37,18 @@ pub async fn queue(client: &impl GenericClient, job: &str) -> Result<Queue, toki
         .query_one(
             "SELECT
                 (SELECT count(*) FROM (SELECT DISTINCT c.day, c.user_id FROM runner_changes c WHERE c.job = $1 LIMIT $2) k)
+                -- Inserts' UTC days not yet widened: one group each, at least.
+                + (SELECT count(*) FROM (SELECT DISTINCT u.day, u.user_id FROM runner_changes_utc u WHERE u.job = $1 LIMIT $2) k)
                 + (SELECT count(*) FROM runner_group_failures f WHERE f.job = $1 AND NOT f.failed
                    AND NOT EXISTS (SELECT 1 FROM runner_changes c WHERE c.job = $1 AND c.day = f.day AND c.user_id = f.user_id))
                   AS pending,
                 (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND NOT failed AND not_before > now())
                   AS in_backoff,
                 (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND failed) AS failed,
-                (SELECT extract(epoch FROM now() - queued_at)::float8 FROM runner_changes WHERE job = $1 ORDER BY id LIMIT 1)
-                  AS oldest,
+                (SELECT extract(epoch FROM now() - min(q.at))::float8 FROM (
+                    SELECT (SELECT queued_at FROM runner_changes WHERE job = $1 ORDER BY id LIMIT 1)
+                    UNION ALL SELECT (SELECT queued_at FROM runner_changes_utc WHERE job = $1 ORDER BY id LIMIT 1)
+                 ) q(at)) AS oldest,
                 (SELECT count(*) FROM runner_group_failures WHERE job = $1 AND on_limit AND not_before > now()) AS held",
             &[&job, &(COUNT_CAP + 1)],
         )
@@ -269,7 +273,10 @@ pub async fn holds_at_least(
 ) -> Result<bool, tokio_postgres::Error> {
     let queued: i64 = client
         .query_one(
-            "SELECT count(*) AS queued FROM (SELECT 1 FROM runner_changes WHERE job = $1 LIMIT $2) q",
+            "SELECT count(*) AS queued FROM (
+                 (SELECT 1 FROM runner_changes WHERE job = $1 LIMIT $2)
+                 UNION ALL (SELECT 1 FROM runner_changes_utc WHERE job = $1 LIMIT $2)
+             ) q",
             &[&job_name, &n],
         )
         .await?

@@ -11,6 +11,7 @@ use crate::config::{Config, Identifier};
 /// The runner's tables the daemon and commands write.
 pub const WRITTEN: &[&str] = &[
     "runner_changes",
+    "runner_changes_utc",
     "runner_group_failures",
     "runner_recompute_progress",
     "runner_recompute_failures",

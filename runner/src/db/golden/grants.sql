@@ -5,6 +5,6 @@ GRANT CONNECT ON DATABASE "health" TO "app";
 GRANT USAGE ON SCHEMA public TO "app";  -- or the schema `runner migrate` ran in
 GRANT SELECT ON "lab_raw", "nutrition_raw", "vitals_daily", "vitals_raw" TO "app";  -- the sources (and users' zones): read only
 GRANT SELECT, INSERT, UPDATE, DELETE ON "lab_daily", "nutrition_daily", "vitals_daily", "vitals_weekly", "weight_trend" TO "app";  -- the daily tables
-GRANT SELECT, INSERT, UPDATE, DELETE ON runner_changes, runner_group_failures, runner_recompute_progress, runner_recompute_failures, runner_shadow_diffs, runner_purges, runner_partitions TO "app";
+GRANT SELECT, INSERT, UPDATE, DELETE ON runner_changes, runner_changes_utc, runner_group_failures, runner_recompute_progress, runner_recompute_failures, runner_shadow_diffs, runner_purges, runner_partitions TO "app";
 GRANT SELECT ON runner_schema_migrations, runner_adopted_sources, runner_zone_names TO "app";
 GRANT USAGE ON SEQUENCE runner_shadow_diffs_id_seq TO "app";

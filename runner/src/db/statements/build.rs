@@ -164,8 +164,9 @@ impl<'a> Parts<'a> {
     /// this statement's snapshot, and peeked at once.
     pub(super) fn peek(&self) -> String {
         let target = &self.purged_target;
+        let (widen, widened) = self.widen();
         format!(
-            "WITH frozen AS (
+            "WITH {widen}frozen AS (
                 DELETE FROM runner_changes
                 WHERE job = $1 AND $3::int4 IS NOT NULL AND day < (now() AT TIME ZONE $4::text)::date - $3::int4
              ), held AS (
@@ -198,9 +199,48 @@ impl<'a> Parts<'a> {
                 UNION ALL
                 (SELECT e.user_id, e.day, e.id FROM expanded e
                  WHERE $3::int4 IS NULL OR e.day >= (now() AT TIME ZONE $4::text)::date - $3::int4
-                 ORDER BY e.id LIMIT $2)
+                 ORDER BY e.id LIMIT $2){widened}
              ) b GROUP BY 1, 2 ORDER BY min(id) LIMIT $2"
         )
+    }
+
+    /// For a job whose inserts queue UTC days (`Day::captures_utc`): the
+    /// peek's first step takes them and queues the local days of the
+    /// user's rows of each UTC day (the days the inserted rows can be on;
+    /// rows deleted or moved since queued their own days exactly), and the
+    /// part of the peek that offers those keys at once. Keys of a frozen
+    /// day or of a group held on a limit stay queued, for the next peek's
+    /// `frozen` and `held`. Empty for other jobs.
+    fn widen(&self) -> (String, String) {
+        if !self.day.captures_utc() {
+            return (String::new(), String::new());
+        }
+        let rows = format!(
+            "(SELECT s.* FROM {src} s JOIN (SELECT DISTINCT user_id, day FROM utc) u
+                 ON s.user_id = u.user_id AND {range})",
+            src = self.src,
+            range = self.day.in_utc_day("s.", "u.day"),
+        );
+        let widen = format!(
+            "utc AS (
+                DELETE FROM runner_changes_utc WHERE job = $1 RETURNING user_id, day
+             ), widened AS (
+                INSERT INTO runner_changes (job, user_id, day)
+                SELECT DISTINCT $1, k.user_id, k.day FROM ({keys}) k
+                RETURNING user_id, day, id
+             ), ",
+            keys = capture::group_keys(self.job, self.shape, &rows),
+        );
+        let widened = "
+                UNION ALL
+                (SELECT w.user_id, w.day, w.id FROM widened w
+                 WHERE ($3::int4 IS NULL OR w.day >= (now() AT TIME ZONE $4::text)::date - $3::int4)
+                   AND NOT EXISTS (SELECT 1 FROM runner_group_failures h
+                                   WHERE h.job = $1 AND h.user_id = w.user_id AND h.day = w.day
+                                     AND h.on_limit AND h.not_before > now())
+                 ORDER BY w.id LIMIT $2)"
+            .to_string();
+        (widen, widened)
     }
 
     /// The input is read in the same statement (one snapshot) as the
