@@ -1,8 +1,9 @@
 //! What the group models cost (`--group-models`): API-style ingest with
 //! each kind of local-day capture (the job's zone, each reading's zone
 //! column, each user's zone from a table) over the same ingest without
-//! triggers; and a 7-day window's time per group against the day's, both
-//! on the same seeded rows. Interleaved run by run, reported as min /
+//! triggers; a 7-day window's time per group against the day's; and a zone
+//! column job's drain with inserts' keys queued as UTC days against the
+//! same keys as local days, all on the same seeded rows. Interleaved run by run, reported as min /
 //! median / max of ratios taken within one run.
 
 use std::time::Duration;
@@ -36,7 +37,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let name = |s: &str| Identifier::parse(s).expect("a plain name");
     let (mut column, mut user, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
-    let mut window = Vec::new();
+    let (mut window, mut widen) = (Vec::new(), Vec::new());
     for run in 1..=runs.max(1) {
         // Ingest: the same table, triggers as each model installs them.
         copy(admin, "bench_models").await?;
@@ -68,7 +69,7 @@ pub async fn run(
             }
         };
         let with_fixed = rate(plain.clone()).await?;
-        let with_column = rate(by_column).await?;
+        let with_column = rate(by_column.clone()).await?;
         let with_user = rate(by_user).await?;
         client.batch_execute("ALTER TABLE vitals_raw DISABLE TRIGGER USER").await?;
         let without = ingest::rate(&db, seconds, 20_000_000).await?;
@@ -87,6 +88,35 @@ pub async fn run(
         let week = run_runner(&seven, false, "bench_models", 0).await?;
         let per_group = |r: &crate::RunnerRun| r.seconds / r.groups.max(1) as f64;
         window.push(per_group(&week) / per_group(&day));
+
+        // A zone column's drain of every seeded row, its keys queued as the
+        // trigger once did (each row's local day) and as inserts now queue
+        // them (UTC days, which the peek turns into local days): what
+        // moving the zone lookup from the insert to the runner costs it.
+        let zoned = async |queue: &str| -> anyhow::Result<crate::RunnerRun> {
+            copy(admin, "bench_models").await?;
+            connect(&db)
+                .await?
+                .batch_execute(&format!(
+                    "ALTER TABLE vitals_raw ADD COLUMN zone text DEFAULT 'Europe/Berlin';
+                     DELETE FROM runner_changes; {queue}"
+                ))
+                .await?;
+            capture_as(&db, &by_column).await?;
+            run_runner(&by_column, false, "bench_models", 0).await
+        };
+        let local = zoned(
+            "INSERT INTO runner_changes (job, user_id, day)
+             SELECT DISTINCT 'vitals', user_id, (recorded_at AT TIME ZONE 'Europe/Berlin')::date FROM vitals_raw",
+        )
+        .await?;
+        let utc = zoned(
+            "INSERT INTO runner_changes_utc (job, user_id, day)
+             SELECT DISTINCT 'vitals', user_id, (recorded_at AT TIME ZONE 'UTC')::date FROM vitals_raw",
+        )
+        .await?;
+        anyhow::ensure!(utc.groups == local.groups, "UTC keys made {} groups, local days {}", utc.groups, local.groups);
+        widen.push(utc.seconds / local.seconds);
         println!(
             "run {run}: ingest rows/s with capture by the job's zone {with_fixed:.0}, a zone column {with_column:.0}, \
              user zones {with_user:.0}, none {without:.0}; per group: day {:.3} ms, 7-day window {:.3} ms",
@@ -104,5 +134,6 @@ pub async fn run(
     show("ingest, zone column ÷ the job's zone (both captured)", over(&column));
     show("ingest, user zones ÷ the job's zone (both captured)", over(&user));
     show("time per group, 7-day window ÷ day", spread(window));
+    show("zone column drain, keys as UTC days ÷ as local days", spread(widen));
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 -- peek
 WITH utc AS (
-                DELETE FROM runner_changes_utc WHERE job = $1 RETURNING user_id, day
+                DELETE FROM runner_changes_utc WHERE ctid IN (
+                    SELECT ctid FROM runner_changes_utc WHERE job = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                RETURNING user_id, day
              ), widened AS (
                 INSERT INTO runner_changes (job, user_id, day)
                 SELECT DISTINCT $1, k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, COALESCE((r."recorded_at" AT TIME ZONE (CASE WHEN r."offset_minutes" BETWEEN -1080 AND 1080 THEN pg_catalog.make_interval(mins => r."offset_minutes"::int4) END))::pg_catalog.date, (r."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date) AS day FROM (SELECT s.* FROM "vitals_offsets" s JOIN (SELECT DISTINCT user_id, day FROM utc) u

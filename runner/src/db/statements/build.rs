@@ -205,9 +205,12 @@ impl<'a> Parts<'a> {
     }
 
     /// For a job whose inserts queue UTC days (`Day::captures_utc`): the
-    /// peek's first step takes them and queues the local days of the
-    /// user's rows of each UTC day (the days the inserted rows can be on;
-    /// rows deleted or moved since queued their own days exactly), and the
+    /// peek's first step takes the oldest of them (a batch's worth, so a
+    /// bulk load's backlog is turned a batch at a time, each peek bounded;
+    /// another runner's are skipped, not waited for) and queues the local
+    /// days of the user's rows of each UTC day (the days the inserted rows
+    /// can be on; rows deleted or moved since queued their own days
+    /// exactly), and the
     /// part of the peek that offers those keys at once. Keys of a frozen
     /// day or of a group held on a limit stay queued, for the next peek's
     /// `frozen` and `held`. Empty for other jobs.
@@ -223,7 +226,9 @@ impl<'a> Parts<'a> {
         );
         let widen = format!(
             "utc AS (
-                DELETE FROM runner_changes_utc WHERE job = $1 RETURNING user_id, day
+                DELETE FROM runner_changes_utc WHERE ctid IN (
+                    SELECT ctid FROM runner_changes_utc WHERE job = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                RETURNING user_id, day
              ), widened AS (
                 INSERT INTO runner_changes (job, user_id, day)
                 SELECT DISTINCT $1, k.user_id, k.day FROM ({keys}) k
