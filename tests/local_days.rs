@@ -183,7 +183,9 @@ async fn inserts_queue_utc_days_that_the_runner_turns_into_local_days() {
         ))
         .await
         .unwrap();
-    let job = job_on("named", "vitals.wasm", "named", "named_daily", "recorded_at", "zone_column = \"zone\"");
+    // A batch of one: the keys are turned one per peek, and all are.
+    let job =
+        job_on("named", "vitals.wasm", "named", "named_daily", "recorded_at", "zone_column = \"zone\"\nbatch_size = 1");
     let (_dir, config) = config(&db.url, &job);
     run_ok(&config, &["migrate"]).await;
     // One UTC day, two Tokyo days (+9 h): 10:00 UTC is 19:00 on the 10th,

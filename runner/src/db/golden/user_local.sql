@@ -7,8 +7,8 @@ WITH utc AS (
                 RETURNING user_id, day
              ), widened AS (
                 INSERT INTO runner_changes (job, user_id, day)
-                SELECT DISTINCT $1, k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE COALESCE((SELECT (SELECT n.name FROM runner_zone_names n WHERE n.name = z."zone") FROM "app"."users" z WHERE z."id" = r.user_id AND z."since" <= r."recorded_at" ORDER BY z."since" DESC LIMIT 1), 'UTC'))::pg_catalog.date AS day FROM (SELECT s.* FROM "vitals_raw" s JOIN (SELECT DISTINCT user_id, day FROM utc) u
-                 ON s.user_id = u.user_id AND s."recorded_at" >= (u.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < ((u.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC')) r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) k
+                SELECT DISTINCT $1, k.user_id, k.day FROM (SELECT r.user_id::pg_catalog.int8 AS user_id, (r."recorded_at" AT TIME ZONE COALESCE((SELECT (SELECT n.name FROM runner_zone_names n WHERE n.name = z."zone") FROM "app"."users" z WHERE z."id" = r.user_id AND z."since" <= r."recorded_at" ORDER BY z."since" DESC LIMIT 1), 'UTC'))::pg_catalog.date AS day FROM (SELECT s.* FROM (SELECT DISTINCT user_id, day FROM utc) u
+                 CROSS JOIN LATERAL (SELECT s.* FROM "vitals_raw" s WHERE s.user_id = u.user_id AND s."recorded_at" >= (u.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') AND s."recorded_at" < ((u.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC')) s) r WHERE r.user_id IS NOT NULL AND r."recorded_at" >= '4712-01-01 00:00:00+00 BC'::pg_catalog.timestamptz AND r."recorded_at" < '294275-01-01 00:00:00+00'::pg_catalog.timestamptz) k
                 RETURNING user_id, day, id
              ), frozen AS (
                 DELETE FROM runner_changes

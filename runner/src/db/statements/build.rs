@@ -218,9 +218,11 @@ impl<'a> Parts<'a> {
         if !self.day.captures_utc() {
             return (String::new(), String::new());
         }
+        // LATERAL: one index range per key, whatever the plan thinks of the
+        // keys' count (a hash join would read the whole source).
         let rows = format!(
-            "(SELECT s.* FROM {src} s JOIN (SELECT DISTINCT user_id, day FROM utc) u
-                 ON s.user_id = u.user_id AND {range})",
+            "(SELECT s.* FROM (SELECT DISTINCT user_id, day FROM utc) u
+                 CROSS JOIN LATERAL (SELECT s.* FROM {src} s WHERE s.user_id = u.user_id AND {range}) s)",
             src = self.src,
             range = self.day.in_utc_day("s.", "u.day"),
         );
