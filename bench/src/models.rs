@@ -37,7 +37,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let name = |s: &str| Identifier::parse(s).expect("a plain name");
     let (mut column, mut user, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut window, mut widen) = (Vec::new(), Vec::new());
+    let (mut window, mut widen, mut widened_groups) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs.max(1) {
         // Ingest: the same table, triggers as each model installs them.
         copy(admin, "bench_models").await?;
@@ -91,8 +91,11 @@ pub async fn run(
 
         // A zone column's drain of every seeded row, its keys queued as the
         // trigger once did (each row's local day) and as inserts now queue
-        // them (UTC days, which the peek turns into local days): what
-        // moving the zone lookup from the insert to the runner costs it.
+        // them (a user's UTC day, its first and last instant, which the peek
+        // turns into local days): what moving the zone lookup from the
+        // insert to the runner costs it. A whole UTC day holds two local
+        // days, and a local day two UTC days' rows: its group may be
+        // computed once for each (the second time writing nothing).
         let zoned = async |queue: &str| -> anyhow::Result<crate::RunnerRun> {
             copy(admin, "bench_models").await?;
             connect(&db)
@@ -111,12 +114,13 @@ pub async fn run(
         )
         .await?;
         let utc = zoned(
-            "INSERT INTO runner_changes_utc (job, user_id, day)
-             SELECT DISTINCT 'vitals', user_id, (recorded_at AT TIME ZONE 'UTC')::date FROM vitals_raw",
+            "INSERT INTO runner_changes_utc (job, user_id, day, first_at, last_at)
+             SELECT 'vitals', user_id, (recorded_at AT TIME ZONE 'UTC')::date, min(recorded_at), max(recorded_at)
+             FROM vitals_raw GROUP BY 2, 3",
         )
         .await?;
-        anyhow::ensure!(utc.groups == local.groups, "UTC keys made {} groups, local days {}", utc.groups, local.groups);
         widen.push(utc.seconds / local.seconds);
+        widened_groups.push(utc.groups as f64 / local.groups.max(1) as f64);
         println!(
             "run {run}: ingest rows/s with capture by the job's zone {with_fixed:.0}, a zone column {with_column:.0}, \
              user zones {with_user:.0}, none {without:.0}; per group: day {:.3} ms, 7-day window {:.3} ms",
@@ -135,5 +139,6 @@ pub async fn run(
     show("ingest, user zones ÷ the job's zone (both captured)", over(&user));
     show("time per group, 7-day window ÷ day", spread(window));
     show("zone column drain, keys as UTC days ÷ as local days", spread(widen));
+    show("  its groups computed, UTC keys ÷ local days", spread(widened_groups));
     Ok(())
 }

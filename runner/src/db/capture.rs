@@ -173,15 +173,14 @@ pub fn function_body(job_name: &str, job: &config::Job, shape: &SourceShape, nam
     let schema = &names.schema;
     let day = super::day::Day::new(job, shape).in_capture(schema, names.user_zones.as_deref());
     let keys = |rows: &str| keys_with(day.clone(), job, shape, rows);
-    let queue_into = |queue: &str, from: &str| {
+    let insert = |from: &str| {
         format!(
             "WITH queued AS (
-            INSERT INTO {schema}.{queue} (job, user_id, day)
+            INSERT INTO {schema}.runner_changes (job, user_id, day)
             SELECT DISTINCT '{job_name}', k.user_id, k.day FROM ({from}) k
             RETURNING id) SELECT pg_catalog.min(id) INTO first FROM queued;"
         )
     };
-    let insert = |from: &str| queue_into("runner_changes", from);
     // The job's oldest key in a queue, read in `(job, id)` order: whatever
     // the statistics say, one probe, never a scan of the other jobs' keys
     // (which an `EXISTS … id < first` became, per insert, behind a backlog).
@@ -190,14 +189,21 @@ pub fn function_body(job_name: &str, job: &config::Job, shape: &SourceShape, nam
     // Inserts of rows with zones of their own queue UTC days, at the price
     // of fixed-zone capture; the runner widens them (`Day::captures_utc`).
     let (on_insert, wake) = if day.captures_utc() {
+        // Per user and UTC day, the first and last instant inserted: the
+        // runner reads the user's rows between them (`Parts::widen`).
+        let ts = job.timestamp_column.quoted();
         let utc_keys = format!(
-            "SELECT r.user_id::pg_catalog.int8 AS user_id, {utc} AS day FROM runner_new r WHERE {grouped}",
+            "WITH queued AS (
+            INSERT INTO {schema}.runner_changes_utc (job, user_id, day, first_at, last_at)
+            SELECT '{job_name}', r.user_id::pg_catalog.int8, {utc}, pg_catalog.min(r.{ts}), pg_catalog.max(r.{ts})
+            FROM runner_new r WHERE {grouped} GROUP BY 2, 3
+            RETURNING id) SELECT pg_catalog.min(id) INTO first FROM queued;",
             utc = day.utc_of("r."),
             grouped = in_a_group(job, shape, "r."),
         );
         let (utc, local) = (oldest("runner_changes_utc"), oldest("runner_changes"));
         (
-            queue_into("runner_changes_utc", &utc_keys),
+            utc_keys,
             format!(
                 // In parentheses: PL/pgSQL ends an IF's condition at the
                 // first THEN outside them.

@@ -116,16 +116,6 @@ impl Day {
         format!("({t}{} AT TIME ZONE 'UTC')::pg_catalog.date", self.column)
     }
 
-    /// The condition that row `t` lies in UTC day `day` (a SQL `date`): an
-    /// index range on the timestamp column.
-    pub fn in_utc_day(&self, t: &str, day: &str) -> String {
-        let ts = format!("{t}{}", self.column);
-        format!(
-            "{ts} >= ({day}::pg_catalog.date::timestamp AT TIME ZONE 'UTC') \
-             AND {ts} < (({day}::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC')"
-        )
-    }
-
     /// Reads the known zone names from `schema` (a quoted name), and the
     /// users' zones from `user_zones` (schema-qualified): for the capture
     /// function, which runs with an empty search path.

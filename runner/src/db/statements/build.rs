@@ -208,9 +208,9 @@ impl<'a> Parts<'a> {
     /// peek's first step takes the oldest of them (a batch's worth, so a
     /// bulk load's backlog is turned a batch at a time, each peek bounded;
     /// another runner's are skipped, not waited for) and queues the local
-    /// days of the user's rows of each UTC day (the days the inserted rows
-    /// can be on; rows deleted or moved since queued their own days
-    /// exactly), and the
+    /// days of the user's rows between each key's first and last inserted
+    /// instant (the inserted rows are among them; rows deleted or moved
+    /// since queued their own days exactly), and the
     /// part of the peek that offers those keys at once. Keys of a frozen
     /// day or of a group held on a limit stay queued, for the next peek's
     /// `frozen` and `held`. Empty for other jobs.
@@ -221,16 +221,17 @@ impl<'a> Parts<'a> {
         // LATERAL: one index range per key, whatever the plan thinks of the
         // keys' count (a hash join would read the whole source).
         let rows = format!(
-            "(SELECT s.* FROM (SELECT DISTINCT user_id, day FROM utc) u
-                 CROSS JOIN LATERAL (SELECT s.* FROM {src} s WHERE s.user_id = u.user_id AND {range}) s)",
+            "(SELECT s.* FROM (SELECT DISTINCT user_id, first_at, last_at FROM utc) u
+                 CROSS JOIN LATERAL (SELECT s.* FROM {src} s
+                     WHERE s.user_id = u.user_id AND s.{ts} BETWEEN u.first_at AND u.last_at) s)",
             src = self.src,
-            range = self.day.in_utc_day("s.", "u.day"),
+            ts = self.ts,
         );
         let widen = format!(
             "utc AS (
                 DELETE FROM runner_changes_utc WHERE ctid IN (
                     SELECT ctid FROM runner_changes_utc WHERE job = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-                RETURNING user_id, day
+                RETURNING user_id, first_at, last_at
              ), widened AS (
                 INSERT INTO runner_changes (job, user_id, day)
                 SELECT DISTINCT $1, k.user_id, k.day FROM ({keys}) k
