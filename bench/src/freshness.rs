@@ -23,10 +23,9 @@ const PRODUCERS: usize = 4;
 /// Rows of the big day: a reading a second, most of a day.
 pub const BIG_DAY: i64 = 80_000;
 
-/// The big day's user: today's [`BIG_DAY`] rows at once, then a sync of
-/// 15 rows every second for `seconds`.
-async fn big_day_syncs(url: String, user: i64, seconds: u64) -> anyhow::Result<()> {
-    let client = crate::connect(&url).await?;
+/// Gives `user` today's [`BIG_DAY`] rows, before the measurement: the
+/// issue's user already has such a day when the syncs come.
+async fn insert_big_day(client: &tokio_postgres::Client, user: i64) -> anyhow::Result<()> {
     client
         .execute(
             "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
@@ -36,17 +35,65 @@ async fn big_day_syncs(url: String, user: i64, seconds: u64) -> anyhow::Result<(
             &[&user, &BIG_DAY],
         )
         .await?;
+    Ok(())
+}
+
+/// The big day's user syncs 15 rows every second for `seconds`, and
+/// watches its own daily row: every 100 ms, how long the oldest raw row
+/// its counts do not cover yet has waited (0 when they cover all). Returns
+/// the median and the largest of those waits, in seconds.
+async fn big_day_syncs(url: String, user: i64, seconds: u64) -> anyhow::Result<(f64, f64)> {
+    const SYNC: i64 = 15;
+    let client = crate::connect(&url).await?;
+    let watcher = crate::connect(&url).await?;
     let started = Instant::now();
+    // (when a sync was sent, the rows the user had after it)
+    let mut syncs: Vec<(Instant, i64)> = Vec::new();
+    let mut waits = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut look = tokio::time::interval(Duration::from_millis(100));
     while started.elapsed() < Duration::from_secs(seconds) {
-        tick.tick().await;
-        client
-            .execute(
-                "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
-                 SELECT $1::int8, clock_timestamp(), 'heart_rate', 60 + g % 40, 'bpm' FROM generate_series(1, 15) g",
-                &[&user],
-            )
-            .await?;
+        tokio::select! {
+            _ = tick.tick() => {
+                let sent = Instant::now();
+                client
+                    .execute(
+                        "INSERT INTO vitals_raw (user_id, recorded_at, metric, value, unit)
+                         SELECT $1::int8, clock_timestamp(), 'heart_rate', 60 + g % 40, 'bpm' FROM generate_series(1, $2::int8) g",
+                        &[&user, &SYNC],
+                    )
+                    .await?;
+                syncs.push((sent, BIG_DAY + SYNC * (syncs.len() as i64 + 1)));
+            }
+            _ = look.tick() => {
+                let counted: i64 = watcher
+                    .query_one(
+                        "SELECT coalesce(sum(sample_count + rejected_count), 0)::int8 FROM vitals_daily WHERE user_id = $1",
+                        &[&user],
+                    )
+                    .await?
+                    .get(0);
+                let oldest_missing = syncs.iter().find(|(_, had)| *had > counted);
+                waits.push(oldest_missing.map_or(0.0, |(sent, _)| sent.elapsed().as_secs_f64()));
+            }
+        }
+    }
+    anyhow::ensure!(!waits.is_empty(), "the big day's row was never looked at");
+    let (_, median, max) = crate::spread(waits);
+    Ok((median, max))
+}
+
+/// Waits until `user` has nothing queued and a row in `target`.
+async fn settled(client: &tokio_postgres::Client, target: &str, user: i64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let sql = format!(
+        "SELECT NOT EXISTS (SELECT FROM runner_changes WHERE user_id = $1)
+            AND NOT EXISTS (SELECT FROM runner_changes_utc WHERE user_id = $1)
+            AND EXISTS (SELECT FROM {target} WHERE user_id = $1)"
+    );
+    while !client.query_one(&sql, &[&user]).await?.get::<_, bool>(0) {
+        anyhow::ensure!(Instant::now() < deadline, "the big day was not aggregated within 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }
@@ -58,6 +105,9 @@ pub struct Freshness {
     pub p95: f64,
     pub p99: f64,
     pub max: f64,
+    /// With a big day: how long its own newest rows waited for its daily
+    /// row, median and max of samples every 100 ms (seconds).
+    pub big_day: Option<(f64, f64)>,
 }
 
 /// Inserts `rate` rows a second for `seconds`, `per_commit` rows (of one
@@ -91,6 +141,12 @@ pub async fn run(
     let producer = crate::connect(url).await?;
     // Users far above the seeded ones: every commit starts new groups.
     let first_user: i64 = 1_000_000 + i64::from(per_commit) * 1_000_000;
+    if big_day {
+        // The day exists and is aggregated before the measured rows come:
+        // the steady state of a 1 Hz sensor, not its first upload.
+        insert_big_day(&producer, first_user - 1).await?;
+        settled(&producer, target, first_user - 1).await?;
+    }
     let sensor = match big_day {
         true => Some(tokio::spawn(big_day_syncs(url.to_string(), first_user - 1, seconds))),
         false => None,
@@ -124,9 +180,10 @@ pub async fn run(
     for p in producers {
         p.await??;
     }
-    if let Some(sensor) = sensor {
-        sensor.await??;
-    }
+    let big_day = match sensor {
+        Some(sensor) => Some(sensor.await??),
+        None => None,
+    };
     let commit = commits.load(Ordering::Relaxed);
     // Let the runner finish what arrived.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -156,5 +213,6 @@ pub async fn run(
         p95: row.get::<_, Option<f64>>(4).unwrap_or(f64::NAN),
         p99: row.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
         max: row.get::<_, Option<f64>>(3).unwrap_or(f64::NAN),
+        big_day,
     })
 }

@@ -104,6 +104,10 @@ struct Args {
     /// 7-day window's cost per group): docs/performance.md, round 9.
     #[arg(long)]
     group_models: bool,
+    /// Measure only the freshness under live ingest (`--runs` pairs of
+    /// one-row groups alone and beside a big day).
+    #[arg(long)]
+    freshness: bool,
     /// The folder holding vitals.wasm (`cargo xtask build-plugins`).
     #[arg(long, default_value = "target/plugins")]
     plugins: PathBuf,
@@ -142,6 +146,60 @@ fn config_text(url: &str, args: &Args, dir: &Path) -> anyhow::Result<String> {
         args.workers,
         args.batch_size,
     ))
+}
+
+/// Freshness under live ingest (`freshness`): device syncs, one-row groups
+/// alone and beside a big day, and a chain to the weekly row.
+async fn report_freshness(admin: &Client, pg: &TempPostgres, args: &Args, work: &Path) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "freshness under live ingest at {} rows/s for {} s (raw row written -> its daily row written)",
+        args.ingest_rate, args.ingest_seconds
+    );
+    let url = pg.url("bench_fresh");
+    copy(admin, "bench_fresh").await?;
+    let load = (args.ingest_rate, 20, args.ingest_seconds);
+    let f = freshness::run(&config(&url, args, work)?, &url, load, "vitals_daily", false).await?;
+    print_freshness("device syncs, 20 rows a commit", &f);
+    // One-row groups alone, then beside a user whose day is 80,000 rows
+    // and grows every second (a slow group must not hold the others),
+    // pair by pair so that the machine's moods touch both.
+    let mut ratios = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let load = (args.ingest_rate, 1, args.ingest_seconds);
+        copy(admin, "bench_fresh").await?;
+        let alone = freshness::run(&config(&url, args, work)?, &url, load, "vitals_daily", false).await?;
+        print_freshness("one-row groups", &alone);
+        copy(admin, "bench_fresh").await?;
+        let beside = freshness::run(&config(&url, args, work)?, &url, load, "vitals_daily", true).await?;
+        print_freshness("one-row groups beside a big day", &beside);
+        if let Some((median, max)) = beside.big_day {
+            println!("  {:<32} the big day's own row behind its syncs: median {median:.2} s, max {max:.2} s", "");
+        }
+        ratios.push(beside.p95 / alone.p95);
+    }
+    let (min, median, max) = spread(ratios);
+    println!("  {:<32} p95 beside ÷ alone: {min:.2} / {median:.2} / {max:.2} (min / median / max)", "");
+    // A chain: raw -> daily (vitals) -> weekly (vitals_weekly, reading
+    // vitals_daily), the weekly row's write against the raw row's.
+    copy(admin, "bench_fresh").await?;
+    let chain = chain_config(&url, args, work)?;
+    {
+        let pool = pool::build(&chain.database, "bench")?;
+        let mut client = pool.get().await?;
+        migrate::migrate(&mut client, &chain, true).await?;
+        pool.close();
+    }
+    let load = (args.ingest_rate, 20, args.ingest_seconds);
+    let f = freshness::run(&chain, &url, load, "vitals_weekly", false).await?;
+    print_freshness("a chain to the weekly row, syncs", &f);
+    Ok(())
+}
+
+/// Min, median and max of a run's figures.
+pub(crate) fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
 fn print_freshness(shape: &str, f: &freshness::Freshness) {
@@ -444,6 +502,9 @@ async fn main() -> anyhow::Result<()> {
         pool.close();
     }
 
+    if args.freshness {
+        return report_freshness(&admin, &pg, &args, &work).await;
+    }
     if args.group_models {
         return models::run(
             &admin,
@@ -507,10 +568,6 @@ async fn main() -> anyhow::Result<()> {
     let median_run = |runs: &mut Vec<RunnerRun>| {
         runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         runs.swap_remove(runs.len() / 2)
-    };
-    let spread = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[0], v[v.len() / 2], v[v.len() - 1])
     };
     let ratio_runs = |a: &[f64], b: &[f64]| spread(a.iter().zip(b).map(|(a, b)| a / b).collect());
     let wasm_secs: Vec<f64> = wasm_runs.iter().map(|r| r.seconds).collect();
@@ -691,46 +748,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if args.ingest_seconds > 0 {
-        println!();
-        println!(
-            "freshness under live ingest at {} rows/s for {} s (raw row written -> its daily row written)",
-            args.ingest_rate, args.ingest_seconds
-        );
-        let mut alone = None;
-        for (shape, per_commit) in [("device syncs, 20 rows a commit", 20), ("one-row groups", 1)] {
-            copy(&admin, "bench_fresh").await?;
-            let url = pg.url("bench_fresh");
-            let load = (args.ingest_rate, per_commit, args.ingest_seconds);
-            let f = freshness::run(&config(&url, &args, &work)?, &url, load, "vitals_daily", false).await?;
-            print_freshness(shape, &f);
-            if per_commit == 1 {
-                alone = Some(f);
-            }
-        }
-        // The same one-row groups beside a user whose day is 80,000 rows
-        // and grows every second: a slow group must not hold the others.
-        copy(&admin, "bench_fresh").await?;
-        let url = pg.url("bench_fresh");
-        let load = (args.ingest_rate, 1, args.ingest_seconds);
-        let f = freshness::run(&config(&url, &args, &work)?, &url, load, "vitals_daily", true).await?;
-        print_freshness("one-row groups beside a big day", &f);
-        if let Some(alone) = alone {
-            println!("  {:<32} p95 beside ÷ alone: {:.2}", "", f.p95 / alone.p95);
-        }
-        // A chain: raw -> daily (vitals) -> weekly (vitals_weekly, reading
-        // vitals_daily), the weekly row's write against the raw row's.
-        copy(&admin, "bench_fresh").await?;
-        let url = pg.url("bench_fresh");
-        let chain = chain_config(&url, &args, &work)?;
-        {
-            let pool = pool::build(&chain.database, "bench")?;
-            let mut client = pool.get().await?;
-            migrate::migrate(&mut client, &chain, true).await?;
-            pool.close();
-        }
-        let load = (args.ingest_rate, 20, args.ingest_seconds);
-        let f = freshness::run(&chain, &url, load, "vitals_weekly", false).await?;
-        print_freshness("a chain to the weekly row, syncs", &f);
+        report_freshness(&admin, &pg, &args, &work).await?;
     }
     println!();
     report_languages(&args.plugins);
