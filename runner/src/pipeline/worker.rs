@@ -112,8 +112,9 @@ const HEAVY_ROWS: usize = 5_000;
 /// it is taken again: at most an eleventh of a worker, whatever its syncs.
 /// Its recompute takes a core of Postgres and of the runner while it runs,
 /// slowing every other group meanwhile: at 4 (a fifth of the time) the
-/// others' p95 rose to 1.8–5.2 × alone, at 10 to 1.3–2.0 ×, for a big
-/// day's own row about 0.7 s later (docs/performance.md, round 13).
+/// others' p95 was 1.9–2.6 × alone (an invocation's median), at 10
+/// 1.2–1.5 ×, for a big day's own row about 0.7 s later
+/// (docs/performance.md, round 13).
 const HEAVY_REST_FACTOR: u32 = 10;
 /// The most heavy groups remembered; past it the memory starts again.
 const HEAVY_KEPT: usize = 10_000;
