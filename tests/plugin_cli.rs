@@ -18,7 +18,7 @@ fn built(name: &str) -> String {
 async fn validate_describes_a_good_plugin() {
     let (code, out) = plugin(&["plugin", "validate", &built("lab.wasm")]).await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("a component of health:aggregation/aggregator@0.3.0"), "{out}");
+    assert!(out.contains("a component of health:aggregation/aggregator@0.4.0"), "{out}");
     assert!(out.contains("plugin:        lab@1.0.0+sha256:"), "{out}");
     assert!(out.contains("key:           (user_id, day, test_code)"), "{out}");
     // Declared settings are listed; a plugin of the first package version still validates.
@@ -42,7 +42,7 @@ async fn validate_rejects_files_that_are_not_our_components() {
         (
             "other-world.wasm",
             b"\0asm\x0d\0\x01\0",
-            "is not a component of the world health:aggregation/aggregator@0.3.0",
+            "is not a component of the world health:aggregation/aggregator@0.4.0",
         ),
         (
             "truncated.wasm",
@@ -227,34 +227,37 @@ async fn new_python_and_javascript_plugins_build_test_validate_and_run() {
         assert!(root.join("wit/aggregator.wit").exists());
         must(std::process::Command::new(test[0]).args(&test[1..]).current_dir(&root));
         let wasm = root.join(format!("{name}.wasm"));
-        if build == "python" {
-            must(
-                std::process::Command::new(tool("python/bin/componentize-py"))
-                    .args(["-d", "wit", "-w", "aggregator", "componentize", "app", "--stub-wasi", "-o"])
-                    .arg(&wasm)
-                    .current_dir(&root),
-            );
-        } else {
-            must(
-                std::process::Command::new(tool("node/node_modules/.bin/componentize-js"))
-                    .args([
-                        "app.js",
-                        "--wit",
-                        "wit",
-                        "-n",
-                        "aggregator",
-                        "-d",
-                        "stdio",
-                        "random",
-                        "clocks",
-                        "http",
-                        "fetch-event",
-                        "-o",
-                    ])
-                    .arg(&wasm)
-                    .current_dir(&root),
-            );
-        }
+        let componentize = |wasm: &Path| {
+            if build == "python" {
+                must(
+                    std::process::Command::new(tool("python/bin/componentize-py"))
+                        .args(["-d", "wit", "-w", "aggregator", "componentize", "app", "--stub-wasi", "-o"])
+                        .arg(wasm)
+                        .current_dir(&root),
+                );
+            } else {
+                must(
+                    std::process::Command::new(tool("node/node_modules/.bin/componentize-js"))
+                        .args([
+                            "app.js",
+                            "--wit",
+                            "wit",
+                            "-n",
+                            "aggregator",
+                            "-d",
+                            "stdio",
+                            "random",
+                            "clocks",
+                            "http",
+                            "fetch-event",
+                            "-o",
+                        ])
+                        .arg(wasm)
+                        .current_dir(&root),
+                );
+            }
+        };
+        componentize(&wasm);
         let (code, out) = plugin(&["plugin", "validate", wasm.to_str().unwrap()]).await;
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains(&format!("{name}@0.1.0+sha256:")), "{out}");
@@ -263,6 +266,23 @@ async fn new_python_and_javascript_plugins_build_test_validate_and_run() {
             plugin(&["plugin", "test", wasm.to_str().unwrap(), "--input", sample.to_str().unwrap()]).await;
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains("user 1 day 2024-03-10: 3 input rows") && out.contains("1 rejected"), "{lang}: {out}");
+
+        // The author's slip: a text where the declared float goes. The glue
+        // names the row, the column and the value, not "unreachable".
+        let (app, total, expected) = if build == "python" {
+            ("app.py", "float(total) * scale", "output row 0, column `total` (float): got str 'oops'")
+        } else {
+            ("app.js", "total * scale", "output row 0, column `total` (float): got string \"oops\"")
+        };
+        let text = std::fs::read_to_string(root.join(app)).unwrap();
+        assert!(text.contains(total), "{app} changed: update the test");
+        std::fs::write(root.join(app), text.replacen(total, "'oops'", 1)).unwrap();
+        let broken = root.join(format!("{name}_broken.wasm"));
+        componentize(&broken);
+        let (code, out) =
+            plugin(&["plugin", "test", broken.to_str().unwrap(), "--input", sample.to_str().unwrap()]).await;
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(expected) && !out.contains("unreachable"), "{lang}: {out}");
     }
 }
 

@@ -167,6 +167,6 @@ async fn a_plugin_of_a_package_version_the_runner_lacks_is_refused_clearly() {
     std::fs::write(&file, future).unwrap();
     let out = runner(&config, &["plugin", "validate", file.to_str().unwrap()]).output().await.unwrap();
     assert!(!out.status.success());
-    let expected = "is built against health:aggregation@0.9.0, which this runner does not provide (it provides 0.1.0, 0.2.0, 0.3.0): upgrade the runner";
+    let expected = "is built against health:aggregation@0.9.0, which this runner does not provide (it provides 0.1.0, 0.2.0, 0.3.0, 0.4.0): upgrade the runner";
     assert!(text(&out).contains(expected), "{}", text(&out));
 }

@@ -14,8 +14,8 @@ const VITALS: &str = "vitals.wasm";
 fn vitals_plugins() -> [(PathBuf, &'static str); 3] {
     [
         (plugins_dir().join("vitals.wasm"), "vitals@1.1.0+sha256:"),
-        (built_plugin("vitals_py.wasm"), "vitals-py@1.0.0+sha256:"),
-        (built_plugin("vitals_js.wasm"), "vitals-js@1.0.0+sha256:"),
+        (built_plugin("vitals_py.wasm"), "vitals-py@1.1.0+sha256:"),
+        (built_plugin("vitals_js.wasm"), "vitals-js@1.1.0+sha256:"),
     ]
 }
 

@@ -56,6 +56,7 @@ pub fn vitals() -> Plugin {
         output: d.output.into_iter().map(column).collect(),
         key: d.key,
         settings: Vec::new(),
+        row_fields: rows::RowFields::ALL,
     };
     Plugin::native(
         description,
@@ -65,11 +66,9 @@ pub fn vitals() -> Plugin {
             let head = Head { user_id: key.user_id, day, first_day: day, last_day: day, zone: Some("UTC".into()) };
             let rows = input.into_iter().map(|r| (r.id, r.at, r.day, r.values.into_iter().map(to_kit).collect()));
             let group = plugin_kit::testing::columnar(schema, head, rows.collect());
-            let out = plugin_kit::glue::aggregate::<vitals::Vitals>(&SCHEMA, group).map_err(|e| e.message)?;
-            Ok(rows::Output {
-                rows: out.rows.into_iter().map(|r| r.into_iter().map(from_kit).collect()).collect(),
-                rejected: out.rejected,
-            })
+            let (out, rejected) =
+                plugin_kit::glue::aggregate_rows::<vitals::Vitals>(&SCHEMA, group).map_err(|e| e.message)?;
+            Ok(rows::Output::new(out.into_iter().map(|r| r.into_iter().map(from_kit).collect()).collect(), rejected))
         }),
     )
 }

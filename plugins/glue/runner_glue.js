@@ -5,12 +5,20 @@
 // by column), one value per row, null where NULL: an array, or (a column
 // of numbers without NULLs) the typed array itself.
 //
-// `guarded(aggregate, describe)` turns anything thrown into the runner's
-// plugin error, naming the error's type, its message and where it was
-// thrown (innermost frames first), and checks the output rows before they
-// cross into the runner, naming the column and the type of a value that is
-// not a `{ tag, val }` variant. Without it, a wrong value reaches the
-// operator as "wasm 'unreachable' instruction executed".
+// `guarded(aggregate, describe)` lets `aggregate` return its daily rows as
+// plain values, `{ rows, rejected }`: each row an array of the declared
+// output columns' values in declared order (string, number, bigint,
+// boolean, null for NULL; a timestamp as microseconds, a date as days since
+// 1970-01-01). It checks them and sends them by column, as WIT 0.4 wants,
+// naming a wrong value's row, column and type. It also turns anything
+// thrown into the runner's plugin error, naming the error's type, its
+// message and where it was thrown (innermost frames first). Without it,
+// both reach the operator as "wasm 'unreachable' instruction executed".
+// (A plugin built against a version before 0.4, whose `describe()` has no
+// `rowFields`, returns rows of `{ tag, val }` variants: those are checked
+// as such.)
+
+// (No name placeholder in braces in this file: `runner plugin new` fills those in.)
 
 // Frames of a stack kept in the message: the innermost ones.
 const MAX_FRAMES = 6;
@@ -62,22 +70,82 @@ export function checkRows(rows, columns) {
       const value = row[j];
       const ok = value !== null && typeof value === 'object' && TAGS.has(value.tag) && (value.tag === 'null' || 'val' in value);
       if (!ok) {
-        const { name, kind } = columns[j];
+        const { name: column, kind } = columns[j];
         const shown = typeof value === 'bigint' ? `${value}n` : JSON.stringify(value);
-        throw new TypeError(`output row ${i}, column \`${name}\` (${kind}): expected { tag: '${kind}', val: … } or { tag: 'null' }, got ${typeof value} ${String(shown).slice(0, 40)}`);
+        throw new TypeError(`output row ${i}, column \`${column}\` (${kind}): expected { tag: '${kind}', val: … } or { tag: 'null' }, got ${typeof value} ${String(shown).slice(0, 40)}`);
       }
     }
   }
 }
 
+const INT64 = [-(2n ** 63n), 2n ** 63n - 1n];
+
+// Per declared output type: the list its values join, whether a value
+// fits, how it is stored, and what a NULL's place holds.
+const OUTPUT_KINDS = {
+  boolean: { list: 'booleans', fits: (v) => typeof v === 'boolean', placeholder: false },
+  integer: { list: 'integers', fits: fitsInt64, placeholder: 0n, convert: BigInt },
+  timestamp: { list: 'integers', fits: fitsInt64, placeholder: 0n, convert: BigInt },
+  date: { list: 'integers', fits: (v) => Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31, placeholder: 0n, convert: BigInt },
+  float: { list: 'floats', fits: (v) => typeof v === 'number', placeholder: 0 },
+  text: { list: 'texts', fits: (v) => typeof v === 'string', placeholder: '' },
+};
+
+function fitsInt64(v) {
+  if (typeof v === 'number') return Number.isSafeInteger(v);
+  return typeof v === 'bigint' && v >= INT64[0] && v <= INT64[1];
+}
+
+/** `rows` (plain values, one array per row) as a WIT 0.4 output: each
+ * column's values appended to the list of its type. Throws a TypeError
+ * naming the row, column and value that does not fit its declared column. */
+export function byColumn(rows, rejected, columns) {
+  const n = rows.length;
+  for (let i = 0; i < n; i += 1) {
+    const row = rows[i];
+    if (!Array.isArray(row) || row.length !== columns.length) {
+      throw new TypeError(`output row ${i} has ${Array.isArray(row) ? row.length : 'no'} values; describe() declares ${columns.length} output columns`);
+    }
+  }
+  const lists = { booleans: [], integers: [], floats: [], texts: [] };
+  const nulls = [];
+  for (let j = 0; j < columns.length; j += 1) {
+    const { name: column, kind } = columns[j];
+    const { list, fits, placeholder, convert } = OUTPUT_KINDS[kind];
+    const out = lists[list];
+    for (let i = 0; i < n; i += 1) {
+      const v = rows[i][j];
+      if (v === null || v === undefined) {
+        nulls.push(j * n + i);
+        out.push(placeholder);
+      } else if (fits(v)) {
+        out.push(convert === undefined ? v : convert(v));
+      } else {
+        const shown = typeof v === 'bigint' ? `${v}n` : JSON.stringify(v);
+        throw new TypeError(`output row ${i}, column \`${column}\` (${kind}): got ${typeof v} ${String(shown).slice(0, 40)}`);
+      }
+    }
+  }
+  return {
+    rows: n,
+    booleans: lists.booleans,
+    integers: BigInt64Array.from(lists.integers),
+    floats: Float64Array.from(lists.floats),
+    texts: lists.texts,
+    nulls: Uint32Array.from(nulls),
+    rejected,
+  };
+}
+
 /** Wraps an `aggregate` export: see the module's comment. */
 export function guarded(aggregate, describe) {
-  let columns = null; // describe()'s output columns, asked for once
+  let described = null; // describe(), asked for once
   return (group) => {
     try {
       const output = aggregate(group);
-      columns ??= describe().output;
-      checkRows(output.rows, columns);
+      described ??= describe();
+      if ('rowFields' in described) return byColumn(output.rows, output.rejected, described.output);
+      checkRows(output.rows, described.output);
       return output;
     } catch (error) {
       // A plugin error's payload: the record the WIT declares.

@@ -7,12 +7,19 @@ by column) as a list with one value per row, None where NULL:
     metrics, values = column(group, 0), column(group, 1)
     for at, metric, value in zip(group.ats, metrics, values): ...
 
-`@guarded` on `aggregate` turns any exception into the runner's plugin
-error, naming the exception's type, its message and where it was raised
-(file:line in function, innermost first), and checks the output rows
-before they cross into the runner, naming the column and the type of a
-value that is not a `t.Value_*`. Without it, both reach the operator as
-"wasm 'unreachable' instruction executed"."""
+`@guarded` on `aggregate` lets it return its daily rows as plain Python
+values, `return rows, rejected`: each row a list or tuple of the declared
+output columns' values in declared order (str, int, float, bool, None for
+NULL; a timestamp as microseconds, a date as days since 1970-01-01). It
+checks them and sends them by column, as WIT 0.4 wants; a wrong value is
+named by row, column and type. It also turns any exception into the
+runner's plugin error, naming the exception's type, its message and where
+it was raised (file:line in function, innermost first). Without it, both
+reach the operator as "wasm 'unreachable' instruction executed". (An
+`aggregate` that builds a `t.Output` itself is passed through; rows of
+`t.Value_*`, as before 0.4, are checked as such.)"""
+
+from itertools import chain
 
 from componentize_py_types import Err
 from wit_world.imports import types as t
@@ -21,6 +28,23 @@ from wit_world.imports import types as t
 MAX_FRAMES = 6
 # The runner keeps the first 2 KiB of an error; stay well inside it.
 MAX_MESSAGE = 1500
+
+# Built against WIT 0.4 or later: the output crosses by column.
+COLUMNAR = "texts" in getattr(t.Output, "__dataclass_fields__", {})
+NONE = type(None)
+T = t.ColumnType
+# The output's lists, in the order of `t.Output`'s fields: the declared
+# types whose values each holds, the Python types accepted there, what a
+# NULL's place holds, and whether it holds integers (range-checked) or
+# floats (ints made floats).
+LISTS = (
+    ((T.BOOLEAN,), {bool, NONE}, False, None),
+    ((T.INTEGER, T.TIMESTAMP, T.DATE), {int, NONE}, 0, "integers"),
+    ((T.FLOAT,), {float, int, NONE}, 0.0, "floats"),
+    ((T.TEXT,), {str, NONE}, "", None),
+)
+INT64 = 1 << 63
+INT32 = 1 << 31
 
 VALUE_TYPES = (t.Value_Null, t.Value_Boolean, t.Value_Integer, t.Value_Float, t.Value_Text, t.Value_Timestamp, t.Value_Date)
 EXACT_VALUE_TYPES = frozenset(VALUE_TYPES)
@@ -77,17 +101,85 @@ def check_rows(rows, columns):
                 )
 
 
+def plan(columns):
+    """Which declared output columns (by index) fill each of the output's
+    lists, then which are dates: worked out once from the declared columns."""
+    return [[j for j, c in enumerate(columns) if c.kind in kinds] for kinds, *_ in LISTS] + [
+        [j for j, c in enumerate(columns) if c.kind == T.DATE]
+    ]
+
+
+def by_column(rows, rejected, columns, planned):
+    """`rows` (plain values, one list or tuple per row) as a WIT 0.4
+    `t.Output`: each declared column's values appended to the list of its
+    type (`planned` is `plan(columns)`). Raises TypeError naming the row,
+    column and value that does not fit its declared column."""
+    width = len(columns)
+    if set(map(len, rows)) - {width}:
+        i, row = next((i, row) for i, row in enumerate(rows) if len(row) != width)
+        raise TypeError(f"output row {i} has {len(row)} values; describe() declares {width} output columns")
+    n = len(rows)
+    # C-level passes: rows into columns, columns into the lists, and each
+    # list's types checked at once; a list that fails is looked at closely.
+    by_column = list(zip(*rows)) if rows else [()] * width
+    lists, nulls = [], []
+    for (_, accepted, placeholder, numbers), which in zip(LISTS, planned[:4]):
+        values = list(chain.from_iterable(map(by_column.__getitem__, which)))
+        types = set(map(type, values))
+        if not types <= accepted:
+            raise TypeError(misfit(by_column, which, columns, accepted))
+        if NONE in types:
+            cells = chain.from_iterable(range(j * n, j * n + n) for j in which)
+            nulls += [cell for cell, v in zip(cells, values) if v is None]
+            values = [placeholder if v is None else v for v in values]
+        if numbers == "integers" and values and not fits(values, by_column, planned[-1]):
+            raise TypeError(misfit(by_column, which, columns, accepted))
+        if int in types and numbers == "floats":
+            values = [float(v) for v in values]
+        lists.append(values)
+    nulls.sort()
+    return t.Output(n, *lists, nulls, rejected)
+
+
+def fits(integers, by_column, dates):
+    """Whether the integers (NULLs replaced) fit 64 bits, and the date
+    columns' values 32."""
+    if not (-INT64 <= min(integers) and max(integers) < INT64):
+        return False
+    return all(-INT32 <= v < INT32 for j in dates for v in by_column[j] if v is not None)
+
+
+def misfit(by_column, which, columns, accepted):
+    """The first value of the columns `which` that does not fit, named.
+    (No name placeholder in braces in this file: `runner plugin new` fills those in.)"""
+    for j in which:
+        column, kind = columns[j].name, columns[j].kind
+        bits = 31 if kind == T.DATE else 63
+        for i, v in enumerate(by_column[j]):
+            if type(v) not in accepted:
+                return f"output row {i}, column `{column}` ({kind.name.lower()}): got {type(v).__name__} {v!r:.40}"
+            if type(v) is int and kind != T.FLOAT and not -(1 << bits) <= v < 1 << bits:
+                return f"output row {i}, column `{column}`: {v} does not fit {bits + 1} bits"
+    return "output values do not fit their columns"
+
+
 def guarded(aggregate):
     """Decorates `WitWorld.aggregate`: see the module's doc."""
 
     columns = []  # describe()'s output columns, asked for once
+    planned = []  # and their plan
 
     def wrapper(self, group):
         try:
             output = aggregate(self, group)
             if not columns:
                 columns.extend(self.describe().output)
-            check_rows(output.rows, columns)
+                planned.extend(plan(columns) if COLUMNAR else [])
+            if not isinstance(output, t.Output):
+                rows, rejected = output
+                return by_column(rows, rejected, columns, planned)
+            if not COLUMNAR:
+                check_rows(output.rows, columns)
             return output
         except Err:
             raise

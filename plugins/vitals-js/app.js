@@ -4,12 +4,7 @@
 import { aggregateColumns as rules } from './rules.js';
 import { column, guarded } from '../glue/runner_glue.js';
 
-const VERSION = '1.0.0';
-
-const NULL = { tag: 'null' };
-const text = (x) => ({ tag: 'text', val: x });
-const integer = (x) => ({ tag: 'integer', val: BigInt(x) });
-const float = (x) => (x === null ? NULL : { tag: 'float', val: x });
+const VERSION = '1.1.0';
 
 export function describe() {
   const column = (name, kind) => ({ name, kind });
@@ -23,17 +18,19 @@ export function describe() {
     ],
     key: ['metric'],
     settings: [],
+    // Rows come in (at, id) order, so the latest reading is the last: no
+    // per-row ids, timestamps or days needed.
+    rowFields: {},
   };
 }
 
 function aggregateGroup(group) {
   const { daily, rejected } = rules({ metrics: column(group, 0), values: column(group, 1), units: column(group, 2) });
   const rows = daily.map((d) => [
-    text(d.metric), text(d.unit), integer(d.sampleCount), integer(d.rejectedCount),
-    float(d.minValue), float(d.maxValue), float(d.avgValue), float(d.lastValue),
+    d.metric, d.unit, d.sampleCount, d.rejectedCount, d.minValue, d.maxValue, d.avgValue, d.lastValue,
   ]);
   return { rows, rejected };
 }
 
-// Errors and wrong output values reach the operator by name.
+// Plain values out; wrong ones and errors reach the operator by name.
 export const aggregate = guarded(aggregateGroup, describe);

@@ -88,6 +88,23 @@ pub struct Description {
     pub key: Vec<String>,
     /// The settings it reads (none for plugins built against WIT 0.1).
     pub settings: Vec<SettingSpec>,
+    /// The per-row fields it reads besides its columns.
+    pub row_fields: RowFields,
+}
+
+/// Which of a group's per-row fields (ids, timestamps, local days) a
+/// plugin reads: WIT 0.4 asks (`row-fields`), so an interpreted plugin
+/// that needs none is not handed three lists of objects a group; every
+/// older version reads all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowFields {
+    pub ids: bool,
+    pub ats: bool,
+    pub days: bool,
+}
+
+impl RowFields {
+    pub const ALL: RowFields = RowFields { ids: true, ats: true, days: true };
 }
 
 /// A setting a plugin declares: its value comes from the job's
@@ -194,6 +211,16 @@ impl fmt::Display for GroupKey {
 pub struct Output {
     pub rows: Vec<Vec<Value>>,
     pub rejected: u32,
+    /// What is wrong with the shape of columns a plugin returned (WIT 0.4
+    /// returns them by column; `rows` is then empty): the first thing the
+    /// output check reports.
+    pub malformed: Option<String>,
+}
+
+impl Output {
+    pub fn new(rows: Vec<Vec<Value>>, rejected: u32) -> Output {
+        Output { rows, rejected, malformed: None }
+    }
 }
 
 /// Days since the Unix epoch of a date.

@@ -123,6 +123,22 @@ pub mod glue {
         schema: &'static OnceLock<Schema>,
         group: wit::Group,
     ) -> Result<wit::Output, wit::PluginError> {
+        run::<P>(schema, group).map(Output::into_wit)
+    }
+
+    /// The same, its rows as the plugin built them, not by column: what a
+    /// native build of a plugin gives (the benchmark's baseline).
+    pub fn aggregate_rows<P: Plugin>(
+        schema: &'static OnceLock<Schema>,
+        group: wit::Group,
+    ) -> Result<(Vec<Vec<super::Value>>, u32), wit::PluginError> {
+        run::<P>(schema, group).map(Output::into_parts)
+    }
+
+    fn run<P: Plugin>(
+        schema: &'static OnceLock<Schema>,
+        group: wit::Group,
+    ) -> Result<Output<'static>, wit::PluginError> {
         let schema = schema.get_or_init(P::schema);
         // Asked of the host once per group (an instance may serve several:
         // the settings may have changed in between);
@@ -138,7 +154,7 @@ pub mod glue {
         let day = Day::new(schema, &settings, &group);
         let mut out = Output::new(schema);
         P::aggregate(&day, &mut out).map_err(|e| wit::PluginError { message: e.0 })?;
-        Ok(out.into_wit())
+        Ok(out)
     }
 }
 

@@ -31,8 +31,46 @@ impl<'s> Output<'s> {
         (self.rows, self.rejected)
     }
 
+    /// The rows by column, as WIT 0.4 returns them: each declared column
+    /// in turn appends its values to the list of its type. A value of
+    /// another type than its column's cannot be here: [`RowBuilder::set`]
+    /// refuses it.
     pub(crate) fn into_wit(self) -> wit::Output {
-        wit::Output { rows: self.rows, rejected: self.rejected }
+        let n = self.rows.len();
+        let mut out = wit::Output {
+            rows: n as u32,
+            booleans: Vec::new(),
+            integers: Vec::new(),
+            floats: Vec::new(),
+            texts: Vec::new(),
+            nulls: Vec::new(),
+            rejected: self.rejected,
+        };
+        let mut rows: Vec<std::vec::IntoIter<Value>> = self.rows.into_iter().map(Vec::into_iter).collect();
+        let mut cell = 0u32;
+        for (_, kind) in &self.schema.output {
+            for row in &mut rows {
+                match (kind, row.next().unwrap_or(Value::Null)) {
+                    (_, Value::Boolean(v)) => out.booleans.push(v),
+                    (_, Value::Integer(v) | Value::Timestamp(v)) => out.integers.push(v),
+                    (_, Value::Date(v)) => out.integers.push(v.into()),
+                    (_, Value::Float(v)) => out.floats.push(v),
+                    (_, Value::Text(v)) => out.texts.push(v),
+                    // NULL: a placeholder in its type's list, and the cell.
+                    (kind, Value::Null) => {
+                        out.nulls.push(cell);
+                        match kind {
+                            ColumnType::Boolean => out.booleans.push(false),
+                            ColumnType::Integer | ColumnType::Timestamp | ColumnType::Date => out.integers.push(0),
+                            ColumnType::Float => out.floats.push(0.0),
+                            ColumnType::Text => out.texts.push(String::new()),
+                        }
+                    }
+                }
+                cell += 1;
+            }
+        }
+        out
     }
 }
 

@@ -67,6 +67,7 @@ fn description() -> Description {
         ],
         key: vec!["metric".into()],
         settings: Vec::new(),
+        row_fields: crate::rows::RowFields::ALL,
     }
 }
 

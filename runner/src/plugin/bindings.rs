@@ -23,14 +23,22 @@ pub mod v0_2 {
     wasmtime::component::bindgen!({ path: "../wit/0.2.0", world: "aggregator" });
 }
 
-/// `health:aggregation@0.3.0` (`wit/`): the group's bounds, zone and
-/// rows' days; rows by column.
+/// `health:aggregation@0.3.0`, frozen in `wit/0.3.0/`: the group's
+/// bounds, zone and rows' days; rows by column.
 pub mod v0_3 {
+    wasmtime::component::bindgen!({ path: "../wit/0.3.0", world: "aggregator" });
+}
+
+/// `health:aggregation@0.4.0` (`wit/`): daily rows by column; per-row
+/// fields only when the plugin reads them.
+pub mod v0_4 {
     wasmtime::component::bindgen!({ path: "../wit", world: "aggregator" });
 }
 
+mod columnar;
+
 /// The package versions this runner provides, oldest first.
-pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
+pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.4.0"];
 
 /// A linked plugin, of whichever package version it was built against.
 #[derive(Clone)]
@@ -38,6 +46,7 @@ pub enum Pre {
     V0_1(v0_1::AggregatorPre<HostState>),
     V0_2(v0_2::AggregatorPre<HostState>),
     V0_3(v0_3::AggregatorPre<HostState>),
+    V0_4(v0_4::AggregatorPre<HostState>),
 }
 
 /// An instance of a linked plugin.
@@ -45,6 +54,7 @@ pub enum Instance {
     V0_1(v0_1::Aggregator),
     V0_2(v0_2::Aggregator),
     V0_3(v0_3::Aggregator),
+    V0_4(v0_4::Aggregator),
 }
 
 impl Pre {
@@ -54,7 +64,8 @@ impl Pre {
         Ok(match wit_version {
             Some("0.1.0") => Pre::V0_1(v0_1::AggregatorPre::new(pre)?),
             Some("0.2.0") => Pre::V0_2(v0_2::AggregatorPre::new(pre)?),
-            _ => Pre::V0_3(v0_3::AggregatorPre::new(pre)?),
+            Some("0.3.0") => Pre::V0_3(v0_3::AggregatorPre::new(pre)?),
+            _ => Pre::V0_4(v0_4::AggregatorPre::new(pre)?),
         })
     }
 
@@ -63,6 +74,7 @@ impl Pre {
             Pre::V0_1(pre) => Instance::V0_1(pre.instantiate(store)?),
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(store)?),
             Pre::V0_3(pre) => Instance::V0_3(pre.instantiate(store)?),
+            Pre::V0_4(pre) => Instance::V0_4(pre.instantiate(store)?),
         })
     }
 }
@@ -73,15 +85,16 @@ impl Instance {
             Instance::V0_1(i) => i.call_describe(store)?.into(),
             Instance::V0_2(i) => i.call_describe(store)?.into(),
             Instance::V0_3(i) => i.call_describe(store)?.into(),
+            Instance::V0_4(i) => i.call_describe(store)?.into(),
         })
     }
 
-    /// The plugin's output, or its own error message. `frame` and
-    /// `input` (the declared columns) shape a 0.3 group.
+    /// The plugin's output, or its own error message. `frame` and the
+    /// plugin's description shape a 0.3 or 0.4 group.
     pub fn aggregate(
         &self,
         store: &mut Store<HostState>,
-        (key, frame, input): (rows::GroupKey, &rows::Frame, &[rows::Column]),
+        (key, frame, d): (rows::GroupKey, &rows::Frame, &rows::Description),
         rows: Vec<rows::InputRow>,
     ) -> wasmtime::Result<Result<rows::Output, String>> {
         Ok(match self {
@@ -92,8 +105,12 @@ impl Instance {
                 i.call_aggregate(store, &v0_2_types::group(key, rows))?.map(Into::into).map_err(|e| e.message)
             }
             Instance::V0_3(i) => i
-                .call_aggregate(store, &columns::group(key, rows, frame, input))?
+                .call_aggregate(store, &columnar::v0_3::group(key, rows, frame, &d.input, rows::RowFields::ALL))?
                 .map(Into::into)
+                .map_err(|e| e.message),
+            Instance::V0_4(i) => i
+                .call_aggregate(store, &columnar::v0_4::group(key, rows, frame, &d.input, d.row_fields))?
+                .map(|o| columnar::output(o, &d.output))
                 .map_err(|e| e.message),
         })
     }
@@ -105,6 +122,7 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> was
     v0_1::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
     v0_2::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
     v0_3::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
+    v0_4::Aggregator::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
     Ok(())
 }
 
@@ -357,15 +375,7 @@ macro_rules! row_conversions {
                 }
             }
 
-            impl From<wit::Output> for rows::Output {
-                fn from(o: wit::Output) -> Self {
-                    rows::Output {
-                        rows: o.rows.into_iter().map(|r| r.into_iter().map(Into::into).collect()).collect(),
-                        rejected: o.rejected,
-                    }
-                }
-            }
-
+            output_rows!($version);
             row_group!($version);
 
             impl From<wit::Description> for rows::Description {
@@ -377,6 +387,7 @@ macro_rules! row_conversions {
                         output: d.output.into_iter().map(Into::into).collect(),
                         key: d.key,
                         settings: description_settings!($version, d),
+                        row_fields: description_row_fields!($version, d),
                     }
                 }
             }
@@ -384,10 +395,42 @@ macro_rules! row_conversions {
     };
 }
 
-/// The WIT group of a key and its rows, row by row: 0.1 and 0.2 (0.3
-/// passes columns: `columns::group`).
+/// A version's output as rows: 0.1 to 0.3 return rows (0.4 returns
+/// columns: `columnar::output`).
+macro_rules! output_rows {
+    (v0_4) => {};
+    ($version:ident) => {
+        impl From<wit::Output> for rows::Output {
+            fn from(o: wit::Output) -> Self {
+                rows::Output::new(
+                    o.rows.into_iter().map(|r| r.into_iter().map(Into::into).collect()).collect(),
+                    o.rejected,
+                )
+            }
+        }
+    };
+}
+
+/// The per-row fields a plugin reads: 0.4 says; every older version
+/// reads all.
+macro_rules! description_row_fields {
+    (v0_4, $d:ident) => {
+        rows::RowFields {
+            ids: $d.row_fields.contains(wit::RowFields::IDS),
+            ats: $d.row_fields.contains(wit::RowFields::ATS),
+            days: $d.row_fields.contains(wit::RowFields::DAYS),
+        }
+    };
+    ($version:ident, $d:ident) => {
+        rows::RowFields::ALL
+    };
+}
+
+/// The WIT group of a key and its rows, row by row: 0.1 and 0.2 (0.3 and
+/// 0.4 pass columns: `columnar`).
 macro_rules! row_group {
     (v0_3) => {};
+    (v0_4) => {};
     ($version:ident) => {
         pub fn group(key: rows::GroupKey, rows: Vec<rows::InputRow>) -> wit::Group {
             let rows = rows
@@ -435,126 +478,4 @@ macro_rules! description_settings {
 row_conversions!(v0_1_types, v0_1);
 row_conversions!(v0_2_types, v0_2);
 row_conversions!(v0_3_types, v0_3);
-
-/// A 0.3 group: its bounds and zone, and its rows by column.
-mod columns {
-    use std::collections::HashMap;
-
-    use super::v0_3::health::aggregation::types as wit;
-    use crate::rows::{self, ColumnType, Value};
-
-    /// Index of a text entry that names no string (a NULL's).
-    const NO_TEXT: u32 = u32::MAX;
-
-    /// One column being built, row by row.
-    enum Column {
-        Boolean(Vec<bool>),
-        Integer(Vec<i64>),
-        Float(Vec<f64>),
-        Text { distinct: Vec<String>, index: HashMap<String, u32>, row: Vec<u32> },
-        Timestamp(Vec<i64>),
-        Date(Vec<i32>),
-    }
-
-    impl Column {
-        fn new(kind: ColumnType, n: usize) -> Column {
-            match kind {
-                ColumnType::Boolean => Column::Boolean(Vec::with_capacity(n)),
-                ColumnType::Integer => Column::Integer(Vec::with_capacity(n)),
-                ColumnType::Float => Column::Float(Vec::with_capacity(n)),
-                ColumnType::Text => {
-                    Column::Text { distinct: Vec::new(), index: HashMap::new(), row: Vec::with_capacity(n) }
-                }
-                ColumnType::Timestamp => Column::Timestamp(Vec::with_capacity(n)),
-                ColumnType::Date => Column::Date(Vec::with_capacity(n)),
-            }
-        }
-
-        /// Adds a row's value; `false`: it is NULL (or, which the table
-        /// check rules out, of another type).
-        fn push(&mut self, v: Value) -> bool {
-            match (self, v) {
-                (Column::Boolean(c), Value::Boolean(b)) => c.push(b),
-                (Column::Integer(c), Value::Integer(i)) => c.push(i),
-                (Column::Float(c), Value::Float(f)) => c.push(f),
-                (Column::Float(c), Value::Integer(i)) => c.push(i as f64),
-                (Column::Text { distinct, index, row }, Value::Text(s)) => {
-                    let i = match index.get(&s) {
-                        Some(&i) => i,
-                        None => {
-                            let i = distinct.len() as u32;
-                            distinct.push(s.clone());
-                            index.insert(s, i);
-                            i
-                        }
-                    };
-                    row.push(i);
-                }
-                (Column::Timestamp(c), Value::Timestamp(t)) => c.push(t),
-                (Column::Date(c), Value::Date(d)) => c.push(d),
-                (column, _) => {
-                    column.push_empty();
-                    return false;
-                }
-            }
-            true
-        }
-
-        fn push_empty(&mut self) {
-            match self {
-                Column::Boolean(c) => c.push(false),
-                Column::Integer(c) | Column::Timestamp(c) => c.push(0),
-                Column::Float(c) => c.push(0.0),
-                Column::Text { row, .. } => row.push(NO_TEXT),
-                Column::Date(c) => c.push(0),
-            }
-        }
-
-        fn finish(self, nulls: Vec<u32>) -> wit::InputColumn {
-            let values = match self {
-                Column::Boolean(c) => wit::ColumnValues::Boolean(c),
-                Column::Integer(c) => wit::ColumnValues::Integer(c),
-                Column::Float(c) => wit::ColumnValues::Float(c),
-                Column::Text { distinct, row, .. } => wit::ColumnValues::Text(wit::TextColumn { distinct, row }),
-                Column::Timestamp(c) => wit::ColumnValues::Timestamp(c),
-                Column::Date(c) => wit::ColumnValues::Date(c),
-            };
-            wit::InputColumn { values, nulls }
-        }
-    }
-
-    pub fn group(
-        key: rows::GroupKey,
-        rows: Vec<rows::InputRow>,
-        frame: &rows::Frame,
-        input: &[rows::Column],
-    ) -> wit::Group {
-        let (first, last) = frame.bounds(key.day);
-        let zone = frame.zone_of(&rows).map(|z| z.to_string());
-        let n = rows.len();
-        let (mut ids, mut ats, mut days) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut columns: Vec<(Column, Vec<u32>)> = input.iter().map(|c| (Column::new(c.kind, n), Vec::new())).collect();
-        for (i, row) in rows.into_iter().enumerate() {
-            ids.push(row.id);
-            ats.push(row.at);
-            days.push(row.day);
-            let mut values = row.values.into_iter();
-            for (column, nulls) in &mut columns {
-                if !column.push(values.next().unwrap_or(Value::Null)) {
-                    nulls.push(i as u32);
-                }
-            }
-        }
-        wit::Group {
-            user_id: key.user_id,
-            day: rows::days_since_epoch(key.day),
-            first_day: rows::days_since_epoch(first),
-            last_day: rows::days_since_epoch(last),
-            zone,
-            ids,
-            ats,
-            days,
-            columns: columns.into_iter().map(|(c, nulls)| c.finish(nulls)).collect(),
-        }
-    }
-}
+row_conversions!(v0_4_types, v0_4);

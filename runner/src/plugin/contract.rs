@@ -157,6 +157,9 @@ pub fn excerpt_long(s: &str) -> String {
 /// text holds no NUL; no two rows share a key. The message names the row
 /// and the column or key.
 pub fn check_output(d: &Description, output: &Output) -> Result<(), String> {
+    if let Some(problem) = &output.malformed {
+        return Err(problem.clone());
+    }
     let columns = &d.output;
     let key_index: Vec<usize> = d.key.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
     let mut keys = HashSet::new();
@@ -223,6 +226,7 @@ mod tests {
             ],
             key: vec!["metric".into()],
             settings: Vec::new(),
+            row_fields: crate::rows::RowFields::ALL,
         }
     }
 
@@ -276,7 +280,7 @@ mod tests {
     fn output_rules_name_the_row_and_the_column_or_key() {
         let d = description();
         let row = |m: &str, v: f64| vec![Value::Text(m.into()), Value::Float(v)];
-        let check = |rows| check_output(&d, &Output { rows, rejected: 0 }).unwrap_err();
+        let check = |rows| check_output(&d, &Output::new(rows, 0)).unwrap_err();
         assert_eq!(
             check(vec![row("hr", 1.0), row("bp", f64::NAN)]),
             "output row 1: column `avg_value` is NaN; only finite numbers can be stored"
@@ -287,6 +291,6 @@ mod tests {
             check(vec![row("hr", 1.0), row("bp", 2.0), row("hr", 3.0)]),
             "output row 2 repeats the key (metric=`hr`) of an earlier row; each key may appear once a day"
         );
-        assert!(check_output(&d, &Output { rows: vec![row("hr", 1.0), row("bp", 2.0)], rejected: 0 }).is_ok());
+        assert!(check_output(&d, &Output::new(vec![row("hr", 1.0), row("bp", 2.0)], 0)).is_ok());
     }
 }

@@ -388,7 +388,7 @@ impl Warm {
         // The deadline counts from now: arm it right before the call.
         self.store.set_epoch_deadline(engine::ticks(limits.time));
         let store = &mut self.store;
-        let group = (key, &plugin.frame, plugin.description.input.as_slice());
+        let group = (key, &plugin.frame, &plugin.description);
         match self.instance.aggregate(store, group, rows).map_err(|e| call_error(e, limits, store))? {
             Ok(output) => Ok(output),
             Err(message) => Err(CallError::Plugin(contract::excerpt_long(&message))),

@@ -228,11 +228,12 @@ mod tests {
             output: vec![column("metric", ColumnType::Text), column("total", ColumnType::Float)],
             key: vec!["metric".into()],
             settings: vec![],
+            row_fields: crate::rows::RowFields::ALL,
         }
     }
 
     fn output(rows: Vec<Vec<Value>>, rejected: u32) -> Output {
-        Output { rows, rejected }
+        Output::new(rows, rejected)
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn vitals() -> Description {
         output: vec![column("metric", ColumnType::Text), column("avg_value", ColumnType::Float)],
         key: vec!["metric".into()],
         settings: Vec::new(),
+        row_fields: crate::rows::RowFields::ALL,
     }
 }
 

@@ -1,39 +1,65 @@
-//! A test plugin that writes what the runner tells it of its group (WIT
-//! 0.3, through the kit): one row with the group's first and last day, its
-//! zone, how many rows it holds, their distinct local days and the
-//! latest row's `metric`.
+//! A test plugin that writes what the runner tells it of its group, built
+//! straight against the frozen `wit/0.3.0` (rows in by column, out by row)
+//! so that plugins of that version stay proven: one row with the group's
+//! first and last day, its zone, how many rows it holds, their distinct
+//! local days and the latest row's `metric`.
 
-use plugin_kit::{ColumnType::*, Day, Error, Output, Plugin, Schema};
+// Generated code: its lowering of a group takes a parameter per field.
+#[allow(clippy::too_many_arguments)]
+mod bindings {
+    wit_bindgen::generate!({ path: "../../../wit/0.3.0", world: "aggregator" });
+}
+
+use bindings::{Description, Group, Guest, Output, PluginError};
+
+use bindings::health::aggregation::types::{Column, ColumnType, ColumnValues, Value};
 
 struct Bounds;
 
-impl Plugin for Bounds {
-    fn schema() -> Schema {
-        Schema::new("bounds", env!("CARGO_PKG_VERSION"))
-            .input("metric", Text)
-            .output("first_day", Date)
-            .output("last_day", Date)
-            .output("zone", Text)
-            .output("readings", Integer)
-            .output("days", Text)
-            .output("last_metric", Text)
+fn column(name: &str, kind: ColumnType) -> Column {
+    Column { name: name.into(), kind }
+}
+
+impl Guest for Bounds {
+    fn describe() -> Description {
+        Description {
+            name: "bounds".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            input: vec![column("metric", ColumnType::Text)],
+            output: vec![
+                column("first_day", ColumnType::Date),
+                column("last_day", ColumnType::Date),
+                column("zone", ColumnType::Text),
+                column("readings", ColumnType::Integer),
+                column("days", ColumnType::Text),
+                column("last_metric", ColumnType::Text),
+            ],
+            key: vec![],
+            settings: vec![],
+        }
     }
 
-    fn aggregate(day: &Day<'_>, out: &mut Output<'_>) -> Result<(), Error> {
-        let mut days: Vec<i32> = day.rows().map(|r| r.day()).collect();
+    fn aggregate(group: Group) -> Result<Output, PluginError> {
+        let mut days = group.days.clone();
         days.dedup();
         let days: Vec<String> = days.iter().map(i32::to_string).collect();
-        let last = day.rows().last().map(|r| r.text_opt("metric")).transpose()?.flatten().map(String::from);
-        out.row(|r| {
-            r.set("first_day", plugin_kit::Value::Date(day.first_day))
-                .set("last_day", plugin_kit::Value::Date(day.last_day))
-                .set("zone", day.zone.map(String::from))
-                .set("readings", day.len() as i64)
-                .set("days", days.join(","))
-                .set("last_metric", last);
-        });
-        Ok(())
+        let metric = group.columns.first().ok_or_else(|| PluginError { message: "no metric column".into() })?;
+        let last = match &metric.values {
+            ColumnValues::Text(text) => {
+                text.row.last().and_then(|&i| text.distinct.get(i as usize)).map(|m| Value::Text(m.clone()))
+            }
+            _ => return Err(PluginError { message: "metric is not text".into() }),
+        };
+        let row = vec![
+            Value::Date(group.first_day),
+            Value::Date(group.last_day),
+            group.zone.map_or(Value::Null, Value::Text),
+            Value::Integer(group.ids.len() as i64),
+            Value::Text(days.join(",")),
+            last.unwrap_or(Value::Null),
+        ];
+        Ok(Output { rows: vec![row], rejected: 0 })
     }
 }
 
-plugin_kit::export_plugin!(Bounds);
+bindings::export!(Bounds with_types_in bindings);

@@ -1,6 +1,6 @@
 // The `{name}` plugin: the WIT glue around `rules.js`. Build it with
 // componentize-js (see README.md).
-import { settings } from 'health:aggregation/host@0.3.0';
+import { settings } from 'health:aggregation/host@0.4.0';
 import { aggregate as rules } from './rules.js';
 import { column, guarded } from './runner_glue.js';
 
@@ -18,6 +18,9 @@ export function describe() {
     // Operators set these in `[jobs.<name>.settings]`; a setting without a
     // default must be set there.
     settings: [{ name: 'scale', kind: 'float', default: { tag: 'float', val: 1.0 }, doc: 'multiplies the total' }],
+    // The per-row fields aggregate reads besides its columns: ids, ats
+    // (timestamps), days (local days). Those left out arrive empty.
+    rowFields: { ats: true, days: true },
   };
 }
 
@@ -28,13 +31,10 @@ function aggregateGroup(group) {
   const values = column(group, 0);
   const { count, rejected, total } = rules(values);
   const scale = new Map(settings()).get('scale').val;
-  const row = [
-    { tag: 'integer', val: BigInt(count) },
-    { tag: 'integer', val: BigInt(rejected) },
-    { tag: 'float', val: total * scale },
-  ];
-  return { rows: [row], rejected };
+  // One array per daily row, the declared output columns in order, as
+  // plain values (null for NULL); the glue sends them by column.
+  return { rows: [[count, rejected, total * scale]], rejected };
 }
 
-// Errors and wrong output values reach the operator by name.
+// Plain values out; wrong ones and errors reach the operator by name.
 export const aggregate = guarded(aggregateGroup, describe);

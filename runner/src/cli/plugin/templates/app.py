@@ -24,11 +24,15 @@ class WitWorld(wit_world.WitWorld):
             # Operators set these in `[jobs.<name>.settings]`; a setting
             # whose default is None must be set there.
             settings=[t.Setting("scale", t.SettingType.FLOAT, t.Value_Float(1.0), "multiplies the total")],
+            # The per-row fields aggregate reads besides its columns:
+            # t.RowFields.IDS, .ATS (timestamps), .DAYS (local days), or
+            # t.RowFields(0) for none. Those left out arrive empty.
+            row_fields=t.RowFields.ATS | t.RowFields.DAYS,
         )
 
-    # Exceptions and wrong output values reach the operator by name.
+    # Plain values out; wrong ones and exceptions reach the operator by name.
     @guarded
-    def aggregate(self, group: t.Group) -> t.Output:
+    def aggregate(self, group: t.Group):
         # Rows arrive by column: column(group, i) is input column i, one
         # value per row (None where NULL); group.ats and group.days give each
         # row's timestamp and local day, group.first_day / last_day / zone
@@ -36,5 +40,6 @@ class WitWorld(wit_world.WitWorld):
         values = column(group, 0)
         count, rejected, total = rules.aggregate(values)
         scale = dict(host.settings())["scale"].value
-        row = [t.Value_Integer(count), t.Value_Integer(rejected), t.Value_Float(float(total) * scale)]
-        return t.Output(rows=[row], rejected=rejected)
+        # One row per daily row, the declared output columns in order, as
+        # plain values (None for NULL); the glue sends them by column.
+        return [(count, rejected, float(total) * scale)], rejected
