@@ -287,7 +287,7 @@ async fn new_python_and_javascript_plugins_build_test_validate_and_run() {
 }
 
 #[test]
-fn the_bundled_python_and_javascript_vitals_pass_their_own_unit_tests() {
+fn the_bundled_python_and_javascript_vitals_and_glue_pass_their_own_unit_tests() {
     let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
     let py = must(
         std::process::Command::new("python3").args(["-m", "unittest", "-v"]).current_dir(plugins.join("vitals-py")),
@@ -295,6 +295,12 @@ fn the_bundled_python_and_javascript_vitals_pass_their_own_unit_tests() {
     assert!(py.contains("Ran 7 tests") && py.contains("OK"), "{py}");
     let js = must(std::process::Command::new("node").arg("--test").current_dir(plugins.join("vitals-js")));
     assert!(js.contains("# pass 7") && js.contains("# fail 0"), "{js}");
+    // And the glue both share with every plugin `runner plugin new` writes.
+    let py =
+        must(std::process::Command::new("python3").args(["-m", "unittest", "-v"]).current_dir(plugins.join("glue")));
+    assert!(py.contains("Ran 4 tests") && py.contains("OK"), "{py}");
+    let js = must(std::process::Command::new("node").arg("--test").current_dir(plugins.join("glue")));
+    assert!(js.contains("# pass 3") && js.contains("# fail 0"), "{js}");
 }
 
 #[tokio::test]

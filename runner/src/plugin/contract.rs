@@ -292,5 +292,8 @@ mod tests {
             "output row 2 repeats the key (metric=`hr`) of an earlier row; each key may appear once a day"
         );
         assert!(check_output(&d, &Output::new(vec![row("hr", 1.0), row("bp", 2.0)], 0)).is_ok());
+        // A shape the columns could not be read from (WIT 0.4) comes first.
+        let malformed = Output { malformed: Some("output `floats` holds 1 values".into()), ..Output::new(vec![], 0) };
+        assert_eq!(check_output(&d, &malformed).unwrap_err(), "output `floats` holds 1 values");
     }
 }

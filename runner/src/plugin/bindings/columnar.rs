@@ -251,6 +251,21 @@ mod tests {
     }
 
     #[test]
+    fn per_row_fields_cross_only_when_declared() {
+        use crate::rows::{Frame, GroupKey, InputRow, RowFields};
+        let key = GroupKey { user_id: 7, day: chrono::NaiveDate::from_ymd_opt(2024, 3, 10).unwrap() };
+        let rows = || (1..=3).map(|i| InputRow::new(i, 1_710_028_800_000_000 + i, vec![Value::Float(1.0)])).collect();
+        let input = [Column { name: "value".into(), kind: ColumnType::Float }];
+        let only_ats = RowFields { ids: false, ats: true, days: false };
+        let g = super::v0_4::group(key, rows(), &Frame::default(), &input, only_ats);
+        assert!(g.ids.is_empty() && g.days.is_empty());
+        assert_eq!(g.ats.len(), 3);
+        assert_eq!(g.columns.len(), 1);
+        let g = super::v0_4::group(key, rows(), &Frame::default(), &input, RowFields::ALL);
+        assert_eq!((g.ids.len(), g.ats.len(), g.days.len()), (3, 3, 3));
+    }
+
+    #[test]
     fn columns_become_rows_with_their_nulls() {
         let out = output(two_rows(), &declared());
         assert_eq!(out.malformed, None);
