@@ -14,7 +14,8 @@
 // thrown into the runner's plugin error, naming the error's type, its
 // message and where it was thrown (innermost frames first). Without it,
 // both reach the operator as "wasm 'unreachable' instruction executed".
-// (A plugin built against a version before 0.4, whose `describe()` has no
+// (An output already by column, `rows` a count, is passed through; a
+// plugin built against a version before 0.4, whose `describe()` has no
 // `rowFields`, returns rows of `{ tag, val }` variants: those are checked
 // as such.)
 
@@ -144,6 +145,8 @@ export function guarded(aggregate, describe) {
     try {
       const output = aggregate(group);
       described ??= describe();
+      // Already by column (`rows` a count): the plugin built the lists itself.
+      if (typeof output.rows === 'number') return output;
       if ('rowFields' in described) return byColumn(output.rows, output.rejected, described.output);
       checkRows(output.rows, described.output);
       return output;

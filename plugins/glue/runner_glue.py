@@ -121,19 +121,19 @@ def by_column(rows, rejected, columns, planned):
     n = len(rows)
     # C-level passes: rows into columns, columns into the lists, and each
     # list's types checked at once; a list that fails is looked at closely.
-    by_column = list(zip(*rows)) if rows else [()] * width
+    values_of = list(zip(*rows)) if rows else [()] * width
     lists, nulls = [], []
     for (_, accepted, placeholder, numbers), which in zip(LISTS, planned[:4]):
-        values = list(chain.from_iterable(map(by_column.__getitem__, which)))
+        values = list(chain.from_iterable(map(values_of.__getitem__, which)))
         types = set(map(type, values))
         if not types <= accepted:
-            raise TypeError(misfit(by_column, which, columns, accepted))
+            raise TypeError(misfit(values_of, which, columns, accepted))
         if NONE in types:
             cells = chain.from_iterable(range(j * n, j * n + n) for j in which)
             nulls += [cell for cell, v in zip(cells, values) if v is None]
             values = [placeholder if v is None else v for v in values]
-        if numbers == "integers" and values and not fits(values, by_column, planned[-1]):
-            raise TypeError(misfit(by_column, which, columns, accepted))
+        if numbers == "integers" and values and not fits(values, values_of, planned[-1]):
+            raise TypeError(misfit(values_of, which, columns, accepted))
         if int in types and numbers == "floats":
             values = [float(v) for v in values]
         lists.append(values)
@@ -141,21 +141,21 @@ def by_column(rows, rejected, columns, planned):
     return t.Output(n, *lists, nulls, rejected)
 
 
-def fits(integers, by_column, dates):
+def fits(integers, values_of, dates):
     """Whether the integers (NULLs replaced) fit 64 bits, and the date
     columns' values 32."""
     if not (-INT64 <= min(integers) and max(integers) < INT64):
         return False
-    return all(-INT32 <= v < INT32 for j in dates for v in by_column[j] if v is not None)
+    return all(-INT32 <= v < INT32 for j in dates for v in values_of[j] if v is not None)
 
 
-def misfit(by_column, which, columns, accepted):
+def misfit(values_of, which, columns, accepted):
     """The first value of the columns `which` that does not fit, named.
     (No name placeholder in braces in this file: `runner plugin new` fills those in.)"""
     for j in which:
         column, kind = columns[j].name, columns[j].kind
         bits = 31 if kind == T.DATE else 63
-        for i, v in enumerate(by_column[j]):
+        for i, v in enumerate(values_of[j]):
             if type(v) not in accepted:
                 return f"output row {i}, column `{column}` ({kind.name.lower()}): got {type(v).__name__} {v!r:.40}"
             if type(v) is int and kind != T.FLOAT and not -(1 << bits) <= v < 1 << bits:
