@@ -633,7 +633,7 @@ fn failpoint(job: &str) {
     }
     let left = LEFT.get_or_init(|| parts.next().and_then(|n| n.parse().ok()).unwrap_or(1).into());
     if left
-        .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1))
+        .try_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
     {
         panic!("failpoint job-loop-panic");
