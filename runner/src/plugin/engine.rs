@@ -178,11 +178,12 @@ fn pooling() -> PoolingAllocationConfig {
     // only the pages the last group wrote are reset to the image, in place
     // (up to these many bytes): no madvise, and no page faults when the
     // next group touches them again; it halves a small group's call.
-    // Since wasmtime 50 the scan goes on past its 64-region buffer: an
-    // interpreter's writes are scattered (48 reset 32 regions and faulted
-    // the rest back in: a fresh Python instance 1.9 ms, now 1.1 ms).
     // Without it, keeping bytes resident means a memset of all of them per
     // group, which costs more than it saves: the default (madvise) stays.
+    // wasmtime 50 or newer: its scan goes on past a full buffer of dirty
+    // regions, and an interpreter's writes are scattered (48 reset the
+    // first 32 regions and faulted the rest back in: a fresh Python
+    // instance 1.9 ms, now 1.1 ms).
     if resets_in_place() {
         pooling
             .pagemap_scan(wasmtime::Enabled::Yes)
