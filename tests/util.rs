@@ -375,17 +375,20 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
 /// A plain HTTP/1.1 GET; returns the status code, the head (status line
 /// and headers, lowercase) and the body.
 pub async fn http_get_with_head(addr: &str, path: &str) -> (u16, String, String) {
+    try_http_get(addr, path).await.unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// A GET that may fail at the socket (refused, reset): what a server at
+/// its connection cap does, and what `wait_http` waits out.
+async fn try_http_get(addr: &str, path: &str) -> std::io::Result<(u16, String, String)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    stream.read_to_string(&mut response).await?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, head.to_lowercase(), body.to_string())
+    Ok((status, head.to_lowercase(), body.to_string()))
 }
 
 /// GETs `path` until `pred(status, body)` holds; returns that body. The
@@ -393,7 +396,8 @@ pub async fn http_get_with_head(addr: &str, path: &str) -> (u16, String, String)
 /// a test waits for them rather than reading them once.
 pub async fn wait_http(daemon: &Daemon, addr: &str, path: &str, secs: u64, pred: impl Fn(u16, &str) -> bool) -> String {
     let matched = || async {
-        let (status, body) = http_get(addr, path).await;
+        // A refused or reset connection is "not yet", like a wrong status.
+        let (status, _, body) = try_http_get(addr, path).await.unwrap_or_else(|e| (0, String::new(), e.to_string()));
         if pred(status, &body) { Ok(body) } else { Err((status, body)) }
     };
     eventually(secs, matched, |(status, body)| {
