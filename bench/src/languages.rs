@@ -41,6 +41,8 @@ fn group() -> (GroupKey, Vec<InputRow>) {
 pub const CALLS: usize = 200;
 const ROUNDS: usize = 5;
 pub const ROWS: usize = 34;
+/// The Rust vitals compiled into the host (`crate::native`), measured last.
+pub const NATIVE: &str = "Rust, native";
 
 /// Seconds of one group's call, each the best turn's median.
 #[derive(Clone, Copy)]
@@ -98,7 +100,7 @@ pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
     let shipped = shipped();
     let (key, rows) = group();
     debug_assert_eq!(rows.len(), ROWS);
-    let plugins: Vec<(&str, Option<Plugin>)> =
+    let mut plugins: Vec<(&str, Option<Plugin>)> =
         [("Rust", "vitals.wasm"), ("Python", "vitals_py.wasm"), ("JavaScript", "vitals_js.wasm")]
             .into_iter()
             .map(|(language, file)| match Plugin::load(&runtime, &dir.join(file), limits) {
@@ -107,6 +109,8 @@ pub fn measure(dir: &Path) -> Vec<(&'static str, Option<Cost>)> {
                 Err(_) => (language, None),
             })
             .collect();
+    // The same Rust logic without the sandbox: what WebAssembly costs.
+    plugins.push((NATIVE, Some(crate::native::vitals())));
     let fresh = |plugin: &Plugin| {
         let rows = rows.to_vec();
         let started = Instant::now();

@@ -779,12 +779,12 @@ fn report_languages(plugins: &Path) {
         "  as the runner calls it, shipped settings (reuse_instance = {reuse}, verify_every = {every}, {n} groups a transaction):"
     );
     let line = |language: &str, pick: fn(&languages::Cost) -> f64, c: &languages::Cost, r: &languages::Cost| {
-        println!("  {language:<12} group {:>7.1} µs (× {:>4.1} of Rust)", pick(c) * 1e6, pick(c) / pick(r));
+        println!("  {language:<13} group {:>7.1} µs (× {:>4.1} of Rust)", pick(c) * 1e6, pick(c) / pick(r));
     };
     for (language, cost) in &measured {
         match (cost, rust) {
             (Some(c), Some(r)) => line(language, |c| c.shipped, c, &r),
-            _ => println!("  {language:<12} not built (cargo xtask build-plugins)"),
+            _ => println!("  {language:<13} not built (cargo xtask build-plugins)"),
         }
     }
     println!("  with reuse_instance = false (a fresh instance per group):");
@@ -793,11 +793,17 @@ fn report_languages(plugins: &Path) {
             line(language, |c| c.fresh, c, &r);
         }
     }
+    println!("  a call's fixed cost (a one-row group on an instance that served it before):");
+    for (language, cost) in &measured {
+        if let (Some(c), Some(r)) = (cost, rust) {
+            line(language, |c| c.one_row_reused, c, &r);
+        }
+    }
     println!("  per row (the full group less its first row alone, on one instance):");
     for (language, cost) in &measured {
         if let (Some(c), Some(r)) = (cost, rust) {
             println!(
-                "  {language:<12} row {:>7.2} µs (× {:>4.1} of Rust)",
+                "  {language:<13} row {:>7.2} µs (× {:>4.1} of Rust)",
                 c.per_row() * 1e6,
                 c.per_row() / r.per_row()
             );

@@ -156,8 +156,23 @@ pub mod glue {
                 }
             })
         };
+        // Natively, the declared defaults, also resolved once per plugin
+        // (its schema), so what it derives from them is kept as in WebAssembly.
         #[cfg(not(target_arch = "wasm32"))]
-        let settings = &Settings::resolved(schema, &[]);
+        let settings: &Settings = {
+            type Resolved = std::sync::Mutex<Vec<(usize, &'static Settings)>>;
+            static RESOLVED: Resolved = std::sync::Mutex::new(Vec::new());
+            let plugin = std::ptr::from_ref(schema) as usize;
+            let mut resolved = RESOLVED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match resolved.iter().find(|(p, _)| *p == plugin) {
+                Some((_, settings)) => settings,
+                None => {
+                    let settings = Box::leak(Box::new(Settings::resolved(schema, &[])));
+                    resolved.push((plugin, settings));
+                    settings
+                }
+            }
+        };
         let day = Day::new(schema, settings, &group);
         let mut out = Output::new(schema);
         P::aggregate(&day, &mut out).map_err(|e| wit::PluginError { message: e.0 })?;

@@ -3,6 +3,9 @@
 //! The runner checks every value against the declaration before the plugin
 //! runs, so a declared setting is always present and of its declared type.
 
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
 use crate::bindings::health::aggregation::types::Value;
 use crate::{Error, Schema};
 
@@ -10,12 +13,45 @@ use crate::{Error, Schema};
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     values: Vec<(String, Value)>,
+    derived: Derived,
+}
+
+/// What the plugin derived from the settings ([`Settings::derived`]).
+#[derive(Clone, Default)]
+struct Derived(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "Derived(kept)" } else { "Derived(none)" })
+    }
 }
 
 impl Settings {
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     pub(crate) fn new(values: Vec<(String, Value)>) -> Self {
-        Settings { values }
+        Settings { values, derived: Derived::default() }
+    }
+
+    /// A value the plugin computes from its settings, computed once and
+    /// kept for as long as these settings hold: an instance's life, as the
+    /// runner never changes a running instance's settings. For what a
+    /// plugin reads from many settings, such as the vitals plugin's
+    /// fourteen plausible bounds (read each group, they cost a tenth of a
+    /// small group in WebAssembly). It must depend on the settings alone.
+    /// One value is kept; asking for another type computes that one each
+    /// time, and an error is not kept.
+    pub fn derived<T: Any + Send + Sync>(
+        &self,
+        derive: impl FnOnce(&Settings) -> Result<T, Error>,
+    ) -> Result<Arc<T>, Error> {
+        if let Some(kept) = self.derived.0.get() {
+            if let Ok(value) = kept.clone().downcast::<T>() {
+                return Ok(value);
+            }
+            return derive(self).map(Arc::new);
+        }
+        let value = Arc::new(derive(self)?);
+        let _ = self.derived.0.set(value.clone());
+        Ok(value)
     }
 
     /// The declared defaults with `overrides` on top: what the runner would
@@ -29,13 +65,13 @@ impl Settings {
                 Some((s.name.clone(), set.or_else(|| s.default.clone())?))
             })
             .collect();
-        Settings { values }
+        Settings::new(values)
     }
 
     fn get(&self, name: &str) -> Result<&Value, Error> {
         self.values
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| crate::schema::same_name(n, name))
             .map(|(_, v)| v)
             .ok_or_else(|| Error(format!("no setting `{name}` is declared")))
     }
@@ -71,5 +107,28 @@ impl Settings {
             Value::Text(t) => Ok(t),
             other => Err(Error(format!("setting `{name}` is {other:?}, not text"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_derived_value_is_computed_once_and_an_error_or_another_type_each_time() {
+        let settings = Settings::new(vec![("low".into(), Value::Float(2.0))]);
+        let calls = std::cell::Cell::new(0);
+        let double = || {
+            settings.derived(|s| {
+                calls.set(calls.get() + 1);
+                Ok(s.float("low")? * 2.0)
+            })
+        };
+        assert!(settings.derived::<f64>(|_| Err(Error::msg("not yet"))).is_err());
+        assert_eq!((*double().unwrap(), *double().unwrap()), (4.0, 4.0));
+        assert_eq!(calls.get(), 1, "kept after the first success");
+        assert_eq!(*settings.derived(|_| Ok(7_i64)).unwrap(), 7, "another type is computed, not mistaken");
+        assert_eq!(*double().unwrap(), 4.0);
+        assert_eq!(calls.get(), 1);
     }
 }

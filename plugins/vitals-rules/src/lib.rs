@@ -3,7 +3,7 @@
 //! figures. One home for both plugins that read `vitals_raw` (vitals,
 //! weight_trend): a reading is accepted and converted the same way in each.
 
-use plugin_kit::units::{self, Latest};
+use plugin_kit::units::{self, Latest, Memo};
 
 /// One raw reading, borrowed from the group's input.
 #[derive(Debug, Clone, Copy)]
@@ -131,13 +131,17 @@ impl Ranges {
 }
 
 impl Metric {
+    /// How a reading in `unit` converts, or `None` when the unit is not accepted.
+    fn conversion(&self, unit: &str) -> Option<Conversion> {
+        self.units.iter().find(|(u, _)| units::matches(unit, u)).map(|(_, c)| *c)
+    }
+
     /// The canonical value of an acceptable reading, or `None` when the
     /// reading is rejected (missing or non-finite value, unit not accepted,
     /// implausible value).
-    fn canonical_value(&self, value: Option<f64>, unit: &str, (low, high): (f64, f64)) -> Option<f64> {
+    fn canonical_value(&self, value: Option<f64>, unit: Option<Conversion>, (low, high): (f64, f64)) -> Option<f64> {
         let value = value.filter(|v| v.is_finite())?;
-        let (_, conversion) = self.units.iter().find(|(u, _)| units::matches(unit, u))?;
-        let canonical = conversion.apply(value);
+        let canonical = unit?.apply(value);
         (low..=high).contains(&canonical).then_some(canonical)
     }
 }
@@ -147,40 +151,60 @@ impl Metric {
 /// accepted, implausible value) or the metric is unknown.
 pub fn canonical(metric: &str, value: Option<f64>, unit: &str, ranges: &Ranges) -> Option<f64> {
     let i = METRICS.iter().position(|m| m.name == metric)?;
-    METRICS[i].canonical_value(value, unit, ranges.0[i])
+    METRICS[i].canonical_value(value, METRICS[i].conversion(unit), ranges.0[i])
 }
 
 /// Aggregates one group's readings into one row per known metric seen that
 /// day. Readings of unknown metrics are ignored, not counted.
+///
+/// One pass over the readings; each distinct metric and unit text of the
+/// group is matched against the table once ([`Memo`]), not once per row:
+/// trimming and folding a unit per row was a tenth of a group in the
+/// sandbox (docs/performance.md, round 16).
 pub fn aggregate(readings: &[Reading<'_>], ranges: &Ranges) -> (Vec<Daily>, u32) {
-    let mut rejected_total = 0;
-    let mut out = Vec::new();
-    for (metric, &range) in METRICS.iter().zip(&ranges.0) {
-        let mut seen = false;
-        let mut daily = Daily {
-            metric: metric.name,
-            unit: metric.canonical,
+    struct Sums {
+        seen: bool,
+        sum: f64,
+        last: Latest<f64>,
+        daily: Daily,
+    }
+    let mut sums: [Sums; METRICS.len()] = std::array::from_fn(|i| Sums {
+        seen: false,
+        sum: 0.0,
+        last: Latest::default(),
+        daily: Daily {
+            metric: METRICS[i].name,
+            unit: METRICS[i].canonical,
             sample_count: 0,
             rejected_count: 0,
             min_value: None,
             max_value: None,
             avg_value: None,
             last_value: None,
+        },
+    });
+    let mut metrics = Memo::default();
+    let mut units = Memo::default();
+    for r in readings {
+        let Some(i) = metrics.get((), r.metric, |name| METRICS.iter().position(|m| m.name == name)) else {
+            continue;
         };
-        let mut sum = 0.0;
-        let mut last = Latest::default();
-        for r in readings.iter().filter(|r| r.metric == metric.name) {
-            seen = true;
-            let Some(v) = metric.canonical_value(r.value, r.unit, range) else {
-                daily.rejected_count += 1;
-                continue;
-            };
-            daily.sample_count += 1;
-            sum += v;
-            daily.min_value = Some(daily.min_value.map_or(v, |m| m.min(v)));
-            daily.max_value = Some(daily.max_value.map_or(v, |m| m.max(v)));
-            last.offer(r.at, r.id, v);
-        }
+        let (metric, s) = (&METRICS[i], &mut sums[i]);
+        s.seen = true;
+        let conversion = units.get(i, r.unit, |unit| metric.conversion(unit));
+        let Some(v) = metric.canonical_value(r.value, conversion, ranges.0[i]) else {
+            s.daily.rejected_count += 1;
+            continue;
+        };
+        s.daily.sample_count += 1;
+        s.sum += v;
+        s.daily.min_value = Some(s.daily.min_value.map_or(v, |m| m.min(v)));
+        s.daily.max_value = Some(s.daily.max_value.map_or(v, |m| m.max(v)));
+        s.last.offer(r.at, r.id, v);
+    }
+    let mut rejected_total = 0;
+    let mut out = Vec::with_capacity(METRICS.len());
+    for Sums { seen, sum, last, mut daily } in sums {
         if !seen {
             continue;
         }

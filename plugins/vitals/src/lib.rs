@@ -44,34 +44,26 @@ impl Plugin for Vitals {
     }
 
     fn aggregate(day: &Day<'_>, out: &mut Output<'_>) -> Result<(), Error> {
-        let readings = day
-            .rows()
-            .map(|r| {
-                Ok(rules::Reading {
-                    id: r.id(),
-                    at: r.at(),
-                    metric: r.text("metric")?,
-                    value: r.float("value")?,
-                    unit: r.text("unit")?,
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        // Each setting's name is built in one buffer, not a `format!` each:
-        // fourteen of those cost 2 µs of a 31 µs group in the sandbox
-        // (docs/performance.md, round 13).
-        let mut name = String::with_capacity(32);
-        let mut setting = |metric: &str, bound: &str| {
-            name.clear();
-            name.push_str(metric);
-            name.push('_');
-            name.push_str(bound);
-            day.settings().float(&name)
-        };
-        let mut ranges = rules::Ranges::default();
-        for (metric, _, _) in rules::Ranges::metrics() {
-            let (low, high) = (setting(metric, "min")?, setting(metric, "max")?);
-            ranges.set(metric, low, high)?;
+        let mut readings = Vec::with_capacity(day.len());
+        for r in day.rows() {
+            readings.push(rules::Reading {
+                id: r.id(),
+                at: r.at(),
+                metric: r.text("metric")?,
+                value: r.float("value")?,
+                unit: r.text("unit")?,
+            });
         }
+        // The bounds are read from fourteen settings once an instance, not each group.
+        let ranges = day.settings().derived(|settings| {
+            let mut ranges = rules::Ranges::default();
+            for (metric, _, _) in rules::Ranges::metrics() {
+                let low = settings.float(&format!("{metric}_min"))?;
+                let high = settings.float(&format!("{metric}_max"))?;
+                ranges.set(metric, low, high)?;
+            }
+            Ok(ranges)
+        })?;
         let (daily, rejected) = rules::aggregate(&readings, &ranges);
         for d in daily {
             out.row(|r| {

@@ -2,6 +2,32 @@
 //! column, built from the runner's rows) and the output of 0.4 (one list
 //! per output column, turned back into rows and checked for shape first).
 
+/// Distinct texts of a column looked for one by one below this many (a
+/// vitals day's metrics and units are a handful: comparing them is cheaper
+/// than hashing each row's), by hash from then on.
+const SCAN_DISTINCT: usize = 16;
+
+/// The index of `text` among a text column's `distinct` values, added if new.
+fn intern(distinct: &mut Vec<String>, index: &mut std::collections::HashMap<String, u32>, text: String) -> u32 {
+    let scanning = distinct.len() < SCAN_DISTINCT;
+    let found = match scanning {
+        true => distinct.iter().position(|d| *d == text).map(|i| i as u32),
+        false => index.get(&text).copied(),
+    };
+    if let Some(i) = found {
+        return i;
+    }
+    let i = distinct.len() as u32;
+    if !scanning {
+        index.insert(text.clone(), i);
+    }
+    distinct.push(text);
+    if distinct.len() == SCAN_DISTINCT {
+        index.extend(distinct.iter().cloned().zip(0..));
+    }
+    i
+}
+
 /// A version's `group`, built from a group's rows: the two versions'
 /// types are alike but distinct, so one body serves both.
 macro_rules! columnar_group {
@@ -48,16 +74,7 @@ macro_rules! columnar_group {
                         (Column::Float(c), Value::Float(f)) => c.push(f),
                         (Column::Float(c), Value::Integer(i)) => c.push(i as f64),
                         (Column::Text { distinct, index, row }, Value::Text(s)) => {
-                            let i = match index.get(&s) {
-                                Some(&i) => i,
-                                None => {
-                                    let i = distinct.len() as u32;
-                                    distinct.push(s.clone());
-                                    index.insert(s, i);
-                                    i
-                                }
-                            };
-                            row.push(i);
+                            row.push(super::intern(distinct, index, s))
                         }
                         (Column::Timestamp(c), Value::Timestamp(t)) => c.push(t),
                         (Column::Date(c), Value::Date(d)) => c.push(d),
@@ -247,6 +264,17 @@ mod tests {
             // count of row 1; min and max of row 1.
             nulls: vec![3, 5, 7],
             rejected: 3,
+        }
+    }
+
+    #[test]
+    fn texts_are_numbered_once_each_before_and_after_hashing_takes_over() {
+        let (mut distinct, mut index) = (Vec::new(), std::collections::HashMap::new());
+        let texts: Vec<String> = (0..3 * super::SCAN_DISTINCT).map(|i| format!("t{}", i % 40)).collect();
+        let numbered: Vec<u32> = texts.iter().map(|t| super::intern(&mut distinct, &mut index, t.clone())).collect();
+        assert_eq!(distinct.len(), 40);
+        for (text, i) in texts.iter().zip(numbered) {
+            assert_eq!(&distinct[i as usize], text);
         }
     }
 
