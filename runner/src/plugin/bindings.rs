@@ -174,8 +174,9 @@ pub struct HostState {
     pub limits: Limiter,
     /// `vitals@1.0.0+sha256:…`, for log lines.
     pub plugin: std::sync::Arc<str>,
-    /// The group being aggregated, for log lines (empty while describing).
-    pub group: String,
+    /// The group being aggregated, for log lines (none while describing);
+    /// written out only when a line is logged.
+    pub group: Option<crate::rows::GroupKey>,
     /// The job's settings, for `host.settings` (WIT 0.2).
     settings: super::Settings,
     /// Log lines still allowed in this call, the longest line kept, and
@@ -192,7 +193,7 @@ impl HostState {
     pub fn new(
         limits: StoreLimits,
         plugin: std::sync::Arc<str>,
-        group: String,
+        group: Option<crate::rows::GroupKey>,
         call: super::Limits,
         settings: super::Settings,
     ) -> Self {
@@ -229,8 +230,8 @@ impl HostState {
 
     /// Starts another call on a reused instance: its group, a full log
     /// allowance, no memory refusal remembered from the call before.
-    pub fn begin_call(&mut self, group: String, call: super::Limits) {
-        self.group = group;
+    pub fn begin_call(&mut self, group: crate::rows::GroupKey, call: super::Limits) {
+        self.group = Some(group);
         self.log_left = call.log_lines;
         self.log_line_bytes = call.log_line_bytes;
         self.limits.memory_refused = false;
@@ -244,8 +245,8 @@ impl HostState {
     /// Ends a call: one line for the log lines dropped, if any.
     pub fn finish_logs(&mut self) {
         if self.log_dropped > 0 {
-            let (plugin, group, dropped) = (&*self.plugin, &self.group, self.log_dropped);
-            tracing::warn!(target: "plugin", plugin, group, dropped, "Plugin log lines dropped beyond the job's log_lines limit.");
+            let (plugin, group, dropped) = (&*self.plugin, self.group_name(), self.log_dropped);
+            tracing::warn!(target: "plugin", plugin, %group, dropped, "Plugin log lines dropped beyond the job's log_lines limit.");
             let name = plugin.split('@').next().unwrap_or_default().to_string();
             metrics::counter!("runner_plugin_log_lines_dropped_total", "plugin" => name).increment(dropped);
             self.log_dropped = 0;
@@ -292,14 +293,19 @@ impl HostState {
         }
         self.log_left -= 1;
         let message = super::contract::sanitize(message, self.log_line_bytes);
-        let (plugin, group) = (&*self.plugin, &self.group);
+        let (plugin, group) = (&*self.plugin, self.group_name());
         match level {
-            tracing::Level::TRACE => tracing::trace!(target: "plugin", plugin, group, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(target: "plugin", plugin, group, "{message}"),
-            tracing::Level::INFO => tracing::info!(target: "plugin", plugin, group, "{message}"),
-            tracing::Level::WARN => tracing::warn!(target: "plugin", plugin, group, "{message}"),
-            tracing::Level::ERROR => tracing::error!(target: "plugin", plugin, group, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "plugin", plugin, %group, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "plugin", plugin, %group, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "plugin", plugin, %group, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "plugin", plugin, %group, "{message}"),
+            tracing::Level::ERROR => tracing::error!(target: "plugin", plugin, %group, "{message}"),
         }
+    }
+
+    /// The group for a log line: `user 7 day 2024-03-10`, empty while describing.
+    fn group_name(&self) -> String {
+        self.group.map(|key| key.to_string()).unwrap_or_default()
     }
 }
 

@@ -252,7 +252,7 @@ impl Plugin {
             .with_context(|| other_world("it does not export `describe` and `aggregate` with the expected types"))?;
 
         let placeholder: Arc<str> = Arc::from(format!("{} (loading)", path.display()));
-        let mut store = new_store(runtime, placeholder, String::new(), limits, Settings::default());
+        let mut store = new_store(runtime, placeholder, None, limits, Settings::default());
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| call_error(e, limits, &store))
@@ -319,7 +319,7 @@ impl Plugin {
         let Backend::Wasm { pre, runtime } = &self.backend else {
             return Err(CallError::Trap("a native plugin has no instance".into()));
         };
-        let mut store = new_store(runtime, self.version.clone(), key.to_string(), limits, self.settings.clone());
+        let mut store = new_store(runtime, self.version.clone(), Some(key), limits, self.settings.clone());
         match pre.instantiate(&mut store) {
             Ok(instance) => Ok(Warm { store, instance, served: 0 }),
             Err(e) => {
@@ -498,7 +498,7 @@ const MAX_CORE_INSTANCES: usize = 1000;
 fn new_store(
     runtime: &Runtime,
     plugin: Arc<str>,
-    group: String,
+    group: Option<crate::rows::GroupKey>,
     limits: Limits,
     settings: Settings,
 ) -> Store<HostState> {

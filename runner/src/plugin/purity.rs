@@ -136,7 +136,7 @@ pub fn probe(plugin: &Plugin, limits: Limits, [a, b]: [&Sample; 2]) -> Probe {
     let mut failure = None;
     for (key, rows) in [a, b, a] {
         let fresh = plugin.aggregate_on_fresh(*key, rows.clone(), limits, true);
-        warm.store.data_mut().begin_call(key.to_string(), limits);
+        warm.store.data_mut().begin_call(*key, limits);
         let reused = warm.call(plugin, *key, rows.clone(), limits);
         warm.store.data_mut().finish_logs();
         match (reused, &fresh) {

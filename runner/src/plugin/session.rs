@@ -74,7 +74,7 @@ impl Session<'_> {
             None => plugin.instantiate(key, limits)?,
         };
         let reused = warm.served > 0;
-        warm.store.data_mut().begin_call(key.to_string(), limits);
+        warm.store.data_mut().begin_call(key, limits);
         let result = warm.call(plugin, key, rows, limits);
         warm.store.data_mut().finish_logs();
         let output = match result {
