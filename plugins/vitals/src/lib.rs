@@ -26,19 +26,22 @@ impl Plugin for Vitals {
             .output("avg_value", Float)
             .output("last_value", Float)
             .key("metric");
+        // Names and docs joined with `concat`, not `format!`: every new
+        // instance builds them, and the formatting machinery was a tenth of
+        // a fresh instance's first call (docs/performance.md, round 16).
         rules::Ranges::metrics().fold(schema, |schema, (metric, unit, (low, high))| {
             schema
                 .setting(
-                    &format!("{metric}_min"),
+                    &[metric, "_min"].concat(),
                     SettingType::Float,
                     low,
-                    &format!("lowest plausible {metric}, {unit}"),
+                    &["lowest plausible ", metric, ", ", unit].concat(),
                 )
                 .setting(
-                    &format!("{metric}_max"),
+                    &[metric, "_max"].concat(),
                     SettingType::Float,
                     high,
-                    &format!("highest plausible {metric}, {unit}"),
+                    &["highest plausible ", metric, ", ", unit].concat(),
                 )
         })
     }
@@ -58,8 +61,8 @@ impl Plugin for Vitals {
         let ranges = day.settings().derived(|settings| {
             let mut ranges = rules::Ranges::default();
             for (metric, _, _) in rules::Ranges::metrics() {
-                let low = settings.float(&format!("{metric}_min"))?;
-                let high = settings.float(&format!("{metric}_max"))?;
+                let low = settings.float(&[metric, "_min"].concat())?;
+                let high = settings.float(&[metric, "_max"].concat())?;
                 ranges.set(metric, low, high)?;
             }
             Ok(ranges)
