@@ -1,6 +1,7 @@
 //! Faults injected into real processes: repeated SIGKILLs, a Postgres
 //! restart, backends terminated under the runner, connection slots taken
-//! from outside, and three runners on one database while rows arrive.
+//! from outside, and three runners on one database while rows arrive; and
+//! the test server's own death, said and healed.
 //! Each ends with every row processed per the spec and the daily rows equal
 //! to a clean single run's.
 
@@ -82,6 +83,34 @@ async fn a_postgres_restart_mid_run_is_survived() {
     let result = vitals_daily_text(&client).await;
     assert_eq!(result, clean_daily(150, 4).await);
     assert_eq!(client.query_one(crate::util::FAILED_GROUPS, &[]).await.unwrap().get::<_, i64>(0), 0);
+}
+
+/// The harness's server (`tests/util.rs` watches the shared one with
+/// `revive`): killed, it says how it ended with the end of its log and
+/// comes back on the same data and port.
+#[tokio::test]
+async fn a_test_server_that_dies_says_how_and_comes_back_with_its_data() {
+    let mut pg = TempPostgres::start().unwrap();
+    let admin = connect(&pg.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE kept").await.unwrap();
+    let postmaster = pg.pid().unwrap();
+    assert!(pg.revive().is_none(), "revived a running server");
+    drop(admin);
+
+    // SAFETY: plain kill(2) on the server this test started.
+    unsafe { libc::kill(postmaster as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let said = loop {
+        if let Some(said) = pg.revive() {
+            break said;
+        }
+        assert!(Instant::now() < deadline, "the killed server was never seen to exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(said.contains("SIGKILL") && said.contains("ready to accept connections"), "{said}");
+    assert!(said.ends_with("It was started again."), "{said}");
+    let kept = connect(&pg.url("kept")).await;
+    assert_eq!(kept.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
 }
 
 #[tokio::test]

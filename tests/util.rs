@@ -25,8 +25,10 @@ fn server_url() -> &'static str {
         std::thread::spawn(move || {
             match TempPostgres::start() {
                 Ok(pg) => {
-                    tx.send(Ok(pg.url("postgres"))).unwrap();
+                    let url = pg.url("postgres");
                     *SERVER.lock().unwrap() = Some(pg);
+                    tx.send(Ok(url)).unwrap();
+                    watch_server();
                 }
                 Err(e) => tx.send(Err(format!("{e:#}"))).unwrap(),
             }
@@ -46,6 +48,26 @@ fn server_url() -> &'static str {
     })
 }
 
+/// Watches the shared server from the thread that started it: should it
+/// ever exit, that is said at once on stderr with the end of its log (what
+/// a test's panic cannot show, on a machine we cannot log into), and it is
+/// started again on the same data and port, so that one loss fails only the
+/// tests it cut into.
+fn watch_server() -> ! {
+    use std::io::Write as _;
+    let mut revived = 0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if revived == 3 {
+            continue; // said three times; the tests' panics say the rest
+        }
+        let Some(said) = SERVER.lock().unwrap().as_mut().and_then(TempPostgres::revive) else { continue };
+        revived += 1;
+        // Straight to the file descriptor: libtest captures `eprintln!`.
+        let _ = writeln!(std::io::stderr().lock(), "\nThe shared test server: {said}\n");
+    }
+}
+
 /// A fresh, empty database of its own for one test.
 pub struct TestDb {
     pub url: String,
@@ -53,9 +75,26 @@ pub struct TestDb {
 }
 
 pub async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connecting to the test database");
-    tokio::spawn(conn);
-    client
+    match tokio_postgres::connect(url, NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            client
+        }
+        Err(e) => panic!("connecting to the test database: {e}\n{}", server_report()),
+    }
+}
+
+/// What became of the shared test server, with the end of its log: a
+/// refused connection then says why, on a machine we cannot log into.
+fn server_report() -> String {
+    let Ok(mut server) = SERVER.lock() else { return "the shared test server's lock is poisoned".into() };
+    match server.as_mut() {
+        None => "the shared test server is DATABASE_URL's, or not started".into(),
+        Some(pg) => {
+            let state = pg.exit_status().map_or("still running".to_string(), |s| format!("exited: {s}"));
+            format!("the shared test server's process is {state}; the end of its log:\n{}", pg.log_tail(40))
+        }
+    }
 }
 
 impl TestDb {

@@ -99,6 +99,10 @@ impl TempPostgres {
         if let Some((uid, gid)) = account {
             postgres.uid(uid).gid(gid);
         }
+        // Its own process group: a signal meant for ours (a Ctrl-C in the
+        // terminal, a tool stopping its process group) is not a shutdown
+        // request. Tied to our thread instead, below.
+        postgres.process_group(0);
         if die_with_parent {
             // SAFETY: prctl is async-signal-safe and touches only the child.
             unsafe {
@@ -108,9 +112,6 @@ impl TempPostgres {
                     Ok(())
                 });
             }
-        } else {
-            // Its own process group, so a Ctrl-C in our terminal does not stop it.
-            postgres.process_group(0);
         }
         let child =
             postgres.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn().context("starting postgres")?;
@@ -121,9 +122,13 @@ impl TempPostgres {
     /// Stops the server (fast shutdown: clients are disconnected).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SIGINT is PostgreSQL's fast shutdown: disconnect clients, exit cleanly.
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            // Only a child not yet waited for: a reaped one's pid may belong
+            // to another process by now.
+            if let Ok(None) = child.try_wait() {
+                // SIGINT is PostgreSQL's fast shutdown: disconnect clients, exit cleanly.
+                // SAFETY: plain kill(2) on our own child's pid, not yet reaped.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            }
             let _ = child.wait();
         }
     }
@@ -173,6 +178,48 @@ impl TempPostgres {
     /// The server's folder (data, socket and log).
     pub fn dir(&self) -> &Path {
         self.dir.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+
+    /// What became of the server process: `None` while it runs, else how it
+    /// ended. For a test harness whose clients are suddenly refused.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The postmaster's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// If the server has exited, starts it again on the same data and port
+    /// and says what happened: how it ended, the end of its log, and
+    /// whether it came back. `None` while it runs.
+    pub fn revive(&mut self) -> Option<String> {
+        let status = self.exit_status()?;
+        let log = self.log_tail(60);
+        // A killed postmaster's backends leave on their own within moments;
+        // until they have, a new one refuses their shared memory.
+        let mut outcome = self.restart();
+        for _ in 0..20 {
+            if outcome.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            outcome = self.restart();
+        }
+        let outcome = match outcome {
+            Ok(()) => "It was started again.".to_string(),
+            Err(e) => format!("It could not be started again: {e:#}"),
+        };
+        Some(format!("PostgreSQL on port {} exited ({status}); its log ends:\n{log}\n{outcome}", self.port))
+    }
+
+    /// The last `lines` lines of the server's log (all its starts).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read(self.dir().join("postgres.log")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Leaves the server running after this value is gone; returns its folder.
