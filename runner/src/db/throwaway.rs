@@ -186,7 +186,7 @@ impl TempPostgres {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// The postmaster's process id, while it runs.
+    /// The process id of the postmaster last started.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
