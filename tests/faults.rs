@@ -85,6 +85,16 @@ async fn a_postgres_restart_mid_run_is_survived() {
     assert_eq!(client.query_one(crate::util::FAILED_GROUPS, &[]).await.unwrap().get::<_, i64>(0), 0);
 }
 
+/// A refused connection says what became of the shared server and shows
+/// the end of its log, not a bare "connection refused".
+#[tokio::test]
+#[should_panic(expected = "the shared test server's process is still running; the end of its log:")]
+async fn a_refused_test_connection_says_what_became_of_the_shared_server() {
+    let _started = TestDb::new().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    connect(&format!("postgres://postgres@127.0.0.1:{closed}/postgres")).await;
+}
+
 /// The harness's server (`tests/util.rs` watches the shared one with
 /// `revive`): killed, it says how it ended with the end of its log and
 /// comes back on the same data and port.
