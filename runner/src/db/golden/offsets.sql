@@ -89,14 +89,16 @@ WITH g AS (
                 DELETE FROM runner_group_failures f USING locked l
                 WHERE l.ok AND f.job = $4::text AND f.user_id = l.user_id AND f.day = l.day
                 RETURNING l.n, (NOT f.failed OR f.changed) AS retry, f.attempts
-             ), counts AS (
-                SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
-                          + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken,
-                       (SELECT coalesce(max(c.attempts), 0) FROM cleared c WHERE c.n = l.n) AS attempts
+             ), counts AS MATERIALIZED (
+                SELECT l.n, l.user_id, l.day, l.ok,
+                       coalesce(t.taken, 0) + coalesce(c.retries, 0) AS taken, coalesce(c.attempts, 0) AS attempts
                 FROM locked l
+                LEFT JOIN (SELECT n, count(*) AS taken FROM taken GROUP BY n) t USING (n)
+                LEFT JOIN (SELECT n, count(*) FILTER (WHERE retry) AS retries, max(attempts) AS attempts
+                           FROM cleared GROUP BY n) c USING (n)
              )
-             SELECT r.id, r.at, r.c0, r.c1, r.local_day, r.zone, k.taken, k.attempts, l.ok AS locked, l.n
-             FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
+             SELECT r.id, r.at, r.c0, r.c1, r.local_day, r.zone, l.taken, l.attempts, l.ok AS locked, l.n
+             FROM counts l LEFT JOIN LATERAL (
                 SELECT s.id::int8 AS id, s."recorded_at" AS at, s."metric" AS c0, s."value" AS c1, COALESCE((s."recorded_at" AT TIME ZONE (CASE WHEN s."offset_minutes" BETWEEN -1080 AND 1080 THEN pg_catalog.make_interval(mins => s."offset_minutes"::int4) END))::pg_catalog.date, (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date) AS local_day, (CASE WHEN s."offset_minutes" BETWEEN -1080 AND 1080 THEN (CASE WHEN s."offset_minutes" < 0 THEN '-' ELSE '+' END) || pg_catalog.lpad((abs(s."offset_minutes"::int4) / 60)::text, 2, '0') || ':' || pg_catalog.lpad((abs(s."offset_minutes"::int4) % 60)::text, 2, '0') ELSE 'UTC' END) AS zone FROM "vitals_offsets" s WHERE s.user_id = l.user_id AND s."recorded_at" >= ((l.day::pg_catalog.date::timestamp AT TIME ZONE 'UTC') - interval '1 day') AND s."recorded_at" < (((l.day::pg_catalog.date + 1)::timestamp AT TIME ZONE 'UTC') + interval '1 day') AND COALESCE((s."recorded_at" AT TIME ZONE (CASE WHEN s."offset_minutes" BETWEEN -1080 AND 1080 THEN pg_catalog.make_interval(mins => s."offset_minutes"::int4) END))::pg_catalog.date, (s."recorded_at" AT TIME ZONE 'UTC')::pg_catalog.date) = l.day::pg_catalog.date LIMIT 250001
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id

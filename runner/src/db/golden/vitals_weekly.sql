@@ -72,14 +72,16 @@ WITH g AS (
                 DELETE FROM runner_group_failures f USING locked l
                 WHERE l.ok AND f.job = $4::text AND f.user_id = l.user_id AND f.day = l.day
                 RETURNING l.n, (NOT f.failed OR f.changed) AS retry, f.attempts
-             ), counts AS (
-                SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
-                          + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken,
-                       (SELECT coalesce(max(c.attempts), 0) FROM cleared c WHERE c.n = l.n) AS attempts
+             ), counts AS MATERIALIZED (
+                SELECT l.n, l.user_id, l.day, l.ok,
+                       coalesce(t.taken, 0) + coalesce(c.retries, 0) AS taken, coalesce(c.attempts, 0) AS attempts
                 FROM locked l
+                LEFT JOIN (SELECT n, count(*) AS taken FROM taken GROUP BY n) t USING (n)
+                LEFT JOIN (SELECT n, count(*) FILTER (WHERE retry) AS retries, max(attempts) AS attempts
+                           FROM cleared GROUP BY n) c USING (n)
              )
-             SELECT r.id, r.at, r.c0, r.c1, r.local_day, k.taken, k.attempts, l.ok AS locked, l.n
-             FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
+             SELECT r.id, r.at, r.c0, r.c1, r.local_day, l.taken, l.attempts, l.ok AS locked, l.n
+             FROM counts l LEFT JOIN LATERAL (
                 SELECT (row_number() OVER (ORDER BY s."day"))::int8 AS id, (s."day"::timestamp AT TIME ZONE 'UTC') AS at, s."metric" AS c0, s."value" AS c1, s."day" AS local_day FROM "vitals_daily" s WHERE s.user_id = l.user_id AND s."day" BETWEEN l.day::pg_catalog.date AND (l.day::pg_catalog.date + 6)::pg_catalog.date LIMIT 250001
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id

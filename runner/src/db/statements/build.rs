@@ -283,6 +283,10 @@ impl<'a> Parts<'a> {
 
     /// `claim_many`: see [`Statements`].
     pub(super) fn claim_many(&self) -> String {
+        // Each group's counts are joined, grouped, and materialized once:
+        // as correlated subqueries they ran for every row read, each over
+        // the whole batch's keys (the claim's largest cost on many small
+        // groups; docs/performance.md, round 17).
         format!(
             "WITH g AS (
                 SELECT * FROM unnest($1::int8[], $2::date[]) WITH ORDINALITY AS g(user_id, day, n)
@@ -297,14 +301,16 @@ impl<'a> Parts<'a> {
                 DELETE FROM runner_group_failures f USING locked l
                 WHERE l.ok AND f.job = $4::text AND f.user_id = l.user_id AND f.day = l.day
                 RETURNING l.n, (NOT f.failed OR f.changed) AS retry, f.attempts
-             ), counts AS (
-                SELECT l.n, (SELECT count(*) FROM taken t WHERE t.n = l.n)
-                          + (SELECT count(*) FROM cleared c WHERE c.n = l.n AND c.retry) AS taken,
-                       (SELECT coalesce(max(c.attempts), 0) FROM cleared c WHERE c.n = l.n) AS attempts
+             ), counts AS MATERIALIZED (
+                SELECT l.n, l.user_id, l.day, l.ok,
+                       coalesce(t.taken, 0) + coalesce(c.retries, 0) AS taken, coalesce(c.attempts, 0) AS attempts
                 FROM locked l
+                LEFT JOIN (SELECT n, count(*) AS taken FROM taken GROUP BY n) t USING (n)
+                LEFT JOIN (SELECT n, count(*) FILTER (WHERE retry) AS retries, max(attempts) AS attempts
+                           FROM cleared GROUP BY n) c USING (n)
              )
-             SELECT r.id, r.at{input_cols_r}, k.taken, k.attempts, l.ok AS locked, l.n
-             FROM locked l JOIN counts k USING (n) LEFT JOIN LATERAL (
+             SELECT r.id, r.at{input_cols_r}, l.taken, l.attempts, l.ok AS locked, l.n
+             FROM counts l LEFT JOIN LATERAL (
                 {read}
              ) r ON l.ok
              ORDER BY l.n, r.at, r.id",
